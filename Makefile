@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test install lint repro bench clean
+
+# Reinstall whenever pyproject.toml changes; the stamp file records the last install.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## simulate the default data and print the summary
+	$(BIN)/router-simulate
+
+test: install  ## the whole test suite (real files, servers and models)
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+clean:
+	rm -rf data/generated artifacts reports .cache

@@ -1,0 +1,478 @@
+"""The attempt-log contract: one record per LLM call attempt.
+
+This module is the single source of truth for what the generator writes and what training
+reads. The record is expressed once, as the pydantic model `AttemptRecord`; the Arrow schema
+and the fast, column-wise validator used on large files are both derived from it, so the three
+can never disagree.
+
+On disk a log is JSONL (one record per line, `analysis` nested) or Parquet (flat columns, the
+analysis keys stored as `analysis.<key>`). Reading validates every row; rows that break the
+contract are written to a quarantine file with their row number and reason, never dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import annotated_types
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+ErrorKind = Literal[
+    "none",
+    "schema",
+    "low_similarity",
+    "severe_similarity",
+    "rate_limit",
+    "timeout",
+    "context_overflow",
+    "provider_error",
+]
+StartSource = Literal["learned", "rules", "exploration", "override"]
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class Analysis(BaseModel):
+    """Stage-4 analysis_result features. Extra keys are allowed and carried through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    domain: str | None = None
+    audience_level: str | None = None
+    language: str | None = None
+    complexity: Unit | None = None
+    analysis_completeness: Unit | None = None
+    section_count: Count | None = None
+    lesson_count: Count | None = None
+    objective_count: Count | None = None
+    source_tokens: Count | None = None
+
+
+class AttemptRecord(BaseModel):
+    """One LLM call attempt, with the routing decision that led to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    timestamp: datetime
+    course_id: Annotated[str, Field(min_length=1)]
+    task_id: Annotated[str, Field(min_length=1)]
+    field: Annotated[str, Field(min_length=1)]
+    phase: Annotated[int, Field(ge=1, le=5)]
+    attempt: Annotated[int, Field(ge=1)]
+    tier: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    prompt_tokens: Count
+    completion_tokens: Count
+    context_tokens: Count
+    analysis: Analysis = Field(default_factory=Analysis)
+    similarity: Unit | None
+    schema_valid: bool
+    passed: bool
+    error_kind: ErrorKind
+    cost_usd: Annotated[float, Field(ge=0.0)]
+    latency_ms: Annotated[float, Field(ge=0.0)]
+    decision_id: Annotated[str, Field(min_length=1)]
+    router_version: Annotated[str, Field(min_length=1)]
+    start_source: StartSource
+    predicted_pass_prob: Unit | None = None
+    propensity: Annotated[float, Field(gt=0.0, le=1.0)]
+    escalation_reason: str | None = None
+
+
+class LogReadError(ValueError):
+    """A log file cannot be read at all (not JSONL / not Parquet / empty of valid rows)."""
+
+
+# --------------------------------------------------------------------------------------
+# Column rules derived from the pydantic model
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """What the contract demands of one flat column."""
+
+    name: str
+    kind: str  # "str" | "int" | "float" | "bool" | "datetime" | "literal"
+    required: bool
+    choices: tuple[Any, ...] = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    min_length: int | None = None
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, list[Any]]:
+    """Strip Optional/Annotated; return (base type, nullable, constraint metadata)."""
+    nullable = False
+    metadata: list[Any] = []
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation, *extra = typing.get_args(annotation)
+            for m in extra:
+                metadata.extend(getattr(m, "metadata", [m]))
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(args) < len(typing.get_args(annotation))
+            annotation = args[0]
+        else:
+            return annotation, nullable, metadata
+
+
+def _rule(name: str, info: Any) -> ColumnRule:
+    base, nullable, metadata = _unwrap(info.annotation)
+    metadata = [*metadata, *info.metadata]
+    bounds: dict[str, Any] = {}
+    for m in metadata:
+        if isinstance(m, annotated_types.Ge):
+            bounds["ge"] = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            bounds["gt"] = m.gt
+        elif isinstance(m, annotated_types.Le):
+            bounds["le"] = m.le
+        elif isinstance(m, annotated_types.MinLen):
+            bounds["min_length"] = m.min_length
+    if typing.get_origin(base) is Literal:
+        kind, choices = "literal", typing.get_args(base)
+    else:
+        kind = {str: "str", int: "int", float: "float", bool: "bool", datetime: "datetime"}[base]
+        choices = ()
+    required = info.is_required() or (not nullable and info.default is not None)
+    return ColumnRule(name=name, kind=kind, required=required and not nullable, choices=choices,
+                      **bounds)
+
+
+def column_rules() -> list[ColumnRule]:
+    """Flat column rules: record fields plus `analysis.<key>` for the known analysis keys."""
+    rules = [_rule(n, f) for n, f in AttemptRecord.model_fields.items() if n != "analysis"]
+    rules += [_rule(f"analysis.{n}", f) for n, f in Analysis.model_fields.items()]
+    return rules
+
+
+_ARROW_TYPES = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_schema(extra_analysis: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """The Parquet schema: one flat column per rule, plus any extra analysis keys."""
+    fields = []
+    for r in column_rules():
+        if r.kind == "literal":
+            typ = pa.int64() if isinstance(r.choices[0], int) else pa.string()
+        else:
+            typ = _ARROW_TYPES[r.kind]
+        fields.append(pa.field(r.name, typ, nullable=not r.required))
+    for key, typ in (extra_analysis or {}).items():
+        fields.append(pa.field(key, typ, nullable=True))
+    return pa.schema(fields)
+
+
+KNOWN_COLUMNS = [r.name for r in column_rules()]
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+def records_to_frame(records: Iterable[AttemptRecord | dict[str, Any]]) -> pd.DataFrame:
+    """Flatten records (models or dicts) into the flat column layout."""
+    rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in records]
+    frame = pd.json_normalize(rows, sep=".")
+    return frame
+
+
+def _extra_analysis_types(frame: pd.DataFrame) -> dict[str, pa.DataType]:
+    extras = [c for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS]
+    return {c: pa.Array.from_pandas(frame[c]).type for c in extras}
+
+
+def write_attempts(records: pd.DataFrame | Iterable[AttemptRecord | dict[str, Any]],
+                   path: str | Path) -> Path:
+    """Write attempt records to `.jsonl` or `.parquet` (chosen by suffix)."""
+    path = Path(path)
+    frame = records if isinstance(records, pd.DataFrame) else records_to_frame(records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        schema = arrow_schema(_extra_analysis_types(frame))
+        missing = [c for c in schema.names if c not in frame.columns]
+        frame = frame.assign(**{c: None for c in missing})
+        frame = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).dt.floor("us"))
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        pq.write_table(table, path)
+    elif path.suffix == ".jsonl":
+        with path.open("w", encoding="utf-8") as fh:
+            for row in _frame_to_nested(frame):
+                fh.write(json.dumps(row, default=str) + "\n")
+    else:
+        raise ValueError(f"log path {str(path)!r} must end in .jsonl or .parquet")
+    return path
+
+
+def _frame_to_nested(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    frame = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).map(
+        lambda t: t.isoformat()))
+    analysis_cols = [c for c in frame.columns if c.startswith("analysis.")]
+    other_cols = [c for c in frame.columns if not c.startswith("analysis.")]
+    for row in frame.to_dict(orient="records"):
+        out = {c: _plain(row[c]) for c in other_cols}
+        out["analysis"] = {c[len("analysis."):]: _plain(row[c]) for c in analysis_cols
+                           if _plain(row[c]) is not None}
+        yield out
+
+
+def _plain(value: Any) -> Any:
+    """numpy/pandas scalars -> JSON-able python values; NaN/NA -> None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float | np.floating) and np.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Reading and validation
+
+
+@dataclass
+class LoadResult:
+    """Valid rows, quarantined rows and counts from reading one or more log files."""
+
+    frame: pd.DataFrame
+    quarantined: pd.DataFrame
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        c = self.counts
+        return (f"{c.get('valid', 0):,} valid rows, {c.get('quarantined', 0):,} quarantined "
+                f"from {c.get('files', 0)} file(s)")
+
+
+def expand_log_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Files and folders -> the sorted list of `.jsonl` / `.parquet` files they contain."""
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix in (".jsonl", ".parquet"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"log path {str(p)!r} does not exist; point data.logs at a "
+                                    "log file or folder (e.g. run router-simulate first)")
+    if not files:
+        raise LogReadError(f"no .jsonl or .parquet log files found under {items}")
+    return files
+
+
+def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    rows, bad = [], []
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append({"source": str(path), "row": lineno,
+                            "reason": f"line is not valid JSON ({exc.msg})", "record": line[:2000]})
+                continue
+            if not isinstance(obj, dict):
+                bad.append({"source": str(path), "row": lineno,
+                            "reason": "line is not a JSON object", "record": line[:2000]})
+                continue
+            obj["_row"] = lineno
+            rows.append(obj)
+    if not rows and bad:
+        raise LogReadError(f"{path}: none of its {len(bad)} lines is a JSON object "
+                           f"(first problem: {bad[0]['reason']}); is it really a JSONL log?")
+    frame = pd.json_normalize(rows, sep=".") if rows else pd.DataFrame()
+    return frame, bad
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise LogReadError(f"{path}: not a readable Parquet file ({exc}); "
+                           "re-export it or remove it from data.logs") from exc
+    frame = table.to_pandas()
+    frame["_row"] = np.arange(1, len(frame) + 1)
+    return frame
+
+
+def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, list[tuple]]:
+    """Coerce one column to its type; return it and (mask, message-fn) failures."""
+    n = len(frame)
+    failures: list[tuple[np.ndarray, Any]] = []
+    if rule.name not in frame.columns:
+        col = pd.Series([None] * n, index=frame.index, dtype=object)
+    else:
+        col = frame[rule.name]
+    raw = col
+    isnull = raw.isna().to_numpy()
+    if rule.required:
+        failures.append((isnull, lambda v, r=rule: f"{r.name} is missing"))
+
+    if rule.kind in ("int", "float"):
+        if raw.dtype == bool or raw.dtype == object:
+            is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
+            failures.append((is_bool, lambda v, r=rule: f"{r.name}={v!r}: expected a number"))
+            raw = raw.where(~is_bool, None)
+        num = pd.to_numeric(raw, errors="coerce")
+        bad_type = num.isna().to_numpy() & ~isnull
+        failures.append((bad_type, lambda v, r=rule: f"{r.name}={v!r}: expected a number"))
+        if rule.kind == "int":
+            frac = (num.notna() & (num != np.floor(num))).to_numpy()
+            failures.append((frac, lambda v, r=rule: f"{r.name}={v!r}: expected a whole number"))
+        numv = num.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            if rule.ge is not None:
+                failures.append((numv < rule.ge,
+                                 lambda v, r=rule: f"{r.name}={v!r}: must be >= {r.ge}"))
+            if rule.gt is not None:
+                failures.append((numv <= rule.gt,
+                                 lambda v, r=rule: f"{r.name}={v!r}: must be > {r.gt}"))
+            if rule.le is not None:
+                failures.append((numv > rule.le,
+                                 lambda v, r=rule: f"{r.name}={v!r}: must be <= {r.le}"))
+        if rule.kind == "int" and rule.required:
+            return num.fillna(0).round().astype("int64"), failures
+        return num.astype("float64"), failures
+    if rule.kind == "bool":
+        ok = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
+        failures.append((~ok & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected true/false"))
+        return raw.where(ok, False).astype(bool), failures
+    if rule.kind == "datetime":
+        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+        bad = ts.isna().to_numpy() & ~isnull
+        failures.append((bad, lambda v, r=rule: f"{r.name}={v!r}: expected an ISO-8601 time"))
+        return ts, failures
+    if rule.kind == "literal":
+        choices = set(rule.choices)
+        ok = raw.isin(list(choices)).to_numpy()
+        failures.append((~ok & ~isnull, lambda v, r=rule: (
+            f"{r.name}={v!r}: expected one of {sorted(map(str, r.choices))}")))
+        return raw, failures
+    # str
+    is_str = raw.map(lambda v: isinstance(v, str)).to_numpy()
+    failures.append((~is_str & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected a string"))
+    if rule.min_length:
+        empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
+        failures.append((empty & is_str, lambda v, r=rule: f"{r.name} is empty"))
+    return raw.astype(object).where(~isnull, None), failures
+
+
+def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = None,
+                   known_tiers: Iterable[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Coerce a flat frame to contract types; return it with one reason ("" = valid) per row."""
+    n = len(frame)
+    reasons = np.full(n, "", dtype=object)
+
+    def add(mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
+        idx = np.flatnonzero(mask)
+        for i in idx:
+            v = _plain(values.iloc[i]) if values is not None else None
+            msg = message(v)
+            reasons[i] = msg if not reasons[i] else f"{reasons[i]}; {msg}"
+
+    out = {}
+    for rule in column_rules():
+        coerced, failures = _check_column(frame, rule)
+        original = frame[rule.name] if rule.name in frame.columns else None
+        for mask, message in failures:
+            add(mask, message, original)
+        out[rule.name] = coerced.to_numpy() if hasattr(coerced, "to_numpy") else coerced
+
+    unknown = [c for c in frame.columns
+               if c not in KNOWN_COLUMNS and not c.startswith("analysis.") and c != "_row"
+               and c != "_source"]
+    for c in unknown:
+        present = frame[c].notna().to_numpy()
+        add(present, lambda v, c=c: f"unknown column {c!r} (not in the attempt-log contract)",
+            frame[c])
+    if known_fields is not None:
+        allowed = set(known_fields)
+        bad = ~frame.get("field", pd.Series([None] * n)).isin(allowed).to_numpy()
+        bad &= frame.get("field", pd.Series([None] * n)).notna().to_numpy()
+        add(bad, lambda v: f"field={v!r}: unknown field name (not in conf/fields)", frame["field"])
+    if known_tiers is not None:
+        allowed = set(known_tiers)
+        tier = frame.get("tier", pd.Series([None] * n))
+        bad = ~tier.isin(allowed).to_numpy() & tier.notna().to_numpy()
+        add(bad, lambda v: f"tier={v!r}: unknown tier (not in conf/tiers)", tier)
+    if "passed" in frame.columns and "schema_valid" in frame.columns:
+        incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
+        add(incoherent, lambda v: "passed=true with schema_valid=false", None)
+
+    extras = {c: frame[c].to_numpy() for c in frame.columns
+              if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
+    clean = pd.DataFrame({**out, **extras}, index=frame.index)
+    return clean, reasons
+
+
+def read_attempts(paths: str | Path | Sequence[str | Path], *,
+                  known_fields: Iterable[str] | None = None,
+                  known_tiers: Iterable[str] | None = None,
+                  quarantine_path: str | Path | None = None) -> LoadResult:
+    """Read and validate attempt logs; quarantine bad rows (with reasons) instead of dropping."""
+    files = expand_log_paths(paths)
+    known_fields = list(known_fields) if known_fields is not None else None
+    known_tiers = list(known_tiers) if known_tiers is not None else None
+    good, bad_rows = [], []
+    for path in files:
+        if path.suffix == ".jsonl":
+            frame, bad = _read_jsonl(path)
+            bad_rows += bad
+        else:
+            frame = _read_parquet(path)
+        if frame.empty:
+            continue
+        rows = frame.pop("_row").to_numpy()
+        clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
+        is_bad = reasons != ""
+        for i in np.flatnonzero(is_bad):
+            record = {k: _plain(v) for k, v in frame.iloc[i].items()}
+            bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
+                             "record": record})
+        good.append(clean.loc[~is_bad])
+    frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
+    quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"])
+    if quarantine_path is not None and len(quarantined):
+        qp = Path(quarantine_path)
+        qp.parent.mkdir(parents=True, exist_ok=True)
+        with qp.open("w", encoding="utf-8") as fh:
+            for row in bad_rows:
+                fh.write(json.dumps(row, default=str) + "\n")
+    if frame.empty and len(quarantined):
+        raise LogReadError(
+            f"every one of the {len(quarantined)} rows in {[str(f) for f in files]} broke the "
+            f"attempt-log contract (first: row {quarantined.iloc[0]['row']}: "
+            f"{quarantined.iloc[0]['reason']})"
+            + (f"; details in {quarantine_path}" if quarantine_path else ""))
+    counts = {"files": len(files), "valid": len(frame), "quarantined": len(quarantined)}
+    return LoadResult(frame=frame, quarantined=quarantined, counts=counts)

@@ -1,0 +1,362 @@
+"""A documented world model of Stage-5 generation, used as the embedded default data.
+
+It draws courses (the Stage-4 analysis), expands them into one task per field instance, and
+draws every tier's outcome for every attempt: the counterfactual outcome table. It then runs
+the seed's rule ladder from the static field assignment (with an optional epsilon of random
+start tiers) and writes the attempt logs that policy would have produced.
+
+Every assumption is a config knob in `conf/simulate/default.yaml`, explained in data/README.md.
+Everything is drawn from one seeded generator, so the same config gives the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.replay import OutcomeCube, ReplayResult
+from router_model.config import Catalog
+
+ANALYSIS_CATEGORICALS = ("domain", "audience_level", "language")
+
+
+@dataclass
+class SimulatedWorld:
+    """Tasks (one row per field instance), their outcome cube and the hidden difficulty."""
+
+    tasks: pd.DataFrame
+    cube: OutcomeCube
+    completion_tokens: np.ndarray  # (n, T)
+
+
+def _choice(rng: np.random.Generator, table: Mapping[str, Any], size: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    names = list(table)
+    shares = np.array([float(table[k][0]) for k in names])
+    offsets = np.array([float(table[k][1]) for k in names])
+    idx = rng.choice(len(names), size=size, p=shares / shares.sum())
+    return np.array(names, dtype=object)[idx], offsets[idx]
+
+
+def _randint(rng: np.random.Generator, bounds: Any, size: int) -> np.ndarray:
+    lo, hi = int(bounds[0]), int(bounds[1])
+    return rng.integers(lo, hi + 1, size=size)
+
+
+def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Generator
+                     ) -> pd.DataFrame:
+    """One row per course: the Stage-4 analysis plus its hidden difficulty."""
+    c = cfg["courses"]
+    domain, d_off = _choice(rng, c["domains"], n_courses)
+    audience, a_off = _choice(rng, c["audience_levels"], n_courses)
+    language, l_off = _choice(rng, c["languages"], n_courses)
+    complexity = rng.beta(*c["complexity_beta"], size=n_courses)
+    completeness = rng.beta(*c["completeness_beta"], size=n_courses)
+    sections = _randint(rng, c["sections"], n_courses)
+    lessons_per = _randint(rng, c["lessons_per_section"], n_courses)
+    objectives = _randint(rng, c["objectives"], n_courses)
+    source = np.round(float(c["source_tokens_median"])
+                      * np.exp(rng.normal(0.0, float(c["source_tokens_sigma"]), n_courses)))
+    observable = (d_off + a_off + float(c["complexity_weight"]) * (complexity - 0.4)
+                  - float(c["completeness_weight"]) * (completeness - 0.75))
+    hidden = rng.normal(0.0, float(cfg["noise"]["course_sd"]), n_courses)
+    return pd.DataFrame({
+        "course_index": np.arange(n_courses),
+        "domain": domain, "audience_level": audience, "language": language,
+        "complexity": complexity.round(4), "analysis_completeness": completeness.round(4),
+        "section_count": sections, "lesson_count": sections * lessons_per,
+        "objective_count": objectives, "source_tokens": source.astype(np.int64),
+        "_language_offset": l_off, "_observable_difficulty": observable,
+        "_hidden_difficulty": hidden,
+    })
+
+
+def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """One row per field instance, with token counts and the task's difficulty."""
+    sections = courses["section_count"].to_numpy()
+    lessons_per_section = courses["lesson_count"].to_numpy() // np.maximum(sections, 1)
+    per_course_counts = {"course": np.ones(len(courses), dtype=np.int64), "section": sections}
+    parts = []
+    for name, f in cfg["fields"].items():
+        if name not in catalog.fields:
+            raise ValueError(f"simulate.fields.{name} is not a field in conf/fields")
+        counts = per_course_counts[f["per"]]
+        course_idx = np.repeat(np.arange(len(courses)), counts)
+        ordinal = np.concatenate([np.arange(k) for k in counts])
+        # Phase-3 fields are generated one batch per section: `items` says what is batched.
+        items = f.get("items")
+        if items == "lessons":
+            batch = lessons_per_section[course_idx]
+        elif items == "exercises":
+            per_lesson = cfg["courses"]["exercises_per_lesson"]
+            batch = np.array([_randint(rng, per_lesson, int(k)).sum()
+                              for k in lessons_per_section[course_idx]])
+        else:
+            batch = np.ones(course_idx.size, dtype=np.int64)
+        parts.append(pd.DataFrame({"course_index": course_idx, "field": name,
+                                   "ordinal": ordinal.astype(np.int64), "batch_size": batch}))
+    tasks = pd.concat(parts, ignore_index=True)
+    phase = {n: s.phase for n, s in catalog.fields.items()}
+    tasks["phase"] = tasks["field"].map(phase).astype(np.int64)
+    tasks = tasks.sort_values(["course_index", "phase", "field", "ordinal"], kind="stable",
+                              ignore_index=True)
+    tasks = tasks.merge(courses, on="course_index", how="left")
+    fcfg = pd.DataFrame.from_dict({k: dict(v) for k, v in cfg["fields"].items()}, orient="index")
+    f = fcfg.loc[tasks["field"]].reset_index(drop=True)
+    n = len(tasks)
+    batch = tasks["batch_size"].to_numpy(float)
+    prompt = (f["prompt_tokens"].to_numpy(float) * (1.0 + 0.3 * (batch - 1.0))
+              * np.exp(rng.normal(0, 0.25, n)))
+    prompt += 25.0 * tasks["objective_count"].to_numpy()
+    context = (tasks["source_tokens"].to_numpy() * f["context_share"].to_numpy(float)
+               * np.exp(rng.normal(0, 0.15, n)))
+    output = (f["output_tokens"].to_numpy(float) * batch * np.exp(rng.normal(0, 0.3, n))
+              * (1.0 + 0.3 * tasks["complexity"].to_numpy()))
+    tasks["prompt_tokens"] = np.maximum(1, np.round(prompt)).astype(np.int64)
+    tasks["context_tokens"] = np.round(context).astype(np.int64)
+    tasks["expected_completion_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
+    total = tasks["prompt_tokens"] + tasks["context_tokens"]
+    tasks["_difficulty"] = (
+        f["difficulty"].to_numpy(float)
+        + f["sensitivity"].to_numpy(float) * tasks["_observable_difficulty"].to_numpy()
+        + 0.1 * np.log(total.to_numpy() / 10_000.0)
+        + float(cfg["batch_difficulty"]) * (batch - 1.0)
+        + tasks["_hidden_difficulty"].to_numpy()
+        + rng.normal(0.0, float(cfg["noise"]["task_sd"]), n))
+    tasks["_structure"] = f["structure"].to_numpy(float)
+    return tasks
+
+
+def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
+                  rng: np.random.Generator) -> SimulatedWorld:
+    """Every tier's outcome for every attempt: the counterfactual table, as a cube."""
+    n = len(tasks)
+    names = catalog.tier_names
+    n_att = catalog.gate.retries_per_tier + 1
+    q = cfg["quality"]
+    floor, ceiling, slope = float(q["floor"]), float(q["ceiling"]), float(q["slope"])
+    noise = cfg["noise"]
+    difficulty = tasks["_difficulty"].to_numpy()
+    lang = tasks["_language_offset"].to_numpy()
+    structure = tasks["_structure"].to_numpy()
+    prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
+    expected_out = tasks["expected_completion_tokens"].to_numpy(float)
+
+    shape = (n, len(names), n_att)
+    quality = np.empty(shape)
+    schema_valid = np.empty(shape, dtype=bool)
+    completion = np.empty((n, len(names)))
+    call_cost = np.empty((n, len(names)))
+    gate_cost = np.empty((n, len(names)))
+    latency = np.empty((n, len(names)))
+    for j, name in enumerate(names):
+        t = cfg["tiers"][name]
+        margin = float(t["skill"]) - difficulty - float(t["language_gap"]) * lang
+        base = floor + (ceiling - floor) / (1.0 + np.exp(-slope * margin))
+        draws = base[:, None] + rng.normal(0.0, float(noise["attempt_sd"]), (n, n_att))
+        # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
+        off_topic = rng.random((n, n_att)) < float(t["off_topic"])
+        draws = np.where(off_topic, rng.uniform(0.2, 0.6, (n, n_att)), draws)
+        quality[:, j, :] = np.clip(draws, 0.0, 1.0)
+        p_err = np.clip(float(t["schema_error"]) * structure * np.exp(np.maximum(-margin, 0)),
+                        0, 0.9)
+        schema_valid[:, j, :] = rng.random((n, n_att)) >= p_err[:, None]
+        completion[:, j] = np.round(expected_out * float(t["completion_scale"]))
+        tier = catalog.tiers[name]
+        call_cost[:, j] = tier.call_cost(prompt_total, completion[:, j])
+        gate_cost[:, j] = catalog.gate_cost(completion[:, j])
+        latency[:, j] = tier.call_latency_s(completion[:, j]) + catalog.gate_latency_s()
+    similarity = np.clip(quality + rng.normal(0.0, float(noise["gate_sd"]), shape), 0.0, 1.0)
+    overflow = prompt_total > catalog.gate.context_overflow_tokens
+    cube = OutcomeCube(similarity=similarity, quality=quality, schema_valid=schema_valid,
+                       call_cost=call_cost, gate_cost=gate_cost, latency_s=latency,
+                       overflow=overflow)
+    return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
+
+
+def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | None = None,
+                   seed: int | None = None) -> SimulatedWorld:
+    """Courses -> tasks -> outcome cube, all from one seeded generator."""
+    rng = np.random.default_rng(int(cfg["seed"] if seed is None else seed))
+    n_courses = int(cfg["n_courses"] if n_courses is None else n_courses)
+    if n_courses < 1:
+        raise ValueError(f"simulate.n_courses={n_courses} must be >= 1")
+    courses = simulate_courses(cfg, n_courses, rng)
+    tasks = expand_tasks(cfg, courses, catalog, rng)
+    world = draw_outcomes(cfg, tasks, catalog, rng)
+    prefix = f"c{int(cfg['seed'] if seed is None else seed) % 100000:05d}"
+    world.tasks["course_id"] = [f"{prefix}-{i:06d}" for i in world.tasks["course_index"]]
+    world.tasks["task_id"] = (world.tasks["course_id"] + "-" + world.tasks["field"] + "-"
+                              + world.tasks["ordinal"].astype(str))
+    return world
+
+
+def static_start_tiers(tasks: pd.DataFrame, catalog: Catalog) -> np.ndarray:
+    """The seed's static field assignment, as tier indices."""
+    static = {n: catalog.tier_index(s.static_tier) for n, s in catalog.fields.items()}
+    return tasks["field"].map(static).to_numpy(np.int64)
+
+
+def explore(static: np.ndarray, epsilon: float, n_ladder: int, rng: np.random.Generator
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epsilon-greedy start tiers around `static`: (start, explored?, propensity of start)."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"simulate.epsilon={epsilon} must be in [0, 1]")
+    explored = rng.random(static.size) < epsilon
+    random_tier = rng.integers(0, n_ladder, static.size)
+    start = np.where(explored, random_tier, static)
+    propensity = (1.0 - epsilon) * (start == static) + epsilon / n_ladder
+    return start, explored, propensity
+
+
+ERROR_KIND_BY_REASON = {"": "none", "mid_similarity": "low_similarity",
+                        "retry_limit": "low_similarity", "exhausted": "low_similarity",
+                        "schema_error": "schema", "severe_similarity": "severe_similarity"}
+
+
+def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, *,
+                 explored: np.ndarray, propensity: np.ndarray, router_version: str,
+                 start_time: str, courses_per_day: float) -> pd.DataFrame:
+    """Turn a replay trace into attempt-log rows (the flat layout of the log contract)."""
+    trace = result.trace
+    if trace is None:
+        raise ValueError("attempt_logs needs a replay run with record_trace=True")
+    tasks = world.tasks
+    ti = trace["task"].to_numpy()
+    tier_idx = trace["tier"].to_numpy()
+    names = np.array(catalog.tier_names, dtype=object)
+    tiers = [catalog.tiers[t] for t in catalog.tier_names]
+    sim = trace["similarity"].to_numpy()
+    valid = trace["schema_valid"].to_numpy()
+    passed = trace["action"].to_numpy() == 0
+    g = catalog.gate
+    kind = np.where(passed, "none", np.where(~valid, "schema", np.where(
+        sim < g.severe_threshold, "severe_similarity", "low_similarity")))
+    # The reason an attempt happened is the previous attempt's verdict.
+    prev_reason = trace.groupby("task")["next_reason"].shift(1)
+    overflow = world.cube.overflow[ti]
+    first = trace["attempt"].to_numpy() == 1
+    reason = prev_reason.where(~first, np.where(overflow, "context_overflow", None))
+    source = np.where(overflow, "rules", np.where(explored[ti], "exploration", "rules"))
+    prop = np.where(overflow, 1.0, propensity[ti])
+    latency_ms = trace["latency_s"].to_numpy() * 1000.0
+    # Timestamps: courses start `1/courses_per_day` days apart; attempts follow one another.
+    course_start = (pd.Timestamp(start_time)
+                    + pd.to_timedelta(tasks["course_index"].to_numpy()[ti] / courses_per_day,
+                                      unit="D"))
+    elapsed = pd.Series(latency_ms).groupby(tasks["course_index"].to_numpy()[ti]).cumsum()
+    frame = pd.DataFrame({
+        "schema_version": 1,
+        "timestamp": course_start + pd.to_timedelta(elapsed.to_numpy(), unit="ms"),
+        "course_id": tasks["course_id"].to_numpy()[ti],
+        "task_id": tasks["task_id"].to_numpy()[ti],
+        "field": tasks["field"].to_numpy()[ti],
+        "phase": tasks["phase"].to_numpy()[ti],
+        "attempt": trace["attempt"].to_numpy(),
+        "tier": names[tier_idx],
+        "model": np.array([t.model_id for t in tiers], dtype=object)[tier_idx],
+        "provider": "simulator",
+        "prompt_tokens": tasks["prompt_tokens"].to_numpy()[ti],
+        "completion_tokens": world.completion_tokens[ti, tier_idx].astype(np.int64),
+        "context_tokens": tasks["context_tokens"].to_numpy()[ti],
+        "similarity": sim.round(4),
+        "schema_valid": valid,
+        "passed": passed,
+        "error_kind": kind,
+        "cost_usd": trace["cost_usd"].to_numpy(),
+        "latency_ms": latency_ms.round(1),
+        "decision_id": "dec-" + tasks["task_id"].to_numpy()[ti],
+        "router_version": router_version,
+        "start_source": source,
+        "predicted_pass_prob": np.nan,
+        "propensity": prop,
+        "escalation_reason": reason.to_numpy(),
+    })
+    for col in ("domain", "audience_level", "language", "complexity", "analysis_completeness",
+                "section_count", "lesson_count", "objective_count", "source_tokens"):
+        frame[f"analysis.{col}"] = tasks[col].to_numpy()[ti]
+    return frame
+
+
+def outcome_table(world: SimulatedWorld, catalog: Catalog) -> pd.DataFrame:
+    """The counterfactual table in long form: task x tier x attempt."""
+    cube = world.cube
+    n, n_tiers, n_att = cube.similarity.shape
+    task, tier, att = np.meshgrid(np.arange(n), np.arange(n_tiers), np.arange(n_att),
+                                  indexing="ij")
+    task, tier, att = task.ravel(), tier.ravel(), att.ravel()
+    return pd.DataFrame({
+        "task_id": world.tasks["task_id"].to_numpy()[task],
+        "tier": np.array(catalog.tier_names, dtype=object)[tier],
+        "attempt": att + 1,
+        "similarity": cube.similarity.ravel(),
+        "quality": cube.quality.ravel(),
+        "schema_valid": cube.schema_valid.ravel(),
+        "completion_tokens": world.completion_tokens[task, tier].astype(np.int64),
+        "cost_usd": cube.call_cost[task, tier],
+        "gate_cost_usd": cube.gate_cost[task, tier],
+        "latency_s": cube.latency_s[task, tier],
+    })
+
+
+COURSE_PATHS = ("ideal", "single_escalation", "metadata_regeneration", "full_escalation",
+                "context_overflow")
+
+
+def course_paths(tasks: pd.DataFrame, result: ReplayResult, catalog: Catalog) -> pd.Series:
+    """Classify each course by the worst thing that happened to it (seed's scenarios).
+
+    context_overflow: a task went to the overflow tier; full_escalation: a task climbed or
+    jumped to premium from a cheaper start, or was flagged; metadata_regeneration: a metadata
+    field needed more than one attempt; single_escalation: a task moved up one tier;
+    ideal: none of these (same-tier retries are the "minimal escalation" of the ideal path).
+    """
+    course = tasks["course_index"].to_numpy()
+    metadata = tasks["field"].map(lambda f: catalog.fields[f].kind == "metadata").to_numpy()
+    events = pd.DataFrame({
+        "course": course,
+        "context_overflow": result.start_tier == catalog.tier_index(catalog.gate.overflow_tier),
+        "full_escalation": result.reached_premium | result.flagged,
+        "metadata_regeneration": metadata & (result.calls > 1),
+        "single_escalation": result.escalated,
+    }).groupby("course").any()
+    path = pd.Series("ideal", index=events.index, dtype=object)
+    for name in ("single_escalation", "metadata_regeneration", "full_escalation",
+                 "context_overflow"):
+        path[events[name].to_numpy()] = name
+    return path
+
+
+def calibration_summary(world: SimulatedWorld, result: ReplayResult, catalog: Catalog
+                        ) -> dict[str, Any]:
+    """The figures the seed note predicts for the rule policy, measured on this world."""
+    tasks = world.tasks
+    course = tasks["course_index"].to_numpy()
+    per_course_cost = pd.Series(result.cost).groupby(course).sum()
+    paths = course_paths(tasks, result, catalog).value_counts(normalize=True)
+    first_call = result.accepted & (result.calls == 1)
+    by_course = pd.DataFrame({"course": course, "escalated": result.escalated
+                              | result.reached_premium | result.flagged,
+                              "flagged": result.flagged}).groupby("course").any()
+    return {
+        "courses": int(tasks["course_index"].nunique()),
+        "tasks": len(tasks),
+        "attempts": int(result.calls.sum()),
+        "cost_per_course_usd": float(per_course_cost.mean()),
+        "cost_per_course_p90_usd": float(per_course_cost.quantile(0.9)),
+        "first_tier_success": float((~by_course["escalated"]).mean()),
+        "final_success": float((~by_course["flagged"]).mean()),
+        "task_first_call_success": float(first_call.mean()),
+        "task_final_gate_pass_rate": float(result.accepted.mean()),
+        "task_final_true_pass_rate": float(result.true_pass.mean()),
+        "task_flagged_for_review": float(result.flagged.mean()),
+        "calls_per_task": float(result.calls.mean()),
+        "overflow_course_share": float(pd.Series(world.cube.overflow).groupby(course).any()
+                                       .mean()),
+        "course_paths": {p: float(paths.get(p, 0.0)) for p in COURSE_PATHS},
+    }

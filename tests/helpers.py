@@ -1,0 +1,25 @@
+"""Helpers shared by the tests: composing configs as the entry points do, temp paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from router_model.config import CONF_DIR
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public_routing"
+
+
+def compose_config(name: str = "router_simulate", overrides: list[str] | None = None
+                   ) -> DictConfig:
+    """Compose a root config exactly as its entry point would, with overrides."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=overrides or [])
+
+
+def tmp_paths(tmp: Path) -> list[str]:
+    """Overrides that send every output of a job into `tmp`."""
+    return [f"paths.data_dir={tmp}/data", f"paths.artifacts_dir={tmp}/artifacts",
+            f"paths.reports_dir={tmp}/reports", f"paths.cache_dir={tmp}/cache"]

@@ -1,0 +1,101 @@
+"""The log simulator: calibrated to the seed note, deterministic, and honest about exploration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.attempt_log import read_attempts
+from pipeline.replay import cube_from_table, replay
+from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
+from pipeline.simulator import calibration_summary, simulate_world, static_start_tiers
+from tests.helpers import compose_config, tmp_paths
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """The default simulation (2,000 courses), written to a temp folder."""
+    tmp = tmp_path_factory.mktemp("sim")
+    cfg = compose_config(overrides=tmp_paths(tmp))
+    return cfg, run_simulate(cfg)
+
+
+def test_default_world_is_calibrated_to_the_seed_note(simulated):
+    _, summary = simulated
+    assert summary["courses"] == 2000
+    for key, check in summary["seed_ranges"].items():
+        lo, hi = SEED_RANGES[key]
+        assert lo <= check["value"] <= hi, f"{key}={check['value']:.3f} outside {lo}-{hi}"
+    assert 0.02 <= summary["overflow_course_share"] <= 0.05
+
+
+def test_check_ranges_flags_values_outside_the_seed(simulated):
+    _, summary = simulated
+    broken = json.loads(json.dumps(summary))
+    broken["cost_per_course_usd"] = 0.55
+    assert not check_ranges(broken)["cost_per_course_usd"]["ok"]
+
+
+def test_outputs_are_written_and_logs_obey_the_contract(simulated, catalog):
+    cfg, summary = simulated
+    loaded = read_attempts(cfg.paths.logs, known_fields=catalog.fields,
+                           known_tiers=catalog.tier_names)
+    assert loaded.counts["quarantined"] == 0
+    assert loaded.counts["valid"] == summary["logged_policy"]["attempt_rows"]
+    assert set(loaded.frame["provider"]) == {"simulator"}
+    assert json.loads(Path(cfg.paths.simulate_summary).read_text())["courses"] == 2000
+
+
+def test_logged_propensities_match_epsilon_greedy(simulated):
+    cfg, _ = simulated
+    frame = read_attempts(cfg.paths.logs).frame
+    first = frame[frame["attempt"] == 1]
+    eps, k = float(cfg.simulate.epsilon), 3
+    explored = first[first["start_source"] == "exploration"]
+    assert 0.07 < len(explored) / len(first) < 0.13
+    static = first["field"].map(lambda f: cfg.fields[f].static_tier)
+    on_static = first[(first["tier"] == static) & (first["start_source"] != "exploration")
+                      & (first["escalation_reason"].isna())]
+    assert np.allclose(on_static["propensity"], 1 - eps + eps / k)
+    off_static = first[(first["tier"] != static) & (first["tier"] != "gemini-2.5-flash")]
+    assert np.allclose(off_static["propensity"], eps / k)
+    overflow = first[first["escalation_reason"] == "context_overflow"]
+    assert len(overflow) and (overflow["tier"] == "gemini-2.5-flash").all()
+    assert (overflow["propensity"] == 1.0).all()
+
+
+def test_same_seed_same_data_and_other_seed_other_data(catalog, cfg):
+    a = simulate_world(cfg.simulate, catalog, n_courses=50)
+    b = simulate_world(cfg.simulate, catalog, n_courses=50)
+    c = simulate_world(cfg.simulate, catalog, n_courses=50, seed=7)
+    pd.testing.assert_frame_equal(a.tasks, b.tasks)
+    assert np.array_equal(a.cube.similarity, b.cube.similarity)
+    assert not np.array_equal(a.cube.similarity[:10], c.cube.similarity[:10])
+
+
+def test_outcome_table_round_trips_to_the_same_replay(simulated, catalog):
+    cfg, summary = simulated
+    tasks = pd.read_parquet(cfg.paths.tasks)
+    outcomes = pd.read_parquet(cfg.paths.outcomes)
+    cube = cube_from_table(tasks, outcomes, catalog)
+    res = replay(cube, static_start_tiers(tasks, catalog), catalog)
+    assert res.calls.sum() == summary["attempts"]
+    with pytest.raises(ValueError, match="every task needs every tier"):
+        cube_from_table(tasks, outcomes.iloc[1:], catalog)
+
+
+def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, cfg):
+    world = simulate_world(cfg.simulate, catalog, n_courses=300)
+    passed = (world.cube.similarity[:, :3, 0] >= 0.75) & world.cube.schema_valid[:, :3, 0]
+    by_tier = passed.mean(axis=0)
+    assert by_tier[0] < by_tier[1] < by_tier[2]
+    frame = pd.DataFrame({"field": world.tasks["field"], "cheap": passed[:, 0]})
+    rate = frame.groupby("field")["cheap"].mean()
+    assert rate["pedagogical_strategy"] < rate["section_title"] < rate["min_lessons_check"]
+    summary = calibration_summary(world, replay(world.cube, static_start_tiers(
+        world.tasks, catalog), catalog), catalog)
+    assert summary["tasks"] == len(world.tasks)
