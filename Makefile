@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## simulate the default data and print the summary
+demo: install  ## simulate the default data, train the router, print both summaries
 	$(BIN)/router-simulate
+	$(BIN)/router-train
 
 test: install  ## the whole test suite (real files, servers and models)
 	$(BIN)/python -m pytest
@@ -27,6 +28,9 @@ lint: install
 
 repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+bench: install  ## speed benchmarks (print numbers, never assert)
+	$(BIN)/python bench/train_scale.py
 
 clean:
 	rm -rf data/generated artifacts reports .cache

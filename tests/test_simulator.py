@@ -18,7 +18,7 @@ from tests.helpers import compose_config, tmp_paths
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    """The default simulation (2,000 courses), written to a temp folder."""
+    """The default simulation (8,000 courses), written to a temp folder."""
     tmp = tmp_path_factory.mktemp("sim")
     cfg = compose_config(overrides=tmp_paths(tmp))
     return cfg, run_simulate(cfg)
@@ -26,7 +26,7 @@ def simulated(tmp_path_factory):
 
 def test_default_world_is_calibrated_to_the_seed_note(simulated):
     _, summary = simulated
-    assert summary["courses"] == 2000
+    assert summary["courses"] == 8000  # the default config
     for key, check in summary["seed_ranges"].items():
         lo, hi = SEED_RANGES[key]
         assert lo <= check["value"] <= hi, f"{key}={check['value']:.3f} outside {lo}-{hi}"
@@ -47,7 +47,7 @@ def test_outputs_are_written_and_logs_obey_the_contract(simulated, catalog):
     assert loaded.counts["quarantined"] == 0
     assert loaded.counts["valid"] == summary["logged_policy"]["attempt_rows"]
     assert set(loaded.frame["provider"]) == {"simulator"}
-    assert json.loads(Path(cfg.paths.simulate_summary).read_text())["courses"] == 2000
+    assert json.loads(Path(cfg.paths.simulate_summary).read_text())["courses"] == 8000
 
 
 def test_logged_propensities_match_epsilon_greedy(simulated):

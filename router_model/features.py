@@ -1,0 +1,126 @@
+"""The feature spec shared by training and serving, so the two can never drift apart.
+
+A spec names the categorical and numeric features (`conf/router/*.yaml`), learns each
+categorical's vocabulary at fit time, and encodes rows into one float matrix: categoricals as
+vocabulary codes (LightGBM treats them natively), numerics as they are. Unknown categories and
+missing values become NaN, never an error; `unknowns` reports them so a decision can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Per-task features every spec has, besides the configured analysis keys.
+BASE_CATEGORICAL = ("field", "tier")
+BASE_NUMERIC = ("prompt_tokens", "context_tokens", "expected_output_tokens")
+
+
+class FeatureError(ValueError):
+    """A feature value has the wrong type; the message names the feature and the value."""
+
+
+@dataclass
+class FeatureSpec:
+    """Which columns feed the model, and (after `fit`) each categorical's vocabulary."""
+
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    categories_: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> FeatureSpec:
+        """Build from `router.features`: analysis keys are prefixed `analysis.`."""
+        cats = [*BASE_CATEGORICAL, *(f"analysis.{k}" for k in cfg.get("analysis_categorical", []))]
+        nums = [*BASE_NUMERIC, *(f"analysis.{k}" for k in cfg.get("analysis_numeric", []))]
+        return cls(categorical=tuple(cats), numeric=tuple(nums))
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.categorical, *self.numeric]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return list(range(len(self.categorical)))
+
+    def fit(self, frame: pd.DataFrame) -> FeatureSpec:
+        """Learn the vocabulary of every categorical column from training rows."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise FeatureError(f"training data lacks feature columns {missing}; "
+                               "check router.features against the logs")
+        self.categories_ = {c: sorted(map(str, frame[c].dropna().unique()))
+                            for c in self.categorical}
+        return self
+
+    def _check_fitted(self) -> None:
+        if not self.categories_:
+            raise FeatureError("the feature spec is not fitted; call fit() on training data")
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Rows -> float matrix in `columns` order. Unknown or missing -> NaN."""
+        self._check_fitted()
+        out = np.full((len(frame), len(self.columns)), np.nan)
+        for j, c in enumerate(self.categorical):
+            if c in frame.columns:
+                values = frame[c].astype("string").to_numpy(dtype=object, na_value=None)
+                codes = pd.Index(self.categories_[c]).get_indexer(values).astype(float)
+                codes[codes < 0] = np.nan
+                out[:, j] = codes
+        for j, c in enumerate(self.numeric, start=len(self.categorical)):
+            if c in frame.columns:
+                values = pd.to_numeric(frame[c], errors="coerce")
+                bad = values.isna() & frame[c].notna()
+                if bad.any():
+                    raise FeatureError(f"feature {c}={frame[c][bad].iloc[0]!r} is not a number")
+                out[:, j] = values.to_numpy(dtype=float, na_value=np.nan)
+        return out
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Flat dict rows -> float matrix, without pandas (the serving hot path)."""
+        self._check_fitted()
+        lookups = [{v: i for i, v in enumerate(self.categories_[c])} for c in self.categorical]
+        out = np.full((len(records), len(self.columns)), np.nan)
+        n_cat = len(self.categorical)
+        for i, rec in enumerate(records):
+            for j, c in enumerate(self.categorical):
+                value = rec.get(c)
+                if value is not None:
+                    code = lookups[j].get(str(value))
+                    if code is not None:
+                        out[i, j] = code
+            for j, c in enumerate(self.numeric, start=n_cat):
+                value = rec.get(c)
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise FeatureError(f"feature {c}={value!r} is not a number")
+                out[i, j] = value
+        return out
+
+    def unknowns(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """Categorical values in `record` that training never saw."""
+        self._check_fitted()
+        return {c: str(record[c]) for c in self.categorical
+                if record.get(c) is not None and str(record[c]) not in self.categories_[c]}
+
+    def missing(self, record: Mapping[str, Any]) -> list[str]:
+        return [c for c in self.columns if c != "tier" and record.get(c) is None]
+
+
+def flatten_task(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A task with a nested `analysis` dict -> the flat `analysis.<key>` layout."""
+    flat = {k: v for k, v in task.items() if k != "analysis"}
+    for key, value in (task.get("analysis") or {}).items():
+        flat[f"analysis.{key}"] = value
+    return flat
+
+
+def expand_tiers(records: Iterable[Mapping[str, Any]], tiers: Sequence[str]
+                 ) -> list[dict[str, Any]]:
+    """One row per (task, tier): the model scores every candidate start tier."""
+    return [{**rec, "tier": t} for rec in records for t in tiers]

@@ -1,0 +1,180 @@
+"""Dataset building, splits, the model, calibration and the artifact round trip."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.simulate_cli import run_simulate
+from router_model.artifact import (
+    ArtifactError,
+    load_artifact,
+    resolve_version_dir,
+)
+from router_model.features import FeatureSpec
+from tests.helpers import compose_config, tmp_paths
+from training.dataset import build_examples, load_examples, split_examples
+from training.train import run_train
+
+
+def chain(task, course, steps):
+    """Attempt rows for one task: steps are (tier, error_kind, passed)."""
+    return [{"task_id": task, "course_id": course, "attempt": i + 1, "tier": tier,
+             "error_kind": kind, "passed": passed, "completion_tokens": 100 + i,
+             "start_source": "rules", "propensity": 0.9, "field": "exercise",
+             "timestamp": pd.Timestamp("2025-09-01", tz="UTC")}
+            for i, (tier, kind, passed) in enumerate(steps)]
+
+
+def test_labels_come_from_the_first_verdict_at_each_tier_tried():
+    rows = (chain("t1", "c1", [("a", "low_similarity", False), ("a", "none", True)])
+            + chain("t2", "c1", [("a", "schema", False), ("b", "low_similarity", False),
+                                 ("b", "low_similarity", False), ("b", "low_similarity", False),
+                                 ("c", "none", True)])
+            # cut short: a rate limit, then a verdict, then a timeout that ends the chain
+            + chain("t3", "c2", [("a", "rate_limit", False), ("a", "none", True)])
+            + chain("t4", "c2", [("b", "timeout", False)]))
+    ex = build_examples(pd.DataFrame(rows)).set_index(["task_id", "tier"])["label"].to_dict()
+    assert ex == {("t1", "a"): 0, ("t2", "a"): 0, ("t2", "b"): 0, ("t2", "c"): 1,
+                  ("t3", "a"): 1}
+    # t1 never tried b or c, t4 never got a verdict: nothing is imputed for them.
+
+
+def test_is_start_and_propensity_come_from_the_chain_start():
+    ex = build_examples(pd.DataFrame(chain("t", "c", [("a", "schema", False),
+                                                        ("b", "none", True)])))
+    assert ex.set_index("tier")["is_start"].to_dict() == {"a": True, "b": False}
+    assert (ex["propensity"] == 0.9).all()
+    assert (ex["expected_output_tokens"] == 100).all()
+
+
+@pytest.mark.parametrize("method", ["course", "time"])
+def test_no_course_is_on_both_sides_of_a_split(method):
+    rng = np.random.default_rng(0)
+    ex = pd.DataFrame({"course_id": rng.integers(0, 50, 2000).astype(str),
+                       "timestamp": pd.Timestamp("2025-01-01", tz="UTC")
+                       + pd.to_timedelta(rng.integers(0, 10_000, 2000), unit="min")})
+    train, test = split_examples(ex, method=method, test_size=0.2, seed=1)
+    assert len(train) + len(test) == len(ex)
+    assert not set(ex["course_id"].iloc[train]) & set(ex["course_id"].iloc[test])
+    if method == "time":
+        newest_train = ex.iloc[train].groupby("course_id")["timestamp"].min().max()
+        oldest_test = ex.iloc[test].groupby("course_id")["timestamp"].min().min()
+        assert newest_train <= oldest_test
+
+
+def test_feature_spec_handles_unseen_categories_and_missing_values():
+    spec = FeatureSpec(categorical=("field", "tier"), numeric=("prompt_tokens",))
+    spec.fit(pd.DataFrame({"field": ["a", "b"], "tier": ["x", "y"], "prompt_tokens": [1, 2]}))
+    rows = [{"field": "never-seen", "tier": "x", "prompt_tokens": None}, {"tier": "y"}]
+    X = spec.encode_records(rows)
+    assert np.isnan(X[0, 0]) and X[0, 1] == 0 and np.isnan(X[0, 2])
+    assert np.isnan(X[1, 0]) and X[1, 1] == 1
+    np.testing.assert_array_equal(X, spec.encode(pd.DataFrame(rows)), strict=False)
+    assert spec.unknowns(rows[0]) == {"field": "never-seen"}
+    with pytest.raises(ValueError, match="feature prompt_tokens='many' is not a number"):
+        spec.encode_records([{"prompt_tokens": "many"}])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real simulate -> train run (2,000 courses) in a temp folder."""
+    tmp = tmp_path_factory.mktemp("train")
+    run_simulate(compose_config("router_simulate", [*tmp_paths(tmp), "simulate.n_courses=2000"]))
+    cfg = compose_config("router_train", [*tmp_paths(tmp), "train.lightgbm.n_estimators=150"])
+    OmegaConf.resolve(cfg)
+    return cfg, run_train(cfg, progress=False)
+
+
+def test_training_writes_calibrated_metrics_and_reports(trained):
+    _, result = trained
+    m = result.metrics
+    assert m["overall"]["ece"] <= 0.03
+    assert m["overall"]["roc_auc"] > 0.7
+    assert set(m["by_tier"]) >= {"gpt-oss-20b", "gpt-oss-120b", "qwen3-max"}
+    assert set(m["by_field"]) >= {"course_title", "lesson_content", "exercise"}
+    assert "baseline_logreg" in m
+    assert m["data"]["train_courses"] + m["data"]["test_courses"] == 2000
+    for name in ("metrics.json", "report.md", "reliability.png"):
+        assert (result.reports_dir / name).stat().st_size > 0
+    assert json.loads((result.reports_dir / "metrics.json").read_text())["model"] == "lightgbm"
+
+
+def test_train_save_load_predict_round_trip_is_identical(trained):
+    cfg, result = trained
+    loaded = load_artifact(cfg.router.artifact)  # via LATEST
+    assert loaded.router_version == result.artifact.router_version
+    examples = load_examples(cfg.data.logs, _catalog(cfg), cache_dir=cfg.paths.cache_dir)
+    assert examples.from_cache  # the second read hits the datasets cache
+    frame = examples.examples.head(500)
+    np.testing.assert_array_equal(result.artifact.model.predict_frame(frame),
+                                  loaded.model.predict_frame(frame))
+    records = frame[loaded.model.spec.columns].to_dict(orient="records")
+    fast = loaded.model.predict_matrix(loaded.model.spec.encode_records(records))
+    np.testing.assert_allclose(fast, loaded.model.predict_frame(frame))
+
+
+def test_predicting_with_unseen_categories_and_missing_features(trained):
+    _, result = trained
+    model = result.artifact.model
+    rows = pd.DataFrame([
+        {"field": "course_title", "tier": "gpt-oss-20b", "analysis.domain": "astrology",
+         "analysis.language": "tlh", "prompt_tokens": 2000},
+        {"field": "brand_new_field", "tier": "qwen3-max"},
+        {},
+    ])
+    p = model.predict_frame(rows)
+    assert p.shape == (3,) and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def _catalog(cfg):
+    from router_model.config import build_catalog
+
+    return build_catalog(cfg)
+
+
+def _copy_version(cfg, tmp_path) -> Path:
+    src = resolve_version_dir(cfg.router.artifact)
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_corrupt_artifacts_are_refused(trained, tmp_path):
+    cfg, _ = trained
+    flipped = _copy_version(cfg, tmp_path / "a")
+    data = bytearray((flipped / "model.joblib").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (flipped / "model.joblib").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load_artifact(flipped)
+    broken_manifest = _copy_version(cfg, tmp_path / "b")
+    (broken_manifest / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"manifest\.json is corrupt"):
+        load_artifact(broken_manifest)
+    with pytest.raises(ArtifactError, match="not a router artifact"):
+        load_artifact(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schema_version": 99}, "schema_version=99"),
+    ({"library_versions": {"scikit-learn": "0.24.2", "lightgbm": "4.7.0", "numpy": "2.0.0"}},
+     "built with scikit-learn 0.24.2"),
+])
+def test_mismatched_artifacts_are_refused(trained, tmp_path, change, message):
+    cfg, _ = trained
+    folder = _copy_version(cfg, tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if "library_versions" in change:
+        change = {"library_versions": {**manifest["library_versions"],
+                                       "scikit-learn": "0.24.2"}}
+    manifest.update(change)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=message):
+        load_artifact(folder)

@@ -1,0 +1,143 @@
+"""Attempt logs -> labelled (task, tier) examples, cached on disk, split by course.
+
+Each escalation chain says, for every tier it tried, whether that tier's first gate-judged
+attempt passed. That is one labelled example per (task, tier tried). Tiers a chain never tried
+stay unlabelled: nothing is imputed. Attempts that ended without a gate verdict (rate limit,
+timeout, provider error, context overflow) label nothing, so a chain cut short by an error
+still yields the verdicts it did reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.attempt_log import expand_log_paths, read_attempts
+from router_model.config import Catalog
+
+# Bump when the example-building logic changes, so stale caches are never reused.
+DATASET_VERSION = 1
+GATE_VERDICTS = ("none", "schema", "low_similarity", "severe_similarity")
+META_COLUMNS = ["task_id", "course_id", "timestamp", "label", "is_start", "start_source",
+                "propensity"]
+
+
+def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, tier tried): features of the task, label = first verdict passed."""
+    judged = attempts[attempts["error_kind"].isin(GATE_VERDICTS)]
+    judged = judged.sort_values(["task_id", "attempt"], kind="stable")
+    first_per_tier = judged.drop_duplicates(["task_id", "tier"], keep="first")
+    chain_start = attempts.loc[attempts.groupby("task_id")["attempt"].idxmin(),
+                               ["task_id", "tier", "start_source", "propensity"]]
+    # The task's expected output size: what its first judged attempt produced.
+    expected = judged.drop_duplicates("task_id", keep="first").set_index("task_id")[
+        "completion_tokens"]
+    examples = first_per_tier.assign(
+        label=first_per_tier["passed"].astype(np.int8),
+        expected_output_tokens=first_per_tier["task_id"].map(expected).astype(float),
+    )
+    start = chain_start.set_index("task_id")
+    examples["is_start"] = examples["tier"].to_numpy() == start["tier"].reindex(
+        examples["task_id"]).to_numpy()
+    examples["start_source"] = start["start_source"].reindex(examples["task_id"]).to_numpy()
+    examples["propensity"] = start["propensity"].reindex(examples["task_id"]).to_numpy()
+    keep = [c for c in examples.columns if c not in ("passed", "similarity", "schema_valid",
+                                                       "error_kind", "cost_usd", "latency_ms")]
+    return examples[keep].reset_index(drop=True)
+
+
+@dataclass
+class ExampleSet:
+    """Labelled examples plus what reading the logs found."""
+
+    examples: pd.DataFrame
+    data_hash: str
+    counts: dict[str, int]
+    from_cache: bool
+
+
+def logs_hash(paths: Sequence[Path], catalog: Catalog) -> str:
+    """Content hash of the log files plus what shapes the examples (fields, tiers, version)."""
+    h = hashlib.sha256(f"v{DATASET_VERSION}|{sorted(catalog.fields)}|{catalog.tier_names}"
+                       .encode())
+    for p in paths:
+        h.update(str(p.name).encode())
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
+                  cache_dir: str | Path | None, quarantine_path: str | Path | None = None
+                  ) -> ExampleSet:
+    """Read logs through the contract and build examples, reusing the on-disk cache.
+
+    The cache is a `datasets` Arrow dataset keyed by the logs' content hash: a retrain on
+    unchanged logs memory-maps it instead of re-validating every row.
+    """
+    files = expand_log_paths(logs)
+    key = logs_hash(files, catalog)
+    cache = Path(cache_dir) / "examples" / key if cache_dir else None
+    if cache is not None and (cache / "counts.json").exists():
+        import datasets
+
+        frame = datasets.load_from_disk(str(cache)).to_pandas()
+        counts = json.loads((cache / "counts.json").read_text())
+        return ExampleSet(frame, key, counts, from_cache=True)
+
+    loaded = read_attempts(files, known_fields=catalog.fields, known_tiers=catalog.tier_names,
+                           quarantine_path=quarantine_path)
+    examples = build_examples(loaded.frame)
+    counts = {**loaded.counts, "examples": len(examples),
+              "tasks": int(examples["task_id"].nunique()) if len(examples) else 0}
+    if cache is not None:
+        _write_cache(examples, counts, cache)
+    return ExampleSet(examples, key, counts, from_cache=False)
+
+
+def _write_cache(examples: pd.DataFrame, counts: dict[str, int], cache: Path) -> None:
+    import datasets
+
+    tmp = cache.parent / f".tmp-{uuid.uuid4().hex}"
+    datasets.Dataset.from_pandas(examples, preserve_index=False).save_to_disk(str(tmp))
+    (tmp / "counts.json").write_text(json.dumps(counts))
+    try:
+        os.rename(tmp, cache)
+    except OSError:  # another process cached the same key first: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Train / held-out row indices with no course on both sides.
+
+    `course`: a random share of courses is held out. `time`: the newest courses (by their first
+    attempt) are held out, so a retrain validates on the most recent logs.
+    """
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"train.test_size={test_size} must be between 0 and 1")
+    courses = examples["course_id"].to_numpy()
+    if method == "course":
+        from sklearn.model_selection import GroupShuffleSplit
+
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+        train, test = next(splitter.split(examples, groups=courses))
+        return train, test
+    if method == "time":
+        started = examples.groupby("course_id")["timestamp"].min().sort_values(kind="stable")
+        n_test = max(1, round(test_size * len(started)))
+        newest = set(started.index[-n_test:])
+        is_test = examples["course_id"].isin(newest).to_numpy()
+        return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    raise ValueError(f"train.split={method!r}: expected 'course' or 'time'")
+
