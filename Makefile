@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## simulate the default data, train the router, print both summaries
+demo: install  ## simulate the default logs, train the router, print the savings table
 	$(BIN)/router-simulate
 	$(BIN)/router-train
+	$(BIN)/router-evaluate
 
 test: install  ## the whole test suite (real files, servers and models)
 	$(BIN)/python -m pytest

@@ -131,7 +131,9 @@ def probe(artifact: RouterArtifact) -> None:
 
 
 def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
-                  config: dict[str, Any], metrics: dict[str, Any]) -> RouterArtifact:
+                  config: dict[str, Any], metrics: dict[str, Any],
+                  ladder_stats: dict[str, Any] | None = None,
+                  policy: dict[str, Any] | None = None) -> RouterArtifact:
     """Write a new version atomically, verify it loads, then point LATEST at it."""
     import joblib
 
@@ -154,6 +156,8 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
             "library_versions": library_versions(),
             "config": config,
             "metrics": metrics.get("overall", {}),
+            "ladder_stats": ladder_stats or {},
+            "policy": policy or {},
             "files": {MODEL_FILE: _sha256(tmp / MODEL_FILE)},
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))

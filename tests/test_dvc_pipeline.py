@@ -1,5 +1,5 @@
 """dvc.yaml stays true: every stage's command is an installed entry point, every dependency
-and params file exists, and the stages chain simulate -> prepare -> train."""
+and params file exists, and the stages chain simulate -> prepare -> train -> evaluate."""
 
 from __future__ import annotations
 
@@ -42,3 +42,4 @@ def test_stages_chain_through_their_outputs():
     s = stages()
     assert set(s["simulate"]["outs"]) & set(s["prepare"]["deps"])
     assert set(s["prepare"]["outs"]) & set(s["train"]["deps"])
+    assert set(s["train"]["outs"]) & set(s["evaluate"]["deps"])

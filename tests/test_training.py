@@ -9,18 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from pipeline.simulate_cli import run_simulate
 from router_model.artifact import (
     ArtifactError,
     load_artifact,
     resolve_version_dir,
 )
 from router_model.features import FeatureSpec
-from tests.helpers import compose_config, tmp_paths
 from training.dataset import build_examples, load_examples, split_examples
-from training.train import run_train
 
 
 def chain(task, course, steps):
@@ -83,13 +79,8 @@ def test_feature_spec_handles_unseen_categories_and_missing_values():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A real simulate -> train run (2,000 courses) in a temp folder."""
-    tmp = tmp_path_factory.mktemp("train")
-    run_simulate(compose_config("router_simulate", [*tmp_paths(tmp), "simulate.n_courses=2000"]))
-    cfg = compose_config("router_train", [*tmp_paths(tmp), "train.lightgbm.n_estimators=150"])
-    OmegaConf.resolve(cfg)
-    return cfg, run_train(cfg, progress=False)
+def trained(trained_router):
+    return trained_router
 
 
 def test_training_writes_calibrated_metrics_and_reports(trained):

@@ -25,7 +25,7 @@ from pipeline.attempt_log import expand_log_paths, read_attempts
 from router_model.config import Catalog
 
 # Bump when the example-building logic changes, so stale caches are never reused.
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 GATE_VERDICTS = ("none", "schema", "low_similarity", "severe_similarity")
 META_COLUMNS = ["task_id", "course_id", "timestamp", "label", "is_start", "start_source",
                 "propensity"]
@@ -51,8 +51,35 @@ def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
     examples["start_source"] = start["start_source"].reindex(examples["task_id"]).to_numpy()
     examples["propensity"] = start["propensity"].reindex(examples["task_id"]).to_numpy()
     keep = [c for c in examples.columns if c not in ("passed", "similarity", "schema_valid",
-                                                       "error_kind", "cost_usd", "latency_ms")]
+                                                       "cost_usd", "latency_ms")]
     return examples[keep].reset_index(drop=True)
+
+
+def ladder_statistics(attempts: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """What the policy's expected-cost model needs beyond pass probabilities, per tier.
+
+    `schema_share` / `severe_share`: of the failed verdicts, how many were schema errors and
+    severe similarity (the rest retry); `retry_pass_rate`: how often a same-tier retry passed.
+    Also the median completion tokens per field, used when a request gives no expected size.
+    """
+    judged = attempts[attempts["error_kind"].isin(GATE_VERDICTS)]
+    failed = judged[~judged["passed"]]
+    by_tier: dict[str, dict[str, float]] = {}
+    retries = judged.sort_values(["task_id", "attempt"], kind="stable")
+    retries = retries[retries.duplicated(["task_id", "tier"], keep="first")]
+    for tier in sorted(judged["tier"].unique()):
+        f = failed[failed["tier"] == tier]
+        r = retries[retries["tier"] == tier]
+        by_tier[str(tier)] = {
+            "schema_share": float((f["error_kind"] == "schema").mean()) if len(f) else 0.0,
+            "severe_share": float((f["error_kind"] == "severe_similarity").mean())
+            if len(f) else 0.0,
+            "retry_pass_rate": float(r["passed"].mean()) if len(r) else float("nan"),
+            "retries_seen": len(r),
+        }
+    output = judged.groupby("field")["completion_tokens"].median()
+    return {"tiers": by_tier, "median_output_tokens": {str(k): float(v)
+                                                       for k, v in output.items()}}
 
 
 @dataclass
@@ -62,6 +89,7 @@ class ExampleSet:
     examples: pd.DataFrame
     data_hash: str
     counts: dict[str, int]
+    ladder_stats: dict[str, dict]
     from_cache: bool
 
 
@@ -88,29 +116,32 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
     files = expand_log_paths(logs)
     key = logs_hash(files, catalog)
     cache = Path(cache_dir) / "examples" / key if cache_dir else None
-    if cache is not None and (cache / "counts.json").exists():
+    if cache is not None and (cache / "meta.json").exists():
         import datasets
 
         frame = datasets.load_from_disk(str(cache)).to_pandas()
-        counts = json.loads((cache / "counts.json").read_text())
-        return ExampleSet(frame, key, counts, from_cache=True)
+        meta = json.loads((cache / "meta.json").read_text())
+        return ExampleSet(frame, key, meta["counts"], meta["ladder_stats"], from_cache=True)
 
     loaded = read_attempts(files, known_fields=catalog.fields, known_tiers=catalog.tier_names,
                            quarantine_path=quarantine_path)
     examples = build_examples(loaded.frame)
     counts = {**loaded.counts, "examples": len(examples),
               "tasks": int(examples["task_id"].nunique()) if len(examples) else 0}
+    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame), from_cache=False)
     if cache is not None:
-        _write_cache(examples, counts, cache)
-    return ExampleSet(examples, key, counts, from_cache=False)
+        _write_cache(result, cache)
+    return result
 
 
-def _write_cache(examples: pd.DataFrame, counts: dict[str, int], cache: Path) -> None:
+def _write_cache(data: ExampleSet, cache: Path) -> None:
     import datasets
 
+    cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.parent / f".tmp-{uuid.uuid4().hex}"
-    datasets.Dataset.from_pandas(examples, preserve_index=False).save_to_disk(str(tmp))
-    (tmp / "counts.json").write_text(json.dumps(counts))
+    datasets.Dataset.from_pandas(data.examples, preserve_index=False).save_to_disk(str(tmp))
+    meta = {"counts": data.counts, "ladder_stats": data.ladder_stats}
+    (tmp / "meta.json").write_text(json.dumps(meta))
     try:
         os.rename(tmp, cache)
     except OSError:  # another process cached the same key first: theirs is as good

@@ -17,7 +17,9 @@ from router_model.artifact import RouterArtifact, save_artifact
 from router_model.config import build_catalog
 from router_model.features import FeatureSpec
 from router_model.model import LightGBMPassClassifier, PassModel, logistic_baseline
+from router_model.policy import PolicySettings, RoutingPolicy
 from training.dataset import ExampleSet, load_examples, split_examples
+from training.knob import calibrate_knob
 from training.metrics import full_report, reliability_plot
 
 MODEL_KINDS = ("lightgbm", "logreg")
@@ -58,6 +60,17 @@ def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: 
     return PassModel(spec=spec, calibrated=calibrated, kind=kind)
 
 
+def calibrate_policy_knob(cfg: DictConfig, model: PassModel, ladder_stats: dict[str, Any],
+                          rows: pd.DataFrame) -> dict[str, Any] | None:
+    """The knob that meets router.calibrate on the held-out tasks (one row per task)."""
+    candidate = RouterArtifact(model=model, manifest={"ladder_stats": ladder_stats,
+                                                      "router_version": "candidate"}, path=None)
+    settings = PolicySettings.from_config(cfg.router.policy)
+    policy = RoutingPolicy(build_catalog(cfg), settings, candidate)
+    tasks = rows.drop_duplicates("task_id").reset_index(drop=True)
+    return calibrate_knob(policy, tasks, cfg.router.get("calibrate"))
+
+
 @dataclass
 class TrainResult:
     artifact: RouterArtifact
@@ -75,7 +88,8 @@ def load_training_examples(cfg: DictConfig) -> ExampleSet:
                                     "router-prepare, or set data.examples=null to read logs")
         frame = pd.read_parquet(path)
         meta = json.loads(path.with_suffix(".json").read_text())
-        return ExampleSet(frame, meta["data_hash"], meta["counts"], from_cache=True)
+        return ExampleSet(frame, meta["data_hash"], meta["counts"], meta["ladder_stats"],
+                          from_cache=True)
     return load_examples(cfg.data.logs, catalog, cache_dir=cfg.paths.cache_dir,
                          quarantine_path=cfg.paths.quarantine)
 
@@ -88,7 +102,8 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     for kind in kinds:
         if kind not in MODEL_KINDS:
             raise ValueError(f"train model {kind!r}: expected one of {MODEL_KINDS}")
-    steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "save"]
+    steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "calibrate knob",
+             "save"]
     bar = tqdm(total=len(steps), desc="router-train", unit="step", disable=not progress)
 
     def phase(name: str) -> None:
@@ -144,10 +159,16 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     reliability_plot(curves, y_test, str(reports / "reliability.png"))
     done("evaluate")
 
+    phase("calibrate knob")
+    knob = calibrate_policy_knob(cfg, main, data.ladder_stats, test_rows)
+    metrics["knob_calibration"] = knob
+    done("calibrate knob")
+
     phase("save")
     config = OmegaConf.to_container(cfg, resolve=True)
     artifact = save_artifact(main, cfg.router.artifact, data_hash=data.data_hash,
-                             config=config, metrics=metrics)
+                             config=config, metrics=metrics, ladder_stats=data.ladder_stats,
+                             policy={"knob": knob["knob"]} if knob else None)
     metrics["router_version"] = artifact.router_version
     done("save")
     bar.close()
@@ -213,6 +234,10 @@ def format_summary(result: TrainResult) -> str:
                          f"ECE {_fmt(b['ece'], 4)}")
     lines.append("  ECE by tier: " + ", ".join(f"{t} {_fmt(v['ece'])}"
                                                for t, v in m["by_tier"].items()))
+    if m.get("knob_calibration"):
+        k = m["knob_calibration"]
+        lines.append(f"  policy knob {k['knob']:.3f}, calibrated to {k['target']} "
+                     f"(target {k['target_value']:.4f}, expected {k['expected']:.4f})")
     top = sorted(m["feature_importance"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("  top features: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     lines.append(f"  reports: {result.reports_dir}/{{metrics.json,report.md,reliability.png}}")

@@ -30,7 +30,8 @@ def prepare(cfg: DictConfig) -> None:
     out = Path(cfg.data.examples)
     out.parent.mkdir(parents=True, exist_ok=True)
     data.examples.assign(held_out=data.examples.index.isin(test)).to_parquet(out, index=False)
-    meta = {"data_hash": data.data_hash, "counts": data.counts}
+    meta = {"data_hash": data.data_hash, "counts": data.counts,
+            "ladder_stats": data.ladder_stats}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     print(f"{data.counts['valid']:,} valid rows, {data.counts['quarantined']:,} quarantined "
           f"-> {data.counts['examples']:,} examples in {out}")

@@ -1,0 +1,139 @@
+"""Offline evaluation: metric definitions by hand, off-policy estimators with known answers,
+the oracle, and a real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.replay import replay
+from pipeline.simulator import simulate_world
+from tests.helpers import compose_config
+from training.evaluate import flip_gate, oracle_starts, run_evaluate
+from training.off_policy import NoExplorationError, estimate
+from training.routing_metrics import aiq, apgr, cpt, pgr_curve, points_pgr, savings_ci
+
+
+def test_pgr_apgr_and_cpt_by_hand():
+    weak = np.array([0.0, 0.0, 1.0, 1.0])
+    strong = np.array([1.0, 1.0, 1.0, 1.0])
+    # a router that prefers exactly the two prompts the strong model fixes
+    x, pgr = pgr_curve(np.array([0.9, 0.8, 0.1, 0.2]), weak, strong, n_points=5)
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(pgr, [0, 0.5, 1.0, 1.0, 1.0])
+    assert apgr(x, pgr) == pytest.approx(0.25 * (0.25 + 0.75 + 1 + 1))  # trapezoids
+    assert cpt(x, pgr, 0.5) == 0.25 and cpt(x, pgr, 0.8) == 0.5
+
+
+def test_oracle_and_random_apgr_come_out_as_they_should():
+    rng = np.random.default_rng(0)
+    weak = (rng.random(20_000) < 0.6).astype(float)
+    strong = np.maximum(weak, (rng.random(20_000) < 0.5).astype(float))
+    x, pgr = pgr_curve(strong - weak, weak, strong)  # oracle: knows who gains
+    gain_share = (strong - weak).mean()
+    assert apgr(x, pgr) == pytest.approx(1 - gain_share / 2, abs=0.01)
+    assert cpt(x, pgr, 1.0) == pytest.approx(gain_share, abs=0.01)
+    random_apgr = np.mean([apgr(*pgr_curve(rng.random(20_000), weak, strong))
+                           for _ in range(5)])
+    assert random_apgr == pytest.approx(0.5, abs=0.01)
+
+
+def test_points_pgr_joins_operating_points():
+    _, pgr = points_pgr([0.5], [0.9], r_weak=0.8, r_strong=1.0)
+    assert pgr[50] == pytest.approx(0.5) and pgr[0] == 0 and pgr[-1] == 1
+
+
+def test_aiq_by_hand():
+    # endpoints (0, 0) and (1, 1), one router point (0.2, 0.8): hull 0 -> 0.8 -> 1
+    value = aiq([0.2], [0.8], 0.0, 1.0, endpoints=((0.0, 0.0), (1.0, 1.0)))
+    expected = 0.5 * 0.2 * 0.8 + 0.8 * (0.8 + 1.0) / 2
+    assert value == pytest.approx(expected, abs=1e-3)
+    # a point under the chord does not count: AIQ is the hull
+    assert aiq([0.5], [0.2], 0.0, 1.0, endpoints=((0.0, 0.0), (1.0, 1.0))) == pytest.approx(
+        0.5, abs=1e-3)
+
+
+def test_savings_ci_contains_the_value():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(1, 2, 500)
+    s = savings_ci(0.7 * base, base, n_boot=300)
+    assert s["value"] == pytest.approx(0.3) and s["ci_low"] <= 0.3 <= s["ci_high"]
+
+
+def _bandit(n=40_000, seed=0):
+    """Two actions, logging policy uniform, reward r(a) known: r(0)=1+x, r(1)=3."""
+    rng = np.random.default_rng(seed)
+    x = rng.random(n)
+    logged = rng.integers(0, 2, n)
+    reward = np.where(logged == 0, 1 + x, 3.0) + rng.normal(0, 0.1, n)
+    return pd.DataFrame({"course_id": np.arange(n) // 4, "start_index": logged,
+                         "propensity": 0.5, "cost": reward}), x
+
+
+def test_ips_snips_and_dr_recover_a_known_policy_value():
+    bandit, x = _bandit()
+    target = (x > 0.5).astype(int)  # take action 1 when x > 0.5
+    truth = np.mean(np.where(target == 0, 1 + x, 3.0))
+    perfect = np.column_stack([1 + x, np.full_like(x, 3.0)])
+    biased = perfect + 0.5  # a wrong reward model: DR must still be unbiased
+    for q in (perfect, biased):
+        est = estimate(bandit, target, {"cost": q}, n_boot=200)["cost"]
+        for name in ("ips", "snips", "dr"):
+            assert est[name]["value"] == pytest.approx(truth, abs=0.03), name
+            assert est[name]["ci_low"] - 0.02 <= truth <= est[name]["ci_high"] + 0.02
+    tight = estimate(bandit, target, {"cost": perfect}, n_boot=200)["cost"]
+    width = {k: v["ci_high"] - v["ci_low"] for k, v in tight.items()}
+    assert width["dr"] < width["ips"]  # a good reward model shrinks the variance
+
+
+def test_logs_without_exploration_are_refused():
+    bandit, _ = _bandit(100)
+    bandit["propensity"] = 1.0
+    with pytest.raises(NoExplorationError, match="no exploration"):
+        estimate(bandit, np.zeros(100, dtype=int), {"cost": np.zeros((100, 2))})
+
+
+def test_the_oracle_is_never_beaten(catalog, cfg):
+    world = simulate_world(cfg.simulate, catalog, n_courses=150, seed=3)
+    oracle = replay(world.cube, oracle_starts(world.cube, catalog), catalog)
+    for start in range(3):
+        other = replay(world.cube, np.full(world.cube.n_tasks, start), catalog)
+        better_quality = oracle.true_pass & ~other.true_pass
+        same_quality = oracle.true_pass == other.true_pass
+        assert (better_quality | (same_quality & (oracle.cost <= other.cost + 1e-12))).all()
+
+
+def test_flipped_gate_flips_at_the_rate(catalog, cfg):
+    world = simulate_world(cfg.simulate, catalog, n_courses=100, seed=4)
+    flipped = flip_gate(world.cube, catalog, 0.2, 0.1, np.random.default_rng(0))
+    truth = world.cube.quality >= 0.75
+    verdict = flipped.similarity >= 0.75
+    assert ((verdict != truth)[~truth]).mean() == pytest.approx(0.2, abs=0.02)
+    assert ((verdict != truth)[truth]).mean() == pytest.approx(0.1, abs=0.01)
+
+
+def test_evaluate_end_to_end(trained_router, tmp_path):
+    train_cfg, _ = trained_router
+    paths = [f"paths.{k}={v}" for k, v in train_cfg.paths.items()]
+    cfg = compose_config("router_evaluate", [
+        *paths, f"reports_dir={tmp_path}/evaluate", "evaluate.n_courses=300",
+        "evaluate.bootstrap=200", "evaluate.knob_sweep=[0.0,0.8,1.0]",
+        "evaluate.gate_error_rates=[0.0,0.2]"])
+    OmegaConf.resolve(cfg)
+    result = run_evaluate(cfg)
+    pol = result["policies"]
+    assert set(pol) == {"always-premium", "static", "cheapest", "random", "learned", "oracle"}
+    assert pol["oracle"]["true_pass_rate"] >= max(p["true_pass_rate"] for p in pol.values())
+    assert pol["always-premium"]["premium_share"] > 0.95 > pol["cheapest"]["premium_share"]
+    s = result["savings_vs"]["static"]["cost"]
+    assert s["ci_low"] <= s["value"] <= s["ci_high"]
+    ope = result["off_policy"]
+    assert {"ips", "snips", "dr"} <= set(ope["cost"]) and "exact_replay" in ope
+    assert len(result["gate_error_sweep"]) == 2 * 5
+    for name in ("metrics.json", "report.md", "pareto.png", "per_field.csv"):
+        assert (tmp_path / "evaluate" / name).stat().st_size > 0
+    assert json.loads((tmp_path / "evaluate" / "metrics.json").read_text())["policies"]

@@ -1,0 +1,146 @@
+"""The routing policy: expected cost by hand, quality requirements, fallbacks, decisions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from router_model.artifact import load_artifact
+from router_model.config import build_catalog
+from router_model.policy import LadderCostModel, PolicySettings, RoutingPolicy
+from tests.helpers import compose_config
+
+TASK = {"field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
+        "expected_output_tokens": 1800,
+        "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
+                     "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
+                     "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+
+
+def test_expected_cost_without_retries_matches_hand_computation():
+    catalog = build_catalog(compose_config(overrides=["gate.retries_per_tier=0"]))
+    stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.5}
+                       for t in catalog.ladder}}
+    model = LadderCostModel(catalog, PolicySettings(), stats)
+    p = np.array([[0.5, 0.8, 1.0]])
+    cost = np.array([[1.0, 3.0, 40.0]])
+    e = model.expectations(p, cost, np.zeros((1, 3)))
+    # start 0: 1 + 0.5 * (3 + 0.2 * 40) = 6.5; start 1: 3 + 0.2 * 40 = 11; start 2: 40
+    np.testing.assert_allclose(e["cost"][0], [6.5, 11.0, 40.0])
+    np.testing.assert_allclose(e["calls"][0], [1 + 0.5 * (1 + 0.2), 1.2, 1.0])
+    np.testing.assert_allclose(e["pass"][0], [1.0, 1.0, 1.0])
+
+
+def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
+    catalog = build_catalog(compose_config(overrides=["gate.retries_per_tier=1"]))
+    stats = {"tiers": {t: {"schema_share": 0.1, "severe_share": 0.1, "retry_pass_rate": 0.5}
+                       for t in catalog.ladder}}
+    model = LadderCostModel(catalog, PolicySettings(), stats)
+    e = model.expectations(np.array([[0.5, 0.8, 0.9]]), np.array([[1.0, 3.0, 40.0]]),
+                           np.zeros((1, 3)))
+    # Worked by hand (see the derivation in the policy docs):
+    # V(2,1)=40, V(2,0)=44, V(1,1)=25, V(1,0)=8.76, V(0,1)=7.142, V(0,0)=6.4948
+    np.testing.assert_allclose(e["cost"][0], [6.4948, 8.76, 44.0])
+    # final pass from premium: 0.9 + 0.1 * 0.5 = 0.95
+    assert e["pass"][0, 2] == pytest.approx(0.95)
+
+
+def test_latency_price_is_added_to_the_cost(catalog):
+    cheap = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.0))
+    timed = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.01))
+    c0, lat = cheap.attempt_cost(np.array([10_000.0]), np.array([1000.0]))
+    c1, _ = timed.attempt_cost(np.array([10_000.0]), np.array([1000.0]))
+    np.testing.assert_allclose(c1 - c0, 0.01 * lat)
+    assert (lat[0, 2] > lat[0, 0])  # premium is the slow one
+
+
+def test_high_impact_fields_need_more_confidence(catalog):
+    policy = RoutingPolicy(catalog, PolicySettings(knob=0.8, impact_slope=0.02))
+    assert policy.required_pass_prob(np.array([10.0]))[0] == pytest.approx(0.9)
+    assert policy.required_pass_prob(np.array([3.0]))[0] == pytest.approx(0.76)
+    p = np.array([[0.85, 0.95, 0.99], [0.85, 0.95, 0.99]])
+    plan = policy.plan(p, np.array([3.0, 10.0]), np.array([5000.0, 5000.0]),
+                       np.array([500.0, 500.0]))
+    assert plan["start"].tolist() == [0, 1]  # low impact starts cheap, high impact does not
+    knob_one = RoutingPolicy(catalog, PolicySettings(knob=1.0)).plan(
+        p, np.array([3.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]))
+    assert knob_one["start"].tolist() == [2, 2]
+
+
+@pytest.fixture(scope="module")
+def learned(trained_router, catalog):
+    cfg, _ = trained_router
+    return RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact), seed=1)
+
+
+def test_learned_decision_record_has_everything(learned):
+    d = learned.decide(TASK).to_dict()
+    assert d["source"] == "learned" and d["propensity"] == 1.0
+    assert d["router_version"] == learned.artifact.router_version
+    assert set(d["pass_probabilities"]) == {"gpt-oss-20b", "gpt-oss-120b", "qwen3-max"}
+    assert all(0 <= v <= 1 for v in d["pass_probabilities"].values())
+    assert d["start_tier"] == d["ladder"][0] and d["ladder"][-1] == "qwen3-max"
+    assert d["expected_costs"][d["start_tier"]] == min(
+        c for t, c in d["expected_costs"].items()
+        if d["pass_probabilities"][t] >= d["required_pass_prob"] or t == "qwen3-max")
+    assert len(d["decision_id"]) == 32
+    json.dumps(d)  # serialisable as a log line
+
+
+def test_the_knob_comes_from_the_artifact_unless_overridden(learned, catalog):
+    calibrated = learned.artifact.manifest["policy"]["knob"]
+    assert learned.settings.knob == pytest.approx(calibrated)
+    override = RoutingPolicy(catalog, PolicySettings(knob=0.5), learned.artifact)
+    assert override.settings.knob == 0.5
+
+
+def test_exploration_draws_and_records_propensities(learned):
+    policy = learned.with_settings(epsilon=0.3)
+    decisions = policy.decide_many([TASK] * 3000)
+    greedy = learned.decide(TASK).start_tier
+    explored = [d for d in decisions if d.source == "exploration"]
+    assert 0.25 < len(explored) / len(decisions) < 0.35
+    for d in decisions:
+        expected = (0.7 * (d.start_tier == greedy) + 0.1) if d.source == "exploration" \
+            else 0.7 + 0.1
+        assert d.propensity == pytest.approx(expected)
+
+
+def test_context_overflow_goes_to_the_overflow_tier(learned):
+    d = learned.decide({**TASK, "context_tokens": 150_000})
+    assert (d.start_tier, d.source, d.fallback_reason) == ("gemini-2.5-flash", "rules",
+                                                          "context_overflow")
+    assert d.ladder == ["gemini-2.5-flash"] and d.propensity == 1.0
+
+
+def test_unknown_categories_and_missing_features_are_marked_not_fatal(learned):
+    d = learned.decide({"field": "course_title", "prompt_tokens": 2000,
+                        "analysis": {"domain": "astrology", "language": "tlh"}})
+    assert d.source == "learned"
+    assert d.unknown_categories == {"analysis.domain": "astrology", "analysis.language": "tlh"}
+    assert "context_tokens" in d.missing_features
+
+
+def test_invalid_features_fall_back_to_rules_with_the_reason(learned):
+    d = learned.decide({**TASK, "prompt_tokens": "lots"})
+    assert d.source == "rules" and d.start_tier == "gpt-oss-120b"  # static for lessons
+    assert "invalid_features: feature prompt_tokens='lots' is not a number" in d.fallback_reason
+
+
+def test_missing_or_corrupt_artifact_falls_back_to_rules(catalog, tmp_path, trained_router):
+    missing = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(tmp_path / "no"))
+    d = missing.decide({**TASK, "field": "course_title"})
+    assert (d.source, d.start_tier) == ("rules", "qwen3-max")
+    assert d.fallback_reason.startswith("artifact_error")
+    assert RoutingPolicy(catalog, PolicySettings()).decide(TASK).fallback_reason == "no_model"
+    _, result = trained_router
+
+    broken = tmp_path / "broken"
+    shutil.copytree(result.artifact.path, broken)
+    (broken / "model.joblib").write_bytes(b"garbage")
+    policy = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(broken))
+    assert not policy.learned and "sha256" in policy.fallback_reason
+    assert policy.decide(TASK).source == "rules"

@@ -1,0 +1,89 @@
+"""Off-policy estimates of a new routing policy from bandit logs alone.
+
+The logs hold, for each task, the start tier the logging policy chose and its propensity. A
+new policy's value is estimated with inverse propensity scoring (IPS), self-normalised IPS
+(SNIPS) and doubly robust (DR) estimators, with bootstrap confidence intervals over courses.
+Without exploration (propensity 1 everywhere) none of them can see an alternative start, so
+such logs are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from router_model.config import Catalog
+from training.routing_metrics import bootstrap_ci
+
+
+class NoExplorationError(ValueError):
+    """The logs never explored, so no other policy can be evaluated from them."""
+
+
+def logged_bandit(attempts: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
+    """One row per task: logged start tier, its propensity, the chain's cost and outcome."""
+    a = attempts.sort_values(["task_id", "attempt"], kind="stable")
+    a = a.assign(total_cost=a["cost_usd"] + catalog.gate_cost(a["completion_tokens"]))
+    grouped = a.groupby("task_id", sort=False)
+    first = grouped.head(1).set_index("task_id")
+    last = grouped.tail(1).set_index("task_id")
+    bandit = first.drop(columns=["cost_usd", "total_cost", "passed"]).assign(
+        start_index=first["tier"].map({t: i for i, t in enumerate(catalog.tier_names)}),
+        cost=grouped["total_cost"].sum(),
+        passed=last["passed"].astype(float),
+        calls=grouped.size(),
+        expected_output_tokens=first["completion_tokens"].astype(float),
+    )
+    return bandit.reset_index()
+
+
+def check_exploration(bandit: pd.DataFrame) -> None:
+    explored = (bandit["propensity"] < 1.0 - 1e-9).any()
+    if not explored:
+        raise NoExplorationError(
+            "these logs have no exploration (propensity 1 on every decision), so they say "
+            "nothing about start tiers the logging policy never chose. Log with exploration "
+            "(router.policy.epsilon > 0 when serving, simulate.epsilon > 0 in the simulator) "
+            "or evaluate by exact replay on an outcome table instead.")
+
+
+def estimate(bandit: pd.DataFrame, target: np.ndarray, reward_model: dict[str, np.ndarray],
+             *, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """IPS, SNIPS and DR estimates of each reward under the target start tiers.
+
+    `target`: the new policy's start index per task (catalog.tier_names order).
+    `reward_model`: per reward name, a (n, T) matrix of its predicted value for each start.
+    """
+    check_exploration(bandit)
+    logged = bandit["start_index"].to_numpy(np.int64)
+    target = np.asarray(target, dtype=np.int64)
+    w = (target == logged) / bandit["propensity"].to_numpy(float)
+    course_codes, course_index = np.unique(bandit["course_id"].to_numpy(), return_inverse=True)
+    n_courses = len(course_codes)
+
+    def per_course(values: np.ndarray) -> np.ndarray:
+        return np.bincount(course_index, weights=values, minlength=n_courses)
+
+    tasks_c = per_course(np.ones(len(bandit)))
+    w_c = per_course(w)
+    rows = np.arange(len(bandit))
+    out: dict[str, dict[str, Any]] = {}
+    for name, q in reward_model.items():
+        r = bandit[name].to_numpy(float)
+        wr_c = per_course(w * r)
+        dr_c = per_course(q[rows, target] + w * (r - q[rows, logged]))
+        estimators = {
+            "ips": lambda c, wr_c=wr_c: (c @ wr_c) / (c @ tasks_c),
+            "snips": lambda c, wr_c=wr_c: (c @ wr_c) / (c @ w_c),
+            "dr": lambda c, dr_c=dr_c: (c @ dr_c) / (c @ tasks_c),
+        }
+        ones = np.ones((1, n_courses))
+        out[name] = {}
+        for est, fn in estimators.items():
+            lo, hi = bootstrap_ci(fn, n_courses, n_boot=n_boot, seed=seed)
+            out[name][est] = {"value": float(fn(ones)[0]), "ci_low": lo, "ci_high": hi}
+    out["effective_sample_size"] = {"value": float(w.sum() ** 2 / max((w ** 2).sum(), 1e-12))}
+    out["matched_share"] = {"value": float((target == logged).mean())}
+    return out
