@@ -32,6 +32,7 @@ repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 
 bench: install  ## speed benchmarks (print numbers, never assert)
 	$(BIN)/python bench/train_scale.py
+	$(BIN)/python bench/policy_speed.py
 
 clean:
 	rm -rf data/generated artifacts reports .cache

@@ -67,8 +67,10 @@ class FeatureSpec:
         out = np.full((len(frame), len(self.columns)), np.nan)
         for j, c in enumerate(self.categorical):
             if c in frame.columns:
-                values = frame[c].astype("string").to_numpy(dtype=object, na_value=None)
-                codes = pd.Index(self.categories_[c]).get_indexer(values).astype(float)
+                column = frame[c]
+                if not (pd.api.types.is_string_dtype(column) or column.dtype == object):
+                    column = column.astype("string")
+                codes = pd.Index(self.categories_[c]).get_indexer(column).astype(float)
                 codes[codes < 0] = np.nan
                 out[:, j] = codes
         for j, c in enumerate(self.numeric, start=len(self.categorical)):

@@ -110,32 +110,36 @@ class LadderCostModel:
         cost = np.column_stack([t.call_cost(prompt_total, output) + gate for t in tiers])
         return cost + self.settings.latency_price_per_s * latency, latency
 
+    QUANTITIES = ("cost", "latency_s", "calls", "premium_calls", "pass")
+
     def expectations(self, p_first: np.ndarray, cost: np.ndarray, latency: np.ndarray
                      ) -> dict[str, np.ndarray]:
-        """Dynamic programme over (tier, retry) states; every output has shape (n, L)."""
+        """Dynamic programme over (tier, retry) states; every output has shape (n, L).
+
+        All quantities move through the states together (one array of shape (Q, n)), so a
+        single decision costs a handful of numpy operations per state.
+        """
         n, L = p_first.shape
         R = self.catalog.gate.retries_per_tier
         top = L - 1
-        quantities = {"cost": cost, "latency_s": latency, "calls": np.ones((n, L)),
-                      "premium_calls": np.zeros((n, L))}
-        quantities["premium_calls"][:, top] = 1.0
-        value = {k: np.zeros((n, L, R + 2)) for k in (*quantities, "pass")}  # k = R+1: spent
+        per_attempt = np.stack([cost, latency, np.ones((n, L)), np.zeros((n, L)), p_first])
+        per_attempt[3, :, top] = 1.0  # premium calls
+        value = np.zeros((len(self.QUANTITIES), n, L, R + 1))
         for t in range(top, -1, -1):
             fs, fv = self.schema_share[t], self.severe_share[t]
             for k in range(R, -1, -1):
-                p = p_first[:, t] if k == 0 else np.full(n, self.retry_pass[t])
-                fail = 1.0 - p
-                for name in value:
-                    now = p if name == "pass" else quantities[name][:, t]
-                    if t == top:
-                        after = value[name][:, t, k + 1] if k < R else 0.0
-                    else:
-                        escalate = value[name][:, t + 1, 0]
-                        jump = value[name][:, top, 0]
-                        retry = value[name][:, t, k + 1] if k < R else escalate
-                        after = fs * escalate + fv * jump + (1.0 - fs - fv) * retry
-                    value[name][:, t, k] = now + fail * after
-        return {name: v[:, :, 0] for name, v in value.items()}
+                now = per_attempt[:, :, t].copy()
+                if k > 0:
+                    now[4] = self.retry_pass[t]
+                fail = 1.0 - now[4]
+                if t == top:
+                    after = value[:, :, t, k + 1] if k < R else 0.0
+                else:
+                    escalate = value[:, :, t + 1, 0]
+                    retry = value[:, :, t, k + 1] if k < R else escalate
+                    after = fs * escalate + fv * value[:, :, top, 0] + (1.0 - fs - fv) * retry
+                value[:, :, t, k] = now + fail * after
+        return dict(zip(self.QUANTITIES, value[:, :, :, 0], strict=True))
 
 
 class RoutingPolicy:
@@ -222,29 +226,42 @@ class RoutingPolicy:
         n = len(tasks)
         impact = tasks["field"].map(self._impact).fillna(5).to_numpy(float)
         prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-        output = self._output_tokens(tasks["field"].to_numpy(),
-                                     tasks.get("expected_output_tokens"))
+        given = tasks.get("expected_output_tokens")
+        output = self._output_tokens(
+            tasks["field"].to_numpy(),
+            None if given is None else pd.to_numeric(given, errors="coerce").to_numpy(float))
         if not self.learned:
             return {"start": self.static_starts(tasks["field"]),
                     "p": np.full((n, len(self.ladder)), np.nan)}
         if p is None:
-            rows = tasks.loc[tasks.index.repeat(len(self.ladder))].assign(
-                tier=np.tile(self.ladder, n),
-                expected_output_tokens=np.repeat(output, len(self.ladder)))
-            p = self.artifact.model.predict_frame(rows).reshape(n, len(self.ladder))
+            p = self._predict_tiers(tasks.assign(expected_output_tokens=output))
         return {"p": p, **self.plan(p, impact, prompt_total, output)}
+
+    def _predict_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
+        """(n, L) pass probabilities: encode each task once, then vary only the tier code."""
+        model = self.artifact.model
+        spec = model.spec
+        X = np.repeat(spec.encode(tasks.drop(columns="tier", errors="ignore")),
+                      len(self.ladder), axis=0)
+        tier_col = spec.columns.index("tier")
+        codes = [spec.categories_["tier"].index(t) if t in spec.categories_["tier"] else np.nan
+                 for t in self.ladder]
+        X[:, tier_col] = np.tile(codes, len(tasks))
+        return model.predict_matrix(X).reshape(len(tasks), len(self.ladder))
 
     def static_starts(self, fields: pd.Series) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
         return fields.map(self._static).fillna(0).to_numpy(np.int64)
 
-    def _output_tokens(self, fields: np.ndarray, given: Any) -> np.ndarray:
-        default = np.array([self._median_output.get(str(f), self.settings.default_output_tokens)
-                            for f in fields], dtype=float)
+    def _output_tokens(self, fields: Sequence[Any], given: Sequence[float] | None
+                       ) -> np.ndarray:
+        """Expected completion tokens: as given, else the field's logged median."""
+        default = [self._median_output.get(str(f), self.settings.default_output_tokens)
+                   for f in fields]
         if given is None:
-            return default
-        given = np.asarray(pd.to_numeric(pd.Series(given), errors="coerce"), dtype=float)
-        return np.where(np.isnan(given), default, given)
+            return np.array(default, dtype=float)
+        return np.array([d if g != g else g for g, d in zip(given, default, strict=True)],
+                        dtype=float)  # g != g: NaN
 
     # ---- serving entry points ---------------------------------------------------------
 
@@ -261,7 +278,8 @@ class RoutingPolicy:
         impact = np.array([self._impact.get(f, 5) for f in fields], dtype=float)
         prompt_total = np.array([_tokens(t.get("prompt_tokens")) + _tokens(t.get(
             "context_tokens")) for t in flat])
-        output = self._output_tokens(fields, [t.get("expected_output_tokens") for t in flat])
+        output = self._output_tokens(fields, [_tokens(t.get("expected_output_tokens"), np.nan)
+                                              for t in flat])
         for t, out in zip(flat, output, strict=True):
             t.setdefault("expected_output_tokens", out)
         p = plan = None
@@ -322,8 +340,9 @@ class RoutingPolicy:
                         ladder=ladder, fallback_reason=fallback_reason, **extras)
 
 
-def _tokens(value: Any) -> float:
-    """A token count for routing arithmetic; non-numbers count as 0 (the encoder reports them)."""
+def _tokens(value: Any, missing: float = 0.0) -> float:
+    """A token count for routing arithmetic; non-numbers count as `missing` (the encoder
+    reports them as invalid features)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0.0
+        return missing
     return float(value)
