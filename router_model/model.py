@@ -133,6 +133,20 @@ class PassModel:
         inner = self.calibrated.calibrated_classifiers_[0].estimator
         return inner.predict_proba(X)[:, 1], self.predict_matrix(X)
 
+    def explain(self, X: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
+        """The largest per-feature contributions (log-odds, before calibration) for one row.
+
+        LightGBM's TreeSHAP (`pred_contrib`); other estimators return an empty list.
+        """
+        inner = self.calibrated.calibrated_classifiers_[0].estimator
+        if not isinstance(inner, LightGBMPassClassifier):
+            return []
+        contrib = inner.booster_.predict(np.asarray(X[:1], dtype=float), pred_contrib=True)[0]
+        values = contrib[:-1]  # the last column is the bias
+        order = np.argsort(-np.abs(values))[:top]
+        return [{"feature": self.spec.columns[j], "value": _plain_value(X[0, j], self.spec, j),
+                 "contribution": float(values[j])} for j in order]
+
     def feature_importance(self) -> dict[str, float]:
         inner = self.calibrated.calibrated_classifiers_[0].estimator
         if not hasattr(inner, "feature_importances_"):
@@ -140,3 +154,12 @@ class PassModel:
         gains = np.asarray(inner.feature_importances_, dtype=float)
         total = gains.sum() or 1.0
         return {c: float(g / total) for c, g in zip(self.spec.columns, gains, strict=True)}
+
+
+def _plain_value(code: float, spec: FeatureSpec, j: int) -> Any:
+    """A feature's value as the caller sent it: category name, number or None."""
+    if np.isnan(code):
+        return None
+    if j < len(spec.categorical):
+        return spec.categories_[spec.categorical[j]][int(code)]
+    return float(code)

@@ -169,3 +169,12 @@ def test_mismatched_artifacts_are_refused(trained, tmp_path, change, message):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=message):
         load_artifact(folder)
+
+
+def test_fast_prediction_path_matches_scikit_learn(trained):
+    _, result = trained
+    model = result.artifact.model
+    X = model.spec.encode(load_examples(result.artifact.manifest["config"]["data"]["logs"],
+                                        _catalog(trained[0]), cache_dir=None).examples.head(300))
+    np.testing.assert_allclose(model.predict_matrix(X),
+                               model.calibrated.predict_proba(X)[:, 1], rtol=0, atol=1e-12)

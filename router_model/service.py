@@ -1,0 +1,190 @@
+"""The HTTP face of the router (FastAPI): a thin layer over `RouterService`.
+
+Endpoints: POST /v1/route (?explain=true), POST /v1/route/batch, POST /v1/escalate,
+GET /healthz, GET /readyz, GET /metrics (Prometheus), POST /admin/reload (bearer token).
+Malformed bodies get FastAPI's 422, which names the offending field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.attempt_log import Analysis, ErrorKind
+from router_model.serving import EscalationError, RouterService, timed
+
+TOKENS = Field(ge=0, le=100_000_000)
+
+
+class TaskIn(BaseModel):
+    """One Stage-5 task to route: the field, token counts and the Stage-4 analysis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(min_length=1, max_length=200)
+    prompt_tokens: Annotated[int, TOKENS]
+    context_tokens: Annotated[int, TOKENS] = 0
+    expected_output_tokens: Annotated[int, TOKENS] | None = None
+    analysis: Analysis = Field(default_factory=Analysis)
+    course_id: str | None = Field(None, max_length=200)
+    task_id: str | None = Field(None, max_length=200)
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskIn] = Field(min_length=1, max_length=10_000)
+
+
+class EscalateIn(BaseModel):
+    """A gate result: where it happened and what the gate saw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str | None = Field(None, max_length=200)
+    tier: str | None = Field(None, max_length=200)
+    similarity: float | None = Field(None, ge=0.0, le=1.0)
+    schema_valid: bool
+    error_kind: ErrorKind | None = None
+    retry_count: int = Field(0, ge=0, le=1000)
+
+
+class Metrics:
+    """Prometheus metrics in the app's own registry (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.decisions = Counter("router_decisions", "Routing decisions",
+                                 ["tier", "source"], registry=self.registry)
+        self.fallbacks = Counter("router_fallbacks", "Decisions answered from the rules",
+                                 ["reason"], registry=self.registry)
+        self.latency = Histogram("router_decision_latency_seconds",
+                                 "Time to decide one request", ["endpoint"],
+                                 buckets=(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+                                          2.5e-2, 0.1, 0.5), registry=self.registry)
+        self.model = Gauge("router_model_info", "The model being served (value 1)",
+                           ["router_version", "mode"], registry=self.registry)
+        self.reloads = Counter("router_reloads", "Model reloads", ["result"],
+                               registry=self.registry)
+
+    def observe(self, endpoint: str, seconds: float, decisions: list[dict[str, Any]]) -> None:
+        self.latency.labels(endpoint).observe(seconds)
+        for d in decisions:
+            self.decisions.labels(d["start_tier"], d["source"]).inc()
+            if d.get("fallback_reason"):
+                self.fallbacks.labels(d["fallback_reason"].split(":")[0]).inc()
+
+    def set_model(self, readiness: dict[str, Any]) -> None:
+        self.model.clear()
+        self.model.labels(readiness["router_version"], readiness["mode"]).set(1)
+
+
+def create_app(service: RouterService) -> FastAPI:
+    """Build the app around a ready `RouterService` (config is resolved by the caller)."""
+    metrics = Metrics()
+    metrics.set_model(service.readiness())
+
+    async def watch_artifacts() -> None:
+        while True:
+            await asyncio.sleep(service.settings.reload_poll_s)
+            result = await asyncio.to_thread(service.reload_if_changed)
+            if result is not None:
+                metrics.reloads.labels("ok" if result["reloaded"] else "rejected").inc()
+                metrics.set_model(service.readiness())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = (asyncio.create_task(watch_artifacts())
+                   if service.settings.reload_poll_s > 0 else None)
+        yield
+        if watcher:
+            watcher.cancel()
+        service.close()
+
+    app = FastAPI(title="stage5-router", version="1", lifespan=lifespan,
+                  description="Routing decisions for Stage-5 course generation.")
+
+    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        token = service.admin_token()
+        if token is None:
+            raise HTTPException(503, f"admin endpoints are disabled: set "
+                                     f"{service.settings.admin_token_env} to enable them")
+        presented = (authorization or "").removeprefix("Bearer ").strip()
+        if not authorization or not secrets.compare_digest(presented, token):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/v1/route")
+    async def route(task: TaskIn, explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
+        decision, seconds = timed(lambda: service.route(
+            task.model_dump(exclude_none=True), explain=explain))
+        metrics.observe("route", seconds, [decision])
+        return decision
+
+    @app.post("/v1/route/batch")
+    async def route_batch(batch: BatchIn) -> dict[str, Any]:
+        if len(batch.tasks) > service.settings.max_batch:
+            raise HTTPException(422, f"tasks: {len(batch.tasks)} tasks is more than "
+                                     f"serve.max_batch={service.settings.max_batch}")
+        tasks = [t.model_dump(exclude_none=True) for t in batch.tasks]
+        decisions, seconds = timed(lambda: service.route_batch(tasks))
+        metrics.observe("route_batch", seconds, decisions)
+        return {"decisions": decisions}
+
+    @app.post("/v1/escalate")
+    async def escalate(body: EscalateIn) -> dict[str, Any]:
+        try:
+            return service.escalate(**body.model_dump())
+        except EscalationError as exc:
+            return JSONResponse(status_code=422, content={"detail": [
+                {"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}]})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> dict[str, Any]:
+        return service.readiness()
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", dependencies=[Depends(require_admin)])
+    async def reload() -> JSONResponse:
+        result = await asyncio.to_thread(service.reload)
+        metrics.reloads.labels("ok" if result["reloaded"] else "rejected").inc()
+        metrics.set_model(service.readiness())
+        return JSONResponse(status_code=200 if result["reloaded"] else 409, content=result)
+
+    return app
+
+
+CONFIG_ENV = "ROUTER_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for several workers: the resolved config comes in an env variable."""
+    from omegaconf import OmegaConf
+
+    from router_model.serve_cli import build_service
+
+    return create_app(build_service(OmegaConf.create(json.loads(os.environ[CONFIG_ENV]))))

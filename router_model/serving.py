@@ -1,0 +1,223 @@
+"""The routing service's core, without HTTP: decisions, escalation, reloads, shadow, logs.
+
+`RouterService` is what both the FastAPI app (`service.py`) and the in-process client use, so
+a generator gets the same answers whether it calls over HTTP or in the same process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router_model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
+from router_model.config import Catalog
+from router_model.decision_log import DecisionLog
+from router_model.features import flatten_task
+from router_model.ladder import Action, LadderRules
+from router_model.policy import Decision, PolicySettings, RoutingPolicy
+
+log = logging.getLogger("stage5_router.serving")
+
+ACTION_NAMES = {Action.ACCEPT: "accept", Action.RETRY: "retry", Action.ESCALATE: "escalate",
+                Action.JUMP_PREMIUM: "jump_to_premium",
+                Action.FLAG_FOR_REVIEW: "flag_for_review"}
+TRANSIENT_ERRORS = ("rate_limit", "timeout", "provider_error")
+
+
+class EscalationError(ValueError):
+    """An escalate request that cannot be answered; names the field and the value."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class ServeSettings:
+    """`serve` in config."""
+
+    artifact: str | None
+    shadow_artifact: str | None = None
+    epsilon: float = 0.0
+    decision_log: str | None = None
+    decision_log_max_bytes: int = 50_000_000
+    decision_log_backups: int = 5
+    reload_poll_s: float = 2.0
+    admin_token_env: str = "ROUTER_ADMIN_TOKEN"
+    max_batch: int = 1000
+
+
+def artifact_signature(path: str | None) -> tuple[Any, ...]:
+    """What changes when a new artifact lands: LATEST's target and its manifest's mtime."""
+    if not path:
+        return ()
+    root = Path(path)
+    latest = root / LATEST_FILE
+    target = latest.read_text().strip() if latest.exists() else ""
+    manifest = (root / target / MANIFEST_FILE) if target else root / MANIFEST_FILE
+    try:
+        return (target, manifest.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return (target, None)
+
+
+class RouterService:
+    """Routes tasks, answers gate results, swaps models safely, logs every decision."""
+
+    def __init__(self, catalog: Catalog, policy_settings: PolicySettings,
+                 settings: ServeSettings, seed: int | None = None) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.policy_settings = PolicySettings(**{**policy_settings.__dict__,
+                                                 "epsilon": settings.epsilon})
+        self.rules = LadderRules.from_catalog(catalog)
+        self.decision_log = DecisionLog(settings.decision_log, settings.decision_log_max_bytes,
+                                        settings.decision_log_backups)
+        self._seed = seed
+        self._reload_lock = threading.Lock()
+        self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
+        self._tiers_lock = threading.Lock()
+        self.policy = RoutingPolicy.from_artifact_path(catalog, self.policy_settings,
+                                                       settings.artifact, seed)
+        self.shadow = (RoutingPolicy.from_artifact_path(catalog, self.policy_settings,
+                                                        settings.shadow_artifact, seed)
+                       if settings.shadow_artifact else None)
+        self.signature = artifact_signature(settings.artifact)
+        self.reloads = {"ok": 0, "rejected": 0}
+
+    # ---- decisions -------------------------------------------------------------------
+
+    def route(self, task: Mapping[str, Any], explain: bool = False) -> dict[str, Any]:
+        return self.route_batch([task], explain=explain, endpoint="route")[0]
+
+    def route_batch(self, tasks: Sequence[Mapping[str, Any]], explain: bool = False,
+                    endpoint: str = "route_batch") -> list[dict[str, Any]]:
+        policy = self.policy  # one reference for the whole request: a reload cannot split it
+        decisions = self._decide(policy, tasks)
+        shadows = self._decide(self.shadow, tasks) if self.shadow else [None] * len(tasks)
+        out = []
+        for task, decision, shadow in zip(tasks, decisions, shadows, strict=True):
+            record = decision.to_dict()
+            if explain:
+                record["explanation"] = self._explain(policy, task, decision)
+            self._remember(decision.decision_id, decision.start_tier)
+            self.decision_log.write(endpoint, dict(task), decision.to_dict(),
+                                    shadow.to_dict() if shadow else None)
+            out.append(record)
+        return out
+
+    def _decide(self, policy: RoutingPolicy, tasks: Sequence[Mapping[str, Any]]
+                ) -> list[Decision]:
+        try:
+            return policy.decide_many(tasks)
+        except Exception as exc:  # a bug must cost a learned decision, never the request
+            log.exception("policy failed; answering from the rules")
+            rules = RoutingPolicy(self.catalog, self.policy_settings,
+                                  fallback_reason=f"internal_error: {type(exc).__name__}")
+            return rules.decide_many(tasks)
+
+    def _explain(self, policy: RoutingPolicy, task: Mapping[str, Any], decision: Decision
+                 ) -> list[dict[str, Any]]:
+        if not policy.learned or decision.start_tier not in policy.ladder:
+            return []
+        flat = {**flatten_task(task), "tier": decision.start_tier}
+        model = policy.artifact.model
+        return model.explain(model.spec.encode_records([flat]))
+
+    def _remember(self, decision_id: str, tier: str) -> None:
+        with self._tiers_lock:
+            self._tiers_by_decision[decision_id] = tier
+            self._tiers_by_decision.move_to_end(decision_id)
+            while len(self._tiers_by_decision) > 100_000:
+                self._tiers_by_decision.popitem(last=False)
+
+    # ---- the ladder, one gate result at a time ----------------------------------------
+
+    def escalate(self, *, schema_valid: bool, similarity: float | None = None,
+                 tier: str | None = None, decision_id: str | None = None,
+                 error_kind: str | None = None, retry_count: int = 0) -> dict[str, Any]:
+        """The next step after a gate result, by the seed's ladder."""
+        if tier is None:
+            with self._tiers_lock:
+                tier = self._tiers_by_decision.get(decision_id or "")
+            if tier is None:
+                raise EscalationError("tier", f"tier is missing and decision_id="
+                                      f"{decision_id!r} is not a recent decision; send tier")
+        names = self.catalog.tier_names
+        if tier not in names:
+            raise EscalationError("tier", f"tier={tier!r} is not a tier; expected one of {names}")
+        if error_kind == "context_overflow":
+            nxt, action, retry, reason = (self.catalog.gate.overflow_tier, "escalate", 0,
+                                          "context_overflow")
+        else:
+            a, n, r, why = self.rules.next_step(
+                np.array([names.index(tier)]), np.array([retry_count]),
+                np.array([np.nan if similarity is None else similarity]),
+                np.array([schema_valid and error_kind != "schema"]),
+                np.array([error_kind in TRANSIENT_ERRORS]))
+            action, nxt = ACTION_NAMES[Action(int(a[0]))], names[int(n[0])]
+            retry, reason = int(r[0]), why[0] or None
+        if decision_id:
+            self._remember(decision_id, nxt)
+        target = self.catalog.tiers[nxt]
+        return {"action": action, "next_tier": nxt, "model": target.model_id,
+                "provider": target.provider, "retry_count": retry, "reason": reason,
+                "decision_id": decision_id}
+
+    # ---- model lifecycle ---------------------------------------------------------------
+
+    def readiness(self) -> dict[str, Any]:
+        policy = self.policy
+        return {"ready": True, "mode": "learned" if policy.learned else "rules",
+                "router_version": policy.router_version,
+                "fallback_reason": policy.fallback_reason,
+                "knob": policy.settings.knob,
+                "shadow": self.shadow.router_version if self.shadow else None}
+
+    def reload(self, path: str | None = None) -> dict[str, Any]:
+        """Load, probe, then swap. A bad artifact is rejected and the old model keeps serving."""
+        path = path or self.settings.artifact
+        with self._reload_lock:
+            try:
+                if not path:
+                    raise FileNotFoundError("no artifact path is configured (serve.artifact)")
+                artifact = load_artifact(path)
+                probe(artifact)
+            except Exception as exc:
+                self.reloads["rejected"] += 1
+                log.warning("reload rejected: %s", exc)
+                return {"reloaded": False, "error": str(exc),
+                        "router_version": self.policy.router_version}
+            self.policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
+                                        seed=self._seed)
+            self.signature = artifact_signature(path)
+            self.reloads["ok"] += 1
+            return {"reloaded": True, "router_version": self.policy.router_version}
+
+    def reload_if_changed(self) -> dict[str, Any] | None:
+        signature = artifact_signature(self.settings.artifact)
+        if signature == self.signature:
+            return None
+        result = self.reload()
+        self.signature = signature  # a rejected version is not retried until it changes
+        return result
+
+    def admin_token(self) -> str | None:
+        return os.environ.get(self.settings.admin_token_env) or None
+
+    def close(self) -> None:
+        self.decision_log.close()
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(), time.perf_counter() - started
