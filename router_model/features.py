@@ -8,7 +8,7 @@ missing values become NaN, never an error; `unknowns` reports them so a decision
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ class FeatureSpec:
                                "check router.features against the logs")
         self.categories_ = {c: sorted(map(str, frame[c].dropna().unique()))
                             for c in self.categorical}
+        self.__dict__.pop("_lookup_cache", None)
         return self
 
     def _check_fitted(self) -> None:
@@ -85,7 +86,7 @@ class FeatureSpec:
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Flat dict rows -> float matrix, without pandas (the serving hot path)."""
         self._check_fitted()
-        lookups = [{v: i for i, v in enumerate(self.categories_[c])} for c in self.categorical]
+        lookups = self._lookups()
         out = np.full((len(records), len(self.columns)), np.nan)
         n_cat = len(self.categorical)
         for i, rec in enumerate(records):
@@ -104,6 +105,15 @@ class FeatureSpec:
                 out[i, j] = value
         return out
 
+    def _lookups(self) -> list[dict[str, int]]:
+        """Category -> code maps, built once per fitted spec (the serving hot path)."""
+        cached = self.__dict__.get("_lookup_cache")
+        if cached is None or len(cached) != len(self.categorical):
+            cached = [{v: i for i, v in enumerate(self.categories_[c])}
+                      for c in self.categorical]
+            self.__dict__["_lookup_cache"] = cached
+        return cached
+
     def unknowns(self, record: Mapping[str, Any]) -> dict[str, str]:
         """Categorical values in `record` that training never saw."""
         self._check_fitted()
@@ -120,9 +130,3 @@ def flatten_task(task: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in (task.get("analysis") or {}).items():
         flat[f"analysis.{key}"] = value
     return flat
-
-
-def expand_tiers(records: Iterable[Mapping[str, Any]], tiers: Sequence[str]
-                 ) -> list[dict[str, Any]]:
-    """One row per (task, tier): the model scores every candidate start tier."""
-    return [{**rec, "tier": t} for rec in records for t in tiers]

@@ -97,11 +97,9 @@ def predict_booster(booster: Any, X: np.ndarray) -> np.ndarray:
 def apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     """What `IsotonicRegression.predict` / `_SigmoidCalibration.predict` compute, unchecked."""
     if hasattr(calibrator, "X_thresholds_"):  # isotonic, out_of_bounds="clip"
-        clipped = np.clip(raw, calibrator.X_min_, calibrator.X_max_)
-        p = np.interp(clipped, calibrator.X_thresholds_, calibrator.y_thresholds_)
-    else:  # sigmoid (Platt)
-        p = 1.0 / (1.0 + np.exp(calibrator.a_ * raw + calibrator.b_))
-    return np.clip(p, 0.0, 1.0)
+        # np.interp holds the end values outside the thresholds: the same as clipping first
+        return np.interp(raw, calibrator.X_thresholds_, calibrator.y_thresholds_)
+    return 1.0 / (1.0 + np.exp(calibrator.a_ * raw + calibrator.b_))  # sigmoid (Platt)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
 from router_model.config import Catalog
-from router_model.features import FeatureError, expand_tiers, flatten_task
+from router_model.features import FeatureError, flatten_task
 
 RULES_VERSION = "rules-static-v1"
 DEFAULT_KNOB = 0.85
@@ -77,7 +77,8 @@ class Decision:
     missing_features: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A shallow copy: every value is already JSON-ready (str, float, list, flat dict)."""
+        return dict(self.__dict__)
 
 
 class LadderCostModel:
@@ -100,46 +101,55 @@ class LadderCostModel:
         retry = [stats.get(t, {}).get("retry_pass_rate", np.nan) for t in catalog.ladder]
         self.retry_pass = np.where(np.isnan(retry), settings.default_retry_pass_rate, retry)
 
-    def attempt_cost(self, prompt_total: np.ndarray, output: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-attempt USD (call + gate + price of latency) and seconds, shape (n, L)."""
-        tiers = [self.catalog.tiers[t] for t in self.catalog.ladder]
+    def attempt_cost(self, prompt_total: Any, output: Any) -> tuple[list[Any], list[Any]]:
+        """Per-attempt USD (call + gate + price of latency) and seconds, one entry per tier.
+
+        Works on floats (one task) and on arrays (many tasks) alike.
+        """
         gate = self.catalog.gate_cost(output)
         gate_s = self.catalog.gate_latency_s()
-        latency = np.column_stack([t.call_latency_s(output) + gate_s for t in tiers])
-        cost = np.column_stack([t.call_cost(prompt_total, output) + gate for t in tiers])
-        return cost + self.settings.latency_price_per_s * latency, latency
+        price = self.settings.latency_price_per_s
+        cost, latency = [], []
+        for name in self.catalog.ladder:
+            tier = self.catalog.tiers[name]
+            seconds = tier.call_latency_s(output) + gate_s
+            latency.append(seconds)
+            cost.append(tier.call_cost(prompt_total, output) + gate + price * seconds)
+        return cost, latency
 
     QUANTITIES = ("cost", "latency_s", "calls", "premium_calls", "pass")
 
-    def expectations(self, p_first: np.ndarray, cost: np.ndarray, latency: np.ndarray
-                     ) -> dict[str, np.ndarray]:
-        """Dynamic programme over (tier, retry) states; every output has shape (n, L).
+    def expectations(self, p_first: Sequence[Any], cost: Sequence[Any],
+                     latency: Sequence[Any]) -> dict[str, list[Any]]:
+        """Dynamic programme over (tier, retry) states, from each start tier.
 
-        All quantities move through the states together (one array of shape (Q, n)), so a
-        single decision costs a handful of numpy operations per state.
+        Inputs and outputs are one entry per ladder tier, each a float (one task: plain
+        Python arithmetic, a few microseconds) or an array (many tasks: vectorised).
         """
-        n, L = p_first.shape
+        L = len(p_first)
         R = self.catalog.gate.retries_per_tier
         top = L - 1
-        per_attempt = np.stack([cost, latency, np.ones((n, L)), np.zeros((n, L)), p_first])
-        per_attempt[3, :, top] = 1.0  # premium calls
-        value = np.zeros((len(self.QUANTITIES), n, L, R + 1))
+        per_attempt = {"cost": cost, "latency_s": latency, "calls": [1.0] * L,
+                       "premium_calls": [0.0] * top + [1.0]}
+        value: dict[str, list[list[Any]]] = {q: [[0.0] * (R + 1) for _ in range(L)]
+                                             for q in self.QUANTITIES}
         for t in range(top, -1, -1):
-            fs, fv = self.schema_share[t], self.severe_share[t]
+            fs, fv = float(self.schema_share[t]), float(self.severe_share[t])
+            fm = 1.0 - fs - fv
             for k in range(R, -1, -1):
-                now = per_attempt[:, :, t].copy()
-                if k > 0:
-                    now[4] = self.retry_pass[t]
-                fail = 1.0 - now[4]
-                if t == top:
-                    after = value[:, :, t, k + 1] if k < R else 0.0
-                else:
-                    escalate = value[:, :, t + 1, 0]
-                    retry = value[:, :, t, k + 1] if k < R else escalate
-                    after = fs * escalate + fv * value[:, :, top, 0] + (1.0 - fs - fv) * retry
-                value[:, :, t, k] = now + fail * after
-        return dict(zip(self.QUANTITIES, value[:, :, :, 0], strict=True))
+                p = p_first[t] if k == 0 else float(self.retry_pass[t])
+                fail = 1.0 - p
+                for q in self.QUANTITIES:
+                    v = value[q]
+                    now = p if q == "pass" else per_attempt[q][t]
+                    if t == top:
+                        after = v[t][k + 1] if k < R else 0.0
+                    else:
+                        escalate = v[t + 1][0]
+                        retry = v[t][k + 1] if k < R else escalate
+                        after = fs * escalate + fv * v[top][0] + fm * retry
+                    v[t][k] = now + fail * after
+        return {q: [value[q][t][0] for t in range(L)] for q in self.QUANTITIES}
 
 
 class RoutingPolicy:
@@ -194,26 +204,51 @@ class RoutingPolicy:
 
     # ---- the vectorised core shared by serving and evaluation -------------------------
 
-    def required_pass_prob(self, impact: np.ndarray) -> np.ndarray:
+    def required_pass_prob(self, impact: Any) -> Any:
         s = self.settings
-        return np.clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
+        return min(max(s.knob + s.impact_slope * (impact - 5.0), 0.0), 0.999) \
+            if isinstance(impact, float | int) else \
+            np.clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
 
     def plan(self, p: np.ndarray, impact: np.ndarray, prompt_total: np.ndarray,
              output: np.ndarray) -> dict[str, np.ndarray]:
-        """Greedy start tier (ladder index) for each task, with the numbers behind it."""
+        """Greedy start tier (ladder index) for each task, with the numbers behind it.
+
+        Arrays in, (n,) / (n, L) arrays out; the work is done by `plan_columns`.
+        """
+        cols = self.plan_columns(list(p.T), impact, prompt_total, output)
+        out = {"start": np.asarray(cols.pop("start"), dtype=np.int64),
+               "required": np.asarray(cols.pop("required"), dtype=float)}
+        return out | {k: np.column_stack(np.broadcast_arrays(*v)) for k, v in cols.items()}
+
+    def plan_columns(self, p: Sequence[Any], impact: Any, prompt_total: Any, output: Any
+                     ) -> dict[str, Any]:
+        """The plan on per-tier columns: floats for one task, arrays for many.
+
+        Start at the cheapest expected cost among tiers that fit the context window and meet
+        the field's required pass probability; premium always qualifies when it fits.
+        """
         cost, latency = self.cost_model.attempt_cost(prompt_total, output)
         expected = self.cost_model.expectations(p, cost, latency)
-        windows = np.array([self.catalog.tiers[t].context_window for t in self.ladder])
-        eligible = (prompt_total + output)[:, None] <= windows[None, :]
         required = self.required_pass_prob(impact)
-        ok = eligible & (p >= required[:, None])
-        ok[:, -1] |= eligible[:, -1]  # premium is always allowed when it fits
-        masked = np.where(ok, expected["cost"], np.inf)
-        start = np.argmin(masked, axis=1)
-        none_fit = ~ok.any(axis=1)
-        start[none_fit] = len(self.ladder) - 1
-        return {"start": start, "required": required, "eligible": eligible, **{
-            f"expected_{k}": v for k, v in expected.items()}}
+        top = len(self.ladder) - 1
+        start: Any = top
+        best: Any = np.inf
+        eligible = []
+        for t, name in enumerate(self.ladder):
+            fits = prompt_total + output <= self.catalog.tiers[name].context_window
+            eligible.append(fits)
+            ok = fits if t == top else fits & (p[t] >= required)
+            cost = expected["cost"][t]
+            if np.ndim(ok) == 0:  # one task: plain comparisons
+                if ok and cost < best:
+                    best, start = cost, t
+                continue
+            better = ok & (cost < best)
+            best = np.where(better, cost, best)
+            start = np.where(better, t, start)
+        return {"start": start, "required": required, "eligible": eligible,
+                **{f"expected_{k}": v for k, v in expected.items()}}
 
     def start_tiers(self, tasks: pd.DataFrame, p: np.ndarray | None = None
                     ) -> dict[str, np.ndarray]:
@@ -238,16 +273,20 @@ class RoutingPolicy:
         return {"p": p, **self.plan(p, impact, prompt_total, output)}
 
     def _predict_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
-        """(n, L) pass probabilities: encode each task once, then vary only the tier code."""
+        """(n, L) pass probabilities for a frame of tasks."""
+        X = self.artifact.model.spec.encode(tasks.drop(columns="tier", errors="ignore"))
+        return self._predict_encoded(X)
+
+    def _predict_encoded(self, X_tasks: np.ndarray) -> np.ndarray:
+        """Encoded tasks (no tier) -> (n, L) pass probabilities: one row per ladder tier,
+        differing only in the tier code, so each task is encoded once."""
         model = self.artifact.model
         spec = model.spec
-        X = np.repeat(spec.encode(tasks.drop(columns="tier", errors="ignore")),
-                      len(self.ladder), axis=0)
-        tier_col = spec.columns.index("tier")
+        X = np.repeat(X_tasks, len(self.ladder), axis=0)
         codes = [spec.categories_["tier"].index(t) if t in spec.categories_["tier"] else np.nan
                  for t in self.ladder]
-        X[:, tier_col] = np.tile(codes, len(tasks))
-        return model.predict_matrix(X).reshape(len(tasks), len(self.ladder))
+        X[:, spec.columns.index("tier")] = np.tile(codes, len(X_tasks))
+        return model.predict_matrix(X).reshape(len(X_tasks), len(self.ladder))
 
     def static_starts(self, fields: pd.Series) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
@@ -286,10 +325,12 @@ class RoutingPolicy:
         reason = self.fallback_reason
         if self.learned:
             try:
-                model = self.artifact.model
-                X = model.spec.encode_records(expand_tiers(flat, self.ladder))
-                p = model.predict_matrix(X).reshape(n, len(self.ladder))
-                plan = self.plan(p, impact, prompt_total, output)
+                p = self._predict_encoded(self.artifact.model.spec.encode_records(flat))
+                if n == 1:  # plain floats: far cheaper than numpy for a single task
+                    plan = self.plan_columns([float(v) for v in p[0]], float(impact[0]),
+                                             float(prompt_total[0]), float(output[0]))
+                else:
+                    plan = self.plan_columns(list(p.T), impact, prompt_total, output)
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
         overflow = prompt_total > self.catalog.gate.context_overflow_tokens
@@ -308,20 +349,20 @@ class RoutingPolicy:
                                   "missing_features": spec.missing(task) if spec else []}
         if p is not None and plan is not None:
             extras["pass_probabilities"] = dict(zip(ladder, map(float, p[i]), strict=True))
-            extras["expected_costs"] = dict(zip(ladder, map(float, plan["expected_cost"][i]),
-                                                strict=True))
-            extras["required_pass_prob"] = float(plan["required"][i])
+            extras["expected_costs"] = {t: float(_at(c, i)) for t, c in
+                                        zip(ladder, plan["expected_cost"], strict=True)}
+            extras["required_pass_prob"] = float(_at(plan["required"], i))
         if overflow:
             return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
                                 "context_overflow", **extras)
         if plan is None:
             start = self._static.get(field_name, 0)
             return self._record(ladder[start], "rules", 1.0, reason, **extras)
-        greedy = int(plan["start"][i])
-        eligible = np.flatnonzero(plan["eligible"][i])
+        greedy = int(_at(plan["start"], i))
+        eligible = [t for t, fits in enumerate(plan["eligible"]) if _at(fits, i)]
         eps = self.settings.epsilon
         if eps > 0 and len(eligible) > 1 and self.rng.random() < eps:
-            start = int(self.rng.choice(eligible))
+            start = eligible[int(self.rng.integers(len(eligible)))]
             propensity = (1 - eps) * (start == greedy) + eps / len(eligible)
             return self._record(ladder[start], "exploration", propensity, None, **extras)
         propensity = (1 - eps) + eps / len(eligible) if eps > 0 and len(eligible) > 1 else 1.0
@@ -346,3 +387,8 @@ def _tokens(value: Any, missing: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return missing
     return float(value)
+
+
+def _at(value: Any, i: int) -> Any:
+    """Element i of a per-task array, or the value itself when planning one task."""
+    return value[i] if isinstance(value, np.ndarray) and value.ndim else value

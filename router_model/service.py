@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.attempt_log import Analysis, ErrorKind
-from router_model.serving import EscalationError, RouterService, timed
+from router_model.serving import EscalationError, RouterService
 
 TOKENS = Field(ge=0, le=100_000_000)
 
@@ -131,22 +132,22 @@ def create_app(service: RouterService) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    @app.post("/v1/route")
-    async def route(task: TaskIn, explain: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    @app.post("/v1/route", response_class=FastJSON)
+    async def route(task: TaskIn, explain: Annotated[bool, Query()] = False) -> FastJSON:
         decision, seconds = timed(lambda: service.route(
             task.model_dump(exclude_none=True), explain=explain))
         metrics.observe("route", seconds, [decision])
-        return decision
+        return FastJSON(decision)
 
-    @app.post("/v1/route/batch")
-    async def route_batch(batch: BatchIn) -> dict[str, Any]:
+    @app.post("/v1/route/batch", response_class=FastJSON)
+    async def route_batch(batch: BatchIn) -> FastJSON:
         if len(batch.tasks) > service.settings.max_batch:
             raise HTTPException(422, f"tasks: {len(batch.tasks)} tasks is more than "
                                      f"serve.max_batch={service.settings.max_batch}")
         tasks = [t.model_dump(exclude_none=True) for t in batch.tasks]
         decisions, seconds = timed(lambda: service.route_batch(tasks))
         metrics.observe("route_batch", seconds, decisions)
-        return {"decisions": decisions}
+        return FastJSON({"decisions": decisions})
 
     @app.post("/v1/escalate")
     async def escalate(body: EscalateIn) -> dict[str, Any]:
@@ -176,6 +177,18 @@ def create_app(service: RouterService) -> FastAPI:
         return JSONResponse(status_code=200 if result["reloaded"] else 409, content=result)
 
     return app
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(), time.perf_counter() - started
+
+
+class FastJSON(JSONResponse):
+    """Decisions are plain JSON already: skip FastAPI's recursive `jsonable_encoder`."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("utf-8")
 
 
 CONFIG_ENV = "ROUTER_SERVE_CONFIG"

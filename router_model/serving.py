@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,11 +106,11 @@ class RouterService:
         out = []
         for task, decision, shadow in zip(tasks, decisions, shadows, strict=True):
             record = decision.to_dict()
-            if explain:
-                record["explanation"] = self._explain(policy, task, decision)
             self._remember(decision.decision_id, decision.start_tier)
-            self.decision_log.write(endpoint, dict(task), decision.to_dict(),
+            self.decision_log.write(endpoint, task, record,
                                     shadow.to_dict() if shadow else None)
+            if explain:
+                record = {**record, "explanation": self._explain(policy, task, decision)}
             out.append(record)
         return out
 
@@ -216,8 +215,3 @@ class RouterService:
 
     def close(self) -> None:
         self.decision_log.close()
-
-
-def timed(fn: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    return fn(), time.perf_counter() - started

@@ -25,13 +25,16 @@ def test_expected_cost_without_retries_matches_hand_computation():
     stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
     model = LadderCostModel(catalog, PolicySettings(), stats)
-    p = np.array([[0.5, 0.8, 1.0]])
-    cost = np.array([[1.0, 3.0, 40.0]])
-    e = model.expectations(p, cost, np.zeros((1, 3)))
+    e = model.expectations([0.5, 0.8, 1.0], [1.0, 3.0, 40.0], [0.0, 0.0, 0.0])
     # start 0: 1 + 0.5 * (3 + 0.2 * 40) = 6.5; start 1: 3 + 0.2 * 40 = 11; start 2: 40
-    np.testing.assert_allclose(e["cost"][0], [6.5, 11.0, 40.0])
-    np.testing.assert_allclose(e["calls"][0], [1 + 0.5 * (1 + 0.2), 1.2, 1.0])
-    np.testing.assert_allclose(e["pass"][0], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(e["cost"], [6.5, 11.0, 40.0])
+    np.testing.assert_allclose(e["calls"], [1 + 0.5 * (1 + 0.2), 1.2, 1.0])
+    np.testing.assert_allclose(e["pass"], [1.0, 1.0, 1.0])
+    # the same numbers for many tasks at once (arrays in every slot)
+    many = model.expectations([np.full(4, 0.5), np.full(4, 0.8), np.ones(4)],
+                              [np.full(4, 1.0), np.full(4, 3.0), np.full(4, 40.0)],
+                              [np.zeros(4)] * 3)
+    np.testing.assert_allclose(np.column_stack(many["cost"]), [[6.5, 11.0, 40.0]] * 4)
 
 
 def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
@@ -39,22 +42,25 @@ def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
     stats = {"tiers": {t: {"schema_share": 0.1, "severe_share": 0.1, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
     model = LadderCostModel(catalog, PolicySettings(), stats)
-    e = model.expectations(np.array([[0.5, 0.8, 0.9]]), np.array([[1.0, 3.0, 40.0]]),
-                           np.zeros((1, 3)))
-    # Worked by hand (see the derivation in the policy docs):
-    # V(2,1)=40, V(2,0)=44, V(1,1)=25, V(1,0)=8.76, V(0,1)=7.142, V(0,0)=6.4948
-    np.testing.assert_allclose(e["cost"][0], [6.4948, 8.76, 44.0])
+    e = model.expectations([0.5, 0.8, 0.9], [1.0, 3.0, 40.0], [0.0, 0.0, 0.0])
+    # Worked by hand, V(tier, retries used):
+    # V(2,1) = 40; V(2,0) = 40 + 0.1 * 40 = 44
+    # V(1,1) = 3 + 0.5 * (0.1*44 + 0.1*44 + 0.8*44) = 25
+    # V(1,0) = 3 + 0.2 * (0.1*44 + 0.1*44 + 0.8*25) = 8.76
+    # V(0,1) = 1 + 0.5 * (0.1*8.76 + 0.1*44 + 0.8*8.76) = 7.142
+    # V(0,0) = 1 + 0.5 * (0.1*8.76 + 0.1*44 + 0.8*7.142) = 6.4948
+    np.testing.assert_allclose(e["cost"], [6.4948, 8.76, 44.0])
     # final pass from premium: 0.9 + 0.1 * 0.5 = 0.95
-    assert e["pass"][0, 2] == pytest.approx(0.95)
+    assert e["pass"][2] == pytest.approx(0.95)
 
 
 def test_latency_price_is_added_to_the_cost(catalog):
     cheap = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.0))
     timed = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.01))
-    c0, lat = cheap.attempt_cost(np.array([10_000.0]), np.array([1000.0]))
-    c1, _ = timed.attempt_cost(np.array([10_000.0]), np.array([1000.0]))
-    np.testing.assert_allclose(c1 - c0, 0.01 * lat)
-    assert (lat[0, 2] > lat[0, 0])  # premium is the slow one
+    c0, lat = cheap.attempt_cost(10_000.0, 1000.0)
+    c1, _ = timed.attempt_cost(10_000.0, 1000.0)
+    np.testing.assert_allclose(np.subtract(c1, c0), 0.01 * np.asarray(lat))
+    assert lat[2] > lat[0]  # premium is the slow one
 
 
 def test_high_impact_fields_need_more_confidence(catalog):

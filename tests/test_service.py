@@ -370,3 +370,22 @@ def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+
+
+def test_the_decision_log_rotates_by_size(tmp_path):
+    from router_model.decision_log import DecisionLog
+
+    log = DecisionLog(tmp_path / "d.jsonl", max_bytes=2000, backups=2)
+    decision = {"decision_id": "x" * 32, "router_version": "v", "start_tier": "gpt-oss-20b",
+                "source": "rules", "propensity": 1.0, "ladder": ["gpt-oss-20b"],
+                "pass_probabilities": {}, "expected_costs": {}}
+    for _ in range(40):
+        log.write("route", {"field": "exercise"}, decision)
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["d.jsonl", "d.jsonl.1", "d.jsonl.2"]
+    for name in files:
+        lines = (tmp_path / name).read_text().splitlines()
+        assert lines and (tmp_path / name).stat().st_size <= 2000
+        for line in lines:
+            DecisionLogRecord.model_validate_json(line)
