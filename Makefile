@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install lint repro bench clean
+.PHONY: demo test install lint repro bench benchmark clean
 
 # Reinstall whenever pyproject.toml changes; the stamp file records the last install.
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +33,9 @@ repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 bench: install  ## speed benchmarks (print numbers, never assert)
 	$(BIN)/python bench/train_scale.py
 	$(BIN)/python bench/policy_speed.py
+
+benchmark: install  ## routers on the public outcome tables in ../shared (minutes; cached)
+	$(BIN)/router-benchmark
 
 clean:
 	rm -rf data/generated artifacts reports .cache

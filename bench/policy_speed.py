@@ -24,14 +24,10 @@ from pipeline.replay import replay
 from pipeline.simulator import simulate_world
 from router_model.artifact import load_artifact
 from router_model.config import CONF_DIR, build_catalog
-from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
 from router_model.routers import make_router
 
-TASK = {"field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
-        "expected_output_tokens": 1800,
-        "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
-                     "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
-                     "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+TASK = EXAMPLE_TASK
 
 
 def timed_us(fn, n: int) -> np.ndarray:

@@ -24,12 +24,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from router_model.policy import EXAMPLE_TASK
+
 ROOT = Path(__file__).resolve().parents[1]
-TASK = {"field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
-        "expected_output_tokens": 1800,
-        "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
-                     "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
-                     "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+TASK = EXAMPLE_TASK
 
 
 def free_port() -> int:

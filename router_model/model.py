@@ -123,6 +123,19 @@ class PassModel:
             return apply_calibrator(fitted.calibrators[0], raw)
         return self.calibrated.predict_proba(X)[:, 1]
 
+    def predict_tiers(self, X_tasks: np.ndarray, tiers: list[str]) -> np.ndarray:
+        """Encoded tasks -> (n, len(tiers)) pass probabilities.
+
+        One row per (task, tier), differing only in the tier code, so each task is encoded
+        once however many tiers are scored. A tier unseen in training scores as missing.
+        """
+        tier_col = self.spec.columns.index("tier")
+        known = self.spec.categories_["tier"]
+        codes = [known.index(t) if t in known else np.nan for t in tiers]
+        X = np.repeat(X_tasks, len(tiers), axis=0)
+        X[:, tier_col] = np.tile(codes, len(X_tasks))
+        return self.predict_matrix(X).reshape(len(X_tasks), len(tiers))
+
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         return self.predict_matrix(self.spec.encode(frame))
 

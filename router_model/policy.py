@@ -28,6 +28,13 @@ from router_model.config import Catalog
 from router_model.features import FeatureError, flatten_task
 
 RULES_VERSION = "rules-static-v1"
+# A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.
+EXAMPLE_TASK: dict[str, Any] = {
+    "field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
+    "expected_output_tokens": 1800,
+    "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
+                 "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
+                 "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
 DEFAULT_KNOB = 0.85
 
 
@@ -278,15 +285,7 @@ class RoutingPolicy:
         return self._predict_encoded(X)
 
     def _predict_encoded(self, X_tasks: np.ndarray) -> np.ndarray:
-        """Encoded tasks (no tier) -> (n, L) pass probabilities: one row per ladder tier,
-        differing only in the tier code, so each task is encoded once."""
-        model = self.artifact.model
-        spec = model.spec
-        X = np.repeat(X_tasks, len(self.ladder), axis=0)
-        codes = [spec.categories_["tier"].index(t) if t in spec.categories_["tier"] else np.nan
-                 for t in self.ladder]
-        X[:, spec.columns.index("tier")] = np.tile(codes, len(X_tasks))
-        return model.predict_matrix(X).reshape(len(X_tasks), len(self.ladder))
+        return self.artifact.model.predict_tiers(X_tasks, self.ladder)
 
     def static_starts(self, fields: pd.Series) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""

@@ -29,6 +29,7 @@ from prometheus_client import (
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.attempt_log import Analysis, ErrorKind
+from router_model.policy import EXAMPLE_TASK
 from router_model.serving import EscalationError, RouterService
 
 TOKENS = Field(ge=0, le=100_000_000)
@@ -37,7 +38,7 @@ TOKENS = Field(ge=0, le=100_000_000)
 class TaskIn(BaseModel):
     """One Stage-5 task to route: the field, token counts and the Stage-4 analysis."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TASK]})
 
     field: str = Field(min_length=1, max_length=200)
     prompt_tokens: Annotated[int, TOKENS]

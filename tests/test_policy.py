@@ -10,14 +10,10 @@ import pytest
 
 from router_model.artifact import load_artifact
 from router_model.config import build_catalog
-from router_model.policy import LadderCostModel, PolicySettings, RoutingPolicy
+from router_model.policy import EXAMPLE_TASK, LadderCostModel, PolicySettings, RoutingPolicy
 from tests.helpers import compose_config
 
-TASK = {"field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
-        "expected_output_tokens": 1800,
-        "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
-                     "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
-                     "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+TASK = EXAMPLE_TASK
 
 
 def test_expected_cost_without_retries_matches_hand_computation():

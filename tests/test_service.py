@@ -23,15 +23,12 @@ from omegaconf import OmegaConf
 from router_model.artifact import LATEST_FILE
 from router_model.client import HttpRouterClient, LocalRouterClient
 from router_model.decision_log import DecisionLogRecord
+from router_model.policy import EXAMPLE_TASK
 from router_model.serve_cli import build_service
 from router_model.service import create_app
 from tests.helpers import compose_config
 
-TASK = {"field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
-        "expected_output_tokens": 1800,
-        "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
-                     "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
-                     "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+TASK = EXAMPLE_TASK
 
 
 def free_port() -> int:

@@ -64,20 +64,39 @@ def points_pgr(shares: np.ndarray, quality: np.ndarray, r_weak: float, r_strong:
     return grid, (r - r_weak) / (r_strong - r_weak)
 
 
-def aiq(costs: np.ndarray, quality: np.ndarray, c_min: float, c_max: float,
-        endpoints: tuple[tuple[float, float], tuple[float, float]] | None = None) -> float:
-    """RouterBench AIQ on [c_min, c_max]: area under the non-decreasing convex hull / range."""
+def upper_hull(costs: np.ndarray, quality: np.ndarray,
+               endpoints: tuple[tuple[float, float], ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """The non-decreasing upper convex hull of (cost, quality) points: what mixing the
+    router's operating points (and the endpoints) can achieve."""
     pts = list(zip(np.asarray(costs, float), np.asarray(quality, float), strict=True))
-    if endpoints:
-        pts += list(endpoints)
-    pts = sorted(p for p in pts if np.isfinite(p[0]) and np.isfinite(p[1]))
+    pts = sorted({p for p in [*pts, *endpoints] if np.isfinite(p[0]) and np.isfinite(p[1])})
     hull: list[tuple[float, float]] = []
-    for p in pts:  # upper hull (monotone chain)
+    for p in pts:  # monotone chain
         while len(hull) >= 2 and _cross(hull[-2], hull[-1], p) >= 0:
             hull.pop()
         hull.append(p)
-    xs = np.array([h[0] for h in hull])
-    ys = np.maximum.accumulate(np.array([h[1] for h in hull]))  # non-decreasing
+    return (np.array([h[0] for h in hull]),
+            np.maximum.accumulate(np.array([h[1] for h in hull])))
+
+
+def cost_for_quality(costs: np.ndarray, quality: np.ndarray, target: float,
+                     endpoints: tuple[tuple[float, float], ...] = ()) -> float:
+    """The least cost at which the router's hull reaches `target` quality (inf if never)."""
+    xs, ys = upper_hull(costs, quality, endpoints)
+    reached = np.flatnonzero(ys >= target)
+    if reached.size == 0:
+        return float("inf")
+    i = reached[0]
+    if i == 0:
+        return float(xs[0])
+    w = (target - ys[i - 1]) / (ys[i] - ys[i - 1])
+    return float(xs[i - 1] + w * (xs[i] - xs[i - 1]))
+
+
+def aiq(costs: np.ndarray, quality: np.ndarray, c_min: float, c_max: float,
+        endpoints: tuple[tuple[float, float], ...] = ()) -> float:
+    """RouterBench AIQ on [c_min, c_max]: area under the non-decreasing convex hull / range."""
+    xs, ys = upper_hull(costs, quality, endpoints)
     grid = np.linspace(c_min, c_max, 1001)
     curve = np.interp(grid, xs, ys, left=ys[0], right=ys[-1])
     return float(np.trapezoid(curve, grid) / (c_max - c_min)) if c_max > c_min else float(ys[-1])

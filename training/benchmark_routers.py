@@ -1,0 +1,147 @@
+"""Routers compared on the public benchmarks, all behind the one router contract.
+
+Each learned router estimates, for every prompt and ladder model, the probability that the
+model's answer passes the gate; `start_tiers` starts at the cheapest model that clears a
+threshold. Tasks are prompt frames with `field` (the task family), `prompt_tokens`,
+`analysis.*` text statistics and an `embedding` column (normalised MiniLM vectors).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from router_model.features import FeatureSpec
+from router_model.routers import Router, register
+
+
+def embeddings(tasks: pd.DataFrame) -> np.ndarray:
+    return np.stack(tasks["embedding"].to_numpy()).astype(np.float32)
+
+
+class PassRouter(Router):
+    """A router that predicts P(pass) per ladder model; `threshold` sets its start tier."""
+
+    threshold: float = 0.5
+
+    def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
+        return cheapest_meeting(self.pass_probabilities(tasks), self.threshold)
+
+
+def cheapest_meeting(p: np.ndarray, threshold: float) -> np.ndarray:
+    """Index of the cheapest model whose P(pass) >= threshold; the premium one if none."""
+    ok = p >= threshold
+    ok[:, -1] = True
+    return np.argmax(ok, axis=1)
+
+
+@register
+class KNNRouter(PassRouter):
+    """RouterBench's kNN baseline: each model's pass rate among the k nearest prompts."""
+
+    name = "knn-embed"
+
+    def __init__(self, k: int = 40) -> None:
+        self.k = k
+
+    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> KNNRouter:
+        from sklearn.neighbors import NearestNeighbors
+
+        X = embeddings(tasks)
+        self.index_ = NearestNeighbors(n_neighbors=min(self.k, len(X)), metric="cosine").fit(X)
+        self.passed_ = np.asarray(outcomes, dtype=float)
+        return self
+
+    def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
+        _, idx = self.index_.kneighbors(embeddings(tasks))
+        return self.passed_[idx].mean(axis=1)
+
+
+@register
+class LogRegEmbedRouter(PassRouter):
+    """One logistic regression per model on the prompt embedding."""
+
+    name = "logreg-embed"
+
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
+
+    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LogRegEmbedRouter:
+        from sklearn.linear_model import LogisticRegression
+
+        X = embeddings(tasks)
+        y = np.asarray(outcomes, dtype=int)
+        self.models_ = []
+        for j in range(y.shape[1]):
+            if len(np.unique(y[:, j])) < 2:  # a model that always (or never) passes
+                self.models_.append(float(y[0, j]))
+            else:
+                self.models_.append(LogisticRegression(C=self.C, max_iter=2000).fit(X, y[:, j]))
+        return self
+
+    def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
+        X = embeddings(tasks)
+        return np.column_stack([np.full(len(X), m) if isinstance(m, float)
+                                else m.predict_proba(X)[:, 1] for m in self.models_])
+
+
+class LightGBMRouter(PassRouter):
+    """The product's own model: calibrated LightGBM on (task, tier) rows, tier a feature."""
+
+    name: ClassVar[str]
+    use_embedding: ClassVar[bool]
+
+    def __init__(self, train_cfg: DictConfig, pca_components: int = 32) -> None:
+        self.train_cfg = train_cfg
+        self.pca_components = pca_components
+
+    def _frame(self, tasks: pd.DataFrame) -> pd.DataFrame:
+        frame = tasks.drop(columns=["embedding"])
+        if self.use_embedding:
+            reduced = self.pca_.transform(embeddings(tasks))
+            frame = frame.assign(**{f"analysis.pca_{i}": reduced[:, i]
+                                    for i in range(reduced.shape[1])})
+        return frame
+
+    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LightGBMRouter:
+        from training.train import fit_pass_model
+
+        if self.use_embedding:
+            from sklearn.decomposition import PCA
+
+            self.pca_ = PCA(n_components=self.pca_components, random_state=0).fit(
+                embeddings(tasks))
+        frame = self._frame(tasks)
+        y = np.asarray(outcomes, dtype=int)
+        self.n_models_ = y.shape[1]
+        rows = pd.concat([frame.assign(tier=f"m{j}", label=y[:, j],
+                                       course_id=frame["prompt_id"])
+                          for j in range(self.n_models_)], ignore_index=True)
+        numeric = [c.removeprefix("analysis.") for c in frame.columns
+                   if c.startswith("analysis.")]
+        spec = FeatureSpec.from_config({"analysis_numeric": numeric}).fit(rows)
+        cfg = OmegaConf.merge(self.train_cfg, {"cv_folds": min(3, int(self.train_cfg.cv_folds))})
+        self.model_ = fit_pass_model("lightgbm", rows, spec, cfg)
+        return self
+
+    def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
+        X = self.model_.spec.encode(self._frame(tasks))
+        return self.model_.predict_tiers(X, [f"m{j}" for j in range(self.n_models_)])
+
+
+@register
+class LightGBMTabular(LightGBMRouter):
+    name = "lgbm-tabular"
+    use_embedding = False
+
+
+@register
+class LightGBMTabularEmbed(LightGBMRouter):
+    name = "lgbm-tabular+embed"
+    use_embedding = True
