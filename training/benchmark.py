@@ -74,7 +74,8 @@ def out_of_fold_probabilities(cfg: DictConfig, spec: DictConfig, table: OutcomeT
             if name == "knn-embed":
                 kwargs = {"k": int(cfg.knn_neighbors)}
             elif name.startswith("lgbm"):
-                kwargs = {"train_cfg": cfg.train, "pca_components": int(cfg.pca_components)}
+                kwargs = {"train_cfg": cfg.train, "pca_components": int(cfg.pca_components),
+                          "min_child_samples_grid": tuple(cfg.lgbm_min_child_samples_grid)}
             router = make_router(name, **kwargs).fit(tasks.iloc[train], table.passed[train])
             probs[name][test] = router.pass_probabilities(tasks.iloc[test])
         covered[test] = True

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_model.features import FeatureSpec
 from router_model.routers import Router, register
+from training.train import fit_pass_model
 
 
 def embeddings(tasks: pd.DataFrame) -> np.ndarray:
@@ -97,9 +98,11 @@ class LightGBMRouter(PassRouter):
     name: ClassVar[str]
     use_embedding: ClassVar[bool]
 
-    def __init__(self, train_cfg: DictConfig, pca_components: int = 32) -> None:
+    def __init__(self, train_cfg: DictConfig, pca_components: int = 32,
+                 min_child_samples_grid: tuple[int, ...] = ()) -> None:
         self.train_cfg = train_cfg
         self.pca_components = pca_components
+        self.min_child_samples_grid = min_child_samples_grid
 
     def _frame(self, tasks: pd.DataFrame) -> pd.DataFrame:
         frame = tasks.drop(columns=["embedding"])
@@ -110,8 +113,6 @@ class LightGBMRouter(PassRouter):
         return frame
 
     def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LightGBMRouter:
-        from training.train import fit_pass_model
-
         if self.use_embedding:
             from sklearn.decomposition import PCA
 
@@ -127,8 +128,30 @@ class LightGBMRouter(PassRouter):
                    if c.startswith("analysis.")]
         spec = FeatureSpec.from_config({"analysis_numeric": numeric}).fit(rows)
         cfg = OmegaConf.merge(self.train_cfg, {"cv_folds": min(3, int(self.train_cfg.cv_folds))})
+        if len(self.min_child_samples_grid) > 1:
+            cfg.lightgbm.min_child_samples = self._select_min_child_samples(rows, spec, cfg)
+        self.min_child_samples_ = int(cfg.lightgbm.min_child_samples)
         self.model_ = fit_pass_model("lightgbm", rows, spec, cfg)
         return self
+
+    def _select_min_child_samples(self, rows: pd.DataFrame, spec: FeatureSpec,
+                                  cfg: DictConfig) -> int:
+        """Inner validation on the training prompts only (25% of them held out by prompt):
+        the leaf size that suits this much data, chosen without seeing any test fold."""
+        from sklearn.metrics import log_loss
+        from sklearn.model_selection import GroupShuffleSplit
+
+        inner_train, inner_val = next(GroupShuffleSplit(n_splits=1, test_size=0.25,
+                                                        random_state=0).split(
+            rows, groups=rows["course_id"]))
+        fit_rows, val_rows = rows.iloc[inner_train], rows.iloc[inner_val]
+        losses = {}
+        for size in self.min_child_samples_grid:
+            trial = OmegaConf.merge(cfg, {"lightgbm": {"min_child_samples": int(size)}})
+            model = fit_pass_model("lightgbm", fit_rows, spec, trial)
+            losses[int(size)] = log_loss(val_rows["label"], model.predict_frame(val_rows),
+                                         labels=[0, 1])
+        return min(losses, key=losses.get)
 
     def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
         X = self.model_.spec.encode(self._frame(tasks))
