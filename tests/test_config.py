@@ -15,8 +15,9 @@ GROUP_OPTIONS = sorted(
     (group.name, option.stem)
     for group in Path(CONF_DIR).iterdir() if group.is_dir()
     for option in group.glob("*.yaml")
-    if group.name not in ("experiment",)
+    if group.name != "experiment"
 )
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("root", ROOTS)
@@ -64,3 +65,11 @@ def test_swapping_a_model_is_a_config_edit():
 def test_bad_config_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         build_catalog(compose_config(overrides=[override]))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("root", ["router_evaluate", "router_serve"])
+def test_every_experiment_composes_onto_the_roots_it_names(root, experiment):
+    cfg = compose_config(root, [f"+experiment={experiment}"])
+    OmegaConf.resolve(cfg)
+    build_catalog(cfg)
