@@ -68,7 +68,7 @@ def test_bad_config_values_are_named(override, message):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-@pytest.mark.parametrize("root", ["router_evaluate", "router_serve"])
+@pytest.mark.parametrize("root", ["router_train", "router_evaluate", "router_serve"])
 def test_every_experiment_composes_onto_the_roots_it_names(root, experiment):
     cfg = compose_config(root, [f"+experiment={experiment}"])
     OmegaConf.resolve(cfg)
