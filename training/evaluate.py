@@ -66,7 +66,7 @@ def oracle_starts(cube: OutcomeCube, catalog: Catalog) -> np.ndarray:
     return np.argmin(score, axis=1)
 
 
-def policy_metrics(res: ReplayResult, course: np.ndarray, field: np.ndarray) -> dict[str, Any]:
+def policy_metrics(res: ReplayResult, course: np.ndarray) -> dict[str, Any]:
     n_courses = len(np.unique(course))
     calls = res.calls.sum()
     return {
@@ -118,7 +118,6 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     table = evaluation_table(cfg, catalog)
     tasks, cube = table.tasks, table.cube
     course = tasks["course_id"].to_numpy()
-    field = tasks["field"].to_numpy()
     n_tiers = len(catalog.ladder)
 
     starts: dict[str, np.ndarray] = {
@@ -130,14 +129,14 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         "oracle": oracle_starts(cube, catalog),
     }
     runs = {name: replay(cube, s, catalog) for name, s in starts.items()}
-    metrics = {name: policy_metrics(r, course, field) for name, r in runs.items()}
+    metrics = {name: policy_metrics(r, course) for name, r in runs.items()}
 
     sweep = []
     p = policy.start_tiers(tasks)["p"]
     for knob in ev.knob_sweep:
         start = policy.with_settings(knob=float(knob)).start_tiers(tasks, p=p)["start"]
         sweep.append({"knob": float(knob),
-                      **policy_metrics(replay(cube, start, catalog), course, field)})
+                      **policy_metrics(replay(cube, start, catalog), course)})
 
     savings = {}
     learned_cost = per_course(runs["learned"].cost, course)
@@ -176,9 +175,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         for name in ("static", "cheapest", "always-premium", "learned"):
             r = replay(flipped, starts[name], catalog)
             gate_sweep.append({"gate_error": float(rate), "policy": name,
-                               **policy_metrics(r, course, field)})
+                               **policy_metrics(r, course)})
         gate_sweep.append({"gate_error": float(rate), "policy": "oracle",
-                           **policy_metrics(replay(flipped, oracle, catalog), course, field)})
+                           **policy_metrics(replay(flipped, oracle, catalog), course)})
 
     by_field = field_breakdown(runs, tasks)
     premium_fields = [f for f, s in catalog.fields.items() if s.static_tier == catalog.premium]
