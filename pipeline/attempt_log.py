@@ -364,7 +364,8 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
             return num.fillna(0).round().astype("int64"), failures
         return num.astype("float64"), failures
     if rule.kind == "bool":
-        ok = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
+        ok = (np.ones(n, dtype=bool) if pd.api.types.is_bool_dtype(raw)
+              else raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
         failures.append((~ok & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected true/false"))
         return raw.where(ok, False).astype(bool), failures
     if rule.kind == "datetime":
@@ -378,8 +379,9 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
         failures.append((~ok & ~isnull, lambda v, r=rule: (
             f"{r.name}={v!r}: expected one of {sorted(map(str, r.choices))}")))
         return raw, failures
-    # str
-    is_str = raw.map(lambda v: isinstance(v, str)).to_numpy()
+    # str: a string-typed column (Parquet) needs no per-value check; JSON objects do
+    is_str = (~isnull if pd.api.types.is_string_dtype(raw) and raw.dtype != object
+              else raw.map(lambda v: isinstance(v, str)).to_numpy())
     failures.append((~is_str & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected a string"))
     if rule.min_length:
         empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
