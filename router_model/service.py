@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
@@ -196,9 +197,17 @@ CONFIG_ENV = "ROUTER_SERVE_CONFIG"
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory for several workers: the resolved config comes in an env variable."""
+    """uvicorn factory for several workers: the resolved config comes in an env variable.
+
+    Each worker appends to its own decision log (`decisions.<pid>.jsonl`), so rotation never
+    races; /metrics is per worker, as Prometheus scrapes each process.
+    """
     from omegaconf import OmegaConf
 
     from router_model.serve_cli import build_service
 
-    return create_app(build_service(OmegaConf.create(json.loads(os.environ[CONFIG_ENV]))))
+    cfg = OmegaConf.create(json.loads(os.environ[CONFIG_ENV]))
+    if cfg.serve.decision_log:
+        path = Path(cfg.serve.decision_log)
+        cfg.serve.decision_log = str(path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}"))
+    return create_app(build_service(cfg))
