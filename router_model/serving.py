@@ -11,7 +11,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,7 @@ class RouterService:
                  settings: ServeSettings, seed: int | None = None) -> None:
         self.catalog = catalog
         self.settings = settings
-        self.policy_settings = PolicySettings(**{**policy_settings.__dict__,
-                                                 "epsilon": settings.epsilon})
+        self.policy_settings = replace(policy_settings, epsilon=settings.epsilon)
         self.rules = LadderRules.from_catalog(catalog)
         self.decision_log = DecisionLog(settings.decision_log, settings.decision_log_max_bytes,
                                         settings.decision_log_backups)

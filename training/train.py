@@ -172,7 +172,7 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     metrics["router_version"] = artifact.router_version
     done("save")
     bar.close()
-    metrics["seconds"] = {k: v for k, v in timings.items()}
+    metrics["seconds"] = dict(timings)
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (reports / "report.md").write_text(markdown_report(metrics))
     return TrainResult(artifact=artifact, metrics=metrics, reports_dir=reports)
