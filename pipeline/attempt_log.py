@@ -82,6 +82,7 @@ class AttemptRecord(BaseModel):
     completion_tokens: Count
     context_tokens: Count
     analysis: Analysis = Field(default_factory=Analysis)
+    brief: str | None = None  # the field's brief (instructions), for the optional embedding
     similarity: Unit | None
     schema_valid: bool
     passed: bool

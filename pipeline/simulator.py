@@ -129,6 +129,10 @@ def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog
         + tasks["_hidden_difficulty"].to_numpy()
         + rng.normal(0.0, float(cfg["noise"]["task_sd"]), n))
     tasks["_structure"] = f["structure"].to_numpy(float)
+    tasks["brief"] = ("Write the " + tasks["field"].str.replace("_", " ") + " for a "
+                      + tasks["audience_level"] + " " + tasks["domain"].str.replace("_", " ")
+                      + " course taught in " + tasks["language"] + ", with "
+                      + tasks["lesson_count"].astype(str) + " lessons.")
     return tasks
 
 
@@ -264,6 +268,7 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
         "prompt_tokens": tasks["prompt_tokens"].to_numpy()[ti],
         "completion_tokens": world.completion_tokens[ti, tier_idx].astype(np.int64),
         "context_tokens": tasks["context_tokens"].to_numpy()[ti],
+        "brief": tasks["brief"].to_numpy()[ti],
         "similarity": sim.round(4),
         "schema_valid": valid,
         "passed": passed,

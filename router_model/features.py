@@ -30,18 +30,27 @@ class FeatureSpec:
 
     categorical: tuple[str, ...]
     numeric: tuple[str, ...]
+    brief_components: int = 0  # > 0: PCA of the MiniLM embedding of the task's `brief`
+    embedding_cache: str | None = None
     categories_: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> FeatureSpec:
+    def from_config(cls, cfg: Mapping[str, Any], embedding_cache: str | None = None
+                    ) -> FeatureSpec:
         """Build from `router.features`: analysis keys are prefixed `analysis.`."""
         cats = [*BASE_CATEGORICAL, *(f"analysis.{k}" for k in cfg.get("analysis_categorical", []))]
         nums = [*BASE_NUMERIC, *(f"analysis.{k}" for k in cfg.get("analysis_numeric", []))]
-        return cls(categorical=tuple(cats), numeric=tuple(nums))
+        return cls(categorical=tuple(cats), numeric=tuple(nums),
+                   brief_components=int(cfg.get("brief_embedding_components") or 0),
+                   embedding_cache=embedding_cache)
+
+    @property
+    def brief_columns(self) -> list[str]:
+        return [f"brief_pca_{i}" for i in range(self.brief_components)]
 
     @property
     def columns(self) -> list[str]:
-        return [*self.categorical, *self.numeric]
+        return [*self.categorical, *self.numeric, *self.brief_columns]
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -49,14 +58,31 @@ class FeatureSpec:
 
     def fit(self, frame: pd.DataFrame) -> FeatureSpec:
         """Learn the vocabulary of every categorical column from training rows."""
-        missing = [c for c in self.columns if c not in frame.columns]
+        needed = [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
+        missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise FeatureError(f"training data lacks feature columns {missing}; "
                                "check router.features against the logs")
         self.categories_ = {c: sorted(map(str, frame[c].dropna().unique()))
                             for c in self.categorical}
         self.__dict__.pop("_lookup_cache", None)
+        if self.brief_components:
+            from sklearn.decomposition import PCA
+
+            vectors = self._embed(frame["brief"])
+            self.brief_pca_ = PCA(n_components=self.brief_components, random_state=0).fit(
+                vectors)
         return self
+
+    def _embed(self, briefs: Any) -> np.ndarray:
+        """MiniLM vectors of the briefs (imported only when this feature is configured)."""
+        from router_model.embeddings import embed
+
+        texts = ["" if b is None or b != b else str(b) for b in briefs]  # b != b: NaN
+        return embed(texts, self.embedding_cache, progress=False)
+
+    def _brief_features(self, briefs: Any) -> np.ndarray:
+        return self.brief_pca_.transform(self._embed(briefs))
 
     def _check_fitted(self) -> None:
         if not self.categories_:
@@ -81,6 +107,9 @@ class FeatureSpec:
                 if bad.any():
                     raise FeatureError(f"feature {c}={frame[c][bad].iloc[0]!r} is not a number")
                 out[:, j] = values.to_numpy(dtype=float, na_value=np.nan)
+        if self.brief_components:
+            briefs = frame["brief"] if "brief" in frame.columns else [None] * len(frame)
+            out[:, -self.brief_components:] = self._brief_features(briefs)
         return out
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -103,6 +132,9 @@ class FeatureSpec:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise FeatureError(f"feature {c}={value!r} is not a number")
                 out[i, j] = value
+        if self.brief_components:
+            out[:, -self.brief_components:] = self._brief_features(
+                [rec.get("brief") for rec in records])
         return out
 
     def _lookups(self) -> list[dict[str, int]]:
@@ -121,7 +153,8 @@ class FeatureSpec:
                 if record.get(c) is not None and str(record[c]) not in self.categories_[c]}
 
     def missing(self, record: Mapping[str, Any]) -> list[str]:
-        return [c for c in self.columns if c != "tier" and record.get(c) is None]
+        wanted = [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
+        return [c for c in wanted if c != "tier" and record.get(c) is None]
 
 
 def flatten_task(task: Mapping[str, Any]) -> dict[str, Any]:

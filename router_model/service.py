@@ -46,6 +46,7 @@ class TaskIn(BaseModel):
     context_tokens: Annotated[int, TOKENS] = 0
     expected_output_tokens: Annotated[int, TOKENS] | None = None
     analysis: Analysis = Field(default_factory=Analysis)
+    brief: str | None = Field(None, max_length=20_000)
     course_id: str | None = Field(None, max_length=200)
     task_id: str | None = Field(None, max_length=200)
 

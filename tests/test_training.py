@@ -178,3 +178,30 @@ def test_fast_prediction_path_matches_scikit_learn(trained):
                                         _catalog(trained[0]), cache_dir=None).examples.head(300))
     np.testing.assert_allclose(model.predict_matrix(X),
                                model.calibrated.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalog):
+    """A PCA of the MiniLM embedding of each task's brief: off by default, real when on."""
+    from omegaconf import OmegaConf
+
+    from pipeline.simulate_cli import run_simulate
+    from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+    from tests.helpers import compose_config, tmp_paths
+    from training.train import run_train
+
+    run_simulate(compose_config("router_simulate", [*tmp_paths(tmp_path),
+                                                    "simulate.n_courses=300"]))
+    cfg = compose_config("router_train", [*tmp_paths(tmp_path), "train.baseline=null",
+                                          "train.lightgbm.n_estimators=50",
+                                          "router.features.brief_embedding_components=3"])
+    OmegaConf.resolve(cfg)
+    result = run_train(cfg, progress=False)
+    spec = result.artifact.model.spec
+    assert spec.columns[-3:] == ["brief_pca_0", "brief_pca_1", "brief_pca_2"]
+    assert (tmp_path / "cache" / "embeddings" / "all-MiniLM-L6-v2.parquet").exists()
+    policy = RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact))
+    with_brief = policy.decide({**EXAMPLE_TASK, "brief": "Write the lesson content for a "
+                                "beginner programming course taught in en."})
+    without = policy.decide(EXAMPLE_TASK)
+    assert with_brief.source == without.source == "learned"
+    assert "brief" in without.missing_features and "brief" not in with_brief.missing_features

@@ -124,7 +124,8 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
                                          test_size=float(cfg.train.test_size),
                                          seed=int(cfg.train.seed))
     train_rows, test_rows = examples.iloc[train_idx], examples.iloc[test_idx]
-    spec = FeatureSpec.from_config(cfg.router.features).fit(train_rows)
+    spec = FeatureSpec.from_config(cfg.router.features,
+                                   embedding_cache=cfg.paths.cache_dir).fit(train_rows)
     done("split")
 
     models: dict[str, PassModel] = {}
