@@ -266,11 +266,6 @@ class LoadResult:
     quarantined: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
 
-    def summary(self) -> str:
-        c = self.counts
-        return (f"{c.get('valid', 0):,} valid rows, {c.get('quarantined', 0):,} quarantined "
-                f"from {c.get('files', 0)} file(s)")
-
 
 def expand_log_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     """Files and folders -> the sorted list of `.jsonl` / `.parquet` files they contain."""

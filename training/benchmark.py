@@ -28,7 +28,7 @@ from router_model.config import CONF_DIR, build_catalog
 from router_model.routers import make_router
 from training.benchmark_data import OutcomeTable, build_table, folds, load_long_table
 from training.benchmark_routers import cheapest_meeting
-from training.routing_metrics import aiq, apgr, cost_for_quality, cpt
+from training.routing_metrics import aiq, apgr, cost_for_quality, cpt, routing_curve
 from training.text_features import embed, text_statistics, token_counts
 
 LEARNED = ("knn-embed", "logreg-embed", "lgbm-tabular", "lgbm-tabular+embed")
@@ -96,14 +96,11 @@ def single_call_curve(p: np.ndarray, table: OutcomeTable, idx: np.ndarray) -> Cu
     More models: start at the cheapest whose P(pass) clears a threshold, swept."""
     score, cost = table.score[idx], table.cost[idx]
     if score.shape[1] == 2:
-        order = np.argsort(-(p[:, 1] - p[:, 0]), kind="stable")
-        k = np.arange(len(idx) + 1)
-        gain_q = np.concatenate([[0.0], np.cumsum(score[order, 1] - score[order, 0])])
-        gain_c = np.concatenate([[0.0], np.cumsum(cost[order, 1] - cost[order, 0])])
-        keep = np.unique(np.linspace(0, len(idx), min(len(idx) + 1, 401)).astype(int))
-        return Curve(cost=(cost[:, 0].sum() + gain_c[keep]) / len(idx),
-                     quality=(score[:, 0].sum() + gain_q[keep]) / len(idx),
-                     strong_share=k[keep] / len(idx))
+        gain = p[:, 1] - p[:, 0]
+        points = min(len(idx) + 1, 401)
+        x, quality = routing_curve(gain, score[:, 0], score[:, 1], points)
+        _, spend = routing_curve(gain, cost[:, 0], cost[:, 1], points)
+        return Curve(cost=spend, quality=quality, strong_share=x)
     grid = np.unique(np.concatenate([[0.0, 1.0 + 1e-9],
                                      np.quantile(p, np.linspace(0, 1, 201))]))
     rows = np.arange(len(idx))

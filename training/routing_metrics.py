@@ -16,6 +16,18 @@ from collections.abc import Callable
 import numpy as np
 
 
+def routing_curve(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray,
+                  n_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of a per-prompt quantity when the highest-scoring share x of prompts goes to the
+    strong model, for x on a grid of `n_points`. Returns (x, mean)."""
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+    gain = (np.asarray(strong, float) - np.asarray(weak, float))[order]
+    cum_gain = np.concatenate([[0.0], np.cumsum(gain)])
+    n = len(gain)
+    x = np.linspace(0.0, 1.0, n_points)
+    return x, (np.sum(weak) + cum_gain[np.rint(x * n).astype(int)]) / n
+
+
 def pgr_curve(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, n_points: int = 101
               ) -> tuple[np.ndarray, np.ndarray]:
     """Route the highest-scoring share x of prompts to the strong model, for x on a grid.
@@ -23,13 +35,7 @@ def pgr_curve(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, n_points
     `scores`: the router's preference for the strong model per prompt (higher = strong);
     `weak` / `strong`: each prompt's quality under each model. Returns (x, PGR(x)).
     """
-    order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
-    gain = (np.asarray(strong, float) - np.asarray(weak, float))[order]
-    cum_gain = np.concatenate([[0.0], np.cumsum(gain)])
-    n = len(gain)
-    x = np.linspace(0.0, 1.0, n_points)
-    k = np.rint(x * n).astype(int)
-    perf = (np.sum(weak) + cum_gain[k]) / n
+    x, perf = routing_curve(scores, weak, strong, n_points)
     r_weak, r_strong = np.mean(weak), np.mean(strong)
     if np.isclose(r_strong, r_weak):
         return x, np.full_like(x, np.nan)
