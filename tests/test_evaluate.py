@@ -124,7 +124,7 @@ def test_evaluate_end_to_end(trained_router, tmp_path):
         "evaluate.bootstrap=200", "evaluate.knob_sweep=[0.0,0.8,1.0]",
         "evaluate.gate_error_rates=[0.0,0.2]"])
     OmegaConf.resolve(cfg)
-    result = run_evaluate(cfg)
+    result = run_evaluate(cfg, progress=False)
     pol = result["policies"]
     assert set(pol) == {"always-premium", "static", "cheapest", "random", "learned", "oracle"}
     assert pol["oracle"]["true_pass_rate"] >= max(p["true_pass_rate"] for p in pol.values())

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from pipeline.attempt_log import read_attempts
 from pipeline.replay import OutcomeCube, ReplayResult, cube_from_table, replay
@@ -104,9 +105,15 @@ def flip_gate(cube: OutcomeCube, catalog: Catalog, false_pass: float, false_fail
                        latency_s=cube.latency_s, overflow=cube.overflow)
 
 
-def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
+def run_evaluate(cfg: DictConfig, progress: bool = True) -> dict[str, Any]:
     """Replay every policy, sweep the knob and gate error, estimate off-policy, write reports."""
     started = time.perf_counter()
+    bar = tqdm(total=5, desc="router-evaluate", unit="step", disable=not progress)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
     catalog = build_catalog(cfg)
     ev = cfg.evaluate
     settings = PolicySettings.from_config(cfg.router.policy)
@@ -115,8 +122,10 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not policy.learned:
         raise RuntimeError(f"router-evaluate needs a trained router at {cfg.router.artifact} "
                            f"({policy.fallback_reason}); run router-train first")
+    bar.set_postfix_str("outcome table")
     table = evaluation_table(cfg, catalog)
     tasks, cube = table.tasks, table.cube
+    step("replay policies")
     course = tasks["course_id"].to_numpy()
     n_tiers = len(catalog.ladder)
 
@@ -131,6 +140,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
     runs = {name: replay(cube, s, catalog) for name, s in starts.items()}
     metrics = {name: policy_metrics(r, course) for name, r in runs.items()}
 
+    step("knob sweep")
     sweep = []
     p = policy.start_tiers(tasks)["p"]
     for knob in ev.knob_sweep:
@@ -167,6 +177,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "the cheapest tier, strong = always premium.",
     }
 
+    step("gate-error sweep")
     gate_sweep = []
     for rate in ev.gate_error_rates:
         flipped = flip_gate(cube, catalog, float(rate), float(rate),
@@ -195,7 +206,9 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         "gate_error_exposure": {name: m[name]["false_pass_rate"]
                                 for name in ("cheapest", "static", "learned")},
     }
+    step("off-policy estimates")
     ope = off_policy_section(cfg, catalog, policy) if ev.get("ope") else None
+    step("reports")
     result = {
         "table": table.source, "router_version": policy.router_version,
         "knob": policy.settings.knob,
@@ -207,6 +220,7 @@ def run_evaluate(cfg: DictConfig) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_reports(result, by_field, Path(cfg.reports_dir))
+    bar.close()
     return result
 
 
