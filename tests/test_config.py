@@ -73,3 +73,18 @@ def test_every_experiment_composes_onto_the_roots_it_names(root, experiment):
     cfg = compose_config(root, [f"+experiment={experiment}"])
     OmegaConf.resolve(cfg)
     build_catalog(cfg)
+
+
+SCRIPTS = ["router-simulate", "router-prepare", "router-train", "router-evaluate",
+           "router-serve", "router-benchmark"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_command_has_a_working_help(script):
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / script
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f"{script}:") and "Configuration groups" in out.stdout
