@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from pipeline.replay import replay
-from pipeline.simulator import simulate_world
+from pipeline.simulator import simulate_world, task_table
 from router_model.artifact import load_artifact
 from router_model.config import CONF_DIR, build_catalog
 from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
@@ -71,10 +71,7 @@ def main() -> None:
     world = simulate_world(cfg.simulate, catalog, n_courses=args.courses, seed=7)
     print(f"\nsimulated {args.courses:,} courses ({world.cube.n_tasks:,} tasks) in "
           f"{time.perf_counter() - started:.1f} s (not part of the replay timing)")
-    tasks = world.tasks.rename(columns={c: f"analysis.{c}" for c in (
-        "domain", "audience_level", "language", "complexity", "analysis_completeness",
-        "section_count", "lesson_count", "objective_count", "source_tokens")})
-    tasks["expected_output_tokens"] = world.completion_tokens[:, 0]
+    tasks = task_table(world)
     started = time.perf_counter()
     replay(world.cube, make_router("static", policy=policy).start_tiers(tasks), catalog)
     static_s = time.perf_counter() - started

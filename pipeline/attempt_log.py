@@ -407,8 +407,7 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         out[rule.name] = coerced.to_numpy() if hasattr(coerced, "to_numpy") else coerced
 
     unknown = [c for c in frame.columns
-               if c not in KNOWN_COLUMNS and not c.startswith("analysis.") and c != "_row"
-               and c != "_source"]
+               if c not in KNOWN_COLUMNS and not c.startswith("analysis.")]
     for c in unknown:
         present = frame[c].notna().to_numpy()
         add(present, lambda v, c=c: f"unknown column {c!r} (not in the attempt-log contract)",

@@ -20,6 +20,7 @@ from pipeline.simulator import (
     outcome_table,
     simulate_world,
     static_start_tiers,
+    task_table,
 )
 from router_model.config import CONF_DIR, build_catalog
 
@@ -62,9 +63,8 @@ def run_simulate(cfg: DictConfig) -> dict[str, Any]:
                         router_version=str(sim.router_version), start_time=str(sim.start_time),
                         courses_per_day=float(sim.courses_per_day))
     paths = cfg.paths
-    public_tasks = world.tasks[[c for c in world.tasks.columns if not c.startswith("_")]]
     Path(paths.tasks).parent.mkdir(parents=True, exist_ok=True)
-    public_tasks.to_parquet(paths.tasks, index=False)
+    task_table(world).to_parquet(paths.tasks, index=False)
     outcome_table(world, catalog).to_parquet(paths.outcomes, index=False)
     write_attempts(logs, paths.logs)
     summary["logged_policy"] = {

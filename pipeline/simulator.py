@@ -21,7 +21,9 @@ import pandas as pd
 from pipeline.replay import OutcomeCube, ReplayResult
 from router_model.config import Catalog
 
-ANALYSIS_CATEGORICALS = ("domain", "audience_level", "language")
+# The Stage-4 analysis keys the world draws; logs and task tables carry them as analysis.<key>.
+ANALYSIS_KEYS = ("domain", "audience_level", "language", "complexity", "analysis_completeness",
+                 "section_count", "lesson_count", "objective_count", "source_tokens")
 
 
 @dataclass
@@ -119,7 +121,7 @@ def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog
               * (1.0 + 0.3 * tasks["complexity"].to_numpy()))
     tasks["prompt_tokens"] = np.maximum(1, np.round(prompt)).astype(np.int64)
     tasks["context_tokens"] = np.round(context).astype(np.int64)
-    tasks["expected_completion_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
+    tasks["expected_output_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
     total = tasks["prompt_tokens"] + tasks["context_tokens"]
     tasks["_difficulty"] = (
         f["difficulty"].to_numpy(float)
@@ -149,7 +151,7 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     lang = tasks["_language_offset"].to_numpy()
     structure = tasks["_structure"].to_numpy()
     prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-    expected_out = tasks["expected_completion_tokens"].to_numpy(float)
+    expected_out = tasks["expected_output_tokens"].to_numpy(float)
 
     shape = (n, len(names), n_att)
     quality = np.empty(shape)
@@ -282,10 +284,17 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
         "propensity": prop,
         "escalation_reason": reason.to_numpy(),
     })
-    for col in ("domain", "audience_level", "language", "complexity", "analysis_completeness",
-                "section_count", "lesson_count", "objective_count", "source_tokens"):
-        frame[f"analysis.{col}"] = tasks[col].to_numpy()[ti]
+    for key in ANALYSIS_KEYS:
+        frame[f"analysis.{key}"] = tasks[key].to_numpy()[ti]
     return frame
+
+
+def task_table(world: SimulatedWorld) -> pd.DataFrame:
+    """The tasks in the layout routers read (`analysis.<key>` columns), hidden state dropped:
+    what `tasks.parquet` holds and what the policy scores."""
+    public = world.tasks[[c for c in world.tasks.columns if not c.startswith("_")]]
+    return public.rename(columns={k: f"analysis.{k}" for k in ANALYSIS_KEYS}
+                         ).reset_index(drop=True)
 
 
 def outcome_table(world: SimulatedWorld, catalog: Catalog) -> pd.DataFrame:

@@ -181,9 +181,9 @@ class RouterService:
                 "knob": policy.settings.knob,
                 "shadow": self.shadow.router_version if self.shadow else None}
 
-    def reload(self, path: str | None = None) -> dict[str, Any]:
+    def reload(self) -> dict[str, Any]:
         """Load, probe, then swap. A bad artifact is rejected and the old model keeps serving."""
-        path = path or self.settings.artifact
+        path = self.settings.artifact
         with self._reload_lock:
             try:
                 if not path:

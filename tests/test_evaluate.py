@@ -137,3 +137,19 @@ def test_evaluate_end_to_end(trained_router, tmp_path):
     for name in ("metrics.json", "report.md", "pareto.png", "per_field.csv"):
         assert (tmp_path / "evaluate" / name).stat().st_size > 0
     assert json.loads((tmp_path / "evaluate" / "metrics.json").read_text())["policies"]
+
+
+def test_a_given_task_table_carries_every_feature_the_model_reads(trained_router):
+    """tasks.parquet is in the routing layout, so replaying it scores with real features."""
+    from router_model.config import build_catalog
+    from training.evaluate import evaluation_table
+
+    train_cfg, result = trained_router
+    cfg = compose_config("router_evaluate", [
+        *(f"paths.{k}={v}" for k, v in train_cfg.paths.items()),
+        f"evaluate.tasks={train_cfg.paths.tasks}", f"evaluate.outcomes={train_cfg.paths.outcomes}"])
+    OmegaConf.resolve(cfg)
+    table = evaluation_table(cfg, build_catalog(cfg))
+    spec = result.artifact.model.spec
+    assert (set(spec.categorical) | set(spec.numeric)) - {"tier"} <= set(table.tasks.columns)
+    assert table.tasks["analysis.domain"].notna().all()

@@ -25,11 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.replay import OutcomeCube, replay
 from router_model.config import CONF_DIR, build_catalog
+from router_model.embeddings import embed
 from router_model.routers import make_router
 from training.benchmark_data import OutcomeTable, build_table, folds, load_long_table
 from training.benchmark_routers import cheapest_meeting
 from training.routing_metrics import aiq, apgr, cost_for_quality, cpt, routing_curve
-from training.text_features import embed, text_statistics, token_counts
+from training.text_features import text_statistics, token_counts
 
 LEARNED = ("knn-embed", "logreg-embed", "lgbm-tabular", "lgbm-tabular+embed")
 ALL_ROUTERS = ("random", "always-cheap", "always-premium", *LEARNED, "oracle")

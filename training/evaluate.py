@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from pipeline.attempt_log import read_attempts
 from pipeline.replay import OutcomeCube, ReplayResult, cube_from_table, replay
-from pipeline.simulator import simulate_world
+from pipeline.simulator import simulate_world, task_table
 from router_model.config import Catalog, build_catalog
 from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.routers import make_router
@@ -46,15 +46,8 @@ def evaluation_table(cfg: DictConfig, catalog: Catalog) -> EvalTable:
         return EvalTable(tasks, cube, f"{ev.tasks} + {ev.outcomes}")
     seed = int(cfg.simulate.seed) + int(ev.seed_offset)
     world = simulate_world(cfg.simulate, catalog, n_courses=int(ev.n_courses), seed=seed)
-    tasks = world.tasks[[c for c in world.tasks.columns if not c.startswith("_")]]
-    tasks = tasks.rename(columns={c: f"analysis.{c}" for c in ANALYSIS_KEYS})
-    tasks["expected_output_tokens"] = world.completion_tokens[:, 0]
-    return EvalTable(tasks.reset_index(drop=True), world.cube,
+    return EvalTable(task_table(world), world.cube,
                      f"fresh simulated world, seed {seed}, {int(ev.n_courses):,} courses")
-
-
-ANALYSIS_KEYS = ("domain", "audience_level", "language", "complexity", "analysis_completeness",
-                 "section_count", "lesson_count", "objective_count", "source_tokens")
 
 
 def oracle_starts(cube: OutcomeCube, catalog: Catalog) -> np.ndarray:

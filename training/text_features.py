@@ -1,6 +1,6 @@
 """Prompt features from text for the benchmarks: MiniLM token counts, cheap statistics.
 
-Embeddings come from `router_model.embeddings` (cached on disk, imported lazily).
+Embeddings live in `router_model.embeddings` (cached on disk, imported lazily).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.embeddings import embed, model_path
-
-__all__ = ["embed", "text_statistics", "token_counts"]
+from router_model.embeddings import model_path
 
 
 @functools.lru_cache(maxsize=1)
