@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install lint repro bench benchmark clean
+.PHONY: demo test test-fast install lint repro perf benchmark clean
 
 # Reinstall whenever pyproject.toml changes; the stamp file records the last install.
 $(VENV)/.installed: pyproject.toml
@@ -24,15 +24,18 @@ demo: install  ## simulate the default logs, train the router, print the savings
 test: install  ## the whole test suite (real files, servers and models)
 	$(BIN)/python -m pytest
 
+test-fast: install  ## the suite without the tests marked slow (training, servers, benchmarks)
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: install
 	$(BIN)/ruff check .
 
 repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-bench: install  ## speed benchmarks (print numbers, never assert)
-	$(BIN)/python bench/train_scale.py
-	$(BIN)/python bench/policy_speed.py
+perf: install  ## speed measurements (print numbers and ratios, never assert)
+	$(BIN)/python perf/train_scale.py
+	$(BIN)/python perf/policy_speed.py
 
 benchmark: install  ## routers on the public outcome tables in ../shared (minutes; cached)
 	$(BIN)/router-benchmark

@@ -22,13 +22,13 @@ import os
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from router_model.files import atomic_write_text, sha256_file
 from router_model.model import PassModel
 
 ARTIFACT_SCHEMA_VERSION = 1
@@ -51,12 +51,6 @@ def _major_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -109,7 +103,7 @@ def load_artifact(path: str | Path) -> RouterArtifact:
     if not model_path.exists():
         raise ArtifactError(f"{folder} has no {MODEL_FILE}; the artifact is incomplete")
     expected = manifest.get("files", {}).get(MODEL_FILE)
-    if _sha256(model_path) != expected:
+    if sha256_file(model_path) != expected:
         raise ArtifactError(f"{model_path} does not match the sha256 in its manifest: the file "
                             "is corrupt or was changed; retrain with router-train")
     try:
@@ -139,18 +133,20 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    version = f"{model.kind}-{stamp}-{data_hash[:8]}-{uuid.uuid4().hex[:4]}"
-    tmp = root / f".tmp-{version}"
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         joblib.dump(model, tmp / MODEL_FILE)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        model_sha = sha256_file(tmp / MODEL_FILE)
+        # The version names its content, so a rerun on the same data writes the same bytes.
+        content = hashlib.sha256((model_sha + data_hash).encode()).hexdigest()
+        version = f"{model.kind}-{content[:12]}"
+        (tmp / "metrics.json").write_text(json.dumps({**metrics, "router_version": version},
+                                                     indent=2))
         manifest = {
             "schema_version": ARTIFACT_SCHEMA_VERSION,
             "router_version": version,
             "model_kind": model.kind,
-            "created_at": datetime.now(UTC).isoformat(),
             "data_hash": data_hash,
             "feature_columns": model.spec.columns,
             "library_versions": library_versions(),
@@ -158,16 +154,17 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
             "metrics": metrics.get("overall", {}),
             "ladder_stats": ladder_stats or {},
             "policy": policy or {},
-            "files": {MODEL_FILE: _sha256(tmp / MODEL_FILE)},
+            "files": {MODEL_FILE: model_sha},
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
         probe(load_artifact(tmp))
         final = root / version
-        os.rename(tmp, final)
+        if final.exists():  # the very same model again: keep the one already in place
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pointer = root / f".{LATEST_FILE}.{uuid.uuid4().hex}"
-    pointer.write_text(version)
-    os.replace(pointer, root / LATEST_FILE)
+    atomic_write_text(root / LATEST_FILE, version)
     return load_artifact(final)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from router_model.requests import BatchIn, EscalateIn, TaskIn
 from router_model.serving import RouterService
 
 
@@ -26,19 +27,22 @@ class RouterClient(Protocol):
 
 
 class LocalRouterClient:
-    """In-process: calls the service core directly (no HTTP, no serialisation)."""
+    """In-process: calls the service core directly (no HTTP), after the same validation as
+    the HTTP app; a bad task raises pydantic's ValidationError, which names the field."""
 
     def __init__(self, service: RouterService) -> None:
         self.service = service
 
     def route(self, task: Mapping[str, Any], explain: bool = False) -> dict[str, Any]:
-        return self.service.route(task, explain=explain)
+        valid = TaskIn.model_validate(task).model_dump(exclude_none=True)
+        return self.service.route(valid, explain=explain)
 
     def route_batch(self, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return self.service.route_batch(tasks)
+        batch = BatchIn.model_validate({"tasks": list(tasks)})
+        return self.service.route_batch([t.model_dump(exclude_none=True) for t in batch.tasks])
 
     def escalate(self, **gate_result: Any) -> dict[str, Any]:
-        return self.service.escalate(**gate_result)
+        return self.service.escalate(**EscalateIn.model_validate(gate_result).model_dump())
 
 
 class HttpRouterClient:

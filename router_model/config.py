@@ -1,16 +1,21 @@
-"""Typed views of the hydra config: tiers, gate and fields.
+"""Typed config objects for the catalog: tiers, the gate and fields, as hydra structured configs.
 
-Every job builds these objects from its composed config, so the rest of the code works with
-checked, named attributes instead of raw dictionaries, and a bad config fails at start-up with
-the offending key named.
+`Tier`, `GateConfig` and `FieldSpec` are dataclasses registered with hydra's ConfigStore (the
+gate's YAML composes on top of its schema, so a wrong type fails at compose time); every YAML
+node is merged onto its dataclass before use, so a typo or a wrong type names its full key,
+and the range checks in `__post_init__` name the key, the value and how to fix it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 # The hydra config tree. Entry points are installed in editable mode from the checkout, so the
 # tree sits beside the packages; an absolute path keeps hydra from treating it as a module.
@@ -21,17 +26,16 @@ class ConfigError(ValueError):
     """A config value is missing or out of range; the message names the key and the value."""
 
 
-def _require(cfg: Mapping[str, Any], key: str, where: str) -> Any:
-    if key not in cfg or cfg[key] is None:
-        raise ConfigError(f"{where}.{key} is missing; add it to the config (see conf/{where})")
-    return cfg[key]
+def check(ok: bool, where: str, value: Any, rule: str) -> None:
+    """Raise a ConfigError naming `where=value` and the rule it breaks unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{where}={value!r}: {rule}")
 
 
 @dataclass(frozen=True)
 class Tier:
     """One callable model: where it lives, what it costs and how fast it is."""
 
-    name: str
     model_id: str
     provider: str
     base_url: str
@@ -42,6 +46,16 @@ class Tier:
     ladder_rank: int | None
     first_token_s: float
     output_tokens_per_s: float
+    name: str = ""  # the key in conf/tiers, filled in by the catalog
+
+    def __post_init__(self) -> None:
+        where = f"tiers.{self.name}"
+        for key in ("price_in_per_m", "price_out_per_m", "first_token_s"):
+            check(getattr(self, key) >= 0, f"{where}.{key}", getattr(self, key), "must be >= 0")
+        check(self.output_tokens_per_s > 0, f"{where}.output_tokens_per_s",
+              self.output_tokens_per_s, "must be > 0")
+        check(self.context_window > 0, f"{where}.context_window", self.context_window,
+              "must be > 0")
 
     def call_cost(self, prompt_tokens: Any, completion_tokens: Any) -> Any:
         """USD for one call; works on scalars and numpy arrays alike."""
@@ -52,9 +66,9 @@ class Tier:
         return self.first_token_s + completion_tokens / self.output_tokens_per_s
 
 
-@dataclass(frozen=True)
-class Gate:
-    """The quality gate and the rule ladder's triggers from the seed note."""
+@dataclass  # not frozen: hydra composes conf/gate onto it (a frozen schema is read-only)
+class GateConfig:
+    """The quality gate and the rule ladder's triggers from the seed note (`conf/gate`)."""
 
     pass_threshold: float
     severe_threshold: float
@@ -66,17 +80,61 @@ class Gate:
     validation_output_tokens: int
     embedding_price_per_m: float
 
+    def __post_init__(self) -> None:
+        check(0.0 <= self.severe_threshold <= self.pass_threshold <= 1.0,
+              "gate.severe_threshold, gate.pass_threshold",
+              (self.severe_threshold, self.pass_threshold),
+              "need 0 <= severe_threshold <= pass_threshold <= 1")
+        check(self.retries_per_tier >= 0, "gate.retries_per_tier", self.retries_per_tier,
+              "must be >= 0")
+        check(self.context_overflow_tokens > 0, "gate.context_overflow_tokens",
+              self.context_overflow_tokens, "must be > 0")
+
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A Stage-5 field: its phase, impact score and the seed's static tier."""
+    """A Stage-5 field: phase, impact score, the seed's static tier, optional own threshold."""
 
-    name: str
     phase: int
     impact: int
     static_tier: str
     kind: str
-    batch: bool
+    batch: bool = False
+    pass_threshold: float | None = None  # None: the gate's pass_threshold
+    name: str = ""  # the key in conf/fields, filled in by the catalog
+
+    def __post_init__(self) -> None:
+        where = f"fields.{self.name}"
+        check(1 <= self.impact <= 10, f"{where}.impact", self.impact, "must be in 1..10")
+        check(1 <= self.phase <= 5, f"{where}.phase", self.phase, "must be in 1..5")
+        if self.pass_threshold is not None:
+            check(0.0 <= self.pass_threshold <= 1.0, f"{where}.pass_threshold",
+                  self.pass_threshold, "must be in [0, 1] (or null for the gate's)")
+
+
+ConfigStore.instance().store(group="gate", name="gate_schema", node=GateConfig)
+
+
+def typed(schema: type, node: Any, where: str, **extra: Any) -> Any:
+    """Merge a YAML node onto its dataclass schema and build the object.
+
+    OmegaConf checks names and types (an unknown key or a string where a number belongs fails
+    with the full key); the dataclass checks ranges.
+    """
+    group = where.split(".")[0]
+    try:
+        if isinstance(node, DictConfig):  # resolve ${...} against its own root first
+            node = OmegaConf.to_container(node, resolve=True)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
+        missing = [f.name for f in fields(schema)
+                   if f.name not in extra and OmegaConf.is_missing(merged, f.name)]
+        if missing:
+            raise ConfigError(f"{where}.{missing[0]} is missing; add it (see conf/{group})")
+        values = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as exc:
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: {msg}; see conf/{group}") from None
+    return schema(**{**values, **extra})
 
 
 @dataclass(frozen=True)
@@ -84,8 +142,32 @@ class Catalog:
     """Tiers, gate and fields together, with the lookups every job needs."""
 
     tiers: dict[str, Tier]
-    gate: Gate
-    fields: dict[str, FieldSpec]
+    gate: GateConfig
+    fields: dict[str, FieldSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(len(self.ladder) >= 2, "tiers", sorted(self.tiers),
+              "conf/tiers needs at least two tiers with a ladder_rank")
+        for key in ("overflow_tier", "validation_tier"):
+            check(getattr(self.gate, key) in self.tiers, f"gate.{key}",
+                  getattr(self.gate, key), f"is not a tier in conf/tiers {sorted(self.tiers)}")
+        check(self.gate.overflow_tier not in self.ladder, "gate.overflow_tier",
+              self.gate.overflow_tier, "must be off the ladder (ladder_rank: null)")
+        for name, spec in self.fields.items():
+            check(spec.static_tier in self.tiers, f"fields.{name}.static_tier",
+                  spec.static_tier, f"is not a tier in conf/tiers {sorted(self.tiers)}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Catalog:
+        """Build and check the catalog from a composed config (`tiers`, `gate`, `fields`)."""
+        for key in ("tiers", "gate", "fields"):
+            if cfg.get(key) is None:
+                raise ConfigError(f"{key} is missing from the config; compose conf/{key}")
+        tiers = {str(n): typed(Tier, t, f"tiers.{n}", name=str(n))
+                 for n, t in cfg["tiers"].items()}
+        specs = {str(n): typed(FieldSpec, f, f"fields.{n}", name=str(n))
+                 for n, f in cfg["fields"].items()}
+        return cls(tiers=tiers, gate=typed(GateConfig, cfg["gate"], "gate"), fields=specs)
 
     @property
     def ladder(self) -> list[str]:
@@ -105,6 +187,12 @@ class Catalog:
     def tier_index(self, name: str) -> int:
         return self.tier_names.index(name)
 
+    def pass_threshold(self, field_name: str) -> float:
+        """The gate's pass threshold for one field (its own override, else the gate's)."""
+        spec = self.fields.get(field_name)
+        own = spec.pass_threshold if spec is not None else None
+        return self.gate.pass_threshold if own is None else own
+
     def gate_cost(self, completion_tokens: Any) -> Any:
         """USD the gate spends judging one attempt: validation call plus embedding."""
         g = self.gate
@@ -116,76 +204,3 @@ class Catalog:
     def gate_latency_s(self) -> float:
         g = self.gate
         return float(self.tiers[g.validation_tier].call_latency_s(g.validation_output_tokens))
-
-
-def build_catalog(cfg: Mapping[str, Any]) -> Catalog:
-    """Build and check the catalog from a composed config (needs `tiers`, `gate`, `fields`)."""
-    tiers_cfg = _require(cfg, "tiers", "root")
-    tiers: dict[str, Tier] = {}
-    for name, t in tiers_cfg.items():
-        rank = t.get("ladder_rank")
-        tier = Tier(
-            name=str(name),
-            model_id=str(_require(t, "model_id", f"tiers.{name}")),
-            provider=str(_require(t, "provider", f"tiers.{name}")),
-            base_url=str(_require(t, "base_url", f"tiers.{name}")),
-            api_key_env=str(_require(t, "api_key_env", f"tiers.{name}")),
-            price_in_per_m=float(_require(t, "price_in_per_m", f"tiers.{name}")),
-            price_out_per_m=float(_require(t, "price_out_per_m", f"tiers.{name}")),
-            context_window=int(_require(t, "context_window", f"tiers.{name}")),
-            ladder_rank=None if rank is None else int(rank),
-            first_token_s=float(_require(t, "first_token_s", f"tiers.{name}")),
-            output_tokens_per_s=float(_require(t, "output_tokens_per_s", f"tiers.{name}")),
-        )
-        for key in ("price_in_per_m", "price_out_per_m"):
-            if getattr(tier, key) < 0:
-                raise ConfigError(f"tiers.{name}.{key}={getattr(tier, key)} must be >= 0")
-        if tier.output_tokens_per_s <= 0:
-            raise ConfigError(f"tiers.{name}.output_tokens_per_s must be > 0")
-        tiers[tier.name] = tier
-
-    g = _require(cfg, "gate", "root")
-    gate = Gate(
-        pass_threshold=float(g["pass_threshold"]),
-        severe_threshold=float(g["severe_threshold"]),
-        retries_per_tier=int(g["retries_per_tier"]),
-        context_overflow_tokens=int(g["context_overflow_tokens"]),
-        overflow_tier=str(g["overflow_tier"]),
-        validation_tier=str(g["validation_tier"]),
-        validation_prompt_overhead_tokens=int(g["validation_prompt_overhead_tokens"]),
-        validation_output_tokens=int(g["validation_output_tokens"]),
-        embedding_price_per_m=float(g["embedding_price_per_m"]),
-    )
-    if not 0.0 <= gate.severe_threshold <= gate.pass_threshold <= 1.0:
-        raise ConfigError(
-            f"gate thresholds must satisfy 0 <= severe_threshold ({gate.severe_threshold}) "
-            f"<= pass_threshold ({gate.pass_threshold}) <= 1"
-        )
-    if gate.retries_per_tier < 0:
-        raise ConfigError(f"gate.retries_per_tier={gate.retries_per_tier} must be >= 0")
-    for key in ("overflow_tier", "validation_tier"):
-        if getattr(gate, key) not in tiers:
-            raise ConfigError(f"gate.{key}={getattr(gate, key)!r} is not a tier in conf/tiers")
-
-    fields: dict[str, FieldSpec] = {}
-    for name, f in _require(cfg, "fields", "root").items():
-        spec = FieldSpec(
-            name=str(name),
-            phase=int(f["phase"]),
-            impact=int(f["impact"]),
-            static_tier=str(f["static_tier"]),
-            kind=str(f["kind"]),
-            batch=bool(f.get("batch", False)),
-        )
-        if spec.static_tier not in tiers:
-            raise ConfigError(f"fields.{name}.static_tier={spec.static_tier!r} is not a tier")
-        if not 1 <= spec.impact <= 10:
-            raise ConfigError(f"fields.{name}.impact={spec.impact} must be in 1..10")
-        fields[spec.name] = spec
-
-    catalog = Catalog(tiers=tiers, gate=gate, fields=fields)
-    if len(catalog.ladder) < 2:
-        raise ConfigError("conf/tiers needs at least two tiers with a ladder_rank")
-    if gate.overflow_tier in catalog.ladder:
-        raise ConfigError(f"gate.overflow_tier={gate.overflow_tier!r} must be off-ladder")
-    return catalog

@@ -12,38 +12,9 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field
-
-DECISION_LOG_VERSION = 1
-
-
-class LoggedDecision(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    decision_id: str = Field(min_length=1)
-    router_version: str
-    start_tier: str
-    source: Literal["learned", "rules", "exploration", "override"]
-    propensity: float = Field(gt=0.0, le=1.0)
-    ladder: list[str]
-    pass_probabilities: dict[str, float]
-    expected_costs: dict[str, float]
-    fallback_reason: str | None = None
-
-
-class DecisionLogRecord(BaseModel):
-    """One line of the decision log (the contract tests parse lines against)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: Literal[1] = DECISION_LOG_VERSION
-    timestamp: datetime
-    endpoint: Literal["route", "route_batch"]
-    task: dict[str, Any]
-    decision: LoggedDecision
-    shadow: LoggedDecision | None = None
+from router_model.contract import DECISION_LOG_VERSION
 
 
 class DecisionLog:

@@ -8,6 +8,7 @@ them: serving must be able to load a model without importing the training code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,25 +69,27 @@ class LightGBMPassClassifier(ClassifierMixin, BaseEstimator):
         return self.booster_.feature_importance(importance_type="gain")
 
 
-def logistic_baseline(categorical_features: list[int], n_features: int, C: float = 1.0,
-                      max_iter: int = 2000) -> Any:
-    """One-hot categoricals + scaled log numerics -> logistic regression, as a Pipeline."""
+def logistic_baseline(categorical_features: Sequence[int], C: float = 1.0,
+                      max_iter: int = 2000, random_state: int = 0) -> Any:
+    """One-hot categoricals + scaled log numerics -> logistic regression, as a Pipeline.
+
+    Every column that is not categorical is numeric (the transformer's remainder).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    numeric = [j for j in range(n_features) if j not in categorical_features]
     prep = ColumnTransformer([
         ("categorical", make_pipeline(
             SimpleImputer(strategy="constant", fill_value=-1.0),
-            OneHotEncoder(handle_unknown="ignore")), categorical_features),
-        ("numeric", make_pipeline(
+            OneHotEncoder(handle_unknown="ignore")), list(categorical_features))],
+        remainder=make_pipeline(
             SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            FunctionTransformer(np.log1p), StandardScaler()), numeric),
-    ])
-    return Pipeline([("prep", prep), ("logreg", LogisticRegression(C=C, max_iter=max_iter))])
+            FunctionTransformer(np.log1p), StandardScaler()))
+    return Pipeline([("prep", prep), ("logreg", LogisticRegression(
+        C=C, max_iter=max_iter, random_state=random_state))])
 
 
 def predict_booster(booster: Any, X: np.ndarray) -> np.ndarray:

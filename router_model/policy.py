@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
-from router_model.config import Catalog
+from router_model.config import Catalog, check
+from router_model.contract import Decision
 from router_model.features import FeatureError, flatten_task
 
 RULES_VERSION = "rules-static-v1"
@@ -40,52 +41,48 @@ DEFAULT_KNOB = 0.85
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """`router.policy` in config."""
+    """`router.policy` in config: a structured config, built with `config.typed`."""
 
     knob: float | None = None  # None: the knob calibrated into the artifact (else 0.85)
     impact_slope: float = 0.02
-    epsilon: float = 0.0
+    epsilon: float = 0.0  # share of randomised start tiers (exploration, propensity logged)
     latency_price_per_s: float = 0.0
     default_schema_share: float = 0.1
     default_severe_share: float = 0.05
     default_retry_pass_rate: float = 0.6
     default_output_tokens: float = 500.0
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> PolicySettings:
-        known = cls.__dataclass_fields__
-        unknown = sorted(set(cfg) - set(known))
-        if unknown:
-            raise ValueError(f"router.policy has unknown keys {unknown}; known: {sorted(known)}")
-        settings = cls(**{k: None if v is None else float(v) for k, v in cfg.items()})
-        if not 0.0 <= settings.epsilon <= 1.0:
-            raise ValueError(f"router.policy.epsilon={settings.epsilon} must be in [0, 1]")
-        return settings
+    def __post_init__(self) -> None:
+        check(0.0 <= self.epsilon <= 1.0, "router.policy.epsilon", self.epsilon,
+              "must be in [0, 1]")
+        if self.knob is not None:
+            check(0.0 <= self.knob <= 1.0, "router.policy.knob", self.knob,
+                  "must be in [0, 1] (or null for the calibrated knob)")
+        check(self.latency_price_per_s >= 0, "router.policy.latency_price_per_s",
+              self.latency_price_per_s, "must be >= 0")
 
 
-@dataclass
-class Decision:
-    """What the generator gets back for one task, and what the decision log records."""
+def explore(greedy: np.ndarray, eligible: np.ndarray, epsilon: float,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epsilon-greedy start tiers over each task's eligible tiers.
 
-    decision_id: str
-    router_version: str
-    start_tier: str
-    model: str
-    provider: str
-    base_url: str
-    source: str  # learned | rules | exploration
-    propensity: float
-    ladder: list[str]
-    pass_probabilities: dict[str, float] = field(default_factory=dict)
-    expected_costs: dict[str, float] = field(default_factory=dict)
-    required_pass_prob: float | None = None
-    fallback_reason: str | None = None
-    unknown_categories: dict[str, str] = field(default_factory=dict)
-    missing_features: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A shallow copy: every value is already JSON-ready (str, float, list, flat dict)."""
-        return dict(self.__dict__)
+    Returns (start, explored?, propensity of the start). The one definition of a propensity:
+    the log world model and serving both draw here. Tasks with one eligible tier never explore.
+    """
+    check(0.0 <= epsilon <= 1.0, "epsilon", epsilon, "must be in [0, 1]")
+    greedy = np.asarray(greedy, dtype=np.int64)
+    eligible = np.asarray(eligible, dtype=bool)
+    n_eligible = eligible.sum(axis=1)
+    can = n_eligible > 1
+    explored = (rng.random(greedy.size) < epsilon) & can
+    # Every task draws from a range of at least two, so one task's eligibility never shifts
+    # the random stream of the tasks after it (a range of one draws nothing).
+    pick = rng.integers(0, np.where(can, n_eligible, max(eligible.shape[1], 2)))
+    random_tier = np.argmax(np.cumsum(eligible, axis=1) > pick[:, None], axis=1)
+    start = np.where(explored, random_tier, greedy)
+    propensity = np.where(can, (1.0 - epsilon) * (start == greedy)
+                          + epsilon / np.maximum(n_eligible, 1), 1.0)
+    return start, explored, propensity
 
 
 class LadderCostModel:
@@ -241,10 +238,8 @@ class RoutingPolicy:
         top = len(self.ladder) - 1
         start: Any = top
         best: Any = np.inf
-        eligible = []
-        for t, name in enumerate(self.ladder):
-            fits = prompt_total + output <= self.catalog.tiers[name].context_window
-            eligible.append(fits)
+        eligible = self.eligible(prompt_total, output)
+        for t, fits in enumerate(eligible):
             ok = fits if t == top else fits & (p[t] >= required)
             cost = expected["cost"][t]
             if np.ndim(ok) == 0:  # one task: plain comparisons
@@ -256,6 +251,11 @@ class RoutingPolicy:
             start = np.where(better, t, start)
         return {"start": start, "required": required, "eligible": eligible,
                 **{f"expected_{k}": v for k, v in expected.items()}}
+
+    def eligible(self, prompt_total: Any, output: Any) -> list[Any]:
+        """Per ladder tier: does the task fit the tier's context window? (floats or arrays)"""
+        return [prompt_total + output <= self.catalog.tiers[t].context_window
+                for t in self.ladder]
 
     def start_tiers(self, tasks: pd.DataFrame, p: np.ndarray | None = None
                     ) -> dict[str, np.ndarray]:
@@ -287,9 +287,9 @@ class RoutingPolicy:
     def _predict_encoded(self, X_tasks: np.ndarray) -> np.ndarray:
         return self.artifact.model.predict_tiers(X_tasks, self.ladder)
 
-    def static_starts(self, fields: pd.Series) -> np.ndarray:
+    def static_starts(self, fields: pd.Series | Sequence[str]) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
-        return fields.map(self._static).fillna(0).to_numpy(np.int64)
+        return pd.Series(fields).map(self._static).fillna(0).to_numpy(np.int64)
 
     def _output_tokens(self, fields: Sequence[Any], given: Sequence[float] | None
                        ) -> np.ndarray:
@@ -306,8 +306,14 @@ class RoutingPolicy:
     def decide(self, task: Mapping[str, Any]) -> Decision:
         return self.decide_many([task])[0]
 
-    def decide_many(self, tasks: Sequence[Mapping[str, Any]]) -> list[Decision]:
-        """One decision per task. Invalid features fall back to the rules, with the reason."""
+    def decide_many(self, tasks: Sequence[Mapping[str, Any]],
+                    starts: np.ndarray | None = None, router: str | None = None
+                    ) -> list[Decision]:
+        """One decision per task. Invalid features fall back to the rules, with the reason.
+
+        `starts` (ladder indices from another registered router) replaces the learned start;
+        the model's probabilities are still reported when there is a model.
+        """
         flat = [flatten_task(t) for t in tasks]
         n = len(flat)
         if n == 0:
@@ -332,19 +338,41 @@ class RoutingPolicy:
                     plan = self.plan_columns(list(p.T), impact, prompt_total, output)
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
+        start, source, propensity = self._starts(fields, plan, starts, n)
         overflow = prompt_total > self.catalog.gate.context_overflow_tokens
-        return [self._one(flat[i], fields[i], i, p, plan, reason, bool(overflow[i]))
+        return [self._one(flat[i], fields[i], i, p, plan, reason, bool(overflow[i]),
+                          (int(start[i]), str(source[i]), float(propensity[i])), router)
                 for i in range(n)]
 
+    def _starts(self, fields: np.ndarray, plan: dict[str, Any] | None,
+                forced: np.ndarray | None, n: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Start index, source and propensity per task: forced, learned (+ exploration), or
+        the static rules."""
+        if forced is not None:
+            return (np.asarray(forced, np.int64), np.full(n, "rules", dtype=object),
+                    np.ones(n))
+        if plan is None:
+            static = np.array([self._static.get(f, 0) for f in fields], dtype=np.int64)
+            return static, np.full(n, "rules", dtype=object), np.ones(n)
+        greedy = np.broadcast_to(np.asarray(plan["start"], dtype=np.int64), (n,))
+        eligible = np.column_stack([np.broadcast_to(np.asarray(e, bool), (n,))
+                                    for e in plan["eligible"]])
+        eps = self.settings.epsilon
+        if eps == 0:
+            return greedy, np.full(n, "learned", dtype=object), np.ones(n)
+        start, explored, propensity = explore(greedy, eligible, eps, self.rng)
+        return start, np.where(explored, "exploration", "learned"), propensity
+
     def _one(self, task: dict[str, Any], field_name: str, i: int, p: np.ndarray | None,
-             plan: dict[str, np.ndarray] | None, reason: str | None, overflow: bool
-             ) -> Decision:
+             plan: dict[str, Any] | None, reason: str | None, overflow: bool,
+             chosen: tuple[int, str, float], router: str | None) -> Decision:
         ladder = self.ladder
         spec = self.artifact.model.spec if self.artifact else None
         unknown = spec.unknowns(task) if spec else {}
         if field_name not in self._impact:
             unknown.setdefault("field", field_name)
-        extras: dict[str, Any] = {"unknown_categories": unknown,
+        extras: dict[str, Any] = {"unknown_categories": unknown, "router": router,
                                   "missing_features": spec.missing(task) if spec else []}
         if p is not None and plan is not None:
             extras["pass_probabilities"] = dict(zip(ladder, map(float, p[i]), strict=True))
@@ -354,18 +382,9 @@ class RoutingPolicy:
         if overflow:
             return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
                                 "context_overflow", **extras)
-        if plan is None:
-            start = self._static.get(field_name, 0)
-            return self._record(ladder[start], "rules", 1.0, reason, **extras)
-        greedy = int(_at(plan["start"], i))
-        eligible = [t for t, fits in enumerate(plan["eligible"]) if _at(fits, i)]
-        eps = self.settings.epsilon
-        if eps > 0 and len(eligible) > 1 and self.rng.random() < eps:
-            start = eligible[int(self.rng.integers(len(eligible)))]
-            propensity = (1 - eps) * (start == greedy) + eps / len(eligible)
-            return self._record(ladder[start], "exploration", propensity, None, **extras)
-        propensity = (1 - eps) + eps / len(eligible) if eps > 0 and len(eligible) > 1 else 1.0
-        return self._record(ladder[greedy], "learned", propensity, None, **extras)
+        start, source, propensity = chosen
+        fallback = reason if source == "rules" and router is None else None
+        return self._record(ladder[start], source, propensity, fallback, **extras)
 
     def _record(self, start_tier: str, source: str, propensity: float,
                 fallback_reason: str | None, **extras: Any) -> Decision:

@@ -27,47 +27,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.attempt_log import Analysis, ErrorKind
-from router_model.policy import EXAMPLE_TASK
+from router_model.requests import BatchIn, EscalateIn, TaskIn
 from router_model.serving import EscalationError, RouterService
-
-TOKENS = Field(ge=0, le=100_000_000)
-
-
-class TaskIn(BaseModel):
-    """One Stage-5 task to route: the field, token counts and the Stage-4 analysis."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TASK]})
-
-    field: str = Field(min_length=1, max_length=200)
-    prompt_tokens: Annotated[int, TOKENS]
-    context_tokens: Annotated[int, TOKENS] = 0
-    expected_output_tokens: Annotated[int, TOKENS] | None = None
-    analysis: Analysis = Field(default_factory=Analysis)
-    brief: str | None = Field(None, max_length=20_000)
-    course_id: str | None = Field(None, max_length=200)
-    task_id: str | None = Field(None, max_length=200)
-
-
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tasks: list[TaskIn] = Field(min_length=1, max_length=10_000)
-
-
-class EscalateIn(BaseModel):
-    """A gate result: where it happened and what the gate saw."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    decision_id: str | None = Field(None, max_length=200)
-    tier: str | None = Field(None, max_length=200)
-    similarity: float | None = Field(None, ge=0.0, le=1.0)
-    schema_valid: bool
-    error_kind: ErrorKind | None = None
-    retry_count: int = Field(0, ge=0, le=1000)
 
 
 class Metrics:
@@ -203,12 +165,9 @@ def app_from_env() -> FastAPI:
     Each worker appends to its own decision log (`decisions.<pid>.jsonl`), so rotation never
     races; /metrics is per worker, as Prometheus scrapes each process.
     """
-    from omegaconf import OmegaConf
-
-    from router_model.serve_cli import build_service
-
-    cfg = OmegaConf.create(json.loads(os.environ[CONFIG_ENV]))
-    if cfg.serve.decision_log:
-        path = Path(cfg.serve.decision_log)
-        cfg.serve.decision_log = str(path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}"))
-    return create_app(build_service(cfg))
+    cfg = json.loads(os.environ[CONFIG_ENV])
+    if cfg["serve"].get("decision_log"):
+        path = Path(cfg["serve"]["decision_log"])
+        cfg["serve"]["decision_log"] = str(path.with_name(
+            f"{path.stem}.{os.getpid()}{path.suffix}"))
+    return create_app(RouterService.from_config(cfg))

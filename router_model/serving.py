@@ -11,25 +11,23 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from router_model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
-from router_model.config import Catalog
+from router_model.config import Catalog, check, typed
+from router_model.contract import TRANSIENT_ERRORS, Decision
 from router_model.decision_log import DecisionLog
 from router_model.features import flatten_task
-from router_model.ladder import Action, LadderRules
-from router_model.policy import Decision, PolicySettings, RoutingPolicy
+from router_model.gate import ACTION_NAMES, Action, Gate
+from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.routers import Router, RouterContext, build_router
 
 log = logging.getLogger("stage5_router.serving")
-
-ACTION_NAMES = {Action.ACCEPT: "accept", Action.RETRY: "retry", Action.ESCALATE: "escalate",
-                Action.JUMP_PREMIUM: "jump_to_premium",
-                Action.FLAG_FOR_REVIEW: "flag_for_review"}
-TRANSIENT_ERRORS = ("rate_limit", "timeout", "provider_error")
 
 
 class EscalationError(ValueError):
@@ -40,19 +38,30 @@ class EscalationError(ValueError):
         self.field = field
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeSettings:
-    """`serve` in config."""
+    """`serve` in config: a structured config, built with `config.typed`."""
 
     artifact: str | None
+    router: str = "learned"
     shadow_artifact: str | None = None
-    epsilon: float = 0.0
     decision_log: str | None = None
     decision_log_max_bytes: int = 50_000_000
     decision_log_backups: int = 5
     reload_poll_s: float = 2.0
     admin_token_env: str = "ROUTER_ADMIN_TOKEN"
     max_batch: int = 1000
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
+        check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
+        check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
+        check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
+              "must be >= 0 (0 disables automatic reloads)")
 
 
 def artifact_signature(path: str | None) -> tuple[Any, ...]:
@@ -73,11 +82,13 @@ class RouterService:
     """Routes tasks, answers gate results, swaps models safely, logs every decision."""
 
     def __init__(self, catalog: Catalog, policy_settings: PolicySettings,
-                 settings: ServeSettings, seed: int | None = None) -> None:
+                 settings: ServeSettings, seed: int | None = None,
+                 registry: Mapping[str, Any] | None = None) -> None:
         self.catalog = catalog
         self.settings = settings
-        self.policy_settings = replace(policy_settings, epsilon=settings.epsilon)
-        self.rules = LadderRules.from_catalog(catalog)
+        self.policy_settings = policy_settings
+        self.gate = Gate.from_catalog(catalog)
+        self.registry = dict(registry or {})
         self.decision_log = DecisionLog(settings.decision_log, settings.decision_log_max_bytes,
                                         settings.decision_log_backups)
         self._seed = seed
@@ -91,6 +102,23 @@ class RouterService:
                        if settings.shadow_artifact else None)
         self.signature = artifact_signature(settings.artifact)
         self.reloads = {"ok": 0, "rejected": 0}
+        self.router = self._build_router(self.policy)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], seed: int | None = None) -> RouterService:
+        """The service a composed `router_serve` config describes."""
+        return cls(Catalog.from_config(cfg),
+                   typed(PolicySettings, cfg["router"]["policy"], "router.policy"),
+                   typed(ServeSettings, cfg["serve"], "serve"), seed=seed,
+                   registry=cfg.get("routers"))
+
+    def _build_router(self, policy: RoutingPolicy) -> Router | None:
+        """The configured router, unless it is the learned policy (served natively)."""
+        name = self.settings.router
+        if name == "learned":
+            return None
+        context = RouterContext(self.catalog, policy, seed=self._seed or 0)
+        return build_router(name, self.registry, context)
 
     # ---- decisions -------------------------------------------------------------------
 
@@ -105,7 +133,7 @@ class RouterService:
         out = []
         for task, decision, shadow in zip(tasks, decisions, shadows, strict=True):
             record = decision.to_dict()
-            self._remember(decision.decision_id, decision.start_tier)
+            self._remember(decision.decision_id, decision.start_tier, task.get("field"))
             self.decision_log.write(endpoint, task, record,
                                     shadow.to_dict() if shadow else None)
             if explain:
@@ -116,7 +144,11 @@ class RouterService:
     def _decide(self, policy: RoutingPolicy, tasks: Sequence[Mapping[str, Any]]
                 ) -> list[Decision]:
         try:
-            return policy.decide_many(tasks)
+            if self.router is None:
+                return policy.decide_many(tasks)
+            frame = pd.DataFrame([flatten_task(t) for t in tasks])
+            return policy.decide_many(tasks, starts=self.router.start_tiers(frame),
+                                      router=self.router.name)
         except Exception as exc:  # a bug must cost a learned decision, never the request
             log.exception("policy failed; answering from the rules")
             rules = RoutingPolicy(self.catalog, self.policy_settings,
@@ -131,9 +163,10 @@ class RouterService:
         model = policy.artifact.model
         return model.explain(model.spec.encode_records([flat]))
 
-    def _remember(self, decision_id: str, tier: str) -> None:
+    def _remember(self, decision_id: str, tier: str, field: Any) -> None:
+        """Where a decision's task stands now (tier, field), so /v1/escalate can omit them."""
         with self._tiers_lock:
-            self._tiers_by_decision[decision_id] = tier
+            self._tiers_by_decision[decision_id] = (tier, field)
             self._tiers_by_decision.move_to_end(decision_id)
             while len(self._tiers_by_decision) > 100_000:
                 self._tiers_by_decision.popitem(last=False)
@@ -142,12 +175,14 @@ class RouterService:
 
     def escalate(self, *, schema_valid: bool, similarity: float | None = None,
                  tier: str | None = None, decision_id: str | None = None,
-                 error_kind: str | None = None, retry_count: int = 0) -> dict[str, Any]:
-        """The next step after a gate result, by the seed's ladder."""
+                 error_kind: str | None = None, retry_count: int = 0,
+                 field: str | None = None) -> dict[str, Any]:
+        """The next step after a gate result, by the seed's ladder and the field's threshold."""
+        with self._tiers_lock:
+            known_tier, known_field = self._tiers_by_decision.get(decision_id or "", (None, None))
+        tier = tier or known_tier
+        field = field or known_field
         if tier is None:
-            with self._tiers_lock:
-                tier = self._tiers_by_decision.get(decision_id or "")
-            if tier is None:
                 raise EscalationError("tier", f"tier is missing and decision_id="
                                       f"{decision_id!r} is not a recent decision; send tier")
         names = self.catalog.tier_names
@@ -157,15 +192,16 @@ class RouterService:
             nxt, action, retry, reason = (self.catalog.gate.overflow_tier, "escalate", 0,
                                           "context_overflow")
         else:
-            a, n, r, why = self.rules.next_step(
+            a, n, r, why = self.gate.next_step(
                 np.array([names.index(tier)]), np.array([retry_count]),
                 np.array([np.nan if similarity is None else similarity]),
                 np.array([schema_valid and error_kind != "schema"]),
-                np.array([error_kind in TRANSIENT_ERRORS]))
+                np.array([error_kind in TRANSIENT_ERRORS]),
+                threshold=self.gate.pass_thresholds([field] if field else None, 1))
             action, nxt = ACTION_NAMES[Action(int(a[0]))], names[int(n[0])]
             retry, reason = int(r[0]), why[0] or None
         if decision_id:
-            self._remember(decision_id, nxt)
+            self._remember(decision_id, nxt, field)
         target = self.catalog.tiers[nxt]
         return {"action": action, "next_tier": nxt, "model": target.model_id,
                 "provider": target.provider, "retry_count": retry, "reason": reason,
@@ -176,6 +212,7 @@ class RouterService:
     def readiness(self) -> dict[str, Any]:
         policy = self.policy
         return {"ready": True, "mode": "learned" if policy.learned else "rules",
+                "router": self.settings.router,
                 "router_version": policy.router_version,
                 "fallback_reason": policy.fallback_reason,
                 "knob": policy.settings.knob,
@@ -195,8 +232,10 @@ class RouterService:
                 log.warning("reload rejected: %s", exc)
                 return {"reloaded": False, "error": str(exc),
                         "router_version": self.policy.router_version}
-            self.policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
-                                        seed=self._seed)
+            policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
+                                   seed=self._seed)
+            self.router = self._build_router(policy)
+            self.policy = policy
             self.signature = artifact_signature(path)
             self.reloads["ok"] += 1
             return {"reloaded": True, "router_version": self.policy.router_version}

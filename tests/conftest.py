@@ -7,7 +7,7 @@ import os
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import Catalog, build_catalog
+from router_model.config import Catalog
 from tests.helpers import compose_config, tmp_paths
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,7 +21,7 @@ def cfg() -> DictConfig:
 
 @pytest.fixture(scope="session")
 def catalog(cfg: DictConfig) -> Catalog:
-    return build_catalog(cfg)
+    return Catalog.from_config(cfg)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from pipeline.attempt_log import (
-    AttemptRecord,
+from router_model.attempt_log import (
     LogReadError,
     arrow_schema,
     read_attempts,
     write_attempts,
 )
+from router_model.contract import AttemptRecord
 
 FIELDS = ["course_title", "lesson_content"]
 TIERS = ["gpt-oss-20b", "qwen3-max"]

@@ -11,8 +11,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import SHARED_DATA, compose_config, tmp_paths
-from training.benchmark import load_spec, run_benchmark, single_call_metrics
-from training.benchmark_data import build_table, folds
+from training.benchmarks.data import build_table, folds
+from training.benchmarks.harness import load_spec, run_benchmark, single_call_metrics
 
 SPEC = OmegaConf.create({
     "name": "toy", "include": {"source_dataset": ["a"]}, "exclude_contaminated": True,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.config import CONF_DIR, ConfigError, build_catalog
+from router_model.config import CONF_DIR, Catalog, ConfigError
 from tests.helpers import compose_config
 
 ROOTS = sorted(p.stem for p in Path(CONF_DIR).glob("router_*.yaml"))
@@ -24,7 +24,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yam
 def test_every_root_config_composes_and_resolves(root):
     cfg = compose_config(root)
     OmegaConf.resolve(cfg)
-    catalog = build_catalog(cfg)
+    catalog = Catalog.from_config(cfg)
     assert catalog.ladder == ["gpt-oss-20b", "gpt-oss-120b", "qwen3-max"]
 
 
@@ -51,7 +51,7 @@ def test_seed_values_are_the_defaults(catalog):
 def test_swapping_a_model_is_a_config_edit():
     cfg = compose_config(overrides=["tiers.qwen3-max.model_id=vendor/new-premium",
                                     "tiers.qwen3-max.base_url=http://127.0.0.1:9/v1"])
-    tier = build_catalog(cfg).tiers["qwen3-max"]
+    tier = Catalog.from_config(cfg).tiers["qwen3-max"]
     assert (tier.model_id, tier.base_url) == ("vendor/new-premium", "http://127.0.0.1:9/v1")
 
 
@@ -64,7 +64,7 @@ def test_swapping_a_model_is_a_config_edit():
 ])
 def test_bad_config_values_are_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
-        build_catalog(compose_config(overrides=[override]))
+        Catalog.from_config(compose_config(overrides=[override]))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -72,7 +72,7 @@ def test_bad_config_values_are_named(override, message):
 def test_every_experiment_composes_onto_the_roots_it_names(root, experiment):
     cfg = compose_config(root, [f"+experiment={experiment}"])
     OmegaConf.resolve(cfg)
-    build_catalog(cfg)
+    Catalog.from_config(cfg)
 
 
 SCRIPTS = ["router-simulate", "router-prepare", "router-train", "router-evaluate",

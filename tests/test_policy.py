@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from router_model.artifact import load_artifact
-from router_model.config import build_catalog
+from router_model.config import Catalog
 from router_model.policy import EXAMPLE_TASK, LadderCostModel, PolicySettings, RoutingPolicy
 from tests.helpers import compose_config
 
@@ -17,7 +17,7 @@ TASK = EXAMPLE_TASK
 
 
 def test_expected_cost_without_retries_matches_hand_computation():
-    catalog = build_catalog(compose_config(overrides=["gate.retries_per_tier=0"]))
+    catalog = Catalog.from_config(compose_config(overrides=["gate.retries_per_tier=0"]))
     stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
     model = LadderCostModel(catalog, PolicySettings(), stats)
@@ -34,7 +34,7 @@ def test_expected_cost_without_retries_matches_hand_computation():
 
 
 def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
-    catalog = build_catalog(compose_config(overrides=["gate.retries_per_tier=1"]))
+    catalog = Catalog.from_config(compose_config(overrides=["gate.retries_per_tier=1"]))
     stats = {"tiers": {t: {"schema_share": 0.1, "severe_share": 0.1, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
     model = LadderCostModel(catalog, PolicySettings(), stats)

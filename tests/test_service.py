@@ -22,10 +22,10 @@ from omegaconf import OmegaConf
 
 from router_model.artifact import LATEST_FILE
 from router_model.client import HttpRouterClient, LocalRouterClient
-from router_model.decision_log import DecisionLogRecord
+from router_model.contract import Decision, DecisionLogRecord
 from router_model.policy import EXAMPLE_TASK
-from router_model.serve_cli import build_service
 from router_model.service import create_app
+from router_model.serving import RouterService
 from tests.helpers import compose_config
 
 TASK = EXAMPLE_TASK
@@ -45,7 +45,7 @@ def running(tmp: Path, artifact: str | None, **serve: object):
                  *(f"serve.{k}={'null' if v is None else v}" for k, v in serve.items())]
     cfg = compose_config("router_serve", overrides)
     OmegaConf.resolve(cfg)
-    service = build_service(cfg, seed=0)
+    service = RouterService.from_config(cfg, seed=0)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -350,14 +350,16 @@ def test_local_and_http_clients_answer_alike(server):
         remote.close()
 
 
-def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root):
+def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root, tmp_path):
+    log = tmp_path / "decisions.jsonl"
     code = (
         "import sys\n"
         "from router_model.service import create_app\n"
-        "from router_model.serve_cli import build_service\n"
+        "from router_model.serving import RouterService\n"
         "from tests.helpers import compose_config\n"
-        f"cfg = compose_config('router_serve', ['serve.artifact={artifact_root}'])\n"
-        "service = build_service(cfg)\n"
+        f"cfg = compose_config('router_serve', ['serve.artifact={artifact_root}', "
+        f"'serve.decision_log={log}'])\n"
+        "service = RouterService.from_config(cfg)\n"
         "create_app(service)\n"
         "assert service.policy.learned\n"
         "service.route({'field': 'exercise', 'prompt_tokens': 10})\n"
@@ -367,15 +369,16 @@ def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
+    assert len(log.read_text().splitlines()) == 1  # the decision went to the tmp log only
 
 
 def test_the_decision_log_rotates_by_size(tmp_path):
     from router_model.decision_log import DecisionLog
 
     log = DecisionLog(tmp_path / "d.jsonl", max_bytes=2000, backups=2)
-    decision = {"decision_id": "x" * 32, "router_version": "v", "start_tier": "gpt-oss-20b",
-                "source": "rules", "propensity": 1.0, "ladder": ["gpt-oss-20b"],
-                "pass_probabilities": {}, "expected_costs": {}}
+    decision = Decision(decision_id="x" * 32, router_version="v", start_tier="gpt-oss-20b",
+                        model="openai/gpt-oss-20b", provider="openrouter", base_url="-",
+                        source="rules", propensity=1.0, ladder=["gpt-oss-20b"]).to_dict()
     for _ in range(40):
         log.write("route", {"field": "exercise"}, decision)
     log.close()

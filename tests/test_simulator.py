@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.attempt_log import read_attempts
-from pipeline.replay import cube_from_table, replay
 from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
-from pipeline.simulator import calibration_summary, simulate_world, static_start_tiers
+from pipeline.world import calibration_summary, simulate_world
+from router_model.attempt_log import read_attempts
+from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.replay import cube_from_table, replay
 from tests.helpers import compose_config, tmp_paths
 
 
@@ -82,7 +83,7 @@ def test_outcome_table_round_trips_to_the_same_replay(simulated, catalog):
     tasks = pd.read_parquet(cfg.paths.tasks)
     outcomes = pd.read_parquet(cfg.paths.outcomes)
     cube = cube_from_table(tasks, outcomes, catalog)
-    res = replay(cube, static_start_tiers(tasks, catalog), catalog)
+    res = replay(cube, static_starts(tasks, catalog), catalog)
     assert res.calls.sum() == summary["attempts"]
     with pytest.raises(ValueError, match="every task needs every tier"):
         cube_from_table(tasks, outcomes.iloc[1:], catalog)
@@ -96,6 +97,10 @@ def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, c
     frame = pd.DataFrame({"field": world.tasks["field"], "cheap": passed[:, 0]})
     rate = frame.groupby("field")["cheap"].mean()
     assert rate["pedagogical_strategy"] < rate["section_title"] < rate["min_lessons_check"]
-    summary = calibration_summary(world, replay(world.cube, static_start_tiers(
+    summary = calibration_summary(world, replay(world.cube, static_starts(
         world.tasks, catalog), catalog), catalog)
     assert summary["tasks"] == len(world.tasks)
+
+
+def static_starts(tasks, catalog):
+    return RoutingPolicy(catalog, PolicySettings()).static_starts(tasks["field"])

@@ -125,9 +125,9 @@ def test_predicting_with_unseen_categories_and_missing_features(trained):
 
 
 def _catalog(cfg):
-    from router_model.config import build_catalog
+    from router_model.config import Catalog
 
-    return build_catalog(cfg)
+    return Catalog.from_config(cfg)
 
 
 def _copy_version(cfg, tmp_path) -> Path:

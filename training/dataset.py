@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.attempt_log import expand_log_paths, read_attempts
+from router_model.attempt_log import expand_log_paths, read_attempts
 from router_model.config import Catalog
+from router_model.contract import GATE_VERDICTS
+from router_model.files import sha256_file
 
 # Bump when the example-building logic changes, so stale caches are never reused.
 DATASET_VERSION = 2
-GATE_VERDICTS = ("none", "schema", "low_similarity", "severe_similarity")
-META_COLUMNS = ["task_id", "course_id", "timestamp", "label", "is_start", "start_source",
-                "propensity"]
 
 
 def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
@@ -99,9 +98,7 @@ def logs_hash(paths: Sequence[Path], catalog: Catalog) -> str:
                        .encode())
     for p in paths:
         h.update(str(p.name).encode())
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        sha256_file(p, h)
     return h.hexdigest()
 
 

@@ -14,27 +14,29 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from router_model.artifact import RouterArtifact, save_artifact
-from router_model.config import build_catalog
+from router_model.config import Catalog, typed
 from router_model.features import FeatureSpec
-from router_model.model import LightGBMPassClassifier, PassModel, logistic_baseline
+from router_model.model import PassModel
 from router_model.policy import PolicySettings, RoutingPolicy
 from training.dataset import ExampleSet, load_examples, split_examples
 from training.knob import calibrate_knob
 from training.metrics import full_report, reliability_plot
 
-MODEL_KINDS = ("lightgbm", "logreg")
+
+def estimator_names(train_cfg: DictConfig) -> list[str]:
+    """The entries of conf/train that describe an estimator (they carry a `_target_`)."""
+    return [k for k, v in train_cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
 
 
 def make_estimator(kind: str, spec: FeatureSpec, train_cfg: DictConfig) -> Any:
-    """An unfitted estimator of `kind` with hyperparameters from conf/train."""
-    if kind == "lightgbm":
-        params = OmegaConf.to_container(train_cfg.lightgbm)
-        return LightGBMPassClassifier(**params, categorical_features=tuple(
-            spec.categorical_indices), random_state=int(train_cfg.seed))
-    if kind == "logreg":
-        return logistic_baseline(spec.categorical_indices, len(spec.columns),
-                                 **OmegaConf.to_container(train_cfg.logreg))
-    raise ValueError(f"train.model={kind!r}: expected one of {MODEL_KINDS}")
+    """An unfitted estimator built from conf/train's entry `kind` (`_target_` + settings)."""
+    from hydra.utils import instantiate
+
+    if kind not in estimator_names(train_cfg):
+        raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/train; "
+                         f"known: {estimator_names(train_cfg)}")
+    return instantiate(train_cfg[kind], categorical_features=list(spec.categorical_indices),
+                       random_state=int(train_cfg.seed), _convert_="all")
 
 
 def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: DictConfig
@@ -65,8 +67,8 @@ def calibrate_policy_knob(cfg: DictConfig, model: PassModel, ladder_stats: dict[
     """The knob that meets router.calibrate on the held-out tasks (one row per task)."""
     candidate = RouterArtifact(model=model, manifest={"ladder_stats": ladder_stats,
                                                       "router_version": "candidate"}, path=None)
-    settings = PolicySettings.from_config(cfg.router.policy)
-    policy = RoutingPolicy(build_catalog(cfg), settings, candidate)
+    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
+    policy = RoutingPolicy(Catalog.from_config(cfg), settings, candidate)
     tasks = rows.drop_duplicates("task_id").reset_index(drop=True)
     return calibrate_knob(policy, tasks, cfg.router.get("calibrate"))
 
@@ -76,11 +78,12 @@ class TrainResult:
     artifact: RouterArtifact
     metrics: dict[str, Any]
     reports_dir: Path
+    seconds: dict[str, float]
 
 
 def load_training_examples(cfg: DictConfig) -> ExampleSet:
     """Examples from a prepared file (data.examples) or from the logs via the cache."""
-    catalog = build_catalog(cfg)
+    catalog = Catalog.from_config(cfg)
     if cfg.data.get("examples"):
         path = Path(cfg.data.examples)
         if not path.exists():
@@ -100,8 +103,9 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     kinds = [str(cfg.train.model)] + ([str(cfg.train.baseline)] if cfg.train.get("baseline")
                                       and cfg.train.baseline != cfg.train.model else [])
     for kind in kinds:
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"train model {kind!r}: expected one of {MODEL_KINDS}")
+        if kind not in estimator_names(cfg.train):
+            raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/"
+                             f"train; known: {estimator_names(cfg.train)}")
     steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "calibrate knob",
              "save"]
     bar = tqdm(total=len(steps), desc="router-train", unit="step", disable=not progress)
@@ -173,10 +177,12 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     metrics["router_version"] = artifact.router_version
     done("save")
     bar.close()
-    metrics["seconds"] = dict(timings)
+    # metrics.json is a DVC output, byte-identical for a seed; timings live beside it.
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (reports / "timings.json").write_text(json.dumps(timings, indent=2))
     (reports / "report.md").write_text(markdown_report(metrics))
-    return TrainResult(artifact=artifact, metrics=metrics, reports_dir=reports)
+    return TrainResult(artifact=artifact, metrics=metrics, reports_dir=reports,
+                       seconds=dict(timings))
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -242,5 +248,5 @@ def format_summary(result: TrainResult) -> str:
     top = sorted(m["feature_importance"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("  top features: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     lines.append(f"  reports: {result.reports_dir}/{{metrics.json,report.md,reliability.png}}")
-    lines.append("  seconds: " + ", ".join(f"{k} {v}" for k, v in m["seconds"].items()))
+    lines.append("  seconds: " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
     return "\n".join(lines)

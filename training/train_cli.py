@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import CONF_DIR, build_catalog
+from router_model.config import CONF_DIR, Catalog
 from training.dataset import load_examples, split_examples
 from training.train import format_summary, run_train
 
@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
 def prepare(cfg: DictConfig) -> None:
     """Write the labelled examples (with their split) for the DVC `prepare` stage."""
     OmegaConf.resolve(cfg)
-    data = load_examples(cfg.data.logs, build_catalog(cfg), cache_dir=cfg.paths.cache_dir,
+    data = load_examples(cfg.data.logs, Catalog.from_config(cfg), cache_dir=cfg.paths.cache_dir,
                          quarantine_path=cfg.paths.quarantine)
     _, test = split_examples(data.examples, method=str(cfg.train.split),
                              test_size=float(cfg.train.test_size), seed=int(cfg.train.seed))

@@ -4,8 +4,8 @@ For each size, logs are simulated first (not timed), then a fresh process runs w
 `router-train` does (read + validate logs, build examples, split, fit and calibrate LightGBM,
 evaluate, save the artifact) with the dataset cache off, and reports wall time and peak memory.
 
-    .venv/bin/python bench/train_scale.py              # 10k, 100k, 1M rows
-    .venv/bin/python bench/train_scale.py --rows 100000
+    .venv/bin/python perf/train_scale.py              # 10k, 100k, 1M rows
+    .venv/bin/python perf/train_scale.py --rows 100000
 """
 
 from __future__ import annotations

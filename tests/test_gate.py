@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.replay import OutcomeCube, replay
-from router_model.ladder import Action, LadderRules
+from router_model.gate import Action, Gate
+from router_model.replay import OutcomeCube, replay
 
-RULES = LadderRules(n_ladder=3, retries_per_tier=2, pass_threshold=0.75, severe_threshold=0.60)
+RULES = Gate(n_ladder=3, retries_per_tier=2, pass_threshold=0.75, severe_threshold=0.60)
 
 
 def step(tier, retry, sim, valid=True, transient=False):

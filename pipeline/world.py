@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.replay import OutcomeCube, ReplayResult
 from router_model.config import Catalog
+from router_model.gate import Gate
+from router_model.replay import OutcomeCube, ReplayResult
 
 # The Stage-4 analysis keys the world draws; logs and task tables carry them as analysis.<key>.
 ANALYSIS_KEYS = ("domain", "audience_level", "language", "complexity", "analysis_completeness",
@@ -181,7 +182,8 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     overflow = prompt_total > catalog.gate.context_overflow_tokens
     cube = OutcomeCube(similarity=similarity, quality=quality, schema_valid=schema_valid,
                        call_cost=call_cost, gate_cost=gate_cost, latency_s=latency,
-                       overflow=overflow)
+                       overflow=overflow, pass_threshold=Gate.from_catalog(catalog)
+                       .pass_thresholds(tasks["field"].to_numpy(), n))
     return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
 
 
@@ -202,29 +204,6 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
     return world
 
 
-def static_start_tiers(tasks: pd.DataFrame, catalog: Catalog) -> np.ndarray:
-    """The seed's static field assignment, as tier indices."""
-    static = {n: catalog.tier_index(s.static_tier) for n, s in catalog.fields.items()}
-    return tasks["field"].map(static).to_numpy(np.int64)
-
-
-def explore(static: np.ndarray, epsilon: float, n_ladder: int, rng: np.random.Generator
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Epsilon-greedy start tiers around `static`: (start, explored?, propensity of start)."""
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"simulate.epsilon={epsilon} must be in [0, 1]")
-    explored = rng.random(static.size) < epsilon
-    random_tier = rng.integers(0, n_ladder, static.size)
-    start = np.where(explored, random_tier, static)
-    propensity = (1.0 - epsilon) * (start == static) + epsilon / n_ladder
-    return start, explored, propensity
-
-
-ERROR_KIND_BY_REASON = {"": "none", "mid_similarity": "low_similarity",
-                        "retry_limit": "low_similarity", "exhausted": "low_similarity",
-                        "schema_error": "schema", "severe_similarity": "severe_similarity"}
-
-
 def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, *,
                  explored: np.ndarray, propensity: np.ndarray, router_version: str,
                  start_time: str, courses_per_day: float) -> pd.DataFrame:
@@ -240,9 +219,8 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
     sim = trace["similarity"].to_numpy()
     valid = trace["schema_valid"].to_numpy()
     passed = trace["action"].to_numpy() == 0
-    g = catalog.gate
-    kind = np.where(passed, "none", np.where(~valid, "schema", np.where(
-        sim < g.severe_threshold, "severe_similarity", "low_similarity")))
+    gate = Gate.from_catalog(catalog)
+    kind = gate.verdict(sim, valid, gate.pass_thresholds(tasks["field"].to_numpy()[ti], ti.size))
     # The reason an attempt happened is the previous attempt's verdict.
     prev_reason = trace.groupby("task")["next_reason"].shift(1)
     overflow = world.cube.overflow[ti]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
-from training.routing_metrics import bootstrap_ci
+from training.evaluation.routing_metrics import bootstrap_ci
 
 
 class NoExplorationError(ValueError):

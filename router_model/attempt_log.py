@@ -1,9 +1,8 @@
-"""The attempt-log contract: one record per LLM call attempt.
+"""Attempt logs on disk: writing, reading and validating the contract's `AttemptRecord`.
 
-This module is the single source of truth for what the generator writes and what training
-reads. The record is expressed once, as the pydantic model `AttemptRecord`; the Arrow schema
-and the fast, column-wise validator used on large files are both derived from it, so the three
-can never disagree.
+The record is expressed once, as the pydantic model in `router_model.contract`; the Arrow
+schema and the fast, column-wise validator used on large files are both derived from it here,
+so the three can never disagree.
 
 On disk a log is JSONL (one record per line, `analysis` nested) or Parquet (flat columns, the
 analysis keys stored as `analysis.<key>`). Reading validates every row; rows that break the
@@ -27,74 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-SCHEMA_VERSION = 1
-
-ErrorKind = Literal[
-    "none",
-    "schema",
-    "low_similarity",
-    "severe_similarity",
-    "rate_limit",
-    "timeout",
-    "context_overflow",
-    "provider_error",
-]
-StartSource = Literal["learned", "rules", "exploration", "override"]
-
-Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-Count = Annotated[int, Field(ge=0)]
-
-
-class Analysis(BaseModel):
-    """Stage-4 analysis_result features. Extra keys are allowed and carried through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    domain: str | None = None
-    audience_level: str | None = None
-    language: str | None = None
-    complexity: Unit | None = None
-    analysis_completeness: Unit | None = None
-    section_count: Count | None = None
-    lesson_count: Count | None = None
-    objective_count: Count | None = None
-    source_tokens: Count | None = None
-
-
-class AttemptRecord(BaseModel):
-    """One LLM call attempt, with the routing decision that led to it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    timestamp: datetime
-    course_id: Annotated[str, Field(min_length=1)]
-    task_id: Annotated[str, Field(min_length=1)]
-    field: Annotated[str, Field(min_length=1)]
-    phase: Annotated[int, Field(ge=1, le=5)]
-    attempt: Annotated[int, Field(ge=1)]
-    tier: Annotated[str, Field(min_length=1)]
-    model: Annotated[str, Field(min_length=1)]
-    provider: Annotated[str, Field(min_length=1)]
-    prompt_tokens: Count
-    completion_tokens: Count
-    context_tokens: Count
-    analysis: Analysis = Field(default_factory=Analysis)
-    brief: str | None = None  # the field's brief (instructions), for the optional embedding
-    similarity: Unit | None
-    schema_valid: bool
-    passed: bool
-    error_kind: ErrorKind
-    cost_usd: Annotated[float, Field(ge=0.0)]
-    latency_ms: Annotated[float, Field(ge=0.0)]
-    decision_id: Annotated[str, Field(min_length=1)]
-    router_version: Annotated[str, Field(min_length=1)]
-    start_source: StartSource
-    predicted_pass_prob: Unit | None = None
-    propensity: Annotated[float, Field(gt=0.0, le=1.0)]
-    escalation_reason: str | None = None
+from router_model.contract import Analysis, AttemptRecord
 
 
 class LogReadError(ValueError):

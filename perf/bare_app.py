@@ -1,4 +1,4 @@
-"""The reference point for bench/serve_speed.py: a bare FastAPI `async def` endpoint that
+"""The reference point for perf/serve_speed.py: a bare FastAPI `async def` endpoint that
 returns one LightGBM prediction, nothing else (no features, policy, logging or metrics)."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Both servers run under one uvicorn worker on 127.0.0.1, with wrk on the same 2 c
 (`apt-get install wrk`). Also measured: /v1/route/batch with 50 tasks, and the in-process
 client. Needs a trained artifact (`make demo` or `router-train`).
 
-    .venv/bin/python bench/serve_speed.py [--seconds 10] [--connections 16]
+    .venv/bin/python perf/serve_speed.py [--seconds 10] [--connections 16]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     router = start([str(bin_dir / "router-serve"), f"serve.port={route_port}",
                     f"serve.artifact={artifact}", f"serve.decision_log={tmp}/d.jsonl",
                     "serve.reload_poll_s=0"], route_port, {})
-    bare = start([str(bin_dir / "uvicorn"), "bench.bare_app:app", "--port", str(bare_port),
+    bare = start([str(bin_dir / "uvicorn"), "perf.bare_app:app", "--port", str(bare_port),
                   "--log-level", "warning"], bare_port, {"BENCH_ARTIFACT": artifact})
     try:
         base = f"http://127.0.0.1:{route_port}"
@@ -116,12 +116,12 @@ def in_process() -> None:
 
     from router_model.client import LocalRouterClient
     from router_model.config import CONF_DIR
-    from router_model.serve_cli import build_service
+    from router_model.serving import RouterService
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="router_serve", overrides=["serve.decision_log=null"])
     OmegaConf.resolve(cfg)
-    client = LocalRouterClient(build_service(cfg))
+    client = LocalRouterClient(RouterService.from_config(cfg))
     for _ in range(300):
         client.route(TASK)
     times = []

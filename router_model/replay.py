@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
-from router_model.ladder import Action, LadderRules
+from router_model.gate import Action, Gate
 
 
 @dataclass
@@ -33,13 +33,15 @@ class OutcomeCube:
     gate_cost: np.ndarray  # (n, T) USD
     latency_s: np.ndarray  # (n, T) seconds per call incl. gate
     overflow: np.ndarray  # (n,) bool: prompt + context over the overflow threshold
+    pass_threshold: np.ndarray | None = None  # (n,) the field's gate threshold; None: gate's
 
     @property
     def n_tasks(self) -> int:
         return self.similarity.shape[0]
 
     def take(self, index: np.ndarray) -> OutcomeCube:
-        return OutcomeCube(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+        return OutcomeCube(**{k: None if getattr(self, k) is None else getattr(self, k)[index]
+                              for k in self.__dataclass_fields__})
 
 
 @dataclass
@@ -66,8 +68,10 @@ class ReplayResult:
 def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
            record_trace: bool = False) -> ReplayResult:
     """Run the ladder from `start_tier` (tier indices) for every task of `cube`."""
-    rules = LadderRules.from_catalog(catalog)
+    gate = Gate.from_catalog(catalog)
     n, n_tiers, n_att = cube.similarity.shape
+    threshold = (np.full(n, gate.pass_threshold) if cube.pass_threshold is None
+                 else cube.pass_threshold)
     overflow_idx = catalog.tier_index(catalog.gate.overflow_tier)
     premium_idx = catalog.tier_index(catalog.premium)
     tier = np.where(cube.overflow, overflow_idx, np.asarray(start_tier, dtype=np.int64))
@@ -85,7 +89,7 @@ def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
     flagged = np.zeros(n, dtype=bool)
     active = np.ones(n, dtype=bool)
     trace_parts: list[dict[str, np.ndarray]] = []
-    max_steps = (rules.n_ladder + 1) * (rules.retries_per_tier + 1) + 1
+    max_steps = (gate.n_ladder + 1) * (gate.retries_per_tier + 1) + 1
     rows = np.arange(n)
 
     for step in range(max_steps):
@@ -111,7 +115,8 @@ def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
         best["sim"][bi], best["quality"][bi] = sim[better], quality[better]
         best["valid"][bi], best["tier"][bi] = valid[better], t[better]
 
-        action, nxt, nretry, reason = rules.next_step(t, retry[idx], sim, valid)
+        action, nxt, nretry, reason = gate.next_step(t, retry[idx], sim, valid,
+                                                     threshold=threshold[idx])
         done_ok = action == Action.ACCEPT
         done_flag = action == Action.FLAG_FOR_REVIEW
         if record_trace:
@@ -134,7 +139,7 @@ def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
         raise RuntimeError(f"{int(active.sum())} tasks still active after {max_steps} steps")
 
     final_tier = best["tier"]
-    true_pass = best["valid"] & (best["quality"] >= rules.pass_threshold)
+    true_pass = best["valid"] & (best["quality"] >= threshold)
     trace = None
     if record_trace:
         trace = pd.DataFrame({k: np.concatenate([p[k] for p in trace_parts])
@@ -145,7 +150,7 @@ def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
         final_similarity=best["sim"], final_quality=best["quality"],
         final_schema_valid=best["valid"], accepted=accepted, true_pass=true_pass,
         flagged=flagged,
-        escalated=(attempts_at[:, :rules.n_ladder] > 0).sum(axis=1) > 1,
+        escalated=(attempts_at[:, :gate.n_ladder] > 0).sum(axis=1) > 1,
         reached_premium=(attempts_at[:, premium_idx] > 0) & (start != premium_idx)
         & (start != overflow_idx),
         premium_calls=premium_calls, trace=trace,
@@ -203,4 +208,5 @@ def cube_from_table(tasks: pd.DataFrame, outcomes: pd.DataFrame, catalog: Catalo
         similarity=cube_of("similarity", float), quality=cube_of("quality", float),
         schema_valid=cube_of("schema_valid", bool), call_cost=per_tier("cost_usd"),
         gate_cost=per_tier("gate_cost_usd"), latency_s=per_tier("latency_s"),
-        overflow=total > catalog.gate.context_overflow_tokens)
+        overflow=total > catalog.gate.context_overflow_tokens,
+        pass_threshold=Gate.from_catalog(catalog).pass_thresholds(tasks["field"], n))

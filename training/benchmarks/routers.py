@@ -8,14 +8,14 @@ threshold. Tasks are prompt frames with `field` (the task family), `prompt_token
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.features import FeatureSpec
-from router_model.routers import Router, register
+from router_model.routers import Router, RouterContext
 from training.train import fit_pass_model
 
 
@@ -42,13 +42,11 @@ def cheapest_meeting(p: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(ok, axis=1)
 
 
-@register
 class KNNRouter(PassRouter):
     """RouterBench's kNN baseline: each model's pass rate among the k nearest prompts."""
 
-    name = "knn-embed"
-
-    def __init__(self, k: int = 40) -> None:
+    def __init__(self, context: RouterContext, k: int = 40) -> None:
+        super().__init__(context)
         self.k = k
 
     def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> KNNRouter:
@@ -64,13 +62,11 @@ class KNNRouter(PassRouter):
         return self.passed_[idx].mean(axis=1)
 
 
-@register
 class LogRegEmbedRouter(PassRouter):
     """One logistic regression per model on the prompt embedding."""
 
-    name = "logreg-embed"
-
-    def __init__(self, C: float = 1.0) -> None:
+    def __init__(self, context: RouterContext, C: float = 1.0) -> None:
+        super().__init__(context)
         self.C = C
 
     def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LogRegEmbedRouter:
@@ -93,14 +89,17 @@ class LogRegEmbedRouter(PassRouter):
 
 
 class LightGBMRouter(PassRouter):
-    """The product's own model: calibrated LightGBM on (task, tier) rows, tier a feature."""
+    """The product's own model: calibrated LightGBM on (task, tier) rows, tier a feature;
+    `use_embedding` adds a PCA of the prompt embedding."""
 
-    name: ClassVar[str]
-    use_embedding: ClassVar[bool]
-
-    def __init__(self, train_cfg: DictConfig, pca_components: int = 32,
+    def __init__(self, context: RouterContext, train_cfg: DictConfig | None,
+                 use_embedding: bool = False, pca_components: int = 32,
                  min_child_samples_grid: tuple[int, ...] = ()) -> None:
-        self.train_cfg = train_cfg
+        super().__init__(context)
+        if train_cfg is None:
+            raise ValueError("the LightGBM routers need conf/train (train_cfg); compose it")
+        self.train_cfg = OmegaConf.create(train_cfg)
+        self.use_embedding = use_embedding
         self.pca_components = pca_components
         self.min_child_samples_grid = min_child_samples_grid
 
@@ -156,15 +155,3 @@ class LightGBMRouter(PassRouter):
     def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
         X = self.model_.spec.encode(self._frame(tasks))
         return self.model_.predict_tiers(X, [f"m{j}" for j in range(self.n_models_)])
-
-
-@register
-class LightGBMTabular(LightGBMRouter):
-    name = "lgbm-tabular"
-    use_embedding = False
-
-
-@register
-class LightGBMTabularEmbed(LightGBMRouter):
-    name = "lgbm-tabular+embed"
-    use_embedding = True

@@ -1,4 +1,4 @@
-"""`router-evaluate`: a thin hydra entry point over training.evaluate."""
+"""`router-evaluate`: a thin hydra entry point over training.evaluation.evaluate."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR
-from training.evaluate import format_summary, run_evaluate
+from training.evaluation.evaluate import run_evaluate
+from training.evaluation.report import format_summary
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_evaluate", version_base="1.3")

@@ -8,7 +8,7 @@
 
 Needs a trained artifact (`make demo` or `router-train`).
 
-    .venv/bin/python bench/policy_speed.py [--decisions 10000] [--courses 100000]
+    .venv/bin/python perf/policy_speed.py [--decisions 10000] [--courses 100000]
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from pipeline.replay import replay
-from pipeline.simulator import simulate_world, task_table
+from pipeline.world import simulate_world, task_table
 from router_model.artifact import load_artifact
-from router_model.config import CONF_DIR, build_catalog
+from router_model.config import CONF_DIR, Catalog, typed
 from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
-from router_model.routers import make_router
+from router_model.replay import replay
+from router_model.routers import RouterContext, build_router
 
 TASK = EXAMPLE_TASK
 
@@ -48,8 +48,8 @@ def main() -> None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="router_evaluate")
     OmegaConf.resolve(cfg)
-    catalog = build_catalog(cfg)
-    policy = RoutingPolicy(catalog, PolicySettings.from_config(cfg.router.policy),
+    catalog = Catalog.from_config(cfg)
+    policy = RoutingPolicy(catalog, typed(PolicySettings, cfg.router.policy, "router.policy"),
                            load_artifact(cfg.router.artifact))
     for _ in range(500):
         policy.decide(TASK)
@@ -72,11 +72,12 @@ def main() -> None:
     print(f"\nsimulated {args.courses:,} courses ({world.cube.n_tasks:,} tasks) in "
           f"{time.perf_counter() - started:.1f} s (not part of the replay timing)")
     tasks = task_table(world)
+    context = RouterContext(catalog, policy)
     started = time.perf_counter()
-    replay(world.cube, make_router("static", policy=policy).start_tiers(tasks), catalog)
+    replay(world.cube, build_router("static", cfg.routers, context).start_tiers(tasks), catalog)
     static_s = time.perf_counter() - started
     started = time.perf_counter()
-    replay(world.cube, make_router("learned", policy=policy).start_tiers(tasks), catalog)
+    replay(world.cube, build_router("learned", cfg.routers, context).start_tiers(tasks), catalog)
     learned_s = time.perf_counter() - started
     print(f"exact replay of {args.courses:,} courses: static {static_s:.1f} s, learned "
           f"(incl. predicting {world.cube.n_tasks * 3:,} pass probabilities) {learned_s:.1f} s"

@@ -1,13 +1,14 @@
-"""The seed note's rule ladder: what to do after each gate result.
+"""The one gate: what a similarity and a schema check mean, and what the ladder does next.
 
-Written once, over numpy arrays, so that the offline replay of millions of tasks and the
-serving endpoint that answers one gate result at a time run the very same rules.
+Written once, over numpy arrays, so that the offline replay of millions of tasks, the log
+world model, the public-benchmark harness and the serving endpoint that answers one gate
+result at a time all run the very same rules, with the same per-field thresholds.
 
 Tier indices follow `Catalog.tier_names`: ladder tiers 0..L-1 (cheap -> premium), then the
 off-ladder overflow tier at index L.
 
 Rules (seed note, "Escalation Strategy and Quality Gates"):
-- schema valid and similarity >= pass threshold: accept;
+- schema valid and similarity >= the field's pass threshold: accept;
 - schema error: escalate one tier;
 - similarity < severe threshold: jump to the premium tier;
 - otherwise (severe <= similarity < pass, or a transient error): retry at the same tier while
@@ -18,8 +19,10 @@ Rules (seed note, "Escalation Strategy and Quality Gates"):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -34,49 +37,74 @@ class Action(IntEnum):
     FLAG_FOR_REVIEW = 4
 
 
-REASONS = {
-    "mid_similarity": "similarity below the pass threshold: retry at the same tier",
-    "retry_limit": "retries at this tier used up: escalate one tier",
-    "schema_error": "schema error: escalate one tier",
-    "severe_similarity": "similarity below the severe threshold: jump to premium",
-    "exhausted": "premium (or overflow) tier still failing: keep best attempt, flag for review",
-}
+ACTION_NAMES = {Action.ACCEPT: "accept", Action.RETRY: "retry", Action.ESCALATE: "escalate",
+                Action.JUMP_PREMIUM: "jump_to_premium",
+                Action.FLAG_FOR_REVIEW: "flag_for_review"}
 
 
 @dataclass(frozen=True)
-class LadderRules:
-    """Thresholds and shape of the ladder, taken from the catalog."""
+class Gate:
+    """Thresholds and the ladder's shape; `field_thresholds` holds each field's pass threshold."""
 
     n_ladder: int
     retries_per_tier: int
     pass_threshold: float
     severe_threshold: float
+    field_thresholds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog) -> LadderRules:
+    def from_catalog(cls, catalog: Catalog) -> Gate:
         g = catalog.gate
+        own = {name: catalog.pass_threshold(name) for name in catalog.fields}
         return cls(n_ladder=len(catalog.ladder), retries_per_tier=g.retries_per_tier,
-                   pass_threshold=g.pass_threshold, severe_threshold=g.severe_threshold)
+                   pass_threshold=g.pass_threshold, severe_threshold=g.severe_threshold,
+                   field_thresholds=own)
+
+    def pass_thresholds(self, fields: Sequence[Any] | None, n: int) -> np.ndarray:
+        """Per-task pass threshold: the field's own, else the gate's."""
+        if fields is None:
+            return np.full(n, self.pass_threshold)
+        default = self.pass_threshold
+        return np.array([self.field_thresholds.get(str(f), default) for f in fields], float)
+
+    def passes(self, similarity: Any, schema_valid: Any, threshold: Any) -> np.ndarray:
+        """Does the gate accept? (NaN similarity never passes.)"""
+        with np.errstate(invalid="ignore"):
+            return np.asarray(schema_valid, bool) & (np.asarray(similarity, float) >= threshold)
+
+    def verdict(self, similarity: Any, schema_valid: Any, threshold: Any) -> np.ndarray:
+        """The contract's error kind of each judged attempt (`none` when it passed)."""
+        sim = np.asarray(similarity, float)
+        valid = np.asarray(schema_valid, bool)
+        with np.errstate(invalid="ignore"):
+            severe = ~(sim >= self.severe_threshold)
+        kind = np.where(severe, "severe_similarity", "low_similarity").astype(object)
+        kind[~valid] = "schema"
+        kind[self.passes(sim, valid, threshold)] = "none"
+        return kind
 
     def next_step(self, tier: np.ndarray, retry: np.ndarray, similarity: np.ndarray,
                   schema_valid: np.ndarray, transient: np.ndarray | None = None,
+                  threshold: Any = None,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Vectorised rules. Returns (action, next tier, next retry count, reason code).
 
         `similarity` may be NaN when the call produced nothing to compare (treated as severe
         unless `transient` marks a rate limit / timeout, which is retried like a mid failure).
+        `threshold` is the per-task pass threshold (default: the gate's).
         """
         tier = np.asarray(tier)
         retry = np.asarray(retry)
         sim = np.asarray(similarity, dtype=float)
         valid = np.asarray(schema_valid, dtype=bool)
         transient = np.zeros_like(valid) if transient is None else np.asarray(transient, bool)
+        threshold = self.pass_threshold if threshold is None else threshold
         top = self.n_ladder - 1
         stuck = tier >= top  # premium, or the off-ladder overflow tier
         can_retry = retry < self.retries_per_tier
 
+        passed = self.passes(sim, valid, threshold) & ~transient
         with np.errstate(invalid="ignore"):
-            passed = valid & (sim >= self.pass_threshold) & ~transient
             severe = valid & ~transient & ~(sim >= self.severe_threshold)
         schema_err = ~valid & ~transient
         mid = ~passed & ~schema_err & ~severe

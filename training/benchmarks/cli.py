@@ -1,4 +1,4 @@
-"""`router-benchmark`: a thin hydra entry point over training.benchmark."""
+"""`router-benchmark`: a thin hydra entry point over training.benchmarks.harness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR
-from training.benchmark import run_benchmark, summary_markdown
+from training.benchmarks.harness import run_benchmark, summary_markdown
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_benchmark", version_base="1.3")

@@ -23,17 +23,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.replay import OutcomeCube, replay
-from router_model.config import CONF_DIR, build_catalog
+from router_model.config import CONF_DIR, Catalog
 from router_model.embeddings import embed
-from router_model.routers import make_router
-from training.benchmark_data import OutcomeTable, build_table, folds, load_long_table
-from training.benchmark_routers import cheapest_meeting
-from training.routing_metrics import aiq, apgr, cost_for_quality, cpt, routing_curve
-from training.text_features import text_statistics, token_counts
-
-LEARNED = ("knn-embed", "logreg-embed", "lgbm-tabular", "lgbm-tabular+embed")
-ALL_ROUTERS = ("random", "always-cheap", "always-premium", *LEARNED, "oracle")
+from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.replay import OutcomeCube, replay
+from router_model.routers import RouterContext, build_router
+from training.benchmarks.data import OutcomeTable, build_table, folds, load_long_table
+from training.benchmarks.routers import cheapest_meeting
+from training.benchmarks.text_features import text_statistics, token_counts
+from training.evaluation.routing_metrics import aiq, apgr, cost_for_quality, cpt, routing_curve
 
 
 def load_spec(name: str) -> DictConfig:
@@ -67,17 +65,14 @@ def out_of_fold_probabilities(cfg: DictConfig, spec: DictConfig, table: OutcomeT
                               tasks: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """P(pass) per prompt and model for every learned router, each prompt predicted by a
     router that never saw it. Returns the matrices and the mask of predicted prompts."""
-    probs = {name: np.full(table.score.shape, np.nan) for name in LEARNED}
+    learned = [str(n) for n in cfg.learned_routers]
+    probs = {name: np.full(table.score.shape, np.nan) for name in learned}
     covered = np.zeros(table.n, dtype=bool)
+    context = benchmark_context(cfg, table)
     for train, test in folds(table, spec.split):
-        for name in LEARNED:
-            kwargs: dict[str, Any] = {}
-            if name == "knn-embed":
-                kwargs = {"k": int(cfg.knn_neighbors)}
-            elif name.startswith("lgbm"):
-                kwargs = {"train_cfg": cfg.train, "pca_components": int(cfg.pca_components),
-                          "min_child_samples_grid": tuple(cfg.lgbm_min_child_samples_grid)}
-            router = make_router(name, **kwargs).fit(tasks.iloc[train], table.passed[train])
+        for name in learned:
+            router = build_router(name, cfg.routers, context)
+            router.fit(tasks.iloc[train], table.passed[train])
             probs[name][test] = router.pass_probabilities(tasks.iloc[test])
         covered[test] = True
     return probs, covered
@@ -162,31 +157,39 @@ def with_ci(fn: Any, idx: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     return out
 
 
-def benchmark_catalog(table: OutcomeTable):
-    """A catalog whose ladder is the benchmark's models; single responses, so no retries."""
+def benchmark_catalog(cfg: DictConfig, table: OutcomeTable) -> Catalog:
+    """A catalog whose ladder is the benchmark's models. The gate is conf/gate's, with no
+    retries and no severe jump (each prompt has one recorded response per model)."""
     tiers = {f"m{j}": {"model_id": m, "provider": "benchmark", "base_url": "-",
                        "api_key_env": "-", "price_in_per_m": 0.0, "price_out_per_m": 0.0,
                        "context_window": 10**9, "ladder_rank": j, "first_token_s": 0.0,
                        "output_tokens_per_s": 1.0} for j, m in enumerate(table.models)}
     tiers["unused-overflow"] = {**tiers["m0"], "ladder_rank": None}
-    return build_catalog({"tiers": tiers, "fields": {}, "gate": {
-        "pass_threshold": 0.75, "severe_threshold": 0.0, "retries_per_tier": 0,
-        "context_overflow_tokens": 10**12, "overflow_tier": "unused-overflow",
-        "validation_tier": "m0", "validation_prompt_overhead_tokens": 0,
-        "validation_output_tokens": 0, "embedding_price_per_m": 0.0}})
+    gate = OmegaConf.merge(cfg.gate, {
+        "severe_threshold": 0.0, "retries_per_tier": 0, "context_overflow_tokens": 10**12,
+        "overflow_tier": "unused-overflow", "validation_tier": "m0",
+        "validation_prompt_overhead_tokens": 0, "validation_output_tokens": 0,
+        "embedding_price_per_m": 0.0})
+    return Catalog.from_config({"tiers": tiers, "fields": {}, "gate": gate})
 
 
-def ladder_metrics(starts: dict[str, np.ndarray], table: OutcomeTable, idx: np.ndarray,
-                   rate: float, seed: int) -> dict[str, dict[str, float]]:
+def benchmark_context(cfg: DictConfig, table: OutcomeTable) -> RouterContext:
+    catalog = benchmark_catalog(cfg, table)
+    return RouterContext(catalog, RoutingPolicy(catalog, PolicySettings()), seed=int(cfg.seed))
+
+
+def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: OutcomeTable,
+                   idx: np.ndarray, rate: float, seed: int) -> dict[str, dict[str, float]]:
     """Start tier + ladder with a gate that flips the true verdict at `rate` both ways."""
-    catalog = benchmark_catalog(table)
     n, K = len(idx), len(table.models)
     truth = table.passed[idx]
     rng = np.random.default_rng(seed)
     verdict = truth ^ (rng.random(truth.shape) < rate)
     shape = (n, K + 1, 1)
+    # The gate sees similarity 1 for a passing verdict and 0 (a near miss: no retries, no
+    # severe jump in this catalog) otherwise; quality is the truth on the same scale.
     cube = OutcomeCube(
-        similarity=np.pad(np.where(verdict, 1.0, 0.7), ((0, 0), (0, 1)))[:, :, None],
+        similarity=np.pad(np.where(verdict, 1.0, 0.0), ((0, 0), (0, 1)))[:, :, None],
         quality=np.pad(truth.astype(float), ((0, 0), (0, 1)))[:, :, None],
         schema_valid=np.ones(shape, dtype=bool),
         call_cost=np.pad(table.cost[idx], ((0, 0), (0, 1))),
@@ -214,7 +217,7 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
     idx = np.flatnonzero(covered)
     n_boot, seed = int(cfg.bootstrap), int(cfg.seed)
     single = {}
-    for router in ALL_ROUTERS:
+    for router in ("random", "always-cheap", "always-premium", *probs, "oracle"):
         p_all = probs.get(router)
 
         def fn(sample: np.ndarray, rng: np.random.Generator, router: str = router,
@@ -230,8 +233,9 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
                 "value": m[key]["value"] / oracle_saved if oracle_saved > 0 else float("nan")}
     threshold = float(cfg.ladder_threshold)
     starts = {"ladder-from-cheapest": np.zeros(len(idx), dtype=np.int64),
-              **{r: cheapest_meeting(probs[r][idx], threshold) for r in LEARNED}}
-    ladder = {str(rate): ladder_metrics(starts, table, idx, float(rate), seed)
+              **{r: cheapest_meeting(probs[r][idx], threshold) for r in probs}}
+    catalog = benchmark_catalog(cfg, table)
+    ladder = {str(rate): ladder_metrics(catalog, starts, table, idx, float(rate), seed)
               for rate in cfg.gate_error_rates}
     result = {
         "name": name, "models": table.models, "prompts": len(idx),

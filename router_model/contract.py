@@ -1,0 +1,132 @@
+"""The contract at the bottom of the house: what the generator, the router and training share.
+
+One record per LLM call attempt (`AttemptRecord`, with the Stage-4 `Analysis`), the error
+vocabulary (`ErrorKind`, with its gate-verdict and transient subsets), where a start tier came
+from (`StartSource`), and the routing `Decision` that the policy returns, the service answers
+and the decision log writes. Everything else imports these; this module imports no project
+code, so a change here is the only way the vocabulary can change.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+# What the gate said about an attempt that produced an output.
+VerdictKind = Literal["none", "schema", "low_similarity", "severe_similarity"]
+# Attempts that ended without a gate verdict: retried at the same tier, label nothing.
+TransientKind = Literal["rate_limit", "timeout", "provider_error"]
+ErrorKind = Literal[VerdictKind, TransientKind, "context_overflow"]
+
+GATE_VERDICTS: tuple[str, ...] = typing.get_args(VerdictKind)
+TRANSIENT_ERRORS: tuple[str, ...] = typing.get_args(TransientKind)
+ERROR_KINDS: tuple[str, ...] = (*GATE_VERDICTS, *TRANSIENT_ERRORS, "context_overflow")
+
+StartSource = Literal["learned", "rules", "exploration", "override"]
+START_SOURCES: tuple[str, ...] = typing.get_args(StartSource)
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0)]
+Propensity = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class Analysis(BaseModel):
+    """Stage-4 analysis_result features. Extra keys are allowed and carried through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    domain: str | None = None
+    audience_level: str | None = None
+    language: str | None = None
+    complexity: Unit | None = None
+    analysis_completeness: Unit | None = None
+    section_count: Count | None = None
+    lesson_count: Count | None = None
+    objective_count: Count | None = None
+    source_tokens: Count | None = None
+
+
+class AttemptRecord(BaseModel):
+    """One LLM call attempt, with the routing decision that led to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    timestamp: datetime
+    course_id: Annotated[str, Field(min_length=1)]
+    task_id: Annotated[str, Field(min_length=1)]
+    field: Annotated[str, Field(min_length=1)]
+    phase: Annotated[int, Field(ge=1, le=5)]
+    attempt: Annotated[int, Field(ge=1)]
+    tier: Annotated[str, Field(min_length=1)]
+    model: Annotated[str, Field(min_length=1)]
+    provider: Annotated[str, Field(min_length=1)]
+    prompt_tokens: Count
+    completion_tokens: Count
+    context_tokens: Count
+    analysis: Analysis = Field(default_factory=Analysis)
+    brief: str | None = None  # the field's brief (instructions), for the optional embedding
+    similarity: Unit | None
+    schema_valid: bool
+    passed: bool
+    error_kind: ErrorKind
+    cost_usd: Annotated[float, Field(ge=0.0)]
+    latency_ms: Annotated[float, Field(ge=0.0)]
+    decision_id: Annotated[str, Field(min_length=1)]
+    router_version: Annotated[str, Field(min_length=1)]
+    start_source: StartSource
+    predicted_pass_prob: Unit | None = None
+    propensity: Propensity
+    escalation_reason: str | None = None
+
+
+@dataclass
+class Decision:
+    """A start tier for one task: what the generator gets and the decision log records.
+
+    A plain dataclass, cheap to build on the serving path; pydantic validates it wherever it
+    is parsed back (the decision-log record below).
+    """
+
+    decision_id: Annotated[str, Field(min_length=1)]
+    router_version: str
+    start_tier: str
+    model: str
+    provider: str
+    base_url: str
+    source: StartSource
+    propensity: Propensity
+    ladder: list[str]
+    pass_probabilities: dict[str, float] = field(default_factory=dict)
+    expected_costs: dict[str, float] = field(default_factory=dict)
+    required_pass_prob: float | None = None
+    fallback_reason: str | None = None
+    unknown_categories: dict[str, str] = field(default_factory=dict)
+    missing_features: list[str] = field(default_factory=list)
+    router: str | None = None  # the registered router that decided (None: the learned policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A shallow copy: every value is already JSON-ready (str, float, list, flat dict)."""
+        return dict(self.__dict__)
+
+
+DECISION_LOG_VERSION = 1
+
+
+class DecisionLogRecord(BaseModel):
+    """One line of the decision log; it joins the attempt logs by `decision.decision_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = DECISION_LOG_VERSION
+    timestamp: datetime
+    endpoint: Literal["route", "route_batch"]
+    task: dict[str, Any]
+    decision: Decision
+    shadow: Decision | None = None
