@@ -39,3 +39,14 @@ def trained_router(tmp_path_factory):
     cfg = compose_config("router_train", [*tmp_paths(tmp), "train.lightgbm.n_estimators=150"])
     OmegaConf.resolve(cfg)
     return cfg, run_train(cfg, progress=False)
+
+
+# Fixtures that train a real model or simulate thousands of courses: a test that uses one
+# (directly or through another fixture) is slow, and `make test-fast` skips it.
+HEAVY_FIXTURES = {"trained_router", "simulated"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

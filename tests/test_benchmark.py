@@ -76,6 +76,7 @@ def test_single_call_metrics_by_hand():
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data/public_routing is absent")
 @pytest.mark.parametrize("name", ["routellm_mmlu", "routellm_gsm8k", "routellm_mtbench",
                                   "llmrouter_3tier"])
+@pytest.mark.slow
 def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
     cfg = compose_config("router_benchmark", [
         *tmp_paths(tmp_path), f"public_data={SHARED_DATA}", "max_prompts=160",

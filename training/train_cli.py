@@ -10,13 +10,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR, Catalog
 from training.dataset import load_examples, split_examples
-from training.train import format_summary, run_train
+from training.train import run_train
+from training.train_report import format_summary
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    print(format_summary(run_train(cfg)))
+    result = run_train(cfg)
+    print(format_summary(result.metrics, result.artifact.path, result.reports_dir,
+                         result.seconds))
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_prepare", version_base="1.3")

@@ -31,7 +31,15 @@ from router_model.routers import RouterContext, build_router
 from training.benchmarks.data import OutcomeTable, build_table, folds, load_long_table
 from training.benchmarks.routers import cheapest_meeting
 from training.benchmarks.text_features import text_statistics, token_counts
-from training.evaluation.routing_metrics import aiq, apgr, cost_for_quality, cpt, routing_curve
+from training.evaluation.routing_metrics import (
+    aiq,
+    apgr,
+    cost_for_quality,
+    cpt,
+    percentile_interval,
+    resample_counts,
+    routing_curve,
+)
 
 
 def load_spec(name: str) -> DictConfig:
@@ -145,15 +153,13 @@ def single_call_metrics(p: np.ndarray | None, kind: str, table: OutcomeTable,
 def with_ci(fn: Any, idx: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     """Point values of fn(idx) with 95% percentile CIs from resampling the prompts."""
     point = fn(idx, np.random.default_rng(seed))
-    rng = np.random.default_rng(seed + 1)
-    samples = [fn(rng.choice(idx, len(idx), replace=True), np.random.default_rng(seed + 2 + b))
-               for b in range(n_boot)]
+    counts = resample_counts(len(idx), n_boot, seed + 1)
+    samples = [fn(np.repeat(idx, c), np.random.default_rng(seed + 2 + b))
+               for b, c in enumerate(counts)]
     out = {}
     for key, value in point.items():
-        values = np.array([s.get(key, np.nan) for s in samples], dtype=float)
-        finite = values[np.isfinite(values)]
-        lo, hi = np.quantile(finite, [0.025, 0.975]) if finite.size else (np.nan, np.nan)
-        out[key] = {"value": float(value), "ci_low": float(lo), "ci_high": float(hi)}
+        lo, hi = percentile_interval([s.get(key, np.nan) for s in samples])
+        out[key] = {"value": float(value), "ci_low": lo, "ci_high": hi}
     return out
 
 

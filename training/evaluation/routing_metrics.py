@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -112,6 +113,24 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
+def resample_counts(n_units: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_units) counts of each unit in a resample with replacement: the one
+    bootstrap every interval in this project is built on."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
+
+
+def percentile_interval(values: Any, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of the finite replicate values (NaN when there are none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
 def bootstrap_ci(statistic: Callable[[np.ndarray], np.ndarray], n_units: int, *,
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95
                  ) -> tuple[float, float]:
@@ -120,15 +139,8 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], np.ndarray], n_units: int, *,
     `statistic` takes a (n_boot, n_units) matrix of resampling counts and returns n_boot
     values, so every replicate is one matrix product (fast for thousands of courses).
     """
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=n_boot)
-    values = np.asarray(statistic(counts.astype(float)))
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    counts = resample_counts(n_units, n_boot, seed).astype(float)
+    return percentile_interval(statistic(counts), level)
 
 
 def savings_ci(policy: np.ndarray, baseline: np.ndarray, **kwargs) -> dict[str, float]:
