@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test test-fast install lint repro perf benchmark clean
+.PHONY: demo test test-fast install lint repro perf benchmark evaluate-seeds clean
 
 # Reinstall whenever pyproject.toml changes; the stamp file records the last install.
 $(VENV)/.installed: pyproject.toml
@@ -36,6 +36,9 @@ repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 perf: install  ## speed measurements (print numbers and ratios, never assert)
 	$(BIN)/python perf/train_scale.py
 	$(BIN)/python perf/policy_speed.py
+
+evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 25 min)
+	$(BIN)/router-evaluate-seeds
 
 benchmark: install  ## routers on the public outcome tables in ../shared (minutes; cached)
 	$(BIN)/router-benchmark

@@ -63,9 +63,13 @@ def run_simulate(cfg: DictConfig) -> dict[str, Any]:
         tasks["expected_output_tokens"].to_numpy(float)))
     start, explored, propensity = explore(static, eligible, float(sim.epsilon), rng)
     logged = replay(world.cube, start, catalog, record_trace=True)
+    n_courses = summary["courses"]
+    audited = np.zeros(n_courses, dtype=bool)  # its own generator: the audit draws nothing else
+    audited[np.random.default_rng(int(sim.seed) + 2).choice(
+        n_courses, min(int(sim.audit_courses), n_courses), replace=False)] = True
     logs = attempt_logs(world, logged, catalog, explored=explored, propensity=propensity,
                         router_version=str(sim.router_version), start_time=str(sim.start_time),
-                        courses_per_day=float(sim.courses_per_day))
+                        courses_per_day=float(sim.courses_per_day), audited=audited)
     paths = cfg.paths
     Path(paths.tasks).parent.mkdir(parents=True, exist_ok=True)
     task_table(world).to_parquet(paths.tasks, index=False)

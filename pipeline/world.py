@@ -130,13 +130,55 @@ def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog
         + 0.1 * np.log(total.to_numpy() / 10_000.0)
         + float(cfg["batch_difficulty"]) * (batch - 1.0)
         + tasks["_hidden_difficulty"].to_numpy()
-        + rng.normal(0.0, float(cfg["noise"]["task_sd"]), n))
+        + rng.normal(0.0, float(cfg["noise"]["task_sd"]), n)
+        + interaction_difficulty(cfg.get("interactions") or {}, tasks, total.to_numpy()))
     tasks["_structure"] = f["structure"].to_numpy(float)
     tasks["brief"] = ("Write the " + tasks["field"].str.replace("_", " ") + " for a "
                       + tasks["audience_level"] + " " + tasks["domain"].str.replace("_", " ")
                       + " course taught in " + tasks["language"] + ", with "
                       + tasks["lesson_count"].astype(str) + " lessons.")
     return tasks
+
+
+def interaction_difficulty(inter: Mapping[str, Any], tasks: pd.DataFrame, total: np.ndarray
+                           ) -> np.ndarray:
+    """Extra difficulty no single feature (and no per-field table) can express: a
+    non-linear token effect and complexity x completeness (the `interactions` world)."""
+    extra = np.zeros(len(tasks))
+    curve = float(inter.get("token_curve", 0.0))
+    if curve:
+        extra += curve * np.log(total / 10_000.0) ** 2
+    cross = float(inter.get("complexity_x_incompleteness", 0.0))
+    if cross:
+        extra += cross * (tasks["complexity"].to_numpy() - 0.4) * (
+            0.75 - tasks["analysis_completeness"].to_numpy())
+    return extra
+
+
+def tier_penalty(inter: Mapping[str, Any], tier: str, tasks: pd.DataFrame) -> np.ndarray:
+    """A tier's extra difficulty where a domain meets an audience level (e.g. the cheap model
+    on expert mathematics): the best start depends on features within a field."""
+    spec = (inter.get("tier_domain_audience") or {}).get(tier)
+    if not spec:
+        return np.zeros(len(tasks))
+    hit = (tasks["domain"].isin(list(spec["domains"]))
+           & tasks["audience_level"].isin(list(spec["audiences"]))).to_numpy()
+    return float(spec["penalty"]) * hit
+
+
+def gate_flips(noise: Mapping[str, Any], similarity: np.ndarray, quality: np.ndarray,
+               threshold: np.ndarray, severe: float, rng: np.random.Generator) -> np.ndarray:
+    """The `noisy_gate` world: the gate passes a truly failing output (similarity just above
+    the threshold) or fails a truly passing one (just below), at the configured rates."""
+    fp, ff = float(noise.get("gate_false_pass", 0.0)), float(noise.get("gate_false_fail", 0.0))
+    if not (fp or ff):
+        return similarity
+    thr = threshold[:, None, None]
+    truth = quality >= thr
+    flip = np.where(truth, rng.random(truth.shape) < ff, rng.random(truth.shape) < fp)
+    above = thr + rng.uniform(0.0, 0.05, truth.shape)
+    below = severe + (thr - severe) * rng.uniform(0.0, 1.0, truth.shape)
+    return np.where(flip, np.where(truth, below, np.minimum(above, 1.0)), similarity)
 
 
 def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
@@ -163,7 +205,8 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     latency = np.empty((n, len(names)))
     for j, name in enumerate(names):
         t = cfg["tiers"][name]
-        margin = float(t["skill"]) - difficulty - float(t["language_gap"]) * lang
+        margin = (float(t["skill"]) - difficulty - float(t["language_gap"]) * lang
+                  - tier_penalty(cfg.get("interactions") or {}, name, tasks))
         base = floor + (ceiling - floor) / (1.0 + np.exp(-slope * margin))
         draws = base[:, None] + rng.normal(0.0, float(noise["attempt_sd"]), (n, n_att))
         # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
@@ -179,11 +222,13 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
         gate_cost[:, j] = catalog.gate_cost(completion[:, j])
         latency[:, j] = tier.call_latency_s(completion[:, j]) + catalog.gate_latency_s()
     similarity = np.clip(quality + rng.normal(0.0, float(noise["gate_sd"]), shape), 0.0, 1.0)
+    threshold = Gate.from_catalog(catalog).pass_thresholds(tasks["field"].to_numpy(), n)
+    similarity = gate_flips(noise, similarity, quality, threshold,
+                            catalog.gate.severe_threshold, rng)
     overflow = prompt_total > catalog.gate.context_overflow_tokens
     cube = OutcomeCube(similarity=similarity, quality=quality, schema_valid=schema_valid,
                        call_cost=call_cost, gate_cost=gate_cost, latency_s=latency,
-                       overflow=overflow, pass_threshold=Gate.from_catalog(catalog)
-                       .pass_thresholds(tasks["field"].to_numpy(), n))
+                       overflow=overflow, pass_threshold=threshold)
     return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
 
 
@@ -206,8 +251,12 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
 
 def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, *,
                  explored: np.ndarray, propensity: np.ndarray, router_version: str,
-                 start_time: str, courses_per_day: float) -> pd.DataFrame:
-    """Turn a replay trace into attempt-log rows (the flat layout of the log contract)."""
+                 start_time: str, courses_per_day: float,
+                 audited: np.ndarray | None = None) -> pd.DataFrame:
+    """Turn a replay trace into attempt-log rows (the flat layout of the log contract).
+
+    `audited` (per course index): courses whose every attempt carries the audit's verdict,
+    i.e. the true outcome (schema valid and true quality >= the field's threshold)."""
     trace = result.trace
     if trace is None:
         raise ValueError("attempt_logs needs a replay run with record_trace=True")
@@ -262,6 +311,11 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
         "propensity": prop,
         "escalation_reason": reason.to_numpy(),
     })
+    course_index = tasks["course_index"].to_numpy()[ti]
+    if audited is not None:
+        truth = valid & (trace["quality"].to_numpy() >= world.cube.pass_threshold[ti])
+        frame["audit_passed"] = pd.array(np.where(audited[course_index], truth, pd.NA),
+                                         dtype="boolean")
     for key in ANALYSIS_KEYS:
         frame[f"analysis.{key}"] = tasks[key].to_numpy()[ti]
     return frame

@@ -127,7 +127,7 @@ def probe(artifact: RouterArtifact) -> None:
 def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
                   config: dict[str, Any], metrics: dict[str, Any],
                   ladder_stats: dict[str, Any] | None = None,
-                  policy: dict[str, Any] | None = None) -> RouterArtifact:
+                  extra_manifest: dict[str, Any] | None = None) -> RouterArtifact:
     """Write a new version atomically, verify it loads, then point LATEST at it."""
     import joblib
 
@@ -138,14 +138,8 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
     try:
         joblib.dump(model, tmp / MODEL_FILE)
         model_sha = sha256_file(tmp / MODEL_FILE)
-        # The version names its content, so a rerun on the same data writes the same bytes.
-        content = hashlib.sha256((model_sha + data_hash).encode()).hexdigest()
-        version = f"{model.kind}-{content[:12]}"
-        (tmp / "metrics.json").write_text(json.dumps({**metrics, "router_version": version},
-                                                     indent=2))
         manifest = {
             "schema_version": ARTIFACT_SCHEMA_VERSION,
-            "router_version": version,
             "model_kind": model.kind,
             "data_hash": data_hash,
             "feature_columns": model.spec.columns,
@@ -153,9 +147,16 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
             "config": config,
             "metrics": metrics.get("overall", {}),
             "ladder_stats": ladder_stats or {},
-            "policy": policy or {},
+            **(extra_manifest or {}),
             "files": {MODEL_FILE: model_sha},
         }
+        # The version names the whole content (model and manifest), so a rerun on the same
+        # data writes the same bytes, and any change (a recalibrated dial) is a new version.
+        body = json.dumps(manifest, sort_keys=True, default=str)
+        version = f"{model.kind}-{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+        manifest = {"router_version": version, **manifest}
+        (tmp / "metrics.json").write_text(json.dumps({**metrics, "router_version": version},
+                                                     indent=2))
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
         probe(load_artifact(tmp))
         final = root / version

@@ -297,6 +297,8 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
         ok = (np.ones(n, dtype=bool) if pd.api.types.is_bool_dtype(raw)
               else raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
         failures.append((~ok & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected true/false"))
+        if not rule.required:  # optional verdicts keep their gaps
+            return raw.astype(object).where(ok & ~isnull, None).astype("boolean"), failures
         return raw.where(ok, False).astype(bool), failures
     if rule.kind == "datetime":
         ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")

@@ -84,6 +84,9 @@ class AttemptRecord(BaseModel):
     predicted_pass_prob: Unit | None = None
     propensity: Propensity
     escalation_reason: str | None = None
+    # An audit's verdict on this output (a human, or a stronger judge): does it truly pass?
+    # Set on a small audited sample; training estimates each tier's gate error from it.
+    audit_passed: bool | None = None
 
 
 @dataclass

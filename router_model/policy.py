@@ -1,22 +1,27 @@
 """The routing policy: pick each task's start tier; the rule ladder takes over from there.
 
 For every eligible ladder tier the calibrated model gives the probability that the first
-attempt passes the gate. An expected-cost model of the ladder (retries, schema escalations,
-severe jumps to premium, the gate's own cost, optionally a price on latency) turns those into
-the expected cost of starting at each tier. The policy starts at the cheapest-in-expectation
-tier whose pass probability meets the field's quality requirement:
+attempt passes the gate. A model of the ladder (retries, schema escalations, severe jumps to
+premium, the gate's own cost, optionally a price on latency, and the gate's false-pass rate
+per tier) turns those into the expected cost and the probability of a bad final outcome
+(accepted but truly failing, or flagged) of starting at each tier. The default rule starts
+where the expected loss is smallest:
 
-    required(field) = knob + impact_slope x (impact - 5)        (clipped to [0, 0.999])
+    loss(s) = E[cost | s] + lam x w(field) x E[bad outcome | s]
 
-so high-impact fields start cheap only when the model is confident. `knob` is the one dial:
-0 always takes the cheapest expected cost, 1 always starts at premium. Serving and offline
-evaluation both go through `RoutingPolicy`, so what is evaluated is what is served.
+`lam` (USD per bad outcome) is the one dial: 0 with a perfect gate is the cheapest expected
+cost, a large lam is premium; `w(field)` maps the field's impact score through
+`impact_weights`. The older rule ("threshold": the cheapest expected cost among tiers whose
+pass probability is at least knob + impact_slope x (impact - 5)) stays as a named
+alternative. Serving and offline evaluation both go through `RoutingPolicy`, so what is
+evaluated is what is served.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +32,7 @@ from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
 from router_model.config import Catalog, check
 from router_model.contract import Decision
 from router_model.features import FeatureError, flatten_task
+from router_model.lookup import LookupTable
 
 RULES_VERSION = "rules-static-v1"
 # A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.
@@ -37,13 +43,25 @@ EXAMPLE_TASK: dict[str, Any] = {
                  "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
                  "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
 DEFAULT_KNOB = 0.85
+DEFAULT_LAM = 1.0
+RULES = ("expected_loss", "threshold")
+# Every policy an artifact carries a calibrated dial for: key -> (rule, uses the lookup
+# table). `policy` is the product; the others are the simple baselines and the older rule,
+# built from the same logs and calibrated the same way, so comparisons are like for like.
+POLICY_VARIANTS = {"policy": ("expected_loss", False), "threshold_policy": ("threshold", False),
+                   "lookup_policy": ("expected_loss", True),
+                   "lookup_threshold": ("threshold", True)}
 
 
 @dataclass(frozen=True)
 class PolicySettings:
     """`router.policy` in config: a structured config, built with `config.typed`."""
 
-    knob: float | None = None  # None: the knob calibrated into the artifact (else 0.85)
+    rule: str = "expected_loss"
+    lam: float | None = None  # USD per bad outcome; None: calibrated into the artifact
+    impact_weights: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+    false_pass_rate: float | None = None  # None: the artifact's audit estimates (else 0)
+    knob: float | None = None  # threshold rule only; None: calibrated (else 0.85)
     impact_slope: float = 0.02
     epsilon: float = 0.0  # share of randomised start tiers (exploration, propensity logged)
     latency_price_per_s: float = 0.0
@@ -53,8 +71,16 @@ class PolicySettings:
     default_output_tokens: float = 500.0
 
     def __post_init__(self) -> None:
+        check(self.rule in RULES, "router.policy.rule", self.rule, f"must be one of {RULES}")
         check(0.0 <= self.epsilon <= 1.0, "router.policy.epsilon", self.epsilon,
               "must be in [0, 1]")
+        check(self.lam is None or self.lam >= 0, "router.policy.lam", self.lam,
+              "must be >= 0 USD per bad outcome (or null for the calibrated value)")
+        check(len(self.impact_weights) == 10 and min(self.impact_weights) >= 0,
+              "router.policy.impact_weights", self.impact_weights,
+              "needs 10 weights >= 0, one per impact score 1..10")
+        check(self.false_pass_rate is None or 0 <= self.false_pass_rate < 1,
+              "router.policy.false_pass_rate", self.false_pass_rate, "must be in [0, 1)")
         if self.knob is not None:
             check(0.0 <= self.knob <= 1.0, "router.policy.knob", self.knob,
                   "must be in [0, 1] (or null for the calibrated knob)")
@@ -121,18 +147,22 @@ class LadderCostModel:
             cost.append(tier.call_cost(prompt_total, output) + gate + price * seconds)
         return cost, latency
 
-    QUANTITIES = ("cost", "latency_s", "calls", "premium_calls", "pass")
+    QUANTITIES = ("cost", "latency_s", "calls", "premium_calls", "pass", "bad")
 
     def expectations(self, p_first: Sequence[Any], cost: Sequence[Any],
-                     latency: Sequence[Any]) -> dict[str, list[Any]]:
+                     latency: Sequence[Any], false_pass: Sequence[Any] | None = None
+                     ) -> dict[str, list[Any]]:
         """Dynamic programme over (tier, retry) states, from each start tier.
 
         Inputs and outputs are one entry per ladder tier, each a float (one task: plain
         Python arithmetic, a few microseconds) or an array (many tasks: vectorised).
+        `false_pass[t]`: P(truly failing | the gate accepted) at tier t. "bad" is the chance
+        that the final output is truly failing: accepted wrongly, or flagged for review.
         """
         L = len(p_first)
         R = self.catalog.gate.retries_per_tier
         top = L - 1
+        false_pass = [0.0] * L if false_pass is None else false_pass
         per_attempt = {"cost": cost, "latency_s": latency, "calls": [1.0] * L,
                        "premium_calls": [0.0] * top + [1.0]}
         value: dict[str, list[list[Any]]] = {q: [[0.0] * (R + 1) for _ in range(L)]
@@ -145,9 +175,11 @@ class LadderCostModel:
                 fail = 1.0 - p
                 for q in self.QUANTITIES:
                     v = value[q]
-                    now = p if q == "pass" else per_attempt[q][t]
+                    now = (p if q == "pass" else p * false_pass[t] if q == "bad"
+                           else per_attempt[q][t])
                     if t == top:
-                        after = v[t][k + 1] if k < R else 0.0
+                        flag = 1.0 if q == "bad" else 0.0  # flagged: a bad final outcome
+                        after = v[t][k + 1] if k < R else flag
                     else:
                         escalate = v[t + 1][0]
                         retry = v[t][k + 1] if k < R else escalate
@@ -161,24 +193,32 @@ class RoutingPolicy:
 
     def __init__(self, catalog: Catalog, settings: PolicySettings,
                  artifact: RouterArtifact | None = None, fallback_reason: str | None = None,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None,
+                 predictor: Callable[[pd.DataFrame], np.ndarray] | None = None,
+                 calibration_key: str = "policy") -> None:
         self.catalog = catalog
+        calibrated = artifact.manifest.get(calibration_key, {}) if artifact else {}
+        if settings.lam is None:
+            settings = replace(settings, lam=float(calibrated.get("lam", DEFAULT_LAM)))
         if settings.knob is None:
-            calibrated = (artifact.manifest.get("policy", {}).get("knob") if artifact else None)
-            settings = replace(settings, knob=DEFAULT_KNOB if calibrated is None
-                               else float(calibrated))
+            settings = replace(settings, knob=float(calibrated.get("knob", DEFAULT_KNOB)))
         self.settings = settings
         self.artifact = artifact
+        self.predictor = predictor
+        self.calibration_key = calibration_key
         self.fallback_reason = fallback_reason or (None if artifact else "no_model")
-        self.cost_model = LadderCostModel(
-            catalog, settings, artifact.manifest.get("ladder_stats") if artifact else None)
+        stats = artifact.manifest.get("ladder_stats", {}) if artifact else {}
+        self.cost_model = LadderCostModel(catalog, settings, stats)
         self.rng = np.random.default_rng(seed)
         self.ladder = catalog.ladder
         self._impact = {name: f.impact for name, f in catalog.fields.items()}
         self._static = {name: catalog.ladder.index(f.static_tier)
                         for name, f in catalog.fields.items() if f.static_tier in catalog.ladder}
-        self._median_output = (artifact.manifest.get("ladder_stats", {})
-                               .get("median_output_tokens", {}) if artifact else {})
+        self._median_output = stats.get("median_output_tokens", {})
+        errors = stats.get("gate_errors", {})
+        self._false_pass = _false_pass_table(errors, catalog, settings.false_pass_rate)
+        self._false_pass_model = (errors.get("model") if settings.false_pass_rate is None
+                                  else None)
 
     @classmethod
     def from_artifact_path(cls, catalog: Catalog, settings: PolicySettings,
@@ -199,10 +239,27 @@ class RoutingPolicy:
     def router_version(self) -> str:
         return self.artifact.router_version if self.artifact else RULES_VERSION
 
-    def with_settings(self, **changes: float) -> RoutingPolicy:
-        """The same model under other settings (e.g. another knob), sharing the artifact."""
+    def variant(self, key: str, **changes: Any) -> RoutingPolicy:
+        """One of POLICY_VARIANTS on this policy's artifact, its dial read from `key`."""
+        if key not in POLICY_VARIANTS:
+            raise ValueError(f"unknown policy variant {key!r}; known: {sorted(POLICY_VARIANTS)}")
+        rule, lookup = POLICY_VARIANTS[key]
+        predictor = None
+        if lookup:
+            if not self.artifact or "lookup" not in self.artifact.manifest:
+                raise ValueError("this artifact has no lookup table; retrain with router-train")
+            predictor = LookupTable(self.artifact.manifest["lookup"], self.ladder)
+            changes.setdefault("impact_slope", 0.0)  # the plain table rule: one threshold
+        base = replace(self.settings, lam=None, knob=None) if key != self.calibration_key \
+            else self.settings
+        return RoutingPolicy(self.catalog, replace(base, rule=rule, **changes), self.artifact,
+                             self.fallback_reason, predictor=predictor, calibration_key=key)
+
+    def with_settings(self, **changes: Any) -> RoutingPolicy:
+        """The same model under other settings (e.g. another lam), sharing the artifact."""
         settings = replace(self.settings, **changes)
-        policy = RoutingPolicy(self.catalog, settings, self.artifact, self.fallback_reason)
+        policy = RoutingPolicy(self.catalog, settings, self.artifact, self.fallback_reason,
+                               predictor=self.predictor, calibration_key=self.calibration_key)
         policy.rng = self.rng
         return policy
 
@@ -214,40 +271,91 @@ class RoutingPolicy:
             if isinstance(impact, float | int) else \
             np.clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
 
+    def impact_weight(self, impact: Any) -> Any:
+        """w(field): the configured weight of the field's impact score (1..10)."""
+        weights = self.settings.impact_weights
+        if isinstance(impact, float | int):
+            return float(weights[min(max(int(impact), 1), 10) - 1])
+        idx = np.clip(np.asarray(impact, dtype=np.int64), 1, 10) - 1
+        return np.asarray(weights, dtype=float)[idx]
+
+    def false_pass(self, fields: Any, p: Sequence[Any]) -> list[Any]:
+        """Per ladder tier, P(truly failing | the gate accepted) for each task.
+
+        With the audit's model (`gate_errors.model`): a logistic function of the tier and
+        the task's predicted pass probability there, so a hard task accepted on a cheap tier
+        is more likely a false pass; otherwise the audit's rate by field and tier."""
+        fitted = self._false_pass_model
+        if fitted is not None:
+            slope = fitted["slope"]
+            return [_sigmoid(fitted["intercept"].get(t, 0.0) + slope * _logit(p[j]))
+                    for j, t in enumerate(self.ladder)]
+        by_tier, by_field = self._false_pass
+        if isinstance(fields, str):
+            return [by_field[t].get(fields, by_tier[t]) for t in self.ladder]
+        names = pd.Series(np.asarray(fields, dtype=object))
+        return [names.map(by_field[t]).fillna(by_tier[t]).to_numpy(float) for t in self.ladder]
+
+    def starts_for(self, plan: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Start tiers chosen again from a plan's (n, L) expectations under this policy's
+        settings: a dial sweep without predicting or running the ladder model again. The
+        same choice as `plan_columns` (first tier on ties, premium when nothing qualifies)."""
+        eligible = np.asarray(plan["eligible"], dtype=bool)
+        top = eligible.shape[1] - 1
+        if self.settings.rule == "threshold":
+            required = self.required_pass_prob(plan["impact"])
+            ok = eligible & (plan["p"] >= required[:, None])
+            ok[:, top] = eligible[:, top]
+            loss = plan["expected_cost"]
+        else:
+            ok = eligible
+            price = self.settings.lam * self.impact_weight(plan["impact"])
+            loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
+        loss = np.where(ok, loss, np.inf)
+        start = np.argmin(loss, axis=1)
+        return np.where(np.isfinite(loss.min(axis=1)), start, top)
+
     def plan(self, p: np.ndarray, impact: np.ndarray, prompt_total: np.ndarray,
-             output: np.ndarray) -> dict[str, np.ndarray]:
-        """Greedy start tier (ladder index) for each task, with the numbers behind it.
+             output: np.ndarray, fields: Sequence[str]) -> dict[str, np.ndarray]:
+        """Start tier (ladder index) for each task, with the numbers behind it.
 
         Arrays in, (n,) / (n, L) arrays out; the work is done by `plan_columns`.
         """
-        cols = self.plan_columns(list(p.T), impact, prompt_total, output)
+        cols = self.plan_columns(list(p.T), impact, prompt_total, output,
+                                 self.false_pass(fields, list(p.T)))
         out = {"start": np.asarray(cols.pop("start"), dtype=np.int64),
                "required": np.asarray(cols.pop("required"), dtype=float)}
         return out | {k: np.column_stack(np.broadcast_arrays(*v)) for k, v in cols.items()}
 
-    def plan_columns(self, p: Sequence[Any], impact: Any, prompt_total: Any, output: Any
-                     ) -> dict[str, Any]:
+    def plan_columns(self, p: Sequence[Any], impact: Any, prompt_total: Any, output: Any,
+                     false_pass: Sequence[Any]) -> dict[str, Any]:
         """The plan on per-tier columns: floats for one task, arrays for many.
 
-        Start at the cheapest expected cost among tiers that fit the context window and meet
-        the field's required pass probability; premium always qualifies when it fits.
+        `expected_loss`: the least cost + lam x w(field) x P(bad outcome) among tiers that
+        fit the context window. `threshold`: the cheapest expected cost among tiers that fit
+        and meet the field's required pass probability; premium always qualifies.
         """
         cost, latency = self.cost_model.attempt_cost(prompt_total, output)
-        expected = self.cost_model.expectations(p, cost, latency)
+        expected = self.cost_model.expectations(p, cost, latency, false_pass)
         required = self.required_pass_prob(impact)
+        threshold_rule = self.settings.rule == "threshold"
+        price = self.settings.lam * self.impact_weight(impact)
         top = len(self.ladder) - 1
         start: Any = top
         best: Any = np.inf
         eligible = self.eligible(prompt_total, output)
         for t, fits in enumerate(eligible):
-            ok = fits if t == top else fits & (p[t] >= required)
-            cost = expected["cost"][t]
-            if np.ndim(ok) == 0:  # one task: plain comparisons
-                if ok and cost < best:
-                    best, start = cost, t
+            if threshold_rule:
+                ok = fits if t == top else fits & (p[t] >= required)
+                loss = expected["cost"][t]
+            else:
+                ok, loss = fits, expected["cost"][t] + price * expected["bad"][t]
+            if np.ndim(ok) == 0 and np.ndim(loss) == 0:  # one task: plain comparisons
+                if ok and loss < best:
+                    best, start = loss, t
                 continue
-            better = ok & (cost < best)
-            best = np.where(better, cost, best)
+            better = ok & (loss < best)
+            best = np.where(better, loss, best)
             start = np.where(better, t, start)
         return {"start": start, "required": required, "eligible": eligible,
                 **{f"expected_{k}": v for k, v in expected.items()}}
@@ -268,19 +376,23 @@ class RoutingPolicy:
         n = len(tasks)
         impact = tasks["field"].map(self._impact).fillna(5).to_numpy(float)
         prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-        given = tasks.get("expected_output_tokens")
-        output = self._output_tokens(
-            tasks["field"].to_numpy(),
-            None if given is None else pd.to_numeric(given, errors="coerce").to_numpy(float))
+        median = tasks["field"].astype(str).map(self._median_output).fillna(
+            self.settings.default_output_tokens).to_numpy(float)
+        given = pd.to_numeric(tasks.get("expected_output_tokens", pd.Series(np.nan, tasks.index)),
+                              errors="coerce").to_numpy(float)
+        output = np.where(np.isnan(given), median, given)
         if not self.learned:
             return {"start": self.static_starts(tasks["field"]),
                     "p": np.full((n, len(self.ladder)), np.nan)}
         if p is None:
             p = self._predict_tiers(tasks.assign(expected_output_tokens=output))
-        return {"p": p, **self.plan(p, impact, prompt_total, output)}
+        fields = tasks["field"].astype(str).to_numpy()
+        return {"p": p, "impact": impact, **self.plan(p, impact, prompt_total, output, fields)}
 
     def _predict_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
-        """(n, L) pass probabilities for a frame of tasks."""
+        """(n, L) pass probabilities for a frame of tasks (the model's, or the predictor's)."""
+        if self.predictor is not None:
+            return self.predictor(tasks)
         X = self.artifact.model.spec.encode(tasks.drop(columns="tier", errors="ignore"))
         return self._predict_encoded(X)
 
@@ -332,10 +444,13 @@ class RoutingPolicy:
             try:
                 p = self._predict_encoded(self.artifact.model.spec.encode_records(flat))
                 if n == 1:  # plain floats: far cheaper than numpy for a single task
-                    plan = self.plan_columns([float(v) for v in p[0]], float(impact[0]),
-                                             float(prompt_total[0]), float(output[0]))
+                    p0 = [float(v) for v in p[0]]
+                    plan = self.plan_columns(p0, float(impact[0]), float(prompt_total[0]),
+                                             float(output[0]),
+                                             self.false_pass(str(fields[0]), p0))
                 else:
-                    plan = self.plan_columns(list(p.T), impact, prompt_total, output)
+                    plan = self.plan_columns(list(p.T), impact, prompt_total, output,
+                                             self.false_pass(fields, list(p.T)))
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
         start, source, propensity = self._starts(fields, plan, starts, n)
@@ -378,7 +493,8 @@ class RoutingPolicy:
             extras["pass_probabilities"] = dict(zip(ladder, map(float, p[i]), strict=True))
             extras["expected_costs"] = {t: float(_at(c, i)) for t, c in
                                         zip(ladder, plan["expected_cost"], strict=True)}
-            extras["required_pass_prob"] = float(_at(plan["required"], i))
+            if self.settings.rule == "threshold":
+                extras["required_pass_prob"] = float(_at(plan["required"], i))
         if overflow:
             return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
                                 "context_overflow", **extras)
@@ -397,6 +513,35 @@ class RoutingPolicy:
                         start_tier=start_tier, model=tier.model_id, provider=tier.provider,
                         base_url=tier.base_url, source=source, propensity=float(propensity),
                         ladder=ladder, fallback_reason=fallback_reason, **extras)
+
+
+def _false_pass_table(errors: Mapping[str, Any], catalog: Catalog, override: float | None
+                      ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """P(truly failing | accepted) by tier, and by tier -> field where the audit had enough
+    accepted attempts; `override` (router.policy.false_pass_rate) replaces them all."""
+    if override is not None:
+        return {t: float(override) for t in catalog.ladder}, {t: {} for t in catalog.ladder}
+    by_tier = {t: float(errors.get("tier", {}).get(t, 0.0)) for t in catalog.ladder}
+    by_field: dict[str, dict[str, float]] = {t: {} for t in catalog.ladder}
+    for f, rates in errors.get("field_tier", {}).items():
+        for t, rate in rates.items():
+            if t in by_field:
+                by_field[t][f] = float(rate)
+    return by_tier, by_field
+
+
+def _logit(p: Any) -> Any:
+    if isinstance(p, float):
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        return math.log(p / (1.0 - p))
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1.0 - p))
+
+
+def _sigmoid(z: Any) -> Any:
+    if isinstance(z, float):
+        return 1.0 / (1.0 + math.exp(-z))
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _tokens(value: Any, missing: float = 0.0) -> float:

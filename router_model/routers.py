@@ -98,6 +98,22 @@ class LearnedStart(Router):
         return self.policy.start_tiers(tasks)["start"]
 
 
+class PolicyVariant(Router):
+    """A policy the artifact carries a calibrated dial for (router_model.policy's
+    POLICY_VARIANTS): the lookup table through the same planner, the lookup table's
+    threshold rule, or the learned model under the older threshold rule."""
+
+    def __init__(self, context: RouterContext, variant: str, **settings: Any) -> None:
+        super().__init__(context)
+        if not context.policy.learned:
+            raise ValueError(f"router {variant!r} needs a trained artifact "
+                             f"({context.policy.fallback_reason}); run router-train first")
+        self.policy = context.policy.variant(variant, **settings)
+
+    def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
+        return self.policy.start_tiers(tasks)["start"]
+
+
 class Oracle(Router):
     """Knows every outcome: per task the start with the best true result, then the lowest
     cost. `fit` must see the outcomes of the very tasks it routes: an upper bound, not a

@@ -215,7 +215,7 @@ class RouterService:
                 "router": self.settings.router,
                 "router_version": policy.router_version,
                 "fallback_reason": policy.fallback_reason,
-                "knob": policy.settings.knob,
+                "rule": policy.settings.rule, "lam": policy.settings.lam,
                 "shadow": self.shadow.router_version if self.shadow else None}
 
     def reload(self) -> dict[str, Any]:

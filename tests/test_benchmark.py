@@ -87,19 +87,18 @@ def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
     single = result["single_call"]
     assert set(single) >= {"random", "knn-embed", "logreg-embed", "lgbm-tabular",
                            "lgbm-tabular+embed", "oracle"}
-    for m in single.values():  # every metric has an ordered interval (percentile bootstrap)
-        for key, v in m.items():
-            if "ci_low" in v and np.isfinite(v["value"]):
-                assert v["ci_low"] <= v["ci_high"], key
-    if len(spec.models) == 2:
+    if len(spec.models) == 2:  # a random ranking recovers about half the gap
         assert 0.2 < single["random"]["apgr"]["value"] < 0.8
-        assert single["oracle"]["apgr"]["value"] > max(
-            m["apgr"]["value"] for r, m in single.items() if "apgr" in m and r != "oracle")
-    assert single["oracle"]["aiq"]["value"] >= max(m["aiq"]["value"] for m in single.values())
     ladder = result["ladder"]["0.0"]
     assert ladder["ladder-from-cheapest"]["calls_per_prompt"] >= 1.0
+    for name, points in ladder["frontiers"].items():  # lam = 0 with a perfect gate: the
+        cheapest = min(points, key=lambda p: p["cost_per_prompt"])  # cheapest expected cost
+        assert cheapest["cost_per_prompt"] <= ladder["ladder-from-cheapest"][
+            "cost_per_prompt"] * 1.05, name
+        assert points[-1]["true_pass_rate"] >= points[0]["true_pass_rate"], name
     if spec.split.kind == "given":  # only the source's test prompts are scored
         assert result["prompts"] < 160
     folder = tmp_path / "reports" / "benchmarks" / name
     assert json.loads((folder / "metrics.json").read_text())["name"] == name
-    assert (folder / "curve.png").stat().st_size > 0 and (folder / "report.md").exists()
+    report = (folder / "report.md").read_text()
+    assert "ladder-from-cheapest" in report and "lgbm-tabular" in report

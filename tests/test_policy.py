@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from router_model.artifact import load_artifact
@@ -59,17 +60,52 @@ def test_latency_price_is_added_to_the_cost(catalog):
     assert lat[2] > lat[0]  # premium is the slow one
 
 
-def test_high_impact_fields_need_more_confidence(catalog):
-    policy = RoutingPolicy(catalog, PolicySettings(knob=0.8, impact_slope=0.02))
+def test_the_threshold_rule_needs_more_confidence_on_high_impact_fields(catalog):
+    policy = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=0.8,
+                                                   impact_slope=0.02))
     assert policy.required_pass_prob(np.array([10.0]))[0] == pytest.approx(0.9)
     assert policy.required_pass_prob(np.array([3.0]))[0] == pytest.approx(0.76)
     p = np.array([[0.85, 0.95, 0.99], [0.85, 0.95, 0.99]])
-    plan = policy.plan(p, np.array([3.0, 10.0]), np.array([5000.0, 5000.0]),
-                       np.array([500.0, 500.0]))
-    assert plan["start"].tolist() == [0, 1]  # low impact starts cheap, high impact does not
-    knob_one = RoutingPolicy(catalog, PolicySettings(knob=1.0)).plan(
-        p, np.array([3.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]))
-    assert knob_one["start"].tolist() == [2, 2]
+    args = (np.array([3.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]),
+            ["exercise", "course_title"])
+    assert policy.plan(p, *args)["start"].tolist() == [0, 1]
+    knob_one = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=1.0))
+    assert knob_one.plan(p, *args)["start"].tolist() == [2, 2]
+
+
+def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
+    """lam = 0 starts where the expected cost is least; a large lam buys quality; a field
+    of higher impact starts higher at the same lam; starts_for agrees with plan_columns."""
+    p = np.array([[0.80, 0.95, 0.99]] * 2)
+    impact = np.array([3.0, 10.0])
+    prompt, output = np.array([5000.0, 5000.0]), np.array([500.0, 500.0])
+    false_pass = [np.full(2, 0.10), np.full(2, 0.03), np.full(2, 0.005)]  # by tier
+
+    def starts(lam: float) -> list[int]:
+        policy = RoutingPolicy(catalog, PolicySettings(lam=lam))
+        cols = policy.plan_columns(list(p.T), impact, prompt, output, false_pass)
+        plan = {k: np.column_stack(v) for k, v in cols.items()
+                if k in ("eligible", "expected_cost", "expected_bad")}
+        again = policy.starts_for({**plan, "p": p, "impact": impact})
+        assert again.tolist() == np.asarray(cols["start"]).tolist()
+        return again.tolist()
+
+    assert starts(0.0) == [0, 0]
+    assert starts(1000.0) == [2, 2]
+    middle = [starts(lam) for lam in (0.01, 0.03, 0.1, 0.3, 1.0)]
+    assert any(low < high for low, high in middle)  # impact 10 climbs before impact 3
+    assert all(low <= high for low, high in middle)
+
+
+def test_bad_outcome_counts_false_passes_and_flags(catalog):
+    model = LadderCostModel(catalog, PolicySettings(), {"tiers": {
+        t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.0}
+        for t in catalog.ladder}})
+    # Premium start: passes with 0.9, of which 10% is false; else retries that never pass,
+    # then a flag: bad = 0.9 * 0.1 + 0.1 * 1.
+    e = model.expectations([1.0, 1.0, 0.9], [1.0, 1.0, 1.0], [0.0] * 3, [0.0, 0.0, 0.1])
+    assert e["bad"][2] == pytest.approx(0.9 * 0.1 + 0.1)
+    assert e["bad"][0] == pytest.approx(0.0)
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +121,29 @@ def test_learned_decision_record_has_everything(learned):
     assert set(d["pass_probabilities"]) == {"gpt-oss-20b", "gpt-oss-120b", "qwen3-max"}
     assert all(0 <= v <= 1 for v in d["pass_probabilities"].values())
     assert d["start_tier"] == d["ladder"][0] and d["ladder"][-1] == "qwen3-max"
-    assert d["expected_costs"][d["start_tier"]] == min(
-        c for t, c in d["expected_costs"].items()
-        if d["pass_probabilities"][t] >= d["required_pass_prob"] or t == "qwen3-max")
+    assert d["required_pass_prob"] is None  # the expected-loss rule has no threshold
     assert len(d["decision_id"]) == 32
     json.dumps(d)  # serialisable as a log line
 
 
-def test_the_knob_comes_from_the_artifact_unless_overridden(learned, catalog):
-    calibrated = learned.artifact.manifest["policy"]["knob"]
-    assert learned.settings.knob == pytest.approx(calibrated)
-    override = RoutingPolicy(catalog, PolicySettings(knob=0.5), learned.artifact)
-    assert override.settings.knob == 0.5
+def test_the_dial_comes_from_the_artifact_unless_overridden(learned, catalog):
+    calibrated = learned.artifact.manifest["policy"]["lam"]
+    assert learned.settings.lam == pytest.approx(calibrated)
+    override = RoutingPolicy(catalog, PolicySettings(lam=0.5), learned.artifact)
+    assert override.settings.lam == 0.5
+    lookup = learned.variant("lookup_policy")
+    assert lookup.settings.lam == pytest.approx(learned.artifact.manifest["lookup_policy"]["lam"])
+    assert lookup.settings.rule == "expected_loss" and lookup.predictor is not None
+
+
+def test_the_lookup_table_predicts_by_field_only(learned):
+    lookup = learned.variant("lookup_policy")
+    a = pd.DataFrame({"field": ["exercise", "exercise"], "prompt_tokens": [400, 90_000],
+                      "context_tokens": [0, 5000], "analysis.domain": ["arts", "mathematics"]})
+    p = lookup.start_tiers(a)["p"]
+    assert np.allclose(p[0], p[1])  # the table sees the field, nothing else
+    table = learned.artifact.manifest["lookup"]["exercise"]
+    assert p[0].tolist() == pytest.approx([table[t] for t in learned.ladder])
 
 
 def test_exploration_draws_and_records_propensities(learned):

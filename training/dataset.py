@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from router_model.contract import GATE_VERDICTS
 from router_model.files import sha256_file
 
 # Bump when the example-building logic changes, so stale caches are never reused.
-DATASET_VERSION = 2
+DATASET_VERSION = 3
 
 
 def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
@@ -78,7 +79,42 @@ def ladder_statistics(attempts: pd.DataFrame) -> dict[str, dict[str, float]]:
         }
     output = judged.groupby("field")["completion_tokens"].median()
     return {"tiers": by_tier, "median_output_tokens": {str(k): float(v)
-                                                       for k, v in output.items()}}
+                                                       for k, v in output.items()},
+            "gate_errors": gate_errors(attempts)}
+
+
+MIN_AUDITED = 50  # accepted, audited attempts needed before a (field, tier) gets its own rate
+
+
+def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
+    """P(truly failing | the gate accepted) by tier, and by (field, tier) where the audit
+    holds at least MIN_AUDITED accepted attempts; from the rows with an audit verdict."""
+    if "audit_passed" not in attempts.columns:
+        return {"tier": {}, "field_tier": {}, "audited_accepted": 0}
+    audit = pd.Series(attempts["audit_passed"], dtype="boolean")
+    rows = attempts.loc[audit.notna().to_numpy() & attempts["passed"].to_numpy(bool)]
+    bad = ~pd.Series(rows["audit_passed"], dtype="boolean").astype(bool)
+    by_tier = bad.groupby(rows["tier"]).mean()
+    cells = bad.groupby([rows["field"], rows["tier"]]).agg(["mean", "size"])
+    field_tier: dict[str, dict[str, float]] = {}
+    for (f, t), row in cells.iterrows():
+        if row["size"] >= MIN_AUDITED:
+            field_tier.setdefault(str(f), {})[str(t)] = float(row["mean"])
+    return {"tier": {str(t): float(v) for t, v in by_tier.items()}, "field_tier": field_tier,
+            "audited_accepted": len(rows)}
+
+
+def lookup_table(examples: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The simple baseline every learned claim is measured against: per field and tier, the
+    first-attempt pass rate among chains that started on that tier (30 numbers by default);
+    a cell without a started chain takes the tier's overall first-attempt rate."""
+    started = examples[examples["is_start"].astype(bool)]
+    tier_rate = started.groupby("tier")["label"].mean()
+    cell = started.groupby(["field", "tier"])["label"].mean()
+    table: dict[str, dict[str, float]] = {}
+    for f in sorted(examples["field"].unique()):
+        table[str(f)] = {str(t): float(cell.get((f, t), tier_rate[t])) for t in tier_rate.index}
+    return table
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""Calibrate the policy's knob to a target on the user's own tasks.
+"""Calibrate a policy's one dial to the user's target, on the held-out tasks of their logs.
 
-Unlike a threshold calibrated once on public data, the knob is set from the model's
-expectations on the tasks in the user's logs, at training time, and stored in the artifact so
-serving and evaluation use the same value.
+The dial is `lam` (USD per bad outcome) for the expected-loss rule and `knob` for the
+threshold rule. Each policy (learned or lookup table) is calibrated on its own predictions,
+with the same grid and the same target, at training time; the value is stored in the
+artifact so serving and evaluation use it.
 """
 
 from __future__ import annotations
@@ -15,52 +16,59 @@ import pandas as pd
 
 from router_model.policy import RoutingPolicy
 
-TARGETS = ("first_pass_vs_static", "premium_share_max", "final_pass_min")
+TARGETS = ("bad_vs_static", "first_pass_vs_static", "first_pass_min", "premium_share_max",
+           "final_pass_min")
+# Dial grids, safest last: a larger lam or knob starts higher on the ladder.
+DIALS = {"expected_loss": ("lam", np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 61)])),
+         "threshold": ("knob", np.linspace(0.0, 1.0, 101))}
 
 
-def _expected(policy: RoutingPolicy, tasks: pd.DataFrame, p: np.ndarray, knob: float,
-              target: str) -> float:
-    plan = policy.with_settings(knob=knob).start_tiers(tasks, p=p)
-    rows = np.arange(len(tasks))
-    start = plan["start"]
+def expected(plan: Mapping[str, np.ndarray], start: np.ndarray, target: str) -> float:
+    """The policy's own expectation of the target quantity when starting at `start`."""
+    rows = np.arange(len(start))
     if target == "premium_share_max":
         return float(plan["expected_premium_calls"][rows, start].sum()
                      / plan["expected_calls"][rows, start].sum())
     if target == "final_pass_min":
         return float(plan["expected_pass"][rows, start].mean())
-    return float(plan["p"][rows, start].mean())  # first_pass_vs_static
+    if target == "bad_vs_static":
+        return float(plan["expected_bad"][rows, start].mean())
+    return float(plan["p"][rows, start].mean())  # first_pass_vs_static, first_pass_min
 
 
-def calibrate_knob(policy: RoutingPolicy, tasks: pd.DataFrame,
-                   target: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Bisect the knob until the target holds; None when no target is set.
-
-    - `first_pass_vs_static: true`: the smallest knob whose expected first-attempt pass rate
-      is at least the static assignment's (same exposure to failures and gate errors);
-    - `premium_share_max: x`: the largest knob whose expected premium-call share is <= x;
-    - `final_pass_min: y`: the smallest knob whose expected final pass rate is >= y.
-    """
+def one_target(target: Mapping[str, Any] | None) -> tuple[str, Any] | None:
+    """The single target set in `router.calibrate`, or None."""
     goal = {k: v for k, v in (target or {}).items() if v not in (None, False)}
-    if not goal or not policy.learned:
+    if not goal:
         return None
     unknown = sorted(set(goal) - set(TARGETS))
     if unknown or len(goal) != 1:
         raise ValueError(f"router.calibrate needs exactly one of {TARGETS}, got {sorted(goal)}")
-    (name, value), = goal.items()
-    p = policy.start_tiers(tasks)["p"]  # predicted once; only the plan depends on the knob
-    if name == "first_pass_vs_static":
-        static_start = policy.static_starts(tasks["field"])
-        value = float(p[np.arange(len(tasks)), static_start].mean())
-    rising = name != "premium_share_max"  # expectation rises with the knob
-    lo, hi = 0.0, 1.0
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        got = _expected(policy, tasks, p, mid, name)
-        meets = got >= value if rising else got <= value
-        if rising:
-            lo, hi = (lo, mid) if meets else (mid, hi)
-        else:
-            lo, hi = (mid, hi) if meets else (lo, mid)
-    knob = hi if rising else lo
-    return {"target": name, "target_value": float(value), "knob": float(knob),
-            "expected": _expected(policy, tasks, p, knob, name), "tasks": len(tasks)}
+    return next(iter(goal.items()))
+
+
+def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
+                   target: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The least safe dial value whose expectation meets the target; None without a target.
+
+    `*_vs_static` targets take their value from the static assignment under the same
+    predictions (same exposure to failures and gate errors as the seed's rules).
+    """
+    goal = one_target(target)
+    if goal is None or not policy.learned:
+        return None
+    name, value = goal
+    dial, grid = DIALS[policy.settings.rule]
+    plan = policy.start_tiers(tasks)  # predicted and planned once; the dial only re-chooses
+    if name.endswith("_vs_static"):
+        value = expected(plan, policy.static_starts(tasks["field"]), name)
+    got = np.array([expected(plan, policy.with_settings(**{dial: float(g)}).starts_for(plan),
+                             name) for g in grid])
+    lower_is_better = name in ("bad_vs_static", "premium_share_max")
+    meets = got <= value + 1e-12 if lower_is_better else got >= value - 1e-12
+    if name == "premium_share_max":  # the riskiest dial that still keeps premium down
+        idx = int(np.flatnonzero(meets)[-1]) if meets.any() else 0
+    else:  # the cheapest dial from which the target holds
+        idx = next((i for i in range(len(grid)) if meets[i:].all()), len(grid) - 1)
+    return {"dial": dial, "value": float(grid[idx]), "target": name,
+            "target_value": float(value), "expected": float(got[idx]), "tasks": len(tasks)}

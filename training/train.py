@@ -17,9 +17,10 @@ from router_model.artifact import RouterArtifact, save_artifact
 from router_model.config import Catalog, typed
 from router_model.features import FeatureSpec
 from router_model.model import PassModel
-from router_model.policy import PolicySettings, RoutingPolicy
-from training.dataset import ExampleSet, load_examples, split_examples
-from training.knob import calibrate_knob
+from router_model.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from training.dataset import ExampleSet, load_examples, lookup_table, split_examples
+from training.guarantee import learn_then_test
+from training.knob import calibrate_dial
 from training.metrics import full_report, reliability_plot
 from training.train_report import markdown_report
 
@@ -63,15 +64,58 @@ def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: 
     return PassModel(spec=spec, calibrated=calibrated, kind=kind)
 
 
-def calibrate_policy_knob(cfg: DictConfig, model: PassModel, ladder_stats: dict[str, Any],
-                          rows: pd.DataFrame) -> dict[str, Any] | None:
-    """The knob that meets router.calibrate on the held-out tasks (one row per task)."""
-    candidate = RouterArtifact(model=model, manifest={"ladder_stats": ladder_stats,
-                                                      "router_version": "candidate"}, path=None)
+def false_pass_model(model: PassModel, examples: pd.DataFrame, min_rows: int = 200,
+                     min_bad: int = 10) -> dict[str, Any] | None:
+    """P(truly failing | the gate accepted) = sigmoid(c_tier + b * logit(p)), fitted on the
+    audited examples the gate accepted, p being the pass model's prediction there: a hard
+    task's pass on a cheap tier is likelier a false one. None when the audit is too small
+    (the planner then uses the audit's plain rates per tier and field)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if "audit_passed" not in examples.columns:
+        return None
+    audit = pd.Series(examples["audit_passed"], dtype="boolean")
+    rows = examples[audit.notna().to_numpy() & (examples["label"] == 1).to_numpy()]
+    bad = (~pd.Series(rows["audit_passed"], dtype="boolean").astype(bool)).to_numpy(int)
+    if len(rows) < min_rows or bad.sum() < min_bad or bad.sum() == len(bad):
+        return None
+    p = np.clip(model.predict_frame(rows), 1e-6, 1 - 1e-6)
+    tiers = sorted(rows["tier"].unique())
+    X = np.column_stack([(rows["tier"].to_numpy() == t).astype(float) for t in tiers]
+                        + [np.log(p / (1 - p))])
+    fit = LogisticRegression(C=10.0, fit_intercept=False, max_iter=1000).fit(X, bad)
+    coef = fit.coef_[0]
+    return {"intercept": {str(t): float(c) for t, c in zip(tiers, coef, strict=False)},
+            "slope": float(coef[-1]), "rows": len(rows), "bad": int(bad.sum())}
+
+
+def guaranteed_dial(cfg: DictConfig, model: PassModel, manifest: dict[str, Any],
+                    rows: pd.DataFrame) -> dict[str, Any] | None:
+    """Learn-then-Test for the learned policy when router.guarantee asks for it."""
+    spec = cfg.router.get("guarantee") or {}
+    if spec.get("first_pass_min") is None:
+        return None
+    candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate"},
+                               path=None)
     settings = typed(PolicySettings, cfg.router.policy, "router.policy")
     policy = RoutingPolicy(Catalog.from_config(cfg), settings, candidate)
+    return learn_then_test(policy, rows, float(spec.first_pass_min), float(spec.delta),
+                           seed=int(cfg.train.seed))
+
+
+def calibrate_policies(cfg: DictConfig, model: PassModel, manifest: dict[str, Any],
+                       rows: pd.DataFrame) -> dict[str, Any]:
+    """Each variant's dial meeting router.calibrate on the held-out tasks (one per task)."""
+    candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate"},
+                               path=None)
+    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
+    catalog = Catalog.from_config(cfg)
     tasks = rows.drop_duplicates("task_id").reset_index(drop=True)
-    return calibrate_knob(policy, tasks, cfg.router.get("calibrate"))
+    out = {}
+    for key in POLICY_VARIANTS:
+        policy = RoutingPolicy(catalog, settings, candidate).variant(key)
+        out[key] = calibrate_dial(policy, tasks, cfg.router.get("calibrate"))
+    return out
 
 
 @dataclass
@@ -107,7 +151,7 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
         if kind not in estimator_names(cfg.train):
             raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/"
                              f"train; known: {estimator_names(cfg.train)}")
-    steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "calibrate knob",
+    steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "calibrate dials",
              "save"]
     bar = tqdm(total=len(steps), desc="router-train", unit="step", disable=not progress)
 
@@ -165,16 +209,25 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     reliability_plot(curves, y_test, str(reports / "reliability.png"))
     done("evaluate")
 
-    phase("calibrate knob")
-    knob = calibrate_policy_knob(cfg, main, data.ladder_stats, test_rows)
-    metrics["knob_calibration"] = knob
-    done("calibrate knob")
+    phase("calibrate dials")
+    data.ladder_stats["gate_errors"]["model"] = false_pass_model(main, examples)
+    metrics["false_pass_model"] = data.ladder_stats["gate_errors"]["model"]
+    lookup = {"lookup": lookup_table(train_rows), "ladder_stats": data.ladder_stats}
+    dials = calibrate_policies(cfg, main, lookup, test_rows)
+    metrics["calibration"] = dials
+    done("calibrate dials")
 
     phase("save")
     config = OmegaConf.to_container(cfg, resolve=True)
+    guarantee = guaranteed_dial(cfg, main, lookup, test_rows)
+    metrics["guarantee"] = guarantee
+    if guarantee and guarantee["certified"]:  # serve the certified dial, not the point one
+        dials["policy"] = {**(dials["policy"] or {}), "dial": guarantee["dial"],
+                           "value": guarantee["value"]}
+    calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
     artifact = save_artifact(main, cfg.router.artifact, data_hash=data.data_hash,
                              config=config, metrics=metrics, ladder_stats=data.ladder_stats,
-                             policy={"knob": knob["knob"]} if knob else None)
+                             extra_manifest={"lookup": lookup["lookup"], **calibrated})
     metrics["router_version"] = artifact.router_version
     done("save")
     bar.close()

@@ -62,10 +62,10 @@ def format_summary(m: dict[str, Any], artifact_path: Path, reports_dir: Path,
                          f"ECE {_fmt(b['ece'], 4)}")
     lines.append("  ECE by tier: " + ", ".join(f"{t} {_fmt(v['ece'])}"
                                                for t, v in m["by_tier"].items()))
-    if m.get("knob_calibration"):
-        k = m["knob_calibration"]
-        lines.append(f"  policy knob {k['knob']:.3f}, calibrated to {k['target']} "
-                     f"(target {k['target_value']:.4f}, expected {k['expected']:.4f})")
+    for key, k in (m.get("calibration") or {}).items():
+        if k:
+            lines.append(f"  {key}: {k['dial']} {k['value']:.4g}, calibrated to {k['target']}"
+                         f" (target {k['target_value']:.4f}, expected {k['expected']:.4f})")
     top = sorted(m["feature_importance"].items(), key=lambda kv: -kv[1])[:5]
     lines.append("  top features: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
     lines.append(f"  reports: {reports_dir}/{{metrics.json,report.md,reliability.png}}")

@@ -25,12 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR, Catalog
 from router_model.embeddings import embed
-from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.policy import LadderCostModel, PolicySettings, RoutingPolicy
 from router_model.replay import OutcomeCube, replay
 from router_model.routers import RouterContext, build_router
 from training.benchmarks.data import OutcomeTable, build_table, folds, load_long_table
 from training.benchmarks.routers import cheapest_meeting
 from training.benchmarks.text_features import text_statistics, token_counts
+from training.evaluation.compare import quality_at
 from training.evaluation.routing_metrics import (
     aiq,
     apgr,
@@ -213,6 +214,44 @@ def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: Outco
     return out
 
 
+def planned_starts(catalog: Catalog, p: np.ndarray, cost: np.ndarray, rate: float,
+                   lam: float) -> np.ndarray:
+    """The product's expected-loss planner on a benchmark: `p` is each model's predicted true
+    pass; with a gate that flips at `rate`, the gate passes with p(1-r) + (1-p)r, of which
+    (1-p)r / that is a false pass. Start where cost + lam x P(bad outcome) is least."""
+    stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0} for t in catalog.ladder}}
+    model = LadderCostModel(catalog, PolicySettings(), stats)
+    gate_pass = p * (1 - rate) + (1 - p) * rate
+    false_pass = (1 - p) * rate / np.maximum(gate_pass, 1e-12)
+    e = model.expectations(list(gate_pass.T), list(cost.T), [np.zeros(len(p))] * p.shape[1],
+                           list(false_pass.T))
+    loss = np.column_stack(e["cost"]) + lam * np.column_stack(e["bad"])
+    return np.argmin(loss, axis=1)
+
+
+def ladder_frontiers(cfg: DictConfig, catalog: Catalog, probs: dict[str, np.ndarray],
+                     table: OutcomeTable, idx: np.ndarray, rate: float) -> dict[str, Any]:
+    """Per learned router, the planner swept over `ladder_lam_sweep`; against the ladder from
+    the cheapest model: the router's cost at the ladder's true pass, and its true pass at the
+    ladder's cost (upper hull of the swept points)."""
+    seed = int(cfg.seed)
+    ladder = ladder_metrics(catalog, {"ladder-from-cheapest": np.zeros(len(idx), np.int64)},
+                            table, idx, rate, seed)["ladder-from-cheapest"]
+    out: dict[str, Any] = {"ladder-from-cheapest": ladder, "frontiers": {}, "vs_ladder": {}}
+    for name, p in probs.items():
+        starts = {str(lam): planned_starts(catalog, p[idx], table.cost[idx], rate, float(lam))
+                  for lam in cfg.ladder_lam_sweep}
+        points = ladder_metrics(catalog, starts, table, idx, rate, seed)
+        cost = np.array([m["cost_per_prompt"] for m in points.values()])
+        quality = np.array([m["true_pass_rate"] for m in points.values()])
+        out["frontiers"][name] = [{"lam": float(k), **m} for k, m in points.items()]
+        out["vs_ladder"][name] = {
+            "cost_at_ladder_quality": cost_for_quality(cost, quality,
+                                                       ladder["true_pass_rate"] - 1e-12),
+            "quality_at_ladder_cost": quality_at(cost, quality, ladder["cost_per_prompt"])}
+    return out
+
+
 def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     spec = load_spec(name)
@@ -237,11 +276,8 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
         for m in single.values():
             m[f"oracle_share_{key.removeprefix('saved_at_')}"] = {
                 "value": m[key]["value"] / oracle_saved if oracle_saved > 0 else float("nan")}
-    threshold = float(cfg.ladder_threshold)
-    starts = {"ladder-from-cheapest": np.zeros(len(idx), dtype=np.int64),
-              **{r: cheapest_meeting(probs[r][idx], threshold) for r in probs}}
     catalog = benchmark_catalog(cfg, table)
-    ladder = {str(rate): ladder_metrics(catalog, starts, table, idx, float(rate), seed)
+    ladder = {str(rate): ladder_frontiers(cfg, catalog, probs, table, idx, float(rate))
               for rate in cfg.gate_error_rates}
     result = {
         "name": name, "models": table.models, "prompts": len(idx),
@@ -249,7 +285,7 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
         "split": OmegaConf.to_container(spec.split), "published": OmegaConf.to_container(
             spec.published), "premium_score": float(table.score[idx, -1].mean()),
         "cheap_score": float(table.score[idx, 0].mean()),
-        "single_call": single, "ladder": ladder, "ladder_threshold": threshold,
+        "single_call": single, "ladder": ladder,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_benchmark_reports(result, probs, table, idx, Path(cfg.reports_dir) / name)
@@ -261,7 +297,35 @@ def write_benchmark_reports(result: dict[str, Any], probs: dict[str, np.ndarray]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
     curve_plot(probs, table, idx, folder / "curve.png", result["name"])
+    ladder_plot(result, folder / "ladder.png")
     (folder / "report.md").write_text(benchmark_markdown(result))
+
+
+def ladder_plot(result: dict[str, Any], path: Path) -> None:
+    """Each learned router's lam frontier (cost vs true pass) per gate error, with the
+    ladder from the cheapest model as a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = list(result["ladder"])
+    fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), squeeze=False)
+    for ax, rate in zip(axes[0], rates, strict=True):
+        section = result["ladder"][rate]
+        for name, points in section["frontiers"].items():
+            ax.plot([p["cost_per_prompt"] for p in points],
+                    [p["true_pass_rate"] for p in points], "-o", ms=3, label=name)
+        lad = section["ladder-from-cheapest"]
+        ax.scatter(lad["cost_per_prompt"], lad["true_pass_rate"], marker="x", s=60, c="k",
+                   zorder=3, label="ladder-from-cheapest")
+        ax.set_title(f"{result['name']}: gate error {float(rate):.1f}")
+        ax.set_xlabel("cost per prompt (USD)")
+        ax.set_ylabel("true pass rate")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def curve_plot(probs: dict[str, np.ndarray], table: OutcomeTable, idx: np.ndarray,
@@ -332,16 +396,18 @@ def benchmark_markdown(result: dict[str, Any]) -> str:
         lines += [f"Published best ({pub['source']}): APGR {pub['apgr']:.3f}, CPT(50%) "
                   f"{pub['cpt50']:.1%}. Our routers are trained on in-domain folds of this "
                   "benchmark; RouteLLM's were not.", ""]
-    lines += [f"## Start tier + ladder (start: cheapest model with P(pass) >= "
-              f"{result['ladder_threshold']}; gate = true verdict flipped at the rate)", "",
-              "| gate error | router | true pass | mean score | cost / prompt | calls / prompt |",
-              "|---|---|---|---|---|---|"]
-    for rate, routers in result["ladder"].items():
-        for router, m in routers.items():
-            lines.append(f"| {float(rate):.1f} | {router} | {m['true_pass_rate']:.4f} | "
-                         f"{m['mean_score']:.4f} | {m['cost_per_prompt']:.6f} | "
-                         f"{m['calls_per_prompt']:.3f} |")
-    lines += ["", "![curve](curve.png)", ""]
+    lines += ["## Start tier + ladder (the expected-loss planner swept over lam; gate = true "
+              "verdict flipped at the rate)", "",
+              "| gate error | router | cost / prompt at the ladder's true pass | true pass at "
+              "the ladder's cost |", "|---|---|---|---|"]
+    for rate, section in result["ladder"].items():
+        lad = section["ladder-from-cheapest"]
+        lines.append(f"| {float(rate):.1f} | ladder-from-cheapest | "
+                     f"{lad['cost_per_prompt']:.6f} | {lad['true_pass_rate']:.4f} |")
+        for router, v in section["vs_ladder"].items():
+            lines.append(f"| {float(rate):.1f} | {router} | {v['cost_at_ladder_quality']:.6f}"
+                         f" | {v['quality_at_ladder_cost']:.4f} |")
+    lines += ["", "![curve](curve.png)", "", "![ladder frontiers](ladder.png)", ""]
     return "\n".join(lines)
 
 
