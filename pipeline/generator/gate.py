@@ -82,8 +82,14 @@ class BatchingGate:
         return await future
 
     async def _run(self) -> None:
-        await asyncio.sleep(self.wait_s)
-        batch, self._pending = self._pending, []
+        """Score batches until nothing waits: requests arriving mid-batch form the next one."""
+        while self._pending:
+            await asyncio.sleep(self.wait_s)
+            batch, self._pending = self._pending, []
+            await self._score(batch)
+
+    async def _score(self, batch: list[tuple[list[str], list[str], asyncio.Future[np.ndarray]]]
+                     ) -> None:
         outputs = [t for o, _, _ in batch for t in o]
         references = [t for _, r, _ in batch for t in r]
         try:
