@@ -133,11 +133,14 @@ def test_gate_similarity_tracks_the_worlds_quality(embedder, catalog):
                 gate.append(float(np.mean(sims)))
     r_quality = np.corrcoef(quality, gate)[0, 1]
     r_target = np.corrcoef(target, gate)[0, 1]
+    r_world = np.corrcoef(quality, target)[0, 1]  # the world's own gate noise: the ceiling
     mae = float(np.mean(np.abs(np.array(target) - np.array(gate))))
-    print(f"\nn={len(gate)} corr(gate, world quality)={r_quality:.3f} "
-          f"corr(gate, world similarity)={r_target:.3f} MAE vs world similarity={mae:.4f}")
+    print(f"\nn={len(gate)} corr(gate, world quality)={r_quality:.3f} (the world's own "
+          f"similarity reaches {r_world:.3f}) corr(gate, world similarity)={r_target:.3f} "
+          f"MAE vs world similarity={mae:.4f}")
     assert len(gate) >= 60
-    assert r_quality > 0.8 and r_target > 0.9 and mae < 0.03
+    assert r_target > 0.9 and mae < 0.03
+    assert r_quality > 0.85 * r_world
 
 
 def test_rate_limited_tiers_fall_back_to_the_second_provider(tmp_path, embedder):
