@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from pipeline.attempt_log import read_attempts
 from pipeline.generator.cli import load_inputs, run
@@ -19,6 +21,7 @@ from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
+from router_model.config import build_catalog
 from tests.generator_helpers import EXAMPLES, generate_config, simulator
 from tests.helpers import compose_config
 
@@ -166,3 +169,50 @@ def test_the_response_cache_answers_a_repeated_run(tmp_path, embedder):
     assert second["provider_calls"] == 0
     assert second["total"]["cost_usd_per_course"] == first["total"]["cost_usd_per_course"]
     assert first["response_cache_hit_rate"] == 0.0
+
+
+@pytest.mark.parametrize("root", ["course_generate", "provider_sim"])
+def test_the_generator_roots_compose_and_resolve(root):
+    cfg = compose_config(root)
+    OmegaConf.resolve(cfg)
+    assert build_catalog(cfg).ladder == ["gpt-oss-20b", "gpt-oss-120b", "qwen3-max"]
+
+
+@pytest.mark.parametrize("script", ["course-generate", "course-provider-sim"])
+def test_the_generator_commands_have_a_working_help(script):
+    exe = Path(sys.executable).parent / script
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith(f"{script}:") and "provider" in out.stdout
+
+
+def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder):
+    import threading
+
+    import uvicorn
+
+    from pipeline.provider_sim.cli import free_port
+    from router_model.serve_cli import build_service
+    from router_model.service import create_app
+
+    serve_cfg = compose_config("router_serve", [f"serve.decision_log={tmp_path}/served.jsonl",
+                                                "serve.artifact=null", "serve.reload_poll_s=0"])
+    OmegaConf.resolve(serve_cfg)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(build_service(serve_cfg)),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with simulator(embedder) as (url, _):
+            cfg = generate_config(tmp_path, url, f"router.url=http://127.0.0.1:{port}")
+            summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
+    finally:
+        server.should_exit = True
+    assert summary["total"]["failed"] == 0
+    served = {json.loads(x)["decision"]["decision_id"]
+              for x in (tmp_path / "served.jsonl").open()}
+    logged = set(read_attempts(tmp_path / "out/attempts").frame["decision_id"])
+    assert len(logged) == 14 and logged <= served
+    assert not (tmp_path / "out/decisions.jsonl").exists()  # no in-process router was built

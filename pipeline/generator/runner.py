@@ -28,7 +28,7 @@ from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
-from router_model.client import RouterClient
+from router_model.client import LocalRouterClient, RouterClient
 from router_model.config import Catalog
 
 PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",
@@ -226,9 +226,16 @@ class Generator:
 
     # ---- one task through the ladder ---------------------------------------------------
 
-    def _start(self, task: Task) -> _Chain:
+    async def _router(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """In-process calls take microseconds; HTTP ones go to a thread, off the event loop."""
+        call = getattr(self.router, method)
+        if isinstance(self.router, LocalRouterClient):
+            return call(*args, **kwargs)
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+    async def _start(self, task: Task) -> _Chain:
         """The router's decision, plus the generator's exploration when it routes by rules."""
-        decision = self.router.route(task.router_task())
+        decision = await self._router("route", task.router_task())
         start, source, propensity = (decision["start_tier"], decision["source"],
                                      float(decision["propensity"]))
         eps = self.settings.explore_epsilon
@@ -246,13 +253,13 @@ class Generator:
                       reason="context_overflow" if overflow else None)
 
     async def run_task(self, task: Task, journal: AttemptJournal) -> FieldResult:
-        chain = self._start(task)
+        chain = await self._start(task)
         while True:
             call = await self._call(task, chain)
             verdict = await self._judge(task, chain, call)
             self._log(task, chain, call, verdict, journal)
-            step = self.router.escalate(
-                decision_id=chain.decision["decision_id"], tier=chain.tier,
+            step = await self._router(
+                "escalate", decision_id=chain.decision["decision_id"], tier=chain.tier,
                 similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
                 error_kind=call.error_kind, retry_count=chain.retry)
             if step["action"] == "accept":
