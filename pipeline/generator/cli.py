@@ -134,6 +134,7 @@ def totals(courses: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "attempts_per_course": round(sum(c["attempts"] for c in ok) / n, 2),
             "first_attempt_pass": round(sum(c["first_attempt_pass"] for c in ok) / n, 4),
             "final_pass": round(sum(c["final_pass"] for c in ok) / n, 4),
+            "mean_similarity": round(sum(c["mean_similarity"] for c in ok) / n, 4),
             "flagged_fields": sum(len(c["flagged"]) for c in ok),
             "cache_hits": sum(c["cache_hits"] for c in ok)}
 
