@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -216,3 +217,45 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
     logged = set(read_attempts(tmp_path / "out/attempts").frame["decision_id"])
     assert len(logged) == 14 and logged <= served
     assert not (tmp_path / "out/decisions.jsonl").exists()  # no in-process router was built
+
+
+def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embedder, catalog):
+    from pipeline.generator.gate import BatchingGate
+    from pipeline.generator.llm_client import CallResult
+    from pipeline.generator.runner import AttemptJournal, Generator
+    from pipeline.provider_sim.server import parse_task
+    from router_model.client import LocalRouterClient
+    from router_model.serve_cli import build_service
+
+    class ScriptedProvider:
+        """Answers each lesson with its own brief; the first answer breaks one item."""
+
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        async def complete(self, tier, messages, **_):
+            items = parse_task(messages)["items"]
+            self.asked.append([i["id"] for i in items])
+            lessons = [{"id": i["id"], "title": "Lesson", "content": i["brief"]} for i in items]
+            if len(self.asked) == 1:
+                del lessons[1]["content"]
+            return CallResult(json.dumps({"lessons": lessons}), "stop", 100, 100, 0.001, 1.0,
+                              "scripted")
+
+    cfg = generate_config(tmp_path, "http://unused")
+    result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
+    settings = GenerateSettings.from_config(cfg.generate)
+    task = next(t for t in build_tasks(result, settings.prompts,
+                                       {n: s.phase for n, s in catalog.fields.items()})
+                if t.field == "lesson_content")
+    provider = ScriptedProvider()
+    generator = Generator(catalog, LocalRouterClient(build_service(cfg)), provider,
+                          BatchingGate(embedder), settings, tmp_path / "out")
+    journal = AttemptJournal(tmp_path / "out/attempts/x.jsonl")
+    field = asyncio.run(generator.run_task(task, journal))
+    ids = list(task.items)
+    assert provider.asked == [ids, [ids[1]]]
+    assert set(field.items) == set(ids) and field.passed and field.attempts == 2
+    rows = read_attempts(tmp_path / "out/attempts").frame
+    assert list(rows["error_kind"]) == ["schema", "none"]
+    assert list(rows["escalation_reason"].fillna("")) == ["", "schema_error"]

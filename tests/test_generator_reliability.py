@@ -120,3 +120,16 @@ def test_a_planted_api_key_never_leaves_the_process(tmp_path, embedder, catalog,
     for text in [*written, messages, caplog.text]:
         assert planted not in text
     assert any("error" in t or "schema" in t for t in written)
+
+
+def test_a_stream_slower_than_the_timeout_fails_resumably(tmp_path, embedder, catalog,
+                                                          monkeypatch):
+    monkeypatch.setenv("PROVIDER_SIM_API_KEY", "k")
+    with simulator(embedder, faults={"slow_stream": 1.0}, slow_chunk_delay_s=1.5) as (url, _):
+        cfg = generate_config(tmp_path, url, "provider.timeout_s=0.5", "provider.max_retries=0")
+        summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
+    error = summary["courses"]["example-short"]["error"]
+    assert "phase 1" in error and "run the same command again to resume" in error
+    logs = read_attempts(tmp_path / "out/attempts").frame
+    assert set(logs["error_kind"]) == {"timeout"} and not logs["passed"].any()
+    check_logs(tmp_path / "out", catalog)
