@@ -183,7 +183,6 @@ class Generator:
         self.settings = settings
         self.out = Path(out_dir)
         self.progress = progress
-        self.rng = random.Random(settings.seed)
         self.phases = {n: s.phase for n, s in catalog.fields.items()}
 
     # ---- courses ---------------------------------------------------------------------
@@ -241,8 +240,9 @@ class Generator:
         eps = self.settings.explore_epsilon
         ladder = self.catalog.ladder
         if eps > 0 and source == "rules" and start in ladder:
-            if self.rng.random() < eps:
-                choice = self.rng.choice(ladder)
+            rng = random.Random(f"{self.settings.seed}|{task.task_id}")  # order-free draws
+            if rng.random() < eps:
+                choice = rng.choice(ladder)
                 propensity = eps / len(ladder) + (1 - eps) * (choice == start)
                 start, source = choice, "exploration"
             else:
