@@ -158,9 +158,10 @@ def format_summary(summary: dict[str, Any], rules: dict[str, Any] | None = None)
         lines.append(f"{name:<22}{t['cost_usd_per_course']:>10.4f}"
                      f"{t['attempts_per_course']:>10.2f}{t['first_attempt_pass']:>10.3f}"
                      f"{t['final_pass']:>8.3f}{t['flagged_fields']:>9}")
-    rate = summary.get("response_cache_hit_rate")
-    if rate is not None:
-        lines.append(f"response cache hit rate: {rate:.1%}")
+    for name, run_summary in (("this run", summary), ("seed rules", rules or {})):
+        rate = run_summary.get("response_cache_hit_rate")
+        if rate is not None:
+            lines.append(f"response cache hit rate ({name}): {rate:.1%}")
     return "\n".join(lines)
 
 
