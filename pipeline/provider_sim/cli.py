@@ -14,7 +14,7 @@ from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import Embedder
 from pipeline.provider_sim.degrade import Degrader
 from pipeline.provider_sim.server import ProviderSimulator, SimSettings, create_app
-from pipeline.provider_sim.world import RequestWorld
+from pipeline.provider_sim.request_world import RequestWorld
 from router_model.config import CONF_DIR, build_catalog
 
 

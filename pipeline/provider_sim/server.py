@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipeline.generator.tasks import TASK_MARKER, estimate_tokens
 from pipeline.provider_sim.degrade import Degrader, fill, repetitions
-from pipeline.provider_sim.world import Draw, RequestWorld, keyed_rng
+from pipeline.provider_sim.request_world import Draw, RequestWorld, keyed_rng
 from router_model.config import Catalog
 
 FAULTS = ("rate_limit", "server_error", "timeout", "malformed_json", "truncated", "slow_stream")
