@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import Embedder
 from pipeline.provider_sim.degrade import Degrader
-from pipeline.provider_sim.server import ProviderSimulator, SimSettings, create_app
 from pipeline.provider_sim.request_world import RequestWorld
+from pipeline.provider_sim.server import ProviderSimulator, SimSettings, create_app
 from router_model.config import CONF_DIR, build_catalog
 
 
