@@ -30,7 +30,6 @@ class Embedder:
         self.cache = cache
         self.memory: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.computed = 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         keys = [digest("minilm", t) for t in texts]
@@ -51,7 +50,6 @@ class Embedder:
         from router_model.embeddings import _sentence_model
 
         with self._lock:  # the simulator's thread and the generator share one model
-            self.computed += len(texts)
             vectors = _sentence_model().encode(texts, batch_size=64, normalize_embeddings=True,
                                                show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
