@@ -259,3 +259,22 @@ def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embed
     rows = read_attempts(tmp_path / "out/attempts").frame
     assert list(rows["error_kind"]) == ["schema", "none"]
     assert list(rows["escalation_reason"].fillna("")) == ["", "schema_error"]
+
+
+def test_the_simulator_streams_server_sent_events_the_sdk_reads(embedder, catalog):
+    import openai
+
+    result = parse_analysis_result(example())
+    cfg = compose_config("course_generate")
+    task = build_tasks(result, GenerateSettings.from_config(cfg.generate).prompts,
+                       {n: s.phase for n, s in catalog.fields.items()})[1]
+    with simulator(embedder) as (url, _):
+        client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
+        stream = client.chat.completions.create(
+            model=catalog.tiers["gpt-oss-20b"].model_id, messages=task.messages(list(task.items)),
+            stream=True, seed=3, response_format={"type": "json_schema", "json_schema": {
+                "name": task.field, "schema": task.spec.json_schema()}})
+        chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert parse_output(task.spec, content, list(task.items))[next(iter(task.items))].value
+    assert chunks[-1].usage.completion_tokens > 0
