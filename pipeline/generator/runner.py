@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -190,6 +191,7 @@ class Generator:
     async def run_course(self, result: AnalysisResult, fresh: bool = False) -> dict[str, Any]:
         """Generate (or resume) one course; write its JSON; return it."""
         cid = result.course_id
+        started = time.perf_counter()
         input_hash = hashlib.sha256(result.model_dump_json().encode()).hexdigest()
         state_path = self.out / "state" / f"{cid}.json"
         journal_path = self.out / "attempts" / f"{cid}.jsonl"
@@ -211,6 +213,7 @@ class Generator:
                     f"{len(state.done)}/{len(tasks)} fields are finished and saved in "
                     f"{state_path}; run the same command again to resume") from errors[0]
         course = assemble_course(result, tasks, state.done)
+        course["summary"]["wall_s"] = round(time.perf_counter() - started, 2)
         path = self.out / "courses" / f"{cid}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(course, indent=1))
@@ -403,7 +406,7 @@ def course_summary(result: AnalysisResult, fields: list[FieldResult]) -> dict[st
         "final_pass": round(float(np.mean([f.passed for f in fields])), 4),
         "mean_similarity": round(float(np.mean([f.similarity for f in fields])), 4),
         "flagged": flagged,
-        "call_latency_s": round(sum(f.latency_ms for f in fields) / 1000.0, 2),
+        "call_latency_s": round(sum(f.latency_ms for f in fields) / 1000.0, 2),  # summed
         "min_lessons_ok": result.lesson_count >= result.min_lessons,
         "router_versions": sorted({f.router_version for f in fields}),
     }
