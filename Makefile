@@ -16,10 +16,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## simulate the default logs, train the router, print the savings table
+demo: install  ## simulate logs, train, evaluate; then generate the example courses
 	$(BIN)/router-simulate
 	$(BIN)/router-train
 	$(BIN)/router-evaluate
+	@export PROVIDER_SIM_API_KEY=$${PROVIDER_SIM_API_KEY:-sim-local}; \
+	$(BIN)/course-provider-sim provider_sim.port=8090 & sim=$$!; trap "kill $$sim" EXIT; \
+	for i in $$(seq 90); do $(BIN)/python -c "import httpx; \
+	  httpx.get('http://127.0.0.1:8090/healthz')" 2>/dev/null && break; sleep 1; done; \
+	$(BIN)/course-generate data/examples/ generate.compare_with_rules=true provider.cache=true \
+	  generate.fresh=true
 
 test: install  ## the whole test suite (real files, servers and models)
 	$(BIN)/python -m pytest
@@ -36,6 +42,7 @@ repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 perf: install  ## speed measurements (print numbers and ratios, never assert)
 	$(BIN)/python perf/train_scale.py
 	$(BIN)/python perf/policy_speed.py
+	$(BIN)/python perf/generator_speed.py
 
 evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 25 min)
 	$(BIN)/router-evaluate-seeds

@@ -50,6 +50,39 @@ def _randint(rng: np.random.Generator, bounds: Any, size: int) -> np.ndarray:
     return rng.integers(lo, hi + 1, size=size)
 
 
+# The world's formulas, on scalars or arrays: shared by the log simulator and the provider
+# simulator (pipeline/provider_sim), so both draw from the same world.
+
+
+def observable_difficulty(c: Mapping[str, Any], domain_offset: Any, audience_offset: Any,
+                          complexity: Any, completeness: Any) -> Any:
+    """Course difficulty a router can see: category offsets plus complexity/completeness."""
+    return (domain_offset + audience_offset + float(c["complexity_weight"]) * (complexity - 0.4)
+            - float(c["completeness_weight"]) * (completeness - 0.75))
+
+
+def task_difficulty(base: Any, sensitivity: Any, observable: Any, total_tokens: Any,
+                    batch: Any, batch_difficulty: float, course_hidden: Any,
+                    task_noise: Any) -> Any:
+    """Field base + sensitivity x course difficulty + size and batch terms + hidden effects."""
+    return (base + sensitivity * observable + 0.1 * np.log(total_tokens / 10_000.0)
+            + batch_difficulty * (batch - 1.0) + course_hidden + task_noise)
+
+
+def quality_base(q: Mapping[str, Any], tier: Mapping[str, Any], difficulty: Any,
+                 language_offset: Any) -> tuple[Any, Any]:
+    """(margin, expected true quality) of a tier on a task, before per-attempt noise."""
+    floor, ceiling, slope = float(q["floor"]), float(q["ceiling"]), float(q["slope"])
+    margin = float(tier["skill"]) - difficulty - float(tier["language_gap"]) * language_offset
+    return margin, floor + (ceiling - floor) / (1.0 + np.exp(-slope * margin))
+
+
+def schema_error_probability(tier: Mapping[str, Any], structure: Any, margin: Any) -> Any:
+    """Cheaper tiers break the schema more, and more on strict fields and hard tasks."""
+    return np.clip(float(tier["schema_error"]) * structure * np.exp(np.maximum(-margin, 0)),
+                   0, 0.9)
+
+
 def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Generator
                      ) -> pd.DataFrame:
     """One row per course: the Stage-4 analysis plus its hidden difficulty."""
@@ -64,8 +97,7 @@ def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Gene
     objectives = _randint(rng, c["objectives"], n_courses)
     source = np.round(float(c["source_tokens_median"])
                       * np.exp(rng.normal(0.0, float(c["source_tokens_sigma"]), n_courses)))
-    observable = (d_off + a_off + float(c["complexity_weight"]) * (complexity - 0.4)
-                  - float(c["completeness_weight"]) * (completeness - 0.75))
+    observable = observable_difficulty(c, d_off, a_off, complexity, completeness)
     hidden = rng.normal(0.0, float(cfg["noise"]["course_sd"]), n_courses)
     return pd.DataFrame({
         "course_index": np.arange(n_courses),
@@ -124,14 +156,12 @@ def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog
     tasks["context_tokens"] = np.round(context).astype(np.int64)
     tasks["expected_output_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
     total = tasks["prompt_tokens"] + tasks["context_tokens"]
-    tasks["_difficulty"] = (
-        f["difficulty"].to_numpy(float)
-        + f["sensitivity"].to_numpy(float) * tasks["_observable_difficulty"].to_numpy()
-        + 0.1 * np.log(total.to_numpy() / 10_000.0)
-        + float(cfg["batch_difficulty"]) * (batch - 1.0)
-        + tasks["_hidden_difficulty"].to_numpy()
-        + rng.normal(0.0, float(cfg["noise"]["task_sd"]), n)
-        + interaction_difficulty(cfg.get("interactions") or {}, tasks, total.to_numpy()))
+    tasks["_difficulty"] = task_difficulty(
+        f["difficulty"].to_numpy(float), f["sensitivity"].to_numpy(float),
+        tasks["_observable_difficulty"].to_numpy(), total.to_numpy(), batch,
+        float(cfg["batch_difficulty"]), tasks["_hidden_difficulty"].to_numpy(),
+        rng.normal(0.0, float(cfg["noise"]["task_sd"]), n)
+    ) + interaction_difficulty(cfg.get("interactions") or {}, tasks, total.to_numpy())
     tasks["_structure"] = f["structure"].to_numpy(float)
     tasks["brief"] = ("Write the " + tasks["field"].str.replace("_", " ") + " for a "
                       + tasks["audience_level"] + " " + tasks["domain"].str.replace("_", " ")
@@ -188,7 +218,6 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     names = catalog.tier_names
     n_att = catalog.gate.retries_per_tier + 1
     q = cfg["quality"]
-    floor, ceiling, slope = float(q["floor"]), float(q["ceiling"]), float(q["slope"])
     noise = cfg["noise"]
     difficulty = tasks["_difficulty"].to_numpy()
     lang = tasks["_language_offset"].to_numpy()
@@ -205,16 +234,14 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     latency = np.empty((n, len(names)))
     for j, name in enumerate(names):
         t = cfg["tiers"][name]
-        margin = (float(t["skill"]) - difficulty - float(t["language_gap"]) * lang
-                  - tier_penalty(cfg.get("interactions") or {}, name, tasks))
-        base = floor + (ceiling - floor) / (1.0 + np.exp(-slope * margin))
+        penalty = tier_penalty(cfg.get("interactions") or {}, name, tasks)
+        margin, base = quality_base(q, t, difficulty + penalty, lang)
         draws = base[:, None] + rng.normal(0.0, float(noise["attempt_sd"]), (n, n_att))
         # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
         off_topic = rng.random((n, n_att)) < float(t["off_topic"])
         draws = np.where(off_topic, rng.uniform(0.2, 0.6, (n, n_att)), draws)
         quality[:, j, :] = np.clip(draws, 0.0, 1.0)
-        p_err = np.clip(float(t["schema_error"]) * structure * np.exp(np.maximum(-margin, 0)),
-                        0, 0.9)
+        p_err = schema_error_probability(t, structure, margin)
         schema_valid[:, j, :] = rng.random((n, n_att)) >= p_err[:, None]
         completion[:, j] = np.round(expected_out * float(t["completion_scale"]))
         tier = catalog.tiers[name]

@@ -1,0 +1,1 @@
+"""The Stage-5 generator: analysis_result -> course, through router, gate and ladder."""

@@ -1,0 +1,67 @@
+"""A small on-disk key-value store (sqlite, stdlib) for responses and embeddings.
+
+sqlite because it is atomic per write, safe across threads and processes, and needs no new
+dependency; WAL mode lets the provider simulator and the generator share one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+
+def digest(*parts: Any) -> str:
+    """A stable key: sha256 of the parts' canonical JSON."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class DiskCache:
+    """bytes by key, in one sqlite table; counts hits and misses for the run summary."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB)")
+        self._db.commit()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return bytes(row[0])
+
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(
+                    f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk).fetchall())
+        return {k: bytes(v) for k, v in found.items()}
+
+    def put_many(self, items: dict[str, bytes]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", items.items())
+            self._db.commit()
+
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

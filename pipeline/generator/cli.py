@@ -1,0 +1,206 @@
+"""`course-generate`: analysis_result JSON files -> finished courses, attempt logs, summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from pipeline.generator.cache import DiskCache
+from pipeline.generator.gate import BatchingGate, Embedder
+from pipeline.generator.inputs import AnalysisResult, InputError, load_analysis_result
+from pipeline.generator.llm_client import LLMClient, ProviderConfigError
+from pipeline.generator.runner import (
+    PHASES,
+    CourseFailed,
+    GenerateSettings,
+    Generator,
+)
+from pipeline.generator.tasks import build_tasks
+from router_model.client import HttpRouterClient, LocalRouterClient, RouterClient
+from router_model.config import CONF_DIR, Catalog
+from router_model.serving import RouterService
+
+
+def load_inputs(paths: Sequence[str | Path]) -> list[AnalysisResult]:
+    """Every analysis_result under `paths`, all validated before any LLM call."""
+    files: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        files += sorted(p.glob("*.json")) if p.is_dir() else [p]
+    if not files:
+        raise InputError("no analysis_result given: pass JSON files or folders "
+                         "(course-generate data/examples/typical.json)")
+    results, problems = [], []
+    for f in files:
+        try:
+            results.append(load_analysis_result(f))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputError("\n".join(problems))
+    ids = [r.course_id for r in results]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"course_id must be unique across inputs; got {ids}")
+    return results
+
+
+def router_client(cfg: DictConfig, stack: ExitStack) -> RouterClient:
+    """router-serve over HTTP when router.url is set, else the service in-process."""
+    if cfg.router.get("url"):
+        client = HttpRouterClient(str(cfg.router.url))
+        stack.callback(client.close)
+        return client
+    service = RouterService.from_config(cfg)
+    stack.callback(service.close)
+    return LocalRouterClient(service)
+
+
+def phase_bars(results: list[AnalysisResult], settings: GenerateSettings, catalog: Catalog,
+               enabled: bool, stack: ExitStack) -> Callable[[int], None]:
+    """One progress bar per phase; returns the callback a finished task calls."""
+    phases = {n: s.phase for n, s in catalog.fields.items()}
+    totals: dict[int, int] = {}
+    for r in results:
+        for t in build_tasks(r, settings.prompts, phases):
+            totals[t.phase] = totals.get(t.phase, 0) + 1
+    bars = {p: stack.enter_context(tqdm(total=n, desc=f"phase {p} {PHASES[p]}", unit="field",
+                                        position=i, disable=not enabled, leave=True))
+            for i, (p, n) in enumerate(sorted(totals.items()))}
+    return lambda phase: bars[phase].update(1)
+
+
+async def _run_all(generator: Generator, results: list[AnalysisResult], in_flight: int,
+                   fresh: bool) -> dict[str, Any]:
+    limit = asyncio.Semaphore(in_flight)
+
+    async def one(result: AnalysisResult) -> dict[str, Any]:
+        async with limit:
+            try:
+                return (await generator.run_course(result, fresh=fresh))["summary"]
+            except CourseFailed as exc:
+                return {"error": str(exc)}
+
+    summaries = await asyncio.gather(*(one(r) for r in results))
+    await generator.llm.close()
+    return dict(zip([r.course_id for r in results], summaries, strict=True))
+
+
+def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
+        embedder: Embedder | None = None) -> dict[str, Any]:
+    """Generate every input course; write and return the run summary."""
+    g = cfg.generate
+    results = results if results is not None else load_inputs(list(g.inputs))
+    catalog = Catalog.from_config(cfg)
+    settings = GenerateSettings.from_config(g)
+    out = Path(g.out_dir)
+    provider = OmegaConf.to_container(cfg.provider, resolve=True)
+    with ExitStack() as stack:
+        cache = DiskCache(provider["cache_path"]) if provider.get("cache") else None
+        if cache is not None:
+            stack.callback(cache.close)
+        if embedder is None:
+            embedder = Embedder(DiskCache(g.embedding_cache) if g.embedding_cache else None)
+        progress = phase_bars(results, settings, catalog, bool(g.progress), stack)
+        llm = LLMClient(catalog, provider, cache)
+        generator = Generator(catalog, router_client(cfg, stack), llm,
+                              BatchingGate(embedder, float(g.gate_batch_wait_s)), settings,
+                              out, progress)
+        courses = asyncio.run(_run_all(generator, results, int(g.max_courses_in_flight),
+                                       bool(g.fresh)))
+    summary = {"courses": courses, "total": totals(courses),
+               "response_cache_hit_rate": cache.hit_rate() if cache else None,
+               "provider_calls": llm.calls}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def totals(courses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean per finished course, and how many failed."""
+    ok = [c for c in courses.values() if "error" not in c]
+    n = max(len(ok), 1)
+    return {"courses": len(ok), "failed": len(courses) - len(ok),
+            "cost_usd_per_course": round(sum(c["cost_usd"] for c in ok) / n, 6),
+            "attempts_per_course": round(sum(c["attempts"] for c in ok) / n, 2),
+            "first_attempt_pass": round(sum(c["first_attempt_pass"] for c in ok) / n, 4),
+            "final_pass": round(sum(c["final_pass"] for c in ok) / n, 4),
+            "mean_similarity": round(sum(c["mean_similarity"] for c in ok) / n, 4),
+            "flagged_fields": sum(len(c["flagged"]) for c in ok),
+            "cache_hits": sum(c["cache_hits"] for c in ok)}
+
+
+def format_summary(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> str:
+    """The per-course table, and the rule policy's totals beside ours when given."""
+    lines = [f"{'course':<22}{'$/course':>10}{'attempts':>10}{'1st pass':>10}"
+             f"{'final':>8}{'flagged':>9}"]
+    for cid, c in summary["courses"].items():
+        if "error" in c:
+            lines.append(f"{cid:<22}FAILED: {c['error']}")
+            continue
+        lines.append(f"{cid:<22}{c['cost_usd']:>10.4f}{c['attempts']:>10}"
+                     f"{c['first_attempt_pass']:>10.3f}{c['final_pass']:>8.3f}"
+                     f"{len(c['flagged']):>9}")
+    rows = [("this run", summary["total"])] + ([("seed rules", rules["total"])] if rules else [])
+    lines.append("")
+    lines.append(f"{'policy':<22}{'$/course':>10}{'attempts':>10}{'1st pass':>10}"
+                 f"{'final':>8}{'flagged':>9}")
+    for name, t in rows:
+        lines.append(f"{name:<22}{t['cost_usd_per_course']:>10.4f}"
+                     f"{t['attempts_per_course']:>10.2f}{t['first_attempt_pass']:>10.3f}"
+                     f"{t['final_pass']:>8.3f}{t['flagged_fields']:>9}")
+    for name, run_summary in (("this run", summary), ("seed rules", rules or {})):
+        rate = run_summary.get("response_cache_hit_rate")
+        if rate is not None:
+            lines.append(f"response cache hit rate ({name}): {rate:.1%}")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path=CONF_DIR, config_name="course_generate", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg)
+    for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        results = load_inputs(list(cfg.generate.inputs))
+        summary = run(cfg, results)
+        rules = None
+        if cfg.generate.compare_with_rules:
+            rules_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+            rules_cfg.serve.artifact = None
+            rules_cfg.router.url = None
+            rules_cfg.generate.out_dir = f"{cfg.generate.out_dir}/seed_rules"
+            rules_cfg.serve.decision_log = f"{rules_cfg.generate.out_dir}/decisions.jsonl"
+            rules = run(rules_cfg, results)
+    except (InputError, ProviderConfigError) as exc:
+        print(f"course-generate: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(format_summary(summary, rules))
+    if summary["total"]["failed"]:
+        sys.exit(1)
+
+
+HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "--config-name", "-cn",
+                          "--config-path", "-cp", "--config-dir", "-cd"}
+
+
+def main() -> None:
+    """Positional arguments are inputs: `course-generate a.json b/` means generate.inputs."""
+    rest, inputs = [], []
+    for i, arg in enumerate(sys.argv[1:]):
+        flag_value = i > 0 and sys.argv[i] in HYDRA_FLAGS_WITH_VALUE
+        is_input = not flag_value and "=" not in arg and not arg.startswith("-")
+        (inputs if is_input else rest).append(arg)
+    if inputs:
+        rest.append(f"generate.inputs=[{','.join(inputs)}]")
+    sys.argv = [sys.argv[0], *rest]
+    _main()

@@ -1,0 +1,132 @@
+"""The Stage-4 analysis_result the generator reads, validated before any LLM call.
+
+A bad file (missing keys, wrong types, empty sections, NaN) is rejected with the JSON path of
+every problem, so the caller can fix Stage 4's output instead of paying for a half course.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Text = Annotated[str, Field(min_length=1)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+METADATA_FIELDS = ("course_title", "course_description", "learning_outcomes",
+                   "pedagogical_strategy")
+
+
+class InputError(ValueError):
+    """The analysis_result is unusable; the message lists each problem with its JSON path."""
+
+
+class Brief(BaseModel):
+    """What Stage 4 wants from one field: the gate's reference text."""
+
+    model_config = STRICT
+    objectives: Annotated[list[Text], Field(min_length=1)]
+    key_points: list[Text] = Field(default_factory=list)
+
+    def text(self) -> str:
+        points = f" Key points: {'; '.join(self.key_points)}." if self.key_points else ""
+        return f"Objectives: {'; '.join(self.objectives)}.{points}"
+
+
+class Analysis(BaseModel):
+    """Stage-4 features the router sees; extra keys are kept (finite values only)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    domain: Text
+    audience_level: Text
+    language: Text
+    complexity: Unit
+    analysis_completeness: Unit
+
+
+class Metadata(BaseModel):
+    model_config = STRICT
+    course_title: Brief
+    course_description: Brief
+    learning_outcomes: Brief
+    pedagogical_strategy: Brief
+
+
+class Lesson(BaseModel):
+    model_config = STRICT
+    brief: Brief
+    exercises: Annotated[int, Field(ge=1, le=5)] = 1
+
+
+class Section(BaseModel):
+    model_config = STRICT
+    brief: Brief
+    lessons: Annotated[list[Lesson], Field(min_length=1)]
+
+
+class AnalysisResult(BaseModel):
+    """One course's Stage-4 output: features, per-field briefs and the source material."""
+
+    model_config = STRICT
+    course_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
+    topic: Text
+    analysis: Analysis
+    metadata: Metadata
+    sections: Annotated[list[Section], Field(min_length=1)]
+    min_lessons: Annotated[int, Field(ge=1)] = 1
+    source_material: str = ""
+
+    @property
+    def lesson_count(self) -> int:
+        return sum(len(s.lessons) for s in self.sections)
+
+
+def json_path(loc: tuple[Any, ...]) -> str:
+    """('sections', 2, 'brief') -> '$.sections[2].brief'."""
+    out = "$"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _non_finite(data: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths of NaN / Infinity anywhere (extra analysis keys are not typed, so look)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [loc]
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _non_finite(v, (*loc, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _non_finite(v, (*loc, i))]
+    return []
+
+
+def parse_analysis_result(data: Any) -> AnalysisResult:
+    """Validate a decoded analysis_result; raise InputError naming every bad JSON path."""
+    problems = [f"{json_path(loc)}: NaN/Infinity is not a number" for loc in _non_finite(data)]
+    try:
+        result = AnalysisResult.model_validate(data)
+    except ValidationError as exc:
+        problems += [f"{json_path(e['loc'])}: {e['msg']}" for e in exc.errors()
+                     if "finite" not in e["msg"]]
+    if problems:
+        raise InputError("invalid analysis_result:\n  " + "\n  ".join(problems))
+    return result
+
+
+def load_analysis_result(path: str | Path) -> AnalysisResult:
+    """Read and validate one analysis_result JSON file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg})") from None
+    try:
+        return parse_analysis_result(data)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None

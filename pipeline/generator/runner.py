@@ -1,0 +1,412 @@
+"""The Stage-5 generator: phases, the router's escalation loop, attempt logs and resume.
+
+For each task the router picks the start tier; every attempt goes through the schema and
+the similarity gate, and the router's ladder says what happens next. Every attempt is
+appended to the course's attempt log (the contract's JSONL) the moment it ends, and every
+finished field to the course's state file, so a killed run resumes without regenerating
+finished fields or duplicating log rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.generator.gate import BatchingGate
+from pipeline.generator.inputs import AnalysisResult
+from pipeline.generator.llm_client import CallResult, LLMClient
+from pipeline.generator.schemas import gate_text, parse_output
+from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
+from router_model.client import LocalRouterClient, RouterClient
+from router_model.config import Catalog
+from router_model.contract import AttemptRecord
+
+PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",
+          5: "minimum lessons"}
+
+
+class CourseFailed(RuntimeError):
+    """A course stopped before finishing; its finished fields and logs are kept, and running
+    the same command again resumes it."""
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """`generate` in config."""
+
+    prompts: dict[str, FieldPrompt]
+    explore_epsilon: float = 0.0  # random start tiers when the router answers from rules
+    max_attempts_per_task: int = 12
+    output_token_factor: float = 3.0  # max_tokens = factor x expected + 256
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> GenerateSettings:
+        prompts = {name: FieldPrompt(float(f["context_share"]), int(f["output_tokens"]))
+                   for name, f in cfg["fields"].items()}
+        return cls(prompts=prompts, explore_epsilon=float(cfg["explore_epsilon"]),
+                   max_attempts_per_task=int(cfg["max_attempts_per_task"]),
+                   output_token_factor=float(cfg["output_token_factor"]),
+                   seed=int(cfg["seed"]))
+
+
+@dataclass
+class FieldResult:
+    """A finished task: its output per item and what it took."""
+
+    task_id: str
+    field: str
+    phase: int
+    items: dict[str, Any]
+    item_similarity: dict[str, float]
+    tier: str
+    start_tier: str
+    start_source: str
+    decision_id: str
+    router_version: str
+    attempts: int
+    calls: int
+    first_attempt_passed: bool
+    passed: bool
+    flagged: bool
+    cost_usd: float
+    latency_ms: float
+    cache_hits: int = 0
+    flag_reason: str | None = None
+
+    @property
+    def similarity(self) -> float:
+        return float(np.mean(list(self.item_similarity.values())))
+
+
+class AttemptJournal:
+    """One course's attempt log, appended row by row (contract JSONL), crash-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.counts: dict[str, int] = {}
+        if path.exists():
+            raw = path.read_bytes()
+            if raw and not raw.endswith(b"\n"):  # a row torn by a kill: drop it
+                raw = raw[: raw.rfind(b"\n") + 1]
+                path.write_bytes(raw)
+            for line in raw.splitlines():
+                task_id = json.loads(line)["task_id"]
+                self.counts[task_id] = self.counts.get(task_id, 0) + 1
+
+    def next_attempt(self, task_id: str) -> int:
+        self.counts[task_id] = self.counts.get(task_id, 0) + 1
+        return self.counts[task_id]
+
+    def append(self, record: AttemptRecord) -> None:
+        line = (record.model_dump_json() + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+class CourseState:
+    """Finished fields of one course, rewritten atomically after each one."""
+
+    def __init__(self, path: Path, input_hash: str) -> None:
+        self.path = path
+        self.done: dict[str, FieldResult] = {}
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data["input_hash"] != input_hash:
+                raise CourseFailed(f"{path} belongs to a different analysis_result for this "
+                                   "course_id; delete it or pass fresh=true to start over")
+            self.done = {k: FieldResult(**v) for k, v in data["done"].items()}
+        self.input_hash = input_hash
+
+    def save(self, result: FieldResult) -> None:
+        self.done[result.task_id] = result
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"input_hash": self.input_hash,
+                                   "done": {k: asdict(v) for k, v in self.done.items()}}))
+        os.replace(tmp, self.path)
+
+
+def stable_seed(*parts: Any) -> int:
+    """The request seed for (task, tier, attempt at that tier): reruns ask the same thing."""
+    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4],
+                          "little")
+
+
+@dataclass
+class _Chain:
+    """The escalation state of one task while it runs."""
+
+    decision: dict[str, Any]
+    start_tier: str
+    source: str
+    propensity: float
+    tier: str
+    retry: int = 0
+    reason: str | None = None
+    pending: list[str] = field(default_factory=list)
+    best: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    accepted: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    per_tier: dict[str, int] = field(default_factory=dict)
+    attempts: int = 0
+    calls: int = 0
+    cost: float = 0.0
+    latency: float = 0.0
+    cache_hits: int = 0
+    first_passed: bool | None = None
+    last_error: str | None = None
+
+
+class Generator:
+    """Runs courses: tasks by phase, each through the router's ladder."""
+
+    def __init__(self, catalog: Catalog, router: RouterClient, llm: LLMClient,
+                 gate: BatchingGate, settings: GenerateSettings, out_dir: str | Path,
+                 progress: Any = None) -> None:
+        self.catalog = catalog
+        self.router = router
+        self.llm = llm
+        self.gate = gate
+        self.settings = settings
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.phases = {n: s.phase for n, s in catalog.fields.items()}
+
+    # ---- courses ---------------------------------------------------------------------
+
+    async def run_course(self, result: AnalysisResult, fresh: bool = False) -> dict[str, Any]:
+        """Generate (or resume) one course; write its JSON; return it."""
+        cid = result.course_id
+        started = time.perf_counter()
+        input_hash = hashlib.sha256(result.model_dump_json().encode()).hexdigest()
+        state_path = self.out / "state" / f"{cid}.json"
+        journal_path = self.out / "attempts" / f"{cid}.jsonl"
+        if fresh:
+            for path in (state_path, journal_path):
+                path.unlink(missing_ok=True)
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state = CourseState(state_path, input_hash)
+        journal = AttemptJournal(journal_path)
+        tasks = build_tasks(result, self.settings.prompts, self.phases)
+        for phase in sorted({t.phase for t in tasks}):
+            todo = [t for t in tasks if t.phase == phase and t.task_id not in state.done]
+            outcomes = await asyncio.gather(*(self._run_and_save(t, state, journal)
+                                              for t in todo), return_exceptions=True)
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if errors:
+                raise CourseFailed(
+                    f"course {cid} stopped in phase {phase} ({PHASES[phase]}): {errors[0]}. "
+                    f"{len(state.done)}/{len(tasks)} fields are finished and saved in "
+                    f"{state_path}; run the same command again to resume") from errors[0]
+        course = assemble_course(result, tasks, state.done)
+        course["summary"]["wall_s"] = round(time.perf_counter() - started, 2)
+        path = self.out / "courses" / f"{cid}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(course, indent=1))
+        return course
+
+    async def _run_and_save(self, task: Task, state: CourseState, journal: AttemptJournal
+                            ) -> None:
+        result = await self.run_task(task, journal)
+        state.save(result)
+        if self.progress is not None:
+            self.progress(task.phase)
+
+    # ---- one task through the ladder ---------------------------------------------------
+
+    async def _router(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """In-process calls take microseconds; HTTP ones go to a thread, off the event loop."""
+        call = getattr(self.router, method)
+        if isinstance(self.router, LocalRouterClient):
+            return call(*args, **kwargs)
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+    async def _start(self, task: Task) -> _Chain:
+        """The router's decision, plus the generator's exploration when it routes by rules."""
+        decision = await self._router("route", task.router_task())
+        start, source, propensity = (decision["start_tier"], decision["source"],
+                                     float(decision["propensity"]))
+        eps = self.settings.explore_epsilon
+        ladder = self.catalog.ladder
+        if eps > 0 and source == "rules" and start in ladder:
+            rng = random.Random(f"{self.settings.seed}|{task.task_id}")  # order-free draws
+            if rng.random() < eps:
+                choice = rng.choice(ladder)
+                propensity = eps / len(ladder) + (1 - eps) * (choice == start)
+                start, source = choice, "exploration"
+            else:
+                propensity = (1 - eps) + eps / len(ladder)
+        overflow = start == self.catalog.gate.overflow_tier
+        return _Chain(decision=decision, start_tier=start, source=source,
+                      propensity=propensity, tier=start, pending=list(task.items),
+                      reason="context_overflow" if overflow else None)
+
+    async def run_task(self, task: Task, journal: AttemptJournal) -> FieldResult:
+        chain = await self._start(task)
+        while True:
+            call = await self._call(task, chain)
+            verdict = await self._judge(task, chain, call)
+            self._log(task, chain, call, verdict, journal)
+            step = await self._router(
+                "escalate", decision_id=chain.decision["decision_id"], tier=chain.tier,
+                similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
+                error_kind=call.error_kind, retry_count=chain.retry)
+            if step["action"] == "accept":
+                for i in chain.pending:
+                    chain.accepted[i] = chain.best[i]
+                return self._finish(task, chain, flagged=False)
+            if (step["action"] == "flag_for_review"
+                    or chain.attempts >= self.settings.max_attempts_per_task):
+                return self._finish(task, chain, flagged=True)
+            chain.pending = [i for i in chain.pending if i not in chain.accepted]
+            chain.tier, chain.retry, chain.reason = (step["next_tier"], step["retry_count"],
+                                                     step["reason"])
+
+    async def _call(self, task: Task, chain: _Chain) -> CallResult:
+        n_here = chain.per_tier.get(chain.tier, 0)
+        chain.per_tier[chain.tier] = n_here + 1
+        expected = task.expected_output_tokens * len(chain.pending) / len(task.items)
+        return await self.llm.complete(
+            chain.tier, task.messages(chain.pending), schema_name=task.field,
+            schema=task.spec.json_schema(),
+            max_tokens=int(self.settings.output_token_factor * expected) + 256,
+            seed=stable_seed(task.task_id, chain.tier, n_here))
+
+    async def _judge(self, task: Task, chain: _Chain, call: CallResult) -> dict[str, Any]:
+        """Schema per item, then the similarity gate; keeps the best output of each item."""
+        chain.attempts += 1
+        chain.calls += not call.cached
+        chain.cache_hits += call.cached
+        chain.cost += call.cost_usd
+        chain.latency += call.latency_ms
+        if call.error_kind:
+            chain.last_error = call.error
+            return {"similarity": None, "schema_valid": False, "passed": False,
+                    "error_kind": call.error_kind}
+        parsed = parse_output(task.spec, call.content, chain.pending)
+        valid = [i for i in chain.pending if parsed[i].value is not None]
+        sims = await self.gate.similarity([gate_text(parsed[i].value) for i in valid],
+                                          [task.items[i] for i in valid])
+        threshold = self.catalog.pass_threshold(task.field)
+        for i, sim in zip(valid, map(float, sims), strict=True):
+            if sim > chain.best.get(i, (-1.0, {}))[0]:
+                chain.best[i] = (sim, parsed[i].value)
+            if sim >= threshold:
+                chain.accepted[i] = (sim, parsed[i].value)
+        schema_valid = len(valid) == len(chain.pending)
+        similarity = round(float(np.mean(sims)), 4) if valid else None
+        passed = schema_valid and similarity is not None and similarity >= threshold
+        if not schema_valid:
+            chain.last_error = next(parsed[i].error for i in chain.pending if i not in valid)
+        kind = "none" if passed else "schema" if not schema_valid else (
+            "severe_similarity" if similarity < self.catalog.gate.severe_threshold
+            else "low_similarity")
+        if chain.first_passed is None:
+            chain.first_passed = passed
+        return {"similarity": similarity, "schema_valid": schema_valid, "passed": passed,
+                "error_kind": kind}
+
+    def _log(self, task: Task, chain: _Chain, call: CallResult, verdict: dict[str, Any],
+             journal: AttemptJournal) -> None:
+        d = chain.decision
+        tier = self.catalog.tiers[chain.tier]
+        routed = task.router_task()
+        journal.append(AttemptRecord(
+            timestamp=datetime.now(UTC), course_id=task.course_id, task_id=task.task_id,
+            field=task.field, phase=task.phase, attempt=journal.next_attempt(task.task_id),
+            tier=chain.tier, model=tier.model_id, provider=call.provider,
+            prompt_tokens=routed["prompt_tokens"], completion_tokens=call.completion_tokens,
+            context_tokens=routed["context_tokens"], analysis=task.analysis, brief=task.brief,
+            similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
+            passed=verdict["passed"], error_kind=verdict["error_kind"],
+            cost_usd=call.cost_usd, latency_ms=round(call.latency_ms, 1),
+            decision_id=d["decision_id"], router_version=d["router_version"],
+            start_source=chain.source,
+            predicted_pass_prob=(d.get("pass_probabilities") or {}).get(chain.tier),
+            propensity=chain.propensity, escalation_reason=chain.reason))
+
+    def _finish(self, task: Task, chain: _Chain, flagged: bool) -> FieldResult:
+        missing = [i for i in task.items if i not in chain.accepted and i not in chain.best]
+        if missing:
+            raise CourseFailed(f"field {task.task_id}: no valid output for {missing} after "
+                               f"{chain.attempts} attempts (last error: {chain.last_error})")
+        final = {i: chain.accepted.get(i) or chain.best[i] for i in task.items}
+        d = chain.decision
+        return FieldResult(
+            task_id=task.task_id, field=task.field, phase=task.phase,
+            items={i: v for i, (_, v) in final.items()},
+            item_similarity={i: round(s, 4) for i, (s, _) in final.items()},
+            tier=chain.tier, start_tier=chain.start_tier, start_source=chain.source,
+            decision_id=d["decision_id"], router_version=d["router_version"],
+            attempts=chain.attempts, calls=chain.calls,
+            first_attempt_passed=bool(chain.first_passed), passed=not flagged,
+            flagged=flagged, cost_usd=chain.cost, latency_ms=chain.latency,
+            cache_hits=chain.cache_hits,
+            flag_reason=("every tier failed the gate; best attempt kept" if flagged else None))
+
+
+def assemble_course(result: AnalysisResult, tasks: list[Task], done: dict[str, FieldResult]
+                    ) -> dict[str, Any]:
+    """The course JSON: the content, each field's provenance, and the course summary."""
+    by_field = {t.task_id: done[t.task_id] for t in tasks}
+
+    def value(field_name: str, ordinal: int = 0) -> dict[str, Any]:
+        return by_field[f"{result.course_id}-{field_name}-{ordinal}"].items
+
+    sections = []
+    for k, section in enumerate(result.sections):
+        lessons = value("lesson_content", k)
+        exercises = value("exercise", k)
+        sections.append({
+            "title": value("section_title", k)[f"s{k}"].get("title"),
+            "lessons": [{**lessons[f"s{k}-l{j}"],
+                         "exercises": [exercises[f"s{k}-l{j}-e{e}"]
+                                       for e in range(lesson.exercises)]}
+                        for j, lesson in enumerate(section.lessons)],
+            "quality_check": value("quality_check", k)[f"s{k}-check"]})
+    course = {"title": value("course_title")["course_title"].get("title"),
+              "description": value("course_description")["course_description"]
+              .get("description"),
+              "learning_outcomes": value("learning_outcomes")["learning_outcomes"]
+              .get("outcomes"),
+              "pedagogical_strategy": value("pedagogical_strategy")["pedagogical_strategy"]
+              .get("strategy"),
+              "sections": sections}
+    fields = {tid: {k: v for k, v in asdict(r).items() if k != "items"}
+              | {"similarity": round(r.similarity, 4)} for tid, r in by_field.items()}
+    return {"course_id": result.course_id, "topic": result.topic, "course": course,
+            "fields": fields, "summary": course_summary(result, list(by_field.values()))}
+
+
+def course_summary(result: AnalysisResult, fields: list[FieldResult]) -> dict[str, Any]:
+    """Cost, calls, first-attempt and final pass, flags and latency of one course."""
+    flagged = [f.task_id for f in fields if f.flagged]
+    return {
+        "fields": len(fields),
+        "cost_usd": round(sum(f.cost_usd for f in fields), 6),
+        "attempts": sum(f.attempts for f in fields),
+        "calls": sum(f.calls for f in fields),
+        "cache_hits": sum(f.cache_hits for f in fields),
+        "first_attempt_pass": round(float(np.mean([f.first_attempt_passed for f in fields])),
+                                    4),
+        "final_pass": round(float(np.mean([f.passed for f in fields])), 4),
+        "mean_similarity": round(float(np.mean([f.similarity for f in fields])), 4),
+        "flagged": flagged,
+        "call_latency_s": round(sum(f.latency_ms for f in fields) / 1000.0, 2),  # summed
+        "min_lessons_ok": result.lesson_count >= result.min_lessons,
+        "router_versions": sorted({f.router_version for f in fields}),
+    }

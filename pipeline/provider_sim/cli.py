@@ -1,0 +1,66 @@
+"""`course-provider-sim`: run the provider SIMULATOR on 127.0.0.1 (a stand-in, not an LLM)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.generator.cache import DiskCache
+from pipeline.generator.gate import Embedder
+from pipeline.provider_sim.degrade import Degrader
+from pipeline.provider_sim.request_world import RequestWorld
+from pipeline.provider_sim.server import ProviderSimulator, SimSettings, create_app
+from router_model.config import CONF_DIR, Catalog
+
+
+def build_simulator(cfg: DictConfig, embedder: Embedder | None = None,
+                    **overrides: Any) -> ProviderSimulator:
+    """The simulator from a composed `provider_sim` root config (overrides win)."""
+    sim_cfg = {**OmegaConf.to_container(cfg.provider_sim, resolve=True), **overrides}
+    settings = SimSettings.from_config(sim_cfg)
+    catalog = Catalog.from_config(cfg)
+    if embedder is None:
+        cache = sim_cfg.get("embedding_cache")
+        embedder = Embedder(DiskCache(cache) if cache else None)
+    world = RequestWorld(OmegaConf.to_container(cfg.simulate, resolve=True), catalog,
+                         settings.seed)
+    return ProviderSimulator(settings, world, Degrader(embedder), catalog)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_in_thread(sim: ProviderSimulator, port: int | None = None) -> tuple[str, Any]:
+    """Start the simulator under uvicorn in a daemon thread; (base_url ending /v1, server)."""
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(sim), host="127.0.0.1", port=port,
+                                           log_level="warning", timeout_graceful_shutdown=1))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the provider simulator did not start within 20 s")
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}/v1", server
+
+
+@hydra.main(config_path=CONF_DIR, config_name="provider_sim", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    import uvicorn
+
+    OmegaConf.resolve(cfg)
+    p = cfg.provider_sim
+    sim = build_simulator(cfg)
+    print(f"course-provider-sim: a SIMULATED OpenAI-compatible provider (no LLM) on "
+          f"http://{p.host}:{p.port}/v1, seed {p.seed}, faults {dict(p.faults)}", flush=True)
+    uvicorn.run(create_app(sim), host=p.host, port=int(p.port), log_level=p.log_level)

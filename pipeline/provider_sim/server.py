@@ -1,0 +1,262 @@
+"""The provider SIMULATOR: an OpenAI chat-completions endpoint on 127.0.0.1, no LLM inside.
+
+It exists only because no LLM is reachable here. It speaks the wire format (choices, usage,
+error bodies, 429 with Retry-After, streaming), answers from the brief in the request
+(degraded by tier and hidden difficulty through the log world model), waits like a provider
+would, and injects faults on demand: rate limits, 5xx, hangs, malformed JSON, truncated
+output and slow streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from pipeline.generator.tasks import TASK_MARKER, estimate_tokens
+from pipeline.provider_sim.degrade import Degrader, fill, repetitions
+from pipeline.provider_sim.request_world import Draw, RequestWorld, keyed_rng
+from router_model.config import Catalog
+
+FAULTS = ("rate_limit", "server_error", "timeout", "malformed_json", "truncated", "slow_stream")
+
+
+@dataclass
+class SimSettings:
+    """`provider_sim` in config."""
+
+    seed: int = 20251127
+    faults: dict[str, float] = field(default_factory=dict)
+    latency_mode: str = "zero"  # zero | lognormal (p50_s, sigma) | tiers (conf/tiers model)
+    latency_p50_s: float = 2.0
+    latency_sigma: float = 0.5
+    latency_scale: float = 1.0
+    retry_after_s: float = 1.0
+    hang_s: float = 30.0
+    slow_chunk_delay_s: float = 0.5
+    require_api_key: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> SimSettings:
+        latency = cfg.get("latency", {})
+        faults = {k: float(v) for k, v in cfg.get("faults", {}).items()}
+        unknown = sorted(set(faults) - set(FAULTS))
+        if unknown or sum(faults.values()) > 1.0:
+            raise ValueError(f"provider_sim.faults: unknown {unknown} or rates summing > 1 "
+                             f"(known: {FAULTS})")
+        return cls(seed=int(cfg["seed"]), faults=faults,
+                   latency_mode=str(latency.get("mode", "zero")),
+                   latency_p50_s=float(latency.get("p50_s", 2.0)),
+                   latency_sigma=float(latency.get("sigma", 0.5)),
+                   latency_scale=float(latency.get("scale", 1.0)),
+                   retry_after_s=float(cfg.get("retry_after_s", 1.0)),
+                   hang_s=float(cfg.get("hang_s", 30.0)),
+                   slow_chunk_delay_s=float(cfg.get("slow_chunk_delay_s", 0.5)),
+                   require_api_key=bool(cfg.get("require_api_key", True)))
+
+
+def error(status: int, message: str, kind: str, code: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    """The OpenAI error body."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def parse_task(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The generator's TASK block (the JSON line after the marker) in the last user message."""
+    users = [m for m in messages if m.get("role") == "user"]
+    text = str(users[-1].get("content", "")) if users else ""
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.strip() == TASK_MARKER:
+            try:
+                return json.loads(lines[i + 1])
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+class ProviderSimulator:
+    """Turns one request into a completion (or a fault) and keeps counts."""
+
+    def __init__(self, settings: SimSettings, world: RequestWorld, degrader: Degrader,
+                 catalog: Catalog) -> None:
+        self.settings = settings
+        self.world = world
+        self.degrader = degrader
+        self.catalog = catalog
+        self.stats: Counter[str] = Counter()
+        self._rng = random.Random(settings.seed)
+        self._lock = threading.Lock()
+
+    def pick_fault(self) -> str | None:
+        with self._lock:
+            u = self._rng.random()
+        for name in FAULTS:
+            u -= self.settings.faults.get(name, 0.0)
+            if u < 0:
+                return name
+        return None
+
+    def latency_s(self, tier: str, completion_tokens: int, key: Any) -> float:
+        s = self.settings
+        if s.latency_mode == "zero":
+            return 0.0
+        if s.latency_mode == "lognormal":
+            z = keyed_rng(s.seed, "latency", key).normal()
+            return s.latency_scale * s.latency_p50_s * float(np.exp(s.latency_sigma * z))
+        return s.latency_scale * float(self.catalog.tiers[tier].call_latency_s(completion_tokens))
+
+    def compose(self, body: Mapping[str, Any], task: Mapping[str, Any], tier: str,
+                total_tokens: int) -> tuple[dict[str, Any], Draw, float]:
+        """The answer object for the requested items, the world's draw, the gate's view."""
+        draw = self.world.draw(task, tier, total_tokens, body.get("seed"))
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
+        items = task.get("items") or [{"id": None, "brief": ""}]
+        list_key = next((k for k, p in schema.get("properties", {}).items()
+                         if p.get("type") == "array" and "properties" in p.get("items", {})),
+                        None)
+        item_schema = schema["properties"][list_key]["items"] if list_key else schema
+        per_item = max(draw.completion_tokens // len(items), 1)
+        answers, sims = [], []
+        for item in items:
+            reference = str(item.get("brief", ""))
+            reps, visible = repetitions(reference, per_item)
+            answer, sim = self.degrader.answer(
+                reference, draw.target_similarity,
+                lambda text, i=item["id"], r=reps: fill(item_schema, text, i, r),
+                f"{task['field']}:{visible}")
+            answers.append(answer)
+            sims.append(sim)
+        if draw.schema_broken:  # one item loses a required key: a partly valid batch
+            victim = answers[keyed_rng(self.settings.seed, "victim", task["task_id"],
+                                       body.get("seed")).integers(len(answers))]
+            required = [k for k in item_schema.get("required", []) if k != "id"]
+            victim.pop(required[-1] if required else next(iter(victim)), None)
+        out = {list_key: answers} if list_key else answers[0]
+        return out, draw, float(np.mean(sims))
+
+
+def completion_body(model: str, content: str, prompt_tokens: int,
+                    finish_reason: str = "stop") -> dict[str, Any]:
+    completion = estimate_tokens(content)
+    return {"id": f"chatcmpl-sim-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
+            "created": int(time.time()), "model": model, "system_fingerprint": "simulator",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                      "total_tokens": prompt_tokens + completion}}
+
+
+async def _trickle(payload: bytes, delay_s: float, chunks: int = 4) -> AsyncIterator[bytes]:
+    size = max(len(payload) // chunks, 1)
+    for start in range(0, len(payload), size):
+        await asyncio.sleep(delay_s)
+        yield payload[start:start + size]
+
+
+async def _sse(body: dict[str, Any], delay_s: float) -> AsyncIterator[bytes]:
+    """The completion as chat.completion.chunk events, then the usage chunk and [DONE]."""
+    content = body["choices"][0]["message"]["content"]
+    base = {k: body[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    step = max(len(content) // 8, 1)
+    for start in range(0, len(content), step):
+        await asyncio.sleep(delay_s)
+        delta = {"index": 0, "delta": {"content": content[start:start + step]},
+                 "finish_reason": None}
+        yield f"data: {json.dumps(base | {'choices': [delta]})}\n\n".encode()
+    end = {"index": 0, "delta": {}, "finish_reason": body["choices"][0]["finish_reason"]}
+    yield f"data: {json.dumps(base | {'choices': [end]})}\n\n".encode()
+    yield f"data: {json.dumps(base | {'choices': [], 'usage': body['usage']})}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def create_app(sim: ProviderSimulator) -> FastAPI:
+    """The FastAPI face of the simulator."""
+    app = FastAPI(title="stage5 provider SIMULATOR", version="1",
+                  description="A simulated OpenAI-compatible provider (no LLM inside).")
+    s = sim.settings
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "simulator": True, "seed": s.seed}
+
+    @app.get("/v1/simulator/stats")
+    def stats() -> dict[str, int]:
+        return dict(sim.stats)
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        sim.stats["requests"] += 1
+        auth = request.headers.get("authorization", "")
+        if s.require_api_key and not auth.removeprefix("Bearer ").strip():
+            return error(401, "missing API key (Authorization: Bearer ...)",
+                         "invalid_request_error", "invalid_api_key")
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return error(400, "request body is not JSON", "invalid_request_error")
+        model = str(body.get("model", ""))
+        tier = sim.world.tier_of(model)
+        if tier is None:
+            return error(404, f"model {model!r} does not exist on this simulator",
+                         "invalid_request_error", "model_not_found")
+        messages = body.get("messages") or []
+        task = parse_task(messages)
+        if task is None or task.get("field") not in sim.world.cfg["fields"]:
+            return error(400, "the simulator answers only Stage-5 generator prompts (TASK "
+                              "block with a known field)", "invalid_request_error")
+        prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) for m in messages)
+        if prompt_tokens > sim.catalog.tiers[tier].context_window:
+            return error(400, f"this model's maximum context length is "
+                              f"{sim.catalog.tiers[tier].context_window} tokens; the request "
+                              f"has {prompt_tokens}", "invalid_request_error",
+                         "context_length_exceeded")
+        fault = sim.pick_fault()
+        if fault:
+            sim.stats[f"fault_{fault}"] += 1
+        if fault == "rate_limit":
+            return error(429, "rate limit reached (simulated)", "rate_limit_error",
+                         "rate_limit_exceeded", {"retry-after": f"{s.retry_after_s:g}"})
+        if fault == "server_error":
+            return error(503, "upstream overloaded (simulated)", "server_error")
+        if fault == "timeout":
+            await asyncio.sleep(s.hang_s)
+            return error(504, "gateway timeout (simulated)", "server_error")
+        answer, draw, sim_view = await asyncio.to_thread(sim.compose, body, task, tier,
+                                                         prompt_tokens)
+        content = json.dumps(answer)
+        finish = "stop"
+        if fault == "malformed_json":
+            content = content[: len(content) // 2] + "}{"
+        elif fault == "truncated":
+            content, finish = content[: max(len(content) * 3 // 5, 1)], "length"
+        out = completion_body(model, content, prompt_tokens, finish)
+        sim.stats["completions"] += 1
+        await asyncio.sleep(sim.latency_s(tier, out["usage"]["completion_tokens"],
+                                          (task["task_id"], body.get("seed"), tier)))
+        headers = {"x-simulator": "stage5-provider-sim",
+                   "x-simulator-quality": f"{draw.quality:.4f}",
+                   "x-simulator-target": f"{draw.target_similarity:.4f}",
+                   "x-simulator-similarity": f"{sim_view:.4f}"}
+        delay = s.slow_chunk_delay_s if fault == "slow_stream" else 0.0
+        if body.get("stream"):
+            return StreamingResponse(_sse(out, delay), media_type="text/event-stream",
+                                     headers=headers)
+        if fault == "slow_stream":
+            return StreamingResponse(_trickle(json.dumps(out).encode(), delay),
+                                     media_type="application/json", headers=headers)
+        return JSONResponse(out, headers=headers)
+
+    return app

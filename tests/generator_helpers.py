@@ -1,0 +1,68 @@
+"""Shared by the generator tests: a provider simulator in a thread, configs, synthetic inputs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.generator.gate import Embedder
+from pipeline.provider_sim.cli import build_simulator, serve_in_thread
+from pipeline.provider_sim.server import ProviderSimulator
+from tests.helpers import compose_config, tmp_paths
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+
+
+@contextlib.contextmanager
+def simulator(embedder: Embedder | None = None, **settings: Any
+              ) -> Iterator[tuple[str, ProviderSimulator]]:
+    """A real simulator on a free loopback port: (base_url, simulator)."""
+    cfg = compose_config("provider_sim", ["provider_sim.embedding_cache=null"])
+    sim = build_simulator(cfg, embedder=embedder, **settings)
+    url, server = serve_in_thread(sim)
+    try:
+        yield url, sim
+    finally:
+        server.should_exit = True
+
+
+def generate_config(tmp: Path, url: str, *overrides: str) -> DictConfig:
+    """course_generate against `url`, everything written under `tmp`, rules by default."""
+    cfg = compose_config("course_generate", [
+        *tmp_paths(tmp), f"provider.base_url={url}", "generate.progress=false",
+        "serve.artifact=null", f"generate.out_dir={tmp}/out", "generate.embedding_cache=null",
+        *overrides])
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def synthetic_result(i: int, seed: int = 0, sections: tuple[int, int] = (2, 3)
+                     ) -> dict[str, Any]:
+    """A small, varied analysis_result (domains, levels, languages, complexity differ)."""
+    rnd = random.Random(seed * 100_003 + i)
+    example = json.loads((EXAMPLES / "typical.json").read_text())
+    topics = ["Python programming", "Linear algebra", "Cell biology", "Marketing basics",
+              "Renaissance art", "Spanish for travel", "Nutrition science", "World history"]
+    domains = ["programming", "mathematics", "science", "business", "arts",
+               "language_learning", "health", "humanities"]
+    k = rnd.randrange(len(topics))
+    n_sections = rnd.randint(*sections)
+    example["sections"] = [
+        {**s, "lessons": s["lessons"][: rnd.randint(2, 3)]}
+        for s in rnd.sample(example["sections"], n_sections)]
+    example.update(
+        course_id=f"syn-{seed}-{i:04d}", topic=topics[k],
+        source_material=example["source_material"][: rnd.randint(8_000, 80_000)],
+        analysis={"domain": domains[k],
+                  "audience_level": rnd.choice(["beginner", "intermediate", "advanced",
+                                                "expert"]),
+                  "language": rnd.choice(["en", "en", "en", "es", "de", "zh", "ja"]),
+                  "complexity": round(rnd.betavariate(2, 3), 3),
+                  "analysis_completeness": round(rnd.betavariate(6, 2), 3)})
+    return example
