@@ -128,7 +128,7 @@ def load_artifact(path: str | Path) -> RouterArtifact:
                             "router-train") from exc
     version = manifest.get("schema_version")
     if version != ARTIFACT_SCHEMA_VERSION:
-        raise ArtifactError(f"{folder}: artifact schema_version={str(version)[:20]!r}, this "
+        raise ArtifactError(f"{folder}: artifact schema_version={repr(version)[:40]}, this "
                             f"router reads {ARTIFACT_SCHEMA_VERSION}; retrain with router-train")
     built = manifest.get("library_versions", {})
     built = built if isinstance(built, dict) else {}
