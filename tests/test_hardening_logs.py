@@ -249,3 +249,27 @@ def test_fuzzed_parquet_logs_keep_every_good_row_and_quarantine_every_bad_one(tm
     assert sorted(loaded.frame["task_id"]) == sorted(
         [f"c1-t{i}" for i in range(10) if i not in bad] + ["c1-t99"])
     assert sorted(loaded.quarantined["row"]) == sorted(i + 1 for i in bad)
+
+
+def test_a_training_run_skips_unreadable_files_and_its_own_quarantine(tmp_path, catalog):
+    from pipeline.simulate_cli import run_simulate
+    from tests.helpers import compose_config, tmp_paths
+    from training.dataset import load_examples
+
+    run_simulate(compose_config("router_simulate", [*tmp_paths(tmp_path),
+                                                    "simulate.n_courses=40"]))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "data" / "attempt_logs.parquet").rename(logs / "attempt_logs.parquet")
+    (logs / "empty.parquet").write_bytes(b"")
+    (logs / "utf16.jsonl").write_bytes('{"task_id": "x"}\n'.encode("utf-16"))
+    (logs / "dup.jsonl").write_bytes(line(good(0)) + line(good(0, attempt=2)) * 2)
+    quarantine = logs / "quarantine.jsonl"
+    first = load_examples(logs, catalog, cache_dir=tmp_path / "cache",
+                          quarantine_path=quarantine)
+    assert first.counts["files_quarantined"] == 2 and first.counts["quarantined"] >= 3
+    saved = quarantine.read_text()
+    second = load_examples(logs, catalog, cache_dir=tmp_path / "cache",
+                           quarantine_path=quarantine)
+    assert second.from_cache and second.counts == first.counts
+    assert quarantine.read_text() == saved
