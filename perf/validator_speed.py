@@ -20,7 +20,7 @@ import pandas as pd
 from router_model.attempt_log import ISO_8601, column_rules, validate_frame
 
 
-def pandera_schema():  # noqa: ANN201 - pandera is optional
+def pandera_schema():
     import pandera.pandas as pa
 
     def is_type(kind):
@@ -63,7 +63,7 @@ def pandera_schema():  # noqa: ANN201 - pandera is optional
     return pa.DataFrameSchema(columns, unique=["task_id", "attempt"], strict=True)
 
 
-def pandera_reasons(schema, frame: pd.DataFrame) -> pd.Series:  # noqa: ANN001
+def pandera_reasons(schema, frame: pd.DataFrame) -> pd.Series:
     from pandera.errors import SchemaErrors
 
     try:

@@ -23,6 +23,7 @@ MAX_EXTRA_ANALYSIS_KEYS = 32      # extra analysis keys per task
 MAX_EXTRA_ANALYSIS_KEY_CHARS = 64
 MAX_EXTRA_ANALYSIS_VALUE_CHARS = 1_000  # each extra value, as JSON text
 MAX_NESTING = 32                  # containers inside containers, anywhere in a body
+INT64 = 2**63
 
 
 class RequestValueError(ValueError):
@@ -56,6 +57,10 @@ def check_plain_json(value: Any, loc: tuple[str | int, ...] = (), depth: int = 0
         if isinstance(v, float):
             if not math.isfinite(v):
                 raise RequestValueError(where, f"{v!r} is not a finite number")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -INT64 <= v < INT64:
+                raise RequestValueError(where, f"{preview(v, 24)} is outside the 64-bit "
+                                               "integer range")
         elif isinstance(v, str):
             if has_lone_surrogate(v):
                 raise RequestValueError(where, f"{preview(v)} contains a lone UTF-16 "
@@ -119,9 +124,7 @@ class TaskIn(_Strict):
     @model_validator(mode="after")
     def _plain_analysis(self) -> TaskIn:
         for name in type(self.analysis).model_fields:
-            value = getattr(self.analysis, name)
-            if isinstance(value, str):
-                check_plain_json(value, ("analysis", name))
+            check_plain_json(getattr(self.analysis, name), ("analysis", name))
         check_extra_analysis(self.analysis)
         return self
 

@@ -188,7 +188,8 @@ BROKEN_LINES = [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe{}", b"{" * 5000 +
                 b'{"task_id": "x"', b"null"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=st.lists(st.one_of(st.just("good"), st.sampled_from(sorted(CORRUPTIONS)),
                                st.sampled_from(range(len(BROKEN_LINES))), st.just("dup")),
                      min_size=1, max_size=25))
@@ -211,7 +212,7 @@ def test_fuzzed_jsonl_logs_keep_every_good_row_and_quarantine_every_bad_one(tmp_
     path = tmp_path / "fuzz.jsonl"
     path.write_bytes(b"".join(lines))
     if not good_ids:
-        with pytest.raises(Exception, match="met the attempt-log contract|JSONL log"):
+        with pytest.raises(Exception, match=r"met the attempt-log contract|JSONL log"):
             read_attempts(path)
         return
     loaded = read_attempts(path)
@@ -221,7 +222,8 @@ def test_fuzzed_jsonl_logs_keep_every_good_row_and_quarantine_every_bad_one(tmp_
     assert loaded.frame["prompt_tokens"].between(0, 10**9).all()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=st.dictionaries(st.integers(0, 9), st.sampled_from([
     ("similarity", float("nan")), ("cost_usd", float("inf")), ("latency_ms", -float("inf")),
     ("analysis.complexity", float("nan")), ("predicted_pass_prob", 2.0)]), max_size=9),
