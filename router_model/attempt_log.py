@@ -420,6 +420,8 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
     if rule.min_length:
         empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
         failures.append((empty & is_str, lambda v, r=rule: f"{r.name} is empty"))
+    if pd.api.types.is_string_dtype(raw) and raw.dtype != object and not isnull.all():
+        return raw, failures  # already text with missing values as NA (Parquet)
     return raw.astype(object).where(~isnull, None), failures
 
 
@@ -442,7 +444,9 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         original = frame[rule.name] if rule.name in frame.columns else None
         for mask, message in failures:
             add(mask, message, original)
-        out[rule.name] = coerced.to_numpy() if hasattr(coerced, "to_numpy") else coerced
+        # Typed columns stay Series on frame's index (no round trip through numpy objects);
+        # object columns go through numpy so the frame infers their dtype as before.
+        out[rule.name] = coerced.to_numpy() if coerced.dtype == object else coerced
 
     unknown = [c for c in frame.columns
                if c not in KNOWN_COLUMNS and not c.startswith("analysis.")]
@@ -464,8 +468,8 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
         add(incoherent, lambda v: "passed=true with schema_valid=false", None)
 
-    extras = {c: frame[c].to_numpy() for c in frame.columns
-              if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
+    extras = {c: frame[c].to_numpy() if frame[c].dtype == object else frame[c]
+              for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
     clean = pd.DataFrame({**out, **extras}, index=frame.index)
     return clean, reasons
 
@@ -486,6 +490,7 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     known_fields = list(known_fields) if known_fields is not None else None
     known_tiers = list(known_tiers) if known_tiers is not None else None
     good, bad_rows = [], []
+    origins: list[tuple[str, np.ndarray]] = []  # (file, row numbers) of each kept block
     files_quarantined = 0
     for path in files:
         try:
@@ -511,13 +516,12 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
             record = {k: _plain(v) for k, v in frame.iloc[i].items()}
             bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
                              "record": record})
-        kept = clean.loc[~is_bad]
-        good.append(kept.assign(_source=str(path), _row=rows[~is_bad]))
+        good.append(clean.loc[~is_bad])
+        origins.append((str(path), rows[~is_bad]))
     frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
     if len(frame):
-        frame, duplicates = _quarantine_duplicates(frame)
+        frame, duplicates = _quarantine_duplicates(frame, origins)
         bad_rows += duplicates
-    frame = frame.drop(columns=["_source", "_row"], errors="ignore")
     quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"])
     if quarantine_path is not None and len(quarantined):
         qp = Path(quarantine_path)
@@ -536,36 +540,38 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     return LoadResult(frame=frame, quarantined=quarantined, counts=counts)
 
 
-def _quarantine_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarray]]
+                           ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """One row per (task_id, attempt): an exact copy is quarantined (the first is kept);
     twins that differ in anything are all quarantined, since which one is true is unknown."""
     keys = ["task_id", "attempt"]
     twins = frame.duplicated(subset=keys, keep=False).to_numpy()
     if not twins.any():
         return frame, []
-    content = [c for c in frame.columns if c not in ("_source", "_row")]
+    sources = np.concatenate([np.full(len(rows), name, dtype=object) for name, rows in origins])
+    row_numbers = np.concatenate([rows for _, rows in origins])
     candidates = frame.loc[twins]
-    versions = candidates.drop_duplicates(subset=content).groupby(keys).size()
+    versions = candidates.drop_duplicates().groupby(keys).size()
     conflicting = candidates.set_index(keys).index.isin(versions[versions > 1].index)
-    copies = candidates.duplicated(subset=content, keep="first").to_numpy()
+    copies = candidates.duplicated(keep="first").to_numpy()
+    first_at = {}
+    for i in np.flatnonzero(twins):
+        first_at.setdefault((frame.at[i, "task_id"], frame.at[i, "attempt"]), i)
     drop = np.zeros(len(frame), dtype=bool)
-    drop_idx = np.flatnonzero(twins)
     out = []
-    first_of = candidates.drop_duplicates(subset=keys).set_index(keys)
-    for j, (i, conflict, copy) in enumerate(zip(drop_idx, conflicting, copies, strict=True)):
+    for j, i in enumerate(np.flatnonzero(twins)):
         row = candidates.iloc[j]
-        if conflict:
-            reason = (f"task_id={row['task_id']!r} attempt={row['attempt']} appears more than "
-                      "once with different content (e.g. the outcome); all its rows are "
-                      "quarantined")
-        elif copy:
-            first = first_of.loc[(row["task_id"], row["attempt"])]
-            reason = (f"exact duplicate of task_id={row['task_id']!r} "
-                      f"attempt={row['attempt']} ({first['_source']} row {first['_row']})")
+        key = (row["task_id"], row["attempt"])
+        if conflicting[j]:
+            reason = (f"task_id={key[0]!r} attempt={key[1]} appears more than once with "
+                      "different content (e.g. the outcome); all its rows are quarantined")
+        elif copies[j]:
+            first = first_at[key]
+            reason = (f"exact duplicate of task_id={key[0]!r} attempt={key[1]} "
+                      f"({sources[first]} row {row_numbers[first]})")
         else:
             continue
         drop[i] = True
-        record = {k: _plain(v) for k, v in row.items() if k not in ("_source", "_row")}
-        out.append({"source": row["_source"], "row": int(row["_row"]), "reason": reason,
-                    "record": record})
+        out.append({"source": sources[i], "row": int(row_numbers[i]), "reason": reason,
+                    "record": {k: _plain(v) for k, v in row.items()}})
     return frame.loc[~drop].reset_index(drop=True), out
