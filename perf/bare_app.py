@@ -12,7 +12,7 @@ from router_model.artifact import load_artifact
 
 app = FastAPI()
 _model = load_artifact(os.environ["BENCH_ARTIFACT"]).model
-_booster = _model.calibrated.calibrated_classifiers_[0].estimator.booster_
+_booster = _model.estimator.booster_
 _row = np.zeros((1, len(_model.spec.columns)))
 
 

@@ -54,7 +54,7 @@ def main() -> None:
     for _ in range(500):
         policy.decide(TASK)
     decide = timed_us(lambda: policy.decide(TASK), args.decisions)
-    booster = policy.artifact.model.calibrated.calibrated_classifiers_[0].estimator.booster_
+    booster = policy.artifact.model.estimator.booster_
     row = np.zeros((1, len(policy.artifact.model.spec.columns)))
     bare = timed_us(lambda: booster.predict(row, num_threads=1), args.decisions)
     batch = timed_us(lambda: policy.decide_many([TASK] * 50), max(100, args.decisions // 50))

@@ -7,12 +7,19 @@ so the three can never disagree.
 On disk a log is JSONL (one record per line, `analysis` nested) or Parquet (flat columns, the
 analysis keys stored as `analysis.<key>`). Reading validates every row; rows that break the
 contract are written to a quarantine file with their row number and reason, never dropped
-silently.
+silently. What the reader refuses besides the pydantic rules: NaN and +-Infinity anywhere
+(JSON has neither; a Parquet float may), integers outside int64, timestamps that are not
+ISO-8601 text, lines that are not UTF-8, and duplicated `(task_id, attempt)` rows (an exact
+copy is quarantined and the first kept; twins that differ are quarantined together). A file
+that cannot be read at all (a 0-byte Parquet, a UTF-16 or binary JSONL) is quarantined as a
+whole, with its path and reason, and reading goes on; a quarantine file is never read back
+as a log.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -25,6 +32,7 @@ import annotated_types
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
@@ -219,40 +227,121 @@ def expand_log_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return files
 
 
+class _NonFinite:
+    """What the strict JSON reader puts where a line said NaN / Infinity / 1e400."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _first_non_finite(obj: Any, path: str = "") -> str | None:
+    stack = [(obj, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _NonFinite):
+            return f"{where or 'value'}={value.text}: not a finite number"
+        if isinstance(value, dict):
+            stack += [(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return None
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Rows of a JSONL log, and the lines that are not records (with their reasons).
+
+    Strict: a line must be UTF-8 and a JSON object without NaN / Infinity / 1e400."""
     rows, bad = [], []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    flagged = False
+
+    def constant(name: str) -> _NonFinite:
+        nonlocal flagged
+        flagged = True
+        return _NonFinite(name)
+
+    def number(text: str) -> Any:
+        nonlocal flagged
+        value = _parse_float(text)
+        flagged = flagged or isinstance(value, _NonFinite)
+        return value
+
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
+            preview = raw[:2000].decode("utf-8", "replace")
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.append({"source": str(path), "row": lineno, "reason": (
+                    f"line is not valid UTF-8 (byte {exc.start})"), "record": preview})
+                continue
+            flagged = False
+            try:
+                obj = json.loads(line, parse_constant=constant, parse_float=number)
+            except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
                 bad.append({"source": str(path), "row": lineno,
-                            "reason": f"line is not valid JSON ({exc.msg})", "record": line[:2000]})
+                            "reason": f"line is not valid JSON ({msg})", "record": preview})
                 continue
             if not isinstance(obj, dict):
                 bad.append({"source": str(path), "row": lineno,
-                            "reason": "line is not a JSON object", "record": line[:2000]})
+                            "reason": "line is not a JSON object", "record": preview})
+                continue
+            if flagged:
+                bad.append({"source": str(path), "row": lineno,
+                            "reason": _first_non_finite(obj), "record": preview})
                 continue
             obj["_row"] = lineno
             rows.append(obj)
+    if rows and QUARANTINE_KEYS.issuperset(k for k in rows[0] if k != "_row"):
+        raise LogReadError(f"{path}: a quarantine file (source, row, reason, record), not "
+                           "an attempt log; skipped")
     if not rows and bad:
-        raise LogReadError(f"{path}: none of its {len(bad)} lines is a JSON object "
-                           f"(first problem: {bad[0]['reason']}); is it really a JSONL log?")
+        raise LogReadError(f"none of its {len(bad)} lines is a JSON attempt record (first "
+                           f"problem: {bad[0]['reason']}); is it really a JSONL log?")
     frame = pd.json_normalize(rows, sep=".") if rows else pd.DataFrame()
     return frame, bad
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of a Parquet log, and a reason per row for NaN / Infinity in float columns
+    (Arrow keeps NaN apart from null; pandas would not)."""
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise LogReadError(f"{path}: not a readable Parquet file ({exc}); "
-                           "re-export it or remove it from data.logs") from exc
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise LogReadError(f"not a readable Parquet file ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})") from None
+    reasons = np.full(table.num_rows, "", dtype=object)
+    for name in table.column_names:
+        column = table.column(name)
+        if not pa.types.is_floating(column.type):
+            continue
+        nan = pc.fill_null(pc.or_(pc.is_nan(column), pc.is_inf(column)), False)
+        for i in np.flatnonzero(nan.to_numpy(zero_copy_only=False)):
+            msg = f"{name}={column[int(i)].as_py()}: not a finite number"
+            reasons[i] = f"{reasons[i]}; {msg}" if reasons[i] else msg
     frame = table.to_pandas()
     frame["_row"] = np.arange(1, len(frame) + 1)
-    return frame
+    return frame, reasons
+
+
+INT64_LIMIT = 2.0 ** 63
+ISO_8601 = (r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?"
+            r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?")
+QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, list[tuple]]:
@@ -281,6 +370,12 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
             failures.append((frac, lambda v, r=rule: f"{r.name}={v!r}: expected a whole number"))
         numv = num.to_numpy(dtype=float, na_value=np.nan)
         with np.errstate(invalid="ignore"):
+            infinite = np.isinf(numv)
+            failures.append((infinite, lambda v, r=rule: f"{r.name}={v!r}: not a finite number"))
+            if rule.kind == "int":
+                huge = ~infinite & (np.abs(numv) >= INT64_LIMIT)
+                failures.append((huge, lambda v, r=rule: (
+                    f"{r.name}={_short(v)}: outside the 64-bit integer range")))
             if rule.ge is not None:
                 failures.append((numv < rule.ge,
                                  lambda v, r=rule: f"{r.name}={v!r}: must be >= {r.ge}"))
@@ -291,8 +386,10 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
                 failures.append((numv > rule.le,
                                  lambda v, r=rule: f"{r.name}={v!r}: must be <= {r.le}"))
         if rule.kind == "int" and rule.required:
-            return num.fillna(0).round().astype("int64"), failures
-        return num.astype("float64"), failures
+            castable = np.isfinite(numv) & (np.abs(numv) < INT64_LIMIT)
+            return pd.Series(np.where(castable, numv, 0.0), index=raw.index).round().astype(
+                "int64"), failures
+        return pd.Series(numv, index=raw.index), failures
     if rule.kind == "bool":
         ok = (np.ones(n, dtype=bool) if pd.api.types.is_bool_dtype(raw)
               else raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
@@ -301,10 +398,17 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
             return raw.astype(object).where(ok & ~isnull, None).astype("boolean"), failures
         return raw.where(ok, False).astype(bool), failures
     if rule.kind == "datetime":
-        ts = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
-        bad = ts.isna().to_numpy() & ~isnull
-        failures.append((bad, lambda v, r=rule: f"{r.name}={v!r}: expected an ISO-8601 time"))
-        return ts, failures
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            return pd.to_datetime(raw, utc=True), failures
+        # Text in ISO-8601 only: pandas would also read "now", "today" or 5 as a time.
+        text = raw.where(raw.map(lambda v: isinstance(v, str)), None) \
+            if raw.dtype == object or not pd.api.types.is_string_dtype(raw) else raw
+        iso = text.astype("string").str.fullmatch(ISO_8601).fillna(False).to_numpy(dtype=bool)
+        ts = pd.to_datetime(text.where(iso, None), errors="coerce", utc=True, format="ISO8601")
+        bad = (~iso | ts.isna().to_numpy()) & ~isnull
+        failures.append((bad, lambda v, r=rule: (
+            f"{r.name}={_short(v)}: expected an ISO-8601 time such as 2025-09-01T12:00:00Z")))
+        return ts.where(~bad, pd.NaT), failures
     if rule.kind == "literal":
         choices = set(rule.choices)
         ok = raw.isin(list(choices)).to_numpy()
@@ -318,6 +422,8 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
     if rule.min_length:
         empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
         failures.append((empty & is_str, lambda v, r=rule: f"{r.name} is empty"))
+    if pd.api.types.is_string_dtype(raw) and raw.dtype != object and not isnull.all():
+        return raw, failures  # already text with missing values as NA (Parquet)
     return raw.astype(object).where(~isnull, None), failures
 
 
@@ -340,7 +446,9 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         original = frame[rule.name] if rule.name in frame.columns else None
         for mask, message in failures:
             add(mask, message, original)
-        out[rule.name] = coerced.to_numpy() if hasattr(coerced, "to_numpy") else coerced
+        # Typed columns stay Series on frame's index (no round trip through numpy objects);
+        # object columns go through numpy so the frame infers their dtype as before.
+        out[rule.name] = coerced.to_numpy() if coerced.dtype == object else coerced
 
     unknown = [c for c in frame.columns
                if c not in KNOWN_COLUMNS and not c.startswith("analysis.")]
@@ -362,8 +470,8 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
         add(incoherent, lambda v: "passed=true with schema_valid=false", None)
 
-    extras = {c: frame[c].to_numpy() for c in frame.columns
-              if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
+    extras = {c: frame[c].to_numpy() if frame[c].dtype == object else frame[c]
+              for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
     clean = pd.DataFrame({**out, **extras}, index=frame.index)
     return clean, reasons
 
@@ -372,28 +480,50 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
                   known_fields: Iterable[str] | None = None,
                   known_tiers: Iterable[str] | None = None,
                   quarantine_path: str | Path | None = None) -> LoadResult:
-    """Read and validate attempt logs; quarantine bad rows (with reasons) instead of dropping."""
+    """Read and validate attempt logs; quarantine bad rows (with reasons) instead of dropping.
+
+    A file that cannot be read at all is quarantined as one entry (`row` None) and the others
+    are read; the quarantine file itself is never read as a log, even inside the folder.
+    """
     files = expand_log_paths(paths)
+    if quarantine_path is not None:
+        skip = Path(quarantine_path).resolve()
+        files = [f for f in files if f.resolve() != skip]
     known_fields = list(known_fields) if known_fields is not None else None
     known_tiers = list(known_tiers) if known_tiers is not None else None
     good, bad_rows = [], []
+    origins: list[tuple[str, np.ndarray]] = []  # (file, row numbers) of each kept block
+    files_quarantined = 0
     for path in files:
-        if path.suffix == ".jsonl":
-            frame, bad = _read_jsonl(path)
-            bad_rows += bad
-        else:
-            frame = _read_parquet(path)
+        try:
+            if path.suffix == ".jsonl":
+                frame, bad = _read_jsonl(path)
+                bad_rows += bad
+                pre = np.full(len(frame), "", dtype=object)
+            else:
+                frame, pre = _read_parquet(path)
+        except (LogReadError, OSError) as exc:
+            files_quarantined += 1
+            bad_rows.append({"source": str(path), "row": None,
+                             "reason": f"file skipped: {exc}", "record": None})
+            continue
         if frame.empty:
             continue
         rows = frame.pop("_row").to_numpy()
         clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
+        reasons = np.where(pre == "", reasons, np.where(reasons == "", pre,
+                                                        pre + "; " + reasons))
         is_bad = reasons != ""
         for i in np.flatnonzero(is_bad):
             record = {k: _plain(v) for k, v in frame.iloc[i].items()}
             bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
                              "record": record})
         good.append(clean.loc[~is_bad])
+        origins.append((str(path), rows[~is_bad]))
     frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
+    if len(frame):
+        frame, duplicates = _quarantine_duplicates(frame, origins)
+        bad_rows += duplicates
     quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"])
     if quarantine_path is not None and len(quarantined):
         qp = Path(quarantine_path)
@@ -402,10 +532,48 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
             for row in bad_rows:
                 fh.write(json.dumps(row, default=str) + "\n")
     if frame.empty and len(quarantined):
+        first = quarantined.iloc[0]
         raise LogReadError(
-            f"every one of the {len(quarantined)} rows in {[str(f) for f in files]} broke the "
-            f"attempt-log contract (first: row {quarantined.iloc[0]['row']}: "
-            f"{quarantined.iloc[0]['reason']})"
-            + (f"; details in {quarantine_path}" if quarantine_path else ""))
-    counts = {"files": len(files), "valid": len(frame), "quarantined": len(quarantined)}
+            f"no row in {[str(f) for f in files][:5]} met the attempt-log contract "
+            f"({len(quarantined)} quarantined; first: {first['source']} row {first['row']}: "
+            f"{first['reason']})" + (f"; details in {quarantine_path}" if quarantine_path else ""))
+    counts = {"files": len(files), "valid": len(frame), "quarantined": len(quarantined),
+              "files_quarantined": files_quarantined}
     return LoadResult(frame=frame, quarantined=quarantined, counts=counts)
+
+
+def _quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarray]]
+                           ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """One row per (task_id, attempt): an exact copy is quarantined (the first is kept);
+    twins that differ in anything are all quarantined, since which one is true is unknown."""
+    keys = ["task_id", "attempt"]
+    twins = frame.duplicated(subset=keys, keep=False).to_numpy()
+    if not twins.any():
+        return frame, []
+    sources = np.concatenate([np.full(len(rows), name, dtype=object) for name, rows in origins])
+    row_numbers = np.concatenate([rows for _, rows in origins])
+    candidates = frame.loc[twins]
+    versions = candidates.drop_duplicates().groupby(keys).size()
+    conflicting = candidates.set_index(keys).index.isin(versions[versions > 1].index)
+    copies = candidates.duplicated(keep="first").to_numpy()
+    first_at = {}
+    for i in np.flatnonzero(twins):
+        first_at.setdefault((frame.at[i, "task_id"], frame.at[i, "attempt"]), i)
+    drop = np.zeros(len(frame), dtype=bool)
+    out = []
+    for j, i in enumerate(np.flatnonzero(twins)):
+        row = candidates.iloc[j]
+        key = (row["task_id"], row["attempt"])
+        if conflicting[j]:
+            reason = (f"task_id={key[0]!r} attempt={key[1]} appears more than once with "
+                      "different content (e.g. the outcome); all its rows are quarantined")
+        elif copies[j]:
+            first = first_at[key]
+            reason = (f"exact duplicate of task_id={key[0]!r} attempt={key[1]} "
+                      f"({sources[first]} row {row_numbers[first]})")
+        else:
+            continue
+        drop[i] = True
+        out.append({"source": sources[i], "row": int(row_numbers[i]), "reason": reason,
+                    "record": {k: _plain(v) for k, v in row.items()}})
+    return frame.loc[~drop].reset_index(drop=True), out

@@ -137,6 +137,43 @@ class FeatureSpec:
                 [rec.get("brief") for rec in records])
         return out
 
+    def to_data(self) -> dict[str, Any]:
+        """The fitted spec as plain JSON (the artifact stores this, never a pickle)."""
+        self._check_fitted()
+        data: dict[str, Any] = {"categorical": list(self.categorical),
+                                "numeric": list(self.numeric),
+                                "brief_components": self.brief_components,
+                                "categories": {c: list(v) for c, v in self.categories_.items()}}
+        if self.brief_components:
+            pca = self.brief_pca_
+            if getattr(pca, "whiten", False):
+                raise FeatureError("a whitened brief PCA cannot be saved as data")
+            data["embedding_cache"] = self.embedding_cache
+            data["brief_pca"] = {"mean": np.asarray(pca.mean_, dtype=float).tolist(),
+                                 "components": np.asarray(pca.components_, dtype=float).tolist()}
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any], embedding_cache: str | None = None
+                  ) -> FeatureSpec:
+        categorical = tuple(map(str, data["categorical"]))
+        categories = {str(c): [str(v) for v in values]
+                      for c, values in dict(data["categories"]).items()}
+        if set(categories) != set(categorical):
+            raise FeatureError("the feature spec's vocabularies do not match its categorical "
+                               "columns")
+        spec = cls(categorical=categorical, numeric=tuple(map(str, data["numeric"])),
+                   brief_components=int(data.get("brief_components") or 0),
+                   embedding_cache=embedding_cache or data.get("embedding_cache"),
+                   categories_=categories)
+        if spec.brief_components:
+            pca = data["brief_pca"]
+            spec.brief_pca_ = LinearProjection(np.asarray(pca["mean"], dtype=float),
+                                               np.asarray(pca["components"], dtype=float))
+            if spec.brief_pca_.components.shape[0] != spec.brief_components:
+                raise FeatureError("the brief PCA has the wrong number of components")
+        return spec
+
     def _lookups(self) -> list[dict[str, int]]:
         """Category -> code maps, built once per fitted spec (the serving hot path)."""
         cached = self.__dict__.get("_lookup_cache")
@@ -155,6 +192,17 @@ class FeatureSpec:
     def missing(self, record: Mapping[str, Any]) -> list[str]:
         wanted = [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
         return [c for c in wanted if c != "tier" and record.get(c) is None]
+
+
+@dataclass
+class LinearProjection:
+    """A fitted (unwhitened) PCA as its arrays: `transform` is what `PCA.transform` computes."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=float) - self.mean) @ self.components.T
 
 
 def flatten_task(task: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,13 @@
 
 Estimators follow the scikit-learn API (`__init__` stores parameters, `fit` returns self,
 learned attributes end in `_`), so scikit-learn's `CalibratedClassifierCV` can calibrate them
-on held-out folds. They live here, in the serving package, because the saved artifact pickles
-them: serving must be able to load a model without importing the training code.
+on held-out folds.
+
+A fitted `PassModel` is saved as data, never as a pickle (`to_data` / `from_data`, used by
+`router_model.artifact`): LightGBM's own text model, the calibrator's arrays (isotonic
+thresholds or sigmoid a, b), the logistic baseline's coefficients and preprocessing
+parameters, and the feature spec, all plain JSON. Loading rebuilds a model that predicts the
+same probabilities (to 1e-9, tested) without running any code from the artifact.
 """
 
 from __future__ import annotations
@@ -97,6 +102,61 @@ def predict_booster(booster: Any, X: np.ndarray) -> np.ndarray:
     return booster.predict(X, num_threads=1 if len(X) <= 256 else 0)
 
 
+class ModelDataError(ValueError):
+    """A model that cannot be written as data, or data that does not describe a model."""
+
+
+@dataclass
+class IsotonicCalibrator:
+    """Isotonic regression as its thresholds (what `IsotonicRegression.predict` interpolates)."""
+
+    X_thresholds_: np.ndarray
+    y_thresholds_: np.ndarray
+
+
+@dataclass
+class SigmoidCalibrator:
+    """Platt scaling: p = 1 / (1 + exp(a * raw + b))."""
+
+    a_: float
+    b_: float
+
+
+def calibrator_to_data(calibrator: Any) -> dict[str, Any]:
+    if hasattr(calibrator, "X_thresholds_"):
+        if getattr(calibrator, "out_of_bounds", "clip") != "clip":
+            raise ModelDataError("only isotonic calibration with out_of_bounds='clip' can be "
+                                 "saved as data")
+        return {"method": "isotonic",
+                "x": np.asarray(calibrator.X_thresholds_, dtype=float).tolist(),
+                "y": np.asarray(calibrator.y_thresholds_, dtype=float).tolist()}
+    if hasattr(calibrator, "a_") and hasattr(calibrator, "b_"):
+        return {"method": "sigmoid", "a": float(calibrator.a_), "b": float(calibrator.b_)}
+    raise ModelDataError(f"a {type(calibrator).__name__} calibrator cannot be saved as data "
+                         "(isotonic or sigmoid only)")
+
+
+def calibrator_from_data(data: dict[str, Any]) -> IsotonicCalibrator | SigmoidCalibrator:
+    if data.get("method") == "isotonic":
+        x, y = _floats(data["x"], "calibrator.x"), _floats(data["y"], "calibrator.y")
+        if len(x) != len(y) or len(x) < 1 or np.any(np.diff(x) < 0):
+            raise ModelDataError("calibrator: isotonic thresholds must be two equally long, "
+                                 "non-empty arrays with x sorted")
+        return IsotonicCalibrator(x, y)
+    if data.get("method") == "sigmoid":
+        a, b = _floats([data["a"], data["b"]], "calibrator.a/b")
+        return SigmoidCalibrator(float(a), float(b))
+    raise ModelDataError(f"calibrator.method={str(data.get('method'))[:40]!r}: expected "
+                         "isotonic or sigmoid")
+
+
+def _floats(values: Any, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise ModelDataError(f"{name}: expected a flat list of finite numbers")
+    return array
+
+
 def apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     """What `IsotonicRegression.predict` / `_SigmoidCalibration.predict` compute, unchecked."""
     if hasattr(calibrator, "X_thresholds_"):  # isotonic, out_of_bounds="clip"
@@ -105,26 +165,168 @@ def apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(calibrator.a_ * raw + calibrator.b_))  # sigmoid (Platt)
 
 
+class BoosterModel:
+    """A saved LightGBM model: the booster rebuilt from LightGBM's own text format."""
+
+    def __init__(self, model_text: str) -> None:
+        import lightgbm as lgb
+
+        try:
+            self.booster_ = lgb.Booster(model_str=model_text)
+        except Exception as exc:  # LightGBM raises its own error type on bad text
+            raise ModelDataError(f"the LightGBM model text cannot be parsed "
+                                 f"({type(exc).__name__})") from exc
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = self.booster_.num_feature()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = predict_booster(self.booster_, np.asarray(X, dtype=float))
+        return np.column_stack([1.0 - p, p])
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        return self.booster_.feature_importance(importance_type="gain")
+
+
+@dataclass
+class LogisticData:
+    """`logistic_baseline` as its parameters, computed with numpy (no sklearn objects).
+
+    Columns: one-hot codes of the categorical columns (missing -> -1, unknown -> all zero),
+    then the numeric columns imputed with their medians, with missing indicators, log1p'ed
+    and standardised; then the linear model's decision function.
+    """
+
+    categorical: list[int]
+    categories: list[list[float]]
+    numeric: list[int]
+    medians: list[float]
+    indicator: list[int]  # positions within `numeric` that get a missing indicator
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, n_features: int) -> LogisticData:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+        refuse = ModelDataError("only the pipeline built by router_model.model."
+                                "logistic_baseline can be saved as data")
+        try:
+            prep, logreg = pipeline.named_steps["prep"], pipeline.named_steps["logreg"]
+            (_, cat_pipe, cat_cols), = [t for t in prep.transformers_ if t[0] == "categorical"]
+            (_, num_pipe, num_cols), = [t for t in prep.transformers_ if t[0] == "remainder"]
+            cat_imputer, onehot = cat_pipe.steps[0][1], cat_pipe.steps[1][1]
+            imputer, log1p, scaler = (step for _, step in num_pipe.steps)
+        except (AttributeError, KeyError, ValueError, TypeError):
+            raise refuse from None
+        ok = (isinstance(prep, ColumnTransformer) and isinstance(logreg, LogisticRegression)
+              and isinstance(cat_imputer, SimpleImputer) and cat_imputer.strategy == "constant"
+              and cat_imputer.fill_value == -1.0 and isinstance(onehot, OneHotEncoder)
+              and onehot.handle_unknown == "ignore" and onehot.drop is None
+              and isinstance(imputer, SimpleImputer) and imputer.strategy == "median"
+              and isinstance(log1p, FunctionTransformer) and log1p.func is np.log1p
+              and isinstance(scaler, StandardScaler) and logreg.coef_.shape[0] == 1
+              and sorted([*cat_cols, *num_cols]) == list(range(n_features)))
+        if not ok:
+            raise refuse
+        indicator = (list(map(int, imputer.indicator_.features_))
+                     if imputer.indicator_ is not None else [])
+        return cls(categorical=list(map(int, cat_cols)),
+                   categories=[np.asarray(c, dtype=float).tolist() for c in onehot.categories_],
+                   numeric=list(map(int, num_cols)),
+                   medians=np.asarray(imputer.statistics_, dtype=float).tolist(),
+                   indicator=indicator,
+                   mean=(np.asarray(scaler.mean_, dtype=float).tolist()
+                         if scaler.with_mean else [0.0] * int(scaler.n_features_in_)),
+                   scale=(np.asarray(scaler.scale_, dtype=float).tolist()
+                          if scaler.with_std else [1.0] * int(scaler.n_features_in_)),
+                   coef=np.asarray(logreg.coef_[0], dtype=float).tolist(),
+                   intercept=float(logreg.intercept_[0]))
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], n_features: int) -> LogisticData:
+        try:
+            model = cls(**data)
+            width = sum(len(c) for c in model.categories) + len(model.numeric) + len(
+                model.indicator)
+            assert sorted([*model.categorical, *model.numeric]) == list(range(n_features))
+            assert len(model.categories) == len(model.categorical)
+            assert len(model.medians) == len(model.numeric)
+            assert len(model.mean) == len(model.scale) == len(model.numeric) + len(
+                model.indicator)
+            assert len(model.coef) == width
+            assert all(0 <= i < len(model.numeric) for i in model.indicator)
+            for values in (*model.categories, model.medians, model.mean, model.scale,
+                           model.coef, [model.intercept]):
+                _floats(values, "logistic")
+        except (TypeError, AssertionError, ValueError) as exc:
+            raise ModelDataError(f"the logistic model data is inconsistent "
+                                 f"({type(exc).__name__})") from None
+        return model
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=float)
+        parts = []
+        for j, cats in zip(self.categorical, self.categories, strict=True):
+            column = np.where(np.isnan(X[:, j]), -1.0, X[:, j])
+            parts.append((column[:, None] == np.asarray(cats)[None, :]).astype(float))
+        numeric = X[:, self.numeric]
+        missing = np.isnan(numeric)
+        imputed = np.where(missing, np.asarray(self.medians)[None, :], numeric)
+        block = np.hstack([imputed, missing[:, self.indicator].astype(float)])
+        parts.append((np.log1p(block) - np.asarray(self.mean)) / np.asarray(self.scale))
+        return np.hstack(parts) @ np.asarray(self.coef) + self.intercept
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1.0 - p, p])
+
+
 @dataclass
 class PassModel:
-    """A fitted, calibrated estimator plus the feature spec it was trained with."""
+    """A fitted, calibrated estimator plus the feature spec it was trained with.
+
+    Built by training from a fitted `CalibratedClassifierCV` (`calibrated`, ensemble=False:
+    one model, one calibrator), or loaded from data (`from_data`, `calibrated` is None).
+    Either way `estimator` is the uncalibrated model and `calibrator` maps its output (the
+    LightGBM probability, or the logistic decision function) to the calibrated probability.
+    """
 
     spec: FeatureSpec
-    calibrated: Any  # sklearn CalibratedClassifierCV (ensemble=False): one model, one calibrator
+    calibrated: Any
     kind: str
+    estimator: Any = None
+    calibrator: Any = None
+
+    def __post_init__(self) -> None:
+        if self.calibrated is not None and self.estimator is None:
+            fitted = self.calibrated.calibrated_classifiers_[0]
+            self.estimator, self.calibrator = fitted.estimator, fitted.calibrators[0]
+
+    @property
+    def is_lightgbm(self) -> bool:
+        return isinstance(self.estimator, LightGBMPassClassifier | BoosterModel)
+
+    def _raw_score(self, X: np.ndarray) -> np.ndarray:
+        """What the calibrator was fitted on: sklearn uses `decision_function` when the
+        estimator has one (the logistic pipeline), else the positive-class probability."""
+        if self.is_lightgbm:
+            return predict_booster(self.estimator.booster_, X)
+        return self.estimator.decision_function(X)
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Calibrated pass probabilities for encoded rows.
 
-        For LightGBM this skips scikit-learn's per-call input validation (about 0.6 ms, most
-        of a decision) and applies the fitted calibrator's own formula to the booster's
-        output: the same numbers as `calibrated.predict_proba`, checked by the tests.
+        This skips scikit-learn's per-call input validation (about 0.6 ms, most of a
+        decision) and applies the fitted calibrator's own formula to the estimator's output:
+        the same numbers as `calibrated.predict_proba`, checked by the tests.
         """
-        fitted = self.calibrated.calibrated_classifiers_[0]
-        if isinstance(fitted.estimator, LightGBMPassClassifier):
-            raw = predict_booster(fitted.estimator.booster_, X)
-            return apply_calibrator(fitted.calibrators[0], raw)
-        return self.calibrated.predict_proba(X)[:, 1]
+        return apply_calibrator(self.calibrator, self._raw_score(X))
 
     def predict_tiers(self, X_tasks: np.ndarray, tiers: list[str]) -> np.ndarray:
         """Encoded tasks -> (n, len(tiers)) pass probabilities.
@@ -144,30 +346,70 @@ class PassModel:
 
     def raw_and_calibrated(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated and calibrated probabilities (for reliability reports)."""
-        inner = self.calibrated.calibrated_classifiers_[0].estimator
-        return inner.predict_proba(X)[:, 1], self.predict_matrix(X)
+        return self.estimator.predict_proba(X)[:, 1], self.predict_matrix(X)
 
     def explain(self, X: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
         """The largest per-feature contributions (log-odds, before calibration) for one row.
 
         LightGBM's TreeSHAP (`pred_contrib`); other estimators return an empty list.
         """
-        inner = self.calibrated.calibrated_classifiers_[0].estimator
-        if not isinstance(inner, LightGBMPassClassifier):
+        if not self.is_lightgbm:
             return []
-        contrib = inner.booster_.predict(np.asarray(X[:1], dtype=float), pred_contrib=True)[0]
+        contrib = self.estimator.booster_.predict(np.asarray(X[:1], dtype=float),
+                                                  pred_contrib=True)[0]
         values = contrib[:-1]  # the last column is the bias
         order = np.argsort(-np.abs(values))[:top]
         return [{"feature": self.spec.columns[j], "value": _plain_value(X[0, j], self.spec, j),
                  "contribution": float(values[j])} for j in order]
 
     def feature_importance(self) -> dict[str, float]:
-        inner = self.calibrated.calibrated_classifiers_[0].estimator
-        if not hasattr(inner, "feature_importances_"):
+        if not hasattr(self.estimator, "feature_importances_"):
             return {}
-        gains = np.asarray(inner.feature_importances_, dtype=float)
+        gains = np.asarray(self.estimator.feature_importances_, dtype=float)
         total = gains.sum() or 1.0
         return {c: float(g / total) for c, g in zip(self.spec.columns, gains, strict=True)}
+
+    # ---- as data ------------------------------------------------------------------------
+
+    def to_data(self) -> tuple[dict[str, Any], str | None]:
+        """(JSON-able description, LightGBM model text or None). Refuses what it cannot
+        describe with a `ModelDataError` that says so."""
+        data: dict[str, Any] = {"kind": self.kind, "spec": self.spec.to_data(),
+                                "calibrator": calibrator_to_data(self.calibrator)}
+        if self.is_lightgbm:
+            data["estimator"] = {"type": "lightgbm"}
+            return data, self.estimator.booster_.model_to_string()
+        if isinstance(self.estimator, LogisticData):
+            logistic = self.estimator
+        else:
+            logistic = LogisticData.from_pipeline(self.estimator, len(self.spec.columns))
+        data["estimator"] = {"type": "logistic", **logistic.__dict__}
+        return data, None
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], booster_text: str | None) -> PassModel:
+        try:
+            spec = FeatureSpec.from_data(data["spec"])
+            kind, estimator_data = str(data["kind"]), dict(data["estimator"])
+            calibrator = calibrator_from_data(data["calibrator"])
+            kind_of = estimator_data.pop("type")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelDataError(f"the model description is incomplete or malformed "
+                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        if kind_of == "lightgbm":
+            if booster_text is None:
+                raise ModelDataError("a LightGBM model needs its booster text")
+            estimator: Any = BoosterModel(booster_text)
+            if estimator.n_features_in_ != len(spec.columns):
+                raise ModelDataError(f"the booster has {estimator.n_features_in_} features, "
+                                     f"the feature spec {len(spec.columns)}")
+        elif kind_of == "logistic":
+            estimator = LogisticData.from_data(estimator_data, len(spec.columns))
+        else:
+            raise ModelDataError(f"estimator type {str(kind_of)[:40]!r}: expected lightgbm "
+                                 "or logistic")
+        return cls(spec=spec, calibrated=None, kind=kind, estimator=estimator,
+                   calibrator=calibrator)
 
 
 def _plain_value(code: float, spec: FeatureSpec, j: int) -> Any:

@@ -1,25 +1,116 @@
 """The service's request bodies (pydantic): one definition for HTTP and in-process calls.
 
 `LocalRouterClient` validates with the same models as the FastAPI app, so a task that would
-get a 422 over HTTP is refused in process too.
+get a 422 over HTTP is refused in process too. Besides the field types and ranges, every
+request is checked to be plain JSON that can be logged and answered: numbers are finite,
+strings hold no lone UTF-16 surrogates, and the extra (untyped) Stage-4 analysis keys are
+capped in number and size, because they go into the decision log verbatim.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import math
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from router_model.contract import Analysis, ErrorKind
 from router_model.policy import EXAMPLE_TASK
 
 TOKENS = Field(ge=0, le=100_000_000)
+MAX_EXTRA_ANALYSIS_KEYS = 32      # extra analysis keys per task
+MAX_EXTRA_ANALYSIS_KEY_CHARS = 64
+MAX_EXTRA_ANALYSIS_VALUE_CHARS = 1_000  # each extra value, as JSON text
+MAX_NESTING = 32                  # containers inside containers, anywhere in a body
+INT64 = 2**63
 
 
-class TaskIn(BaseModel):
+class RequestValueError(ValueError):
+    """A value that is not plain, loggable JSON; `loc` is its path in the body."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(map(str, loc)) or 'body'}: {message}")
+        self.loc = loc
+        self.message = message
+
+
+def preview(value: Any, limit: int = 40) -> str:
+    """A short, always-encodable picture of a value for an error message (never all of it)."""
+    text = repr(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_plain_json(value: Any, loc: tuple[str | int, ...] = (), depth: int = 0) -> None:
+    """Raise `RequestValueError` for NaN/Infinity, lone surrogates or too deep nesting."""
+    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(value, loc, depth)]
+    while stack:
+        v, where, d = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise RequestValueError(where, f"{v!r} is not a finite number")
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -INT64 <= v < INT64:
+                raise RequestValueError(where, f"{preview(v, 24)} is outside the 64-bit "
+                                               "integer range")
+        elif isinstance(v, str):
+            if has_lone_surrogate(v):
+                raise RequestValueError(where, f"{preview(v)} contains a lone UTF-16 "
+                                               "surrogate (not valid Unicode)")
+        elif isinstance(v, dict | list):
+            if d >= MAX_NESTING:
+                raise RequestValueError(where, f"nested more than {MAX_NESTING} levels deep")
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, child in items:
+                if isinstance(k, str) and has_lone_surrogate(k):
+                    raise RequestValueError(where, f"key {preview(k)} contains a lone UTF-16 "
+                                                   "surrogate (not valid Unicode)")
+                stack.append((child, (*where, k), d + 1))
+
+
+def check_extra_analysis(analysis: Analysis) -> None:
+    extras = analysis.model_extra or {}
+    if len(extras) > MAX_EXTRA_ANALYSIS_KEYS:
+        raise RequestValueError(("analysis",), f"{len(extras)} extra keys is more than "
+                                               f"{MAX_EXTRA_ANALYSIS_KEYS}")
+    for key, value in extras.items():
+        if len(key) > MAX_EXTRA_ANALYSIS_KEY_CHARS:
+            raise RequestValueError(("analysis", preview(key, 20)),
+                                    f"key is {len(key)} chars, more than "
+                                    f"{MAX_EXTRA_ANALYSIS_KEY_CHARS}")
+        check_plain_json(value, ("analysis", key), depth=2)
+        size = len(json.dumps(value))
+        if size > MAX_EXTRA_ANALYSIS_VALUE_CHARS:
+            raise RequestValueError(("analysis", key), f"value is {size} chars of JSON, more "
+                                                       f"than {MAX_EXTRA_ANALYSIS_VALUE_CHARS}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _plain_strings(self) -> Any:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, str) and has_lone_surrogate(value):
+                raise RequestValueError((name,), f"{preview(value)} contains a lone UTF-16 "
+                                                 "surrogate (not valid Unicode)")
+        return self
+
+
+class TaskIn(_Strict):
     """One Stage-5 task to route: the field, token counts and the Stage-4 analysis."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_TASK]})
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra={"examples": [EXAMPLE_TASK]})
 
     field: str = Field(min_length=1, max_length=200)
     prompt_tokens: Annotated[int, TOKENS]
@@ -30,6 +121,13 @@ class TaskIn(BaseModel):
     course_id: str | None = Field(None, max_length=200)
     task_id: str | None = Field(None, max_length=200)
 
+    @model_validator(mode="after")
+    def _plain_analysis(self) -> TaskIn:
+        for name in type(self.analysis).model_fields:
+            check_plain_json(getattr(self.analysis, name), ("analysis", name))
+        check_extra_analysis(self.analysis)
+        return self
+
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,10 +135,8 @@ class BatchIn(BaseModel):
     tasks: list[TaskIn] = Field(min_length=1, max_length=10_000)
 
 
-class EscalateIn(BaseModel):
+class EscalateIn(_Strict):
     """A gate result: where it happened and what the gate saw."""
-
-    model_config = ConfigDict(extra="forbid")
 
     decision_id: str | None = Field(None, max_length=200)
     tier: str | None = Field(None, max_length=200)

@@ -2,7 +2,9 @@
 
 Endpoints: POST /v1/route (?explain=true), POST /v1/route/batch, POST /v1/escalate,
 GET /healthz, GET /readyz, GET /metrics (Prometheus), POST /admin/reload (bearer token).
-Malformed bodies get FastAPI's 422, which names the offending field.
+Every POST body first passes `http_guard.BodyGuard` (size limit, JSON content type, strict
+UTF-8 JSON with finite numbers); malformed bodies get a 422 that names the field and the
+problem and never echoes the input.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,8 +32,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from router_model.http_guard import BodyGuard, validation_error_handler
 from router_model.requests import BatchIn, EscalateIn, TaskIn
 from router_model.serving import EscalationError, RouterService
+
+log = logging.getLogger("stage5_router.service")
 
 
 class Metrics:
@@ -49,6 +56,8 @@ class Metrics:
                            ["router_version", "mode"], registry=self.registry)
         self.reloads = Counter("router_reloads", "Model reloads", ["result"],
                                registry=self.registry)
+        self.degraded = Gauge("router_degraded", "1 while the configured model is not being "
+                              "served (answers come from the rules)", registry=self.registry)
 
     def observe(self, endpoint: str, seconds: float, decisions: list[dict[str, Any]]) -> None:
         self.latency.labels(endpoint).observe(seconds)
@@ -60,17 +69,44 @@ class Metrics:
     def set_model(self, readiness: dict[str, Any]) -> None:
         self.model.clear()
         self.model.labels(readiness["router_version"], readiness["mode"]).set(1)
+        self.degraded.set(1 if readiness["status"] == "degraded" else 0)
+
+    def watch_decision_log(self, service: RouterService) -> None:
+        """What rotation deleted from the decision log, and lines that could not be written;
+        read from the log at scrape time."""
+        self.registry.register(_DecisionLogCollector(service))
+
+
+class _DecisionLogCollector:
+    def __init__(self, service: RouterService) -> None:
+        self.service = service
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        dropped = self.service.decision_log.dropped
+        family = CounterMetricFamily("router_decision_log_dropped", "Decision-log content "
+                                     "deleted by rotation (the oldest backup), and lines that "
+                                     "could not be written", labels=["unit"])
+        for unit in ("bytes", "lines", "unwritten_lines"):
+            family.add_metric([unit], dropped[unit])
+        yield family
 
 
 def create_app(service: RouterService) -> FastAPI:
     """Build the app around a ready `RouterService` (config is resolved by the caller)."""
     metrics = Metrics()
     metrics.set_model(service.readiness())
+    metrics.watch_decision_log(service)
 
     async def watch_artifacts() -> None:
         while True:
             await asyncio.sleep(service.settings.reload_poll_s)
-            result = await asyncio.to_thread(service.reload_if_changed)
+            try:
+                result = await asyncio.to_thread(service.reload_if_changed)
+            except Exception:  # the watcher must outlive any one bad look at the folder
+                log.exception("checking the artifact folder failed")
+                continue
             if result is not None:
                 metrics.reloads.labels("ok" if result["reloaded"] else "rejected").inc()
                 metrics.set_model(service.readiness())
@@ -86,14 +122,18 @@ def create_app(service: RouterService) -> FastAPI:
 
     app = FastAPI(title="stage5-router", version="1", lifespan=lifespan,
                   description="Routing decisions for Stage-5 course generation.")
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(BodyGuard, max_body_bytes=service.settings.max_body_bytes)
 
     def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
         token = service.admin_token()
         if token is None:
             raise HTTPException(503, f"admin endpoints are disabled: set "
                                      f"{service.settings.admin_token_env} to enable them")
-        presented = (authorization or "").removeprefix("Bearer ").strip()
-        if not authorization or not secrets.compare_digest(presented, token):
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        # Header values arrive as latin-1 text: compare bytes, so any header is comparable.
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+                presented.strip().encode("latin-1", "replace"), token.encode("utf-8")):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -127,8 +167,9 @@ def create_app(service: RouterService) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, Any]:
-        return service.readiness()
+    async def readyz() -> JSONResponse:
+        readiness = service.readiness()
+        return JSONResponse(status_code=200 if readiness["ready"] else 503, content=readiness)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

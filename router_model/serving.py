@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,8 @@ class ServeSettings:
     reload_poll_s: float = 2.0
     admin_token_env: str = "ROUTER_ADMIN_TOKEN"
     max_batch: int = 1000
+    max_body_bytes: int = 4_000_000
+    ready_when_degraded: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -58,10 +61,28 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
+        check(self.max_body_bytes >= 1024, "serve.max_body_bytes", self.max_body_bytes,
+              "must be >= 1024")
         check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
         check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
         check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
               "must be >= 0 (0 disables automatic reloads)")
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s'\"/:,;()]+)+/?")
+
+
+def redact_paths(text: str | None) -> str | None:
+    """A message for clients: every absolute path shortened to its last part (`.../name`)."""
+    if not text:
+        return text
+    return _ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1],
+                              text)
+
+
+def _redacted(policy: RoutingPolicy) -> RoutingPolicy:
+    policy.fallback_reason = redact_paths(policy.fallback_reason)
+    return policy
 
 
 def artifact_signature(path: str | None) -> tuple[Any, ...]:
@@ -70,11 +91,14 @@ def artifact_signature(path: str | None) -> tuple[Any, ...]:
         return ()
     root = Path(path)
     latest = root / LATEST_FILE
-    target = latest.read_text().strip() if latest.exists() else ""
+    try:
+        target = latest.read_bytes().strip().decode("utf-8", "replace")
+    except OSError:
+        target = ""
     manifest = (root / target / MANIFEST_FILE) if target else root / MANIFEST_FILE
     try:
         return (target, manifest.stat().st_mtime_ns)
-    except FileNotFoundError:
+    except (OSError, ValueError):
         return (target, None)
 
 
@@ -95,11 +119,13 @@ class RouterService:
         self._reload_lock = threading.Lock()
         self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
         self._tiers_lock = threading.Lock()
-        self.policy = RoutingPolicy.from_artifact_path(catalog, self.policy_settings,
-                                                       settings.artifact, seed)
-        self.shadow = (RoutingPolicy.from_artifact_path(catalog, self.policy_settings,
-                                                        settings.shadow_artifact, seed)
-                       if settings.shadow_artifact else None)
+        self.policy = _redacted(RoutingPolicy.from_artifact_path(
+            catalog, self.policy_settings, settings.artifact, seed))
+        if settings.artifact and not self.policy.learned:
+            log.warning("serving from the rules (degraded): %s", self.policy.fallback_reason)
+        self.shadow = (_redacted(RoutingPolicy.from_artifact_path(
+            catalog, self.policy_settings, settings.shadow_artifact, seed))
+            if settings.shadow_artifact else None)
         self.signature = artifact_signature(settings.artifact)
         self.reloads = {"ok": 0, "rejected": 0}
         self.router = self._build_router(self.policy)
@@ -210,8 +236,13 @@ class RouterService:
     # ---- model lifecycle ---------------------------------------------------------------
 
     def readiness(self) -> dict[str, Any]:
+        """`status` is "degraded" while a configured artifact is not being served; whether
+        that still counts as ready is `serve.ready_when_degraded`."""
         policy = self.policy
-        return {"ready": True, "mode": "learned" if policy.learned else "rules",
+        degraded = bool(self.settings.artifact) and not policy.learned
+        return {"ready": not degraded or self.settings.ready_when_degraded,
+                "status": "degraded" if degraded else "ok",
+                "mode": "learned" if policy.learned else "rules",
                 "router": self.settings.router,
                 "router_version": policy.router_version,
                 "fallback_reason": policy.fallback_reason,
@@ -230,7 +261,7 @@ class RouterService:
             except Exception as exc:
                 self.reloads["rejected"] += 1
                 log.warning("reload rejected: %s", exc)
-                return {"reloaded": False, "error": str(exc),
+                return {"reloaded": False, "error": redact_paths(str(exc)),
                         "router_version": self.policy.router_version}
             policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
                                    seed=self._seed)

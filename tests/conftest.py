@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig, OmegaConf
@@ -12,6 +13,31 @@ from tests.helpers import compose_config, tmp_paths
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT_DIRS = ("data/generated", "artifacts", "reports")
+
+
+def snapshot_outputs(repo: Path = REPO) -> dict[str, tuple[int, int]]:
+    """Size and mtime of every file in the repository's output folders."""
+    found = {}
+    for folder in OUTPUT_DIRS:
+        for path in (repo / folder).rglob("*") if (repo / folder).exists() else ():
+            if path.is_file():
+                stat = path.stat()
+                found[str(path.relative_to(repo))] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tests_write_only_under_tmp():
+    """Tests write under tmp paths only: the repository's own outputs (a demo's logs, the
+    served decision log, artifacts, reports) must be exactly as they were."""
+    before = snapshot_outputs()
+    yield
+    after = snapshot_outputs()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into the repository: {changed[:10]}"
 
 
 @pytest.fixture(scope="session")

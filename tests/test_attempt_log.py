@@ -43,7 +43,7 @@ def test_round_trip_keeps_every_value(tmp_path, suffix):
                              escalation_reason="schema_error", field="lesson_content", phase=3)]
     path = write_attempts(rows, tmp_path / f"log{suffix}")
     loaded = read_attempts(path, known_fields=FIELDS, known_tiers=TIERS)
-    assert loaded.counts == {"files": 1, "valid": 2, "quarantined": 0}
+    assert loaded.counts == {"files": 1, "valid": 2, "quarantined": 0, "files_quarantined": 0}
     frame = loaded.frame
     assert frame["similarity"].iloc[0] == pytest.approx(0.81)
     assert pd.isna(frame["similarity"].iloc[1]) and pd.isna(frame["predicted_pass_prob"].iloc[1])
@@ -92,7 +92,7 @@ def test_malformed_rows_are_quarantined_with_their_reason(tmp_path, change, reas
     quarantine = tmp_path / "quarantine.jsonl"
     loaded = read_attempts(path, known_fields=FIELDS, known_tiers=TIERS,
                            quarantine_path=quarantine)
-    assert loaded.counts == {"files": 1, "valid": 1, "quarantined": 1}
+    assert loaded.counts == {"files": 1, "valid": 1, "quarantined": 1, "files_quarantined": 0}
     assert reason in loaded.quarantined["reason"].iloc[0]
     saved = [json.loads(line) for line in quarantine.read_text().splitlines()]
     assert saved[0]["row"] == 2 and reason in saved[0]["reason"]
@@ -136,4 +136,4 @@ def test_folders_are_expanded_and_all_files_read(tmp_path):
     write_attempts([record()], tmp_path / "logs" / "a.jsonl")
     write_attempts([record(task_id="c1-t9")], tmp_path / "logs" / "day2" / "b.parquet")
     loaded = read_attempts(tmp_path / "logs")
-    assert loaded.counts == {"files": 2, "valid": 2, "quarantined": 0}
+    assert loaded.counts == {"files": 2, "valid": 2, "quarantined": 0, "files_quarantined": 0}

@@ -189,7 +189,7 @@ def test_missing_or_corrupt_artifact_falls_back_to_rules(catalog, tmp_path, trai
 
     broken = tmp_path / "broken"
     shutil.copytree(result.artifact.path, broken)
-    (broken / "model.joblib").write_bytes(b"garbage")
+    (broken / "model.json").write_bytes(b"garbage")
     policy = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(broken))
     assert not policy.learned and "sha256" in policy.fallback_reason
     assert policy.decide(TASK).source == "rules"

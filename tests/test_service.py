@@ -284,7 +284,7 @@ def test_a_corrupt_artifact_is_rejected_and_the_old_model_keeps_serving(server, 
     before = httpx.get(f"{url}/readyz").json()["router_version"]
     bad = artifact_root / "corrupt-version"
     shutil.copytree(artifact_root / "second-version", bad)
-    (bad / "model.joblib").write_bytes(b"not a model")
+    (bad / "model.json").write_bytes(b"not a model")
     latest = (artifact_root / LATEST_FILE).read_text()
     (artifact_root / LATEST_FILE).write_text("corrupt-version")
     try:
@@ -382,8 +382,11 @@ def test_the_decision_log_rotates_by_size(tmp_path):
     for _ in range(40):
         log.write("route", {"field": "exercise"}, decision)
     log.close()
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["d.jsonl", "d.jsonl.1", "d.jsonl.2"]
+    files = sorted((p.name for p in tmp_path.iterdir()), key=lambda n: (len(n), n))
+    assert len(files) == 3 and files[0] == "d.jsonl"  # the live file and 2 numbered backups
+    numbers = [int(name.rsplit(".", 1)[1]) for name in files[1:]]
+    assert numbers[1] == numbers[0] + 1 and numbers[0] > 1  # older ones were dropped
+    assert log.dropped["lines"] > 0 and log.dropped["bytes"] > 0
     for name in files:
         lines = (tmp_path / name).read_text().splitlines()
         assert lines and (tmp_path / name).stat().st_size <= 2000

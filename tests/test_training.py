@@ -140,9 +140,9 @@ def _copy_version(cfg, tmp_path) -> Path:
 def test_corrupt_artifacts_are_refused(trained, tmp_path):
     cfg, _ = trained
     flipped = _copy_version(cfg, tmp_path / "a")
-    data = bytearray((flipped / "model.joblib").read_bytes())
+    data = bytearray((flipped / "booster.txt").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (flipped / "model.joblib").write_bytes(bytes(data))
+    (flipped / "booster.txt").write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="does not match the sha256"):
         load_artifact(flipped)
     broken_manifest = _copy_version(cfg, tmp_path / "b")
@@ -169,15 +169,6 @@ def test_mismatched_artifacts_are_refused(trained, tmp_path, change, message):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match=message):
         load_artifact(folder)
-
-
-def test_fast_prediction_path_matches_scikit_learn(trained):
-    _, result = trained
-    model = result.artifact.model
-    X = model.spec.encode(load_examples(result.artifact.manifest["config"]["data"]["logs"],
-                                        _catalog(trained[0]), cache_dir=None).examples.head(300))
-    np.testing.assert_allclose(model.predict_matrix(X),
-                               model.calibrated.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
 
 
 def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalog):

@@ -147,6 +147,8 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
     unchanged logs memory-maps it instead of re-validating every row.
     """
     files = expand_log_paths(logs)
+    if quarantine_path is not None:  # never a log, even when it lies in the logs folder
+        files = [f for f in files if f.resolve() != Path(quarantine_path).resolve()]
     key = logs_hash(files, catalog)
     cache = Path(cache_dir) / "examples" / key if cache_dir else None
     if cache is not None and (cache / "meta.json").exists():

@@ -222,8 +222,9 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     guarantee = guaranteed_dial(cfg, main, lookup, test_rows)
     metrics["guarantee"] = guarantee
     if guarantee and guarantee["certified"]:  # serve the certified dial, not the point one
-        dials["policy"] = {**(dials["policy"] or {}), "dial": guarantee["dial"],
-                           "value": guarantee["value"]}
+        guarantee["point_value"] = (dials["policy"] or {}).get("value")
+        dials = {**dials, "policy": {**(dials["policy"] or {}), "dial": guarantee["dial"],
+                                     "value": guarantee["value"]}}
     calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
     artifact = save_artifact(main, cfg.router.artifact, data_hash=data.data_hash,
                              config=config, metrics=metrics, ladder_stats=data.ladder_stats,

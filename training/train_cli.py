@@ -36,5 +36,7 @@ def prepare(cfg: DictConfig) -> None:
     meta = {"data_hash": data.data_hash, "counts": data.counts,
             "ladder_stats": data.ladder_stats}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    skipped = data.counts.get("files_quarantined", 0)
     print(f"{data.counts['valid']:,} valid rows, {data.counts['quarantined']:,} quarantined "
-          f"-> {data.counts['examples']:,} examples in {out}")
+          + (f"(including {skipped:,} unreadable files) " if skipped else "")
+          + f"-> {data.counts['examples']:,} examples in {out}")

@@ -51,7 +51,9 @@ def format_summary(m: dict[str, Any], artifact_path: Path, reports_dir: Path,
     lines = [f"Trained {m['model']} -> {artifact_path}",
              f"  data: {d['valid']:,} log rows ({d['quarantined']:,} quarantined), "
              f"{d['examples']:,} examples; held out {d['test_courses']:,} courses"
-             + (" (cached dataset)" if d["from_cache"] else ""),
+             + (" (cached dataset)" if d["from_cache"] else "")
+             + (f"; {d['files_quarantined']:,} unreadable log files skipped (see the "
+                "quarantine file)" if d.get("files_quarantined") else ""),
              f"  held-out: log-loss {_fmt(o['log_loss'], 4)}  ROC-AUC {_fmt(o['roc_auc'])}  "
              f"PR-AUC {_fmt(o['pr_auc'])}  Brier {_fmt(o['brier'], 4)}  ECE {_fmt(o['ece'], 4)}"]
     for key, value in m.items():

@@ -69,7 +69,7 @@ def one_deployment(cfg: DictConfig, seed: int, folder: Path) -> dict[str, Any]:
     world = simulate_world(sim_cfg.simulate, catalog, n_courses=int(cfg.eval_courses),
                            seed=seed + 5000)
     g = trained["guarantee"]
-    point = trained["calibration"]["policy"]["value"]
+    point = trained["calibration"]["policy"]["value"]  # the point calibration, kept apart
     out: dict[str, Any] = {"seed": seed, "certified": g["certified"], "lam_point": point,
                            "point": realized(policy, world, point, catalog)}
     if g["certified"]:
