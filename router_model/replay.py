@@ -65,96 +65,125 @@ class ReplayResult:
     trace: pd.DataFrame | None = None
 
 
+@dataclass
+class _Ladder:
+    """Where every task stands while the ladder runs: the running state of one replay."""
+
+    tier: np.ndarray
+    retry: np.ndarray
+    attempts_at: np.ndarray  # (n, T) attempts made at each tier
+    calls: np.ndarray
+    premium_calls: np.ndarray
+    cost: np.ndarray
+    latency: np.ndarray
+    best_score: np.ndarray
+    best: dict[str, np.ndarray]  # the attempt kept: sim, quality, valid, tier
+    accepted: np.ndarray
+    flagged: np.ndarray
+    active: np.ndarray
+
+    @classmethod
+    def start(cls, tier: np.ndarray, n_tiers: int) -> _Ladder:
+        n = len(tier)
+        best = {k: np.zeros(n, dtype=d) for k, d in
+                (("sim", float), ("quality", float), ("valid", bool), ("tier", np.int64))}
+        return cls(tier=tier.copy(), retry=np.zeros(n, np.int64),
+                   attempts_at=np.zeros((n, n_tiers), np.int64), calls=np.zeros(n, np.int64),
+                   premium_calls=np.zeros(n, np.int64), cost=np.zeros(n), latency=np.zeros(n),
+                   best_score=np.full(n, -np.inf), best=best, accepted=np.zeros(n, bool),
+                   flagged=np.zeros(n, bool), active=np.ones(n, bool))
+
+    def keep(self, idx: np.ndarray, mask: np.ndarray, **values: np.ndarray) -> None:
+        """Make the attempts under `mask` the kept ones for tasks `idx`."""
+        for k, v in values.items():
+            self.best[k][idx[mask]] = v[mask]
+
+
+def _attempt(cube: OutcomeCube, state: _Ladder, idx: np.ndarray, premium_idx: int
+             ) -> dict[str, np.ndarray]:
+    """One call for each active task: its outcome, charged to the task."""
+    t = state.tier[idx]
+    a = np.minimum(state.attempts_at[idx, t], cube.similarity.shape[2] - 1)
+    state.attempts_at[idx, t] += 1
+    state.calls[idx] += 1
+    state.premium_calls[idx] += t == premium_idx
+    state.cost[idx] += cube.call_cost[idx, t] + cube.gate_cost[idx, t]
+    state.latency[idx] += cube.latency_s[idx, t]
+    out = {"tier": t, "a": a, "sim": cube.similarity[idx, t, a],
+           "quality": cube.quality[idx, t, a], "valid": cube.schema_valid[idx, t, a]}
+    score = np.nan_to_num(out["sim"], nan=-1.0) + out["valid"].astype(float)
+    better = score > state.best_score[idx]  # the best attempt so far is what a flag keeps
+    state.best_score[idx[better]] = score[better]
+    state.keep(idx, better, sim=out["sim"], quality=out["quality"], valid=out["valid"],
+               tier=t)
+    return out
+
+
+def _trace(cube: OutcomeCube, state: _Ladder, idx: np.ndarray, step: int,
+           out: dict[str, np.ndarray], action: np.ndarray, reason: np.ndarray
+           ) -> dict[str, np.ndarray]:
+    t = out["tier"]
+    return {"task": idx, "attempt": np.full(idx.size, step + 1), "tier": t,
+            "tier_attempt": out["a"] + 1, "retry": state.retry[idx], "similarity": out["sim"],
+            "quality": out["quality"], "schema_valid": out["valid"],
+            "cost_usd": cube.call_cost[idx, t], "gate_cost_usd": cube.gate_cost[idx, t],
+            "latency_s": cube.latency_s[idx, t], "action": action, "next_reason": reason}
+
+
 def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
            record_trace: bool = False) -> ReplayResult:
     """Run the ladder from `start_tier` (tier indices) for every task of `cube`."""
     gate = Gate.from_catalog(catalog)
-    n, n_tiers, n_att = cube.similarity.shape
+    n = cube.n_tasks
     threshold = (np.full(n, gate.pass_threshold) if cube.pass_threshold is None
                  else cube.pass_threshold)
     overflow_idx = catalog.tier_index(catalog.gate.overflow_tier)
     premium_idx = catalog.tier_index(catalog.premium)
-    tier = np.where(cube.overflow, overflow_idx, np.asarray(start_tier, dtype=np.int64))
-    start = tier.copy()
-    retry = np.zeros(n, dtype=np.int64)
-    attempts_at = np.zeros((n, n_tiers), dtype=np.int64)
-    calls = np.zeros(n, dtype=np.int64)
-    premium_calls = np.zeros(n, dtype=np.int64)
-    cost = np.zeros(n)
-    latency = np.zeros(n)
-    best_score = np.full(n, -np.inf)
-    best = {k: np.zeros(n, dtype=d) for k, d in
-            (("sim", float), ("quality", float), ("valid", bool), ("tier", np.int64))}
-    accepted = np.zeros(n, dtype=bool)
-    flagged = np.zeros(n, dtype=bool)
-    active = np.ones(n, dtype=bool)
+    start = np.where(cube.overflow, overflow_idx, np.asarray(start_tier, dtype=np.int64))
+    state = _Ladder.start(start, cube.similarity.shape[1])
     trace_parts: list[dict[str, np.ndarray]] = []
     max_steps = (gate.n_ladder + 1) * (gate.retries_per_tier + 1) + 1
-    rows = np.arange(n)
-
     for step in range(max_steps):
-        idx = rows[active]
+        idx = np.flatnonzero(state.active)
         if idx.size == 0:
             break
-        t = tier[idx]
-        a = np.minimum(attempts_at[idx, t], n_att - 1)
-        sim = cube.similarity[idx, t, a]
-        quality = cube.quality[idx, t, a]
-        valid = cube.schema_valid[idx, t, a]
-        attempts_at[idx, t] += 1
-        calls[idx] += 1
-        premium_calls[idx] += t == premium_idx
-        step_cost = cube.call_cost[idx, t] + cube.gate_cost[idx, t]
-        cost[idx] += step_cost
-        latency[idx] += cube.latency_s[idx, t]
-
-        score = np.nan_to_num(sim, nan=-1.0) + valid.astype(float)
-        better = score > best_score[idx]
-        bi = idx[better]
-        best_score[bi] = score[better]
-        best["sim"][bi], best["quality"][bi] = sim[better], quality[better]
-        best["valid"][bi], best["tier"][bi] = valid[better], t[better]
-
-        action, nxt, nretry, reason = gate.next_step(t, retry[idx], sim, valid,
+        out = _attempt(cube, state, idx, premium_idx)
+        action, nxt, nretry, reason = gate.next_step(out["tier"], state.retry[idx],
+                                                     out["sim"], out["valid"],
                                                      threshold=threshold[idx])
-        done_ok = action == Action.ACCEPT
-        done_flag = action == Action.FLAG_FOR_REVIEW
         if record_trace:
-            trace_parts.append({
-                "task": idx, "attempt": np.full(idx.size, step + 1), "tier": t,
-                "tier_attempt": a + 1, "retry": retry[idx], "similarity": sim,
-                "quality": quality, "schema_valid": valid, "cost_usd": cube.call_cost[idx, t],
-                "gate_cost_usd": cube.gate_cost[idx, t], "latency_s": cube.latency_s[idx, t],
-                "action": action, "next_reason": reason,
-            })
-        fin = idx[done_ok]
-        accepted[fin] = True
-        best["sim"][fin], best["quality"][fin] = sim[done_ok], quality[done_ok]
-        best["valid"][fin], best["tier"][fin] = valid[done_ok], t[done_ok]
-        flagged[idx[done_flag]] = True
-        active[idx[done_ok | done_flag]] = False
-        tier[idx], retry[idx] = nxt, nretry
+            trace_parts.append(_trace(cube, state, idx, step, out, action, reason))
+        done_ok, done_flag = action == Action.ACCEPT, action == Action.FLAG_FOR_REVIEW
+        state.accepted[idx[done_ok]] = True
+        state.keep(idx, done_ok, sim=out["sim"], quality=out["quality"], valid=out["valid"],
+                   tier=out["tier"])
+        state.flagged[idx[done_flag]] = True
+        state.active[idx[done_ok | done_flag]] = False
+        state.tier[idx], state.retry[idx] = nxt, nretry
+    if state.active.any():  # cannot happen with consistent rules; fail loudly, not misreport
+        raise RuntimeError(f"{int(state.active.sum())} tasks still active after {max_steps} "
+                           "steps")
+    return _result(state, start, threshold, gate.n_ladder, premium_idx, overflow_idx,
+                   _trace_frame(trace_parts) if record_trace else None)
 
-    if active.any():  # cannot happen with consistent rules; fail loudly rather than misreport
-        raise RuntimeError(f"{int(active.sum())} tasks still active after {max_steps} steps")
 
-    final_tier = best["tier"]
-    true_pass = best["valid"] & (best["quality"] >= threshold)
-    trace = None
-    if record_trace:
-        trace = pd.DataFrame({k: np.concatenate([p[k] for p in trace_parts])
-                              for k in trace_parts[0]})
-        trace = trace.sort_values(["task", "attempt"], kind="stable", ignore_index=True)
+def _trace_frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    trace = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    return trace.sort_values(["task", "attempt"], kind="stable", ignore_index=True)
+
+
+def _result(state: _Ladder, start: np.ndarray, threshold: np.ndarray, n_ladder: int,
+            premium_idx: int, overflow_idx: int, trace: pd.DataFrame | None) -> ReplayResult:
+    best = state.best
     return ReplayResult(
-        calls=calls, cost=cost, latency_s=latency, start_tier=start, final_tier=final_tier,
-        final_similarity=best["sim"], final_quality=best["quality"],
-        final_schema_valid=best["valid"], accepted=accepted, true_pass=true_pass,
-        flagged=flagged,
-        escalated=(attempts_at[:, :gate.n_ladder] > 0).sum(axis=1) > 1,
-        reached_premium=(attempts_at[:, premium_idx] > 0) & (start != premium_idx)
+        calls=state.calls, cost=state.cost, latency_s=state.latency, start_tier=start,
+        final_tier=best["tier"], final_similarity=best["sim"], final_quality=best["quality"],
+        final_schema_valid=best["valid"], accepted=state.accepted,
+        true_pass=best["valid"] & (best["quality"] >= threshold), flagged=state.flagged,
+        escalated=(state.attempts_at[:, :n_ladder] > 0).sum(axis=1) > 1,
+        reached_premium=(state.attempts_at[:, premium_idx] > 0) & (start != premium_idx)
         & (start != overflow_idx),
-        premium_calls=premium_calls, trace=trace,
-    )
+        premium_calls=state.premium_calls, trace=trace)
 
 
 OUTCOME_COLUMNS = ("task_id", "tier", "attempt", "similarity", "quality", "schema_valid",
