@@ -13,7 +13,6 @@ import asyncio
 import hashlib
 import json
 import os
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
 from router_model.client import LocalRouterClient, RouterClient
 from router_model.config import Catalog
 from router_model.contract import AttemptRecord
+from router_model.policy import explore
 
 PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",
           5: "minimum lessons"}
@@ -243,13 +243,14 @@ class Generator:
         eps = self.settings.explore_epsilon
         ladder = self.catalog.ladder
         if eps > 0 and source == "rules" and start in ladder:
-            rng = random.Random(f"{self.settings.seed}|{task.task_id}")  # order-free draws
-            if rng.random() < eps:
-                choice = rng.choice(ladder)
-                propensity = eps / len(ladder) + (1 - eps) * (choice == start)
-                start, source = choice, "exploration"
-            else:
-                propensity = (1 - eps) + eps / len(ladder)
+            # The policy's own draw and propensity, from a generator keyed by the task (so
+            # the same inputs explore the same tasks whatever the scheduling).
+            key = hashlib.sha256(f"{self.settings.seed}|{task.task_id}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(key[:8], "little"))
+            pick, explored, prop = explore(np.array([ladder.index(start)]),
+                                           np.ones((1, len(ladder)), bool), eps, rng)
+            start, propensity = ladder[int(pick[0])], float(prop[0])
+            source = "exploration" if explored[0] else source
         overflow = start == self.catalog.gate.overflow_tier
         return _Chain(decision=decision, start_tier=start, source=source,
                       propensity=propensity, tier=start, pending=list(task.items),
