@@ -45,11 +45,22 @@ def check_ranges(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "ok": r[0] <= _lookup(summary, k) <= r[1]} for k, r in SEED_RANGES.items()}
 
 
+def shifted_world(sim: DictConfig) -> DictConfig:
+    """The world with its `evaluation_shift` applied when `shifted` is set: logs of the
+    shifted course mix, e.g. recent traffic for router-monitor."""
+    if not sim.get("shifted"):
+        return sim
+    if not sim.get("evaluation_shift"):
+        raise ValueError("simulate.shifted=true needs a world with an evaluation_shift "
+                         "(simulate=shift)")
+    return OmegaConf.merge(sim, sim.evaluation_shift)
+
+
 def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     """Simulate, write every output under cfg.paths, and return the summary."""
     started = time.perf_counter()
     catalog = Catalog.from_config(cfg)
-    sim = cfg.simulate
+    sim = shifted_world(cfg.simulate)
     world = simulate_world(sim, catalog)
     rules = RoutingPolicy(catalog, PolicySettings())  # no model: the seed's static starts
     static = rules.static_starts(world.tasks["field"])

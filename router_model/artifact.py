@@ -178,8 +178,10 @@ def probe(artifact: RouterArtifact) -> None:
 def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
                   config: dict[str, Any], metrics: dict[str, Any],
                   ladder_stats: dict[str, Any] | None = None,
-                  extra_manifest: dict[str, Any] | None = None) -> RouterArtifact:
-    """Write a new version atomically, verify it loads, then point LATEST at it.
+                  extra_manifest: dict[str, Any] | None = None,
+                  publish: bool = True) -> RouterArtifact:
+    """Write a new version atomically, verify it loads, then point LATEST at it (unless
+    `publish` is false: a candidate that `router-promote` must accept first).
 
     The model is written as data (`PassModel.to_data`); one that cannot be (an estimator
     other than LightGBM or `logistic_baseline`) is refused with an `ArtifactError`.
@@ -228,5 +230,6 @@ def save_artifact(model: PassModel, root: str | Path, *, data_hash: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(root / LATEST_FILE, version)
+    if publish:
+        atomic_write_text(root / LATEST_FILE, version)
     return load_artifact(final)

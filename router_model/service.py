@@ -33,6 +33,7 @@ from prometheus_client import (
 )
 
 from router_model.http_guard import BodyGuard, validation_error_handler
+from router_model.live_gauges import LiveGauges
 from router_model.requests import BatchIn, EscalateIn, TaskIn
 from router_model.serving import EscalationError, RouterService
 
@@ -42,8 +43,10 @@ log = logging.getLogger("stage5_router.service")
 class Metrics:
     """Prometheus metrics in the app's own registry (several apps can live in one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gauge_window: int = 1000) -> None:
         self.registry = CollectorRegistry()
+        self.live = LiveGauges(gauge_window)
+        self.registry.register(self.live)
         self.decisions = Counter("router_decisions", "Routing decisions",
                                  ["tier", "source"], registry=self.registry)
         self.fallbacks = Counter("router_fallbacks", "Decisions answered from the rules",
@@ -59,8 +62,10 @@ class Metrics:
         self.degraded = Gauge("router_degraded", "1 while the configured model is not being "
                               "served (answers come from the rules)", registry=self.registry)
 
-    def observe(self, endpoint: str, seconds: float, decisions: list[dict[str, Any]]) -> None:
+    def observe(self, endpoint: str, seconds: float, decisions: list[dict[str, Any]],
+                fields: list[Any]) -> None:
         self.latency.labels(endpoint).observe(seconds)
+        self.live.observe(fields, decisions)
         for d in decisions:
             self.decisions.labels(d["start_tier"], d["source"]).inc()
             if d.get("fallback_reason"):
@@ -95,7 +100,7 @@ class _DecisionLogCollector:
 
 def create_app(service: RouterService) -> FastAPI:
     """Build the app around a ready `RouterService` (config is resolved by the caller)."""
-    metrics = Metrics()
+    metrics = Metrics(service.settings.gauge_window)
     metrics.set_model(service.readiness())
     metrics.watch_decision_log(service)
 
@@ -141,7 +146,7 @@ def create_app(service: RouterService) -> FastAPI:
     async def route(task: TaskIn, explain: Annotated[bool, Query()] = False) -> FastJSON:
         decision, seconds = timed(lambda: service.route(
             task.model_dump(exclude_none=True), explain=explain))
-        metrics.observe("route", seconds, [decision])
+        metrics.observe("route", seconds, [decision], [task.field])
         return FastJSON(decision)
 
     @app.post("/v1/route/batch", response_class=FastJSON)
@@ -151,7 +156,7 @@ def create_app(service: RouterService) -> FastAPI:
                                      f"serve.max_batch={service.settings.max_batch}")
         tasks = [t.model_dump(exclude_none=True) for t in batch.tasks]
         decisions, seconds = timed(lambda: service.route_batch(tasks))
-        metrics.observe("route_batch", seconds, decisions)
+        metrics.observe("route_batch", seconds, decisions, [t.get("field") for t in tasks])
         return FastJSON({"decisions": decisions})
 
     @app.post("/v1/escalate")

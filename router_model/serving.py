@@ -58,12 +58,14 @@ class ServeSettings:
     port: int = 8080
     workers: int = 1
     log_level: str = "warning"
+    gauge_window: int = 1000
 
     def __post_init__(self) -> None:
         check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
         check(self.max_body_bytes >= 1024, "serve.max_body_bytes", self.max_body_bytes,
               "must be >= 1024")
         check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
+        check(self.gauge_window >= 1, "serve.gauge_window", self.gauge_window, "must be >= 1")
         check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
         check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
               "must be >= 0 (0 disables automatic reloads)")

@@ -26,9 +26,10 @@ from router_model.attempt_log import expand_log_paths, read_attempts
 from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
 from router_model.files import sha256_file
+from training.reference import reference_profile
 
 # Bump when the example-building logic changes, so stale caches are never reused.
-DATASET_VERSION = 3
+DATASET_VERSION = 4  # 4: the drift reference travels with the examples
 
 
 def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
@@ -126,6 +127,7 @@ class ExampleSet:
     counts: dict[str, int]
     ladder_stats: dict[str, dict]
     from_cache: bool
+    reference: dict[str, Any] | None = None  # training/reference.py: what drift is measured to
 
 
 def logs_hash(paths: Sequence[Path], catalog: Catalog) -> str:
@@ -156,14 +158,16 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
 
         frame = datasets.load_from_disk(str(cache)).to_pandas()
         meta = json.loads((cache / "meta.json").read_text())
-        return ExampleSet(frame, key, meta["counts"], meta["ladder_stats"], from_cache=True)
+        return ExampleSet(frame, key, meta["counts"], meta["ladder_stats"], from_cache=True,
+                          reference=meta.get("reference"))
 
     loaded = read_attempts(files, known_fields=catalog.fields, known_tiers=catalog.tier_names,
                            quarantine_path=quarantine_path)
     examples = build_examples(loaded.frame)
     counts = {**loaded.counts, "examples": len(examples),
               "tasks": int(examples["task_id"].nunique()) if len(examples) else 0}
-    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame), from_cache=False)
+    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame), from_cache=False,
+                        reference=reference_profile(loaded.frame))
     if cache is not None:
         _write_cache(result, cache)
     return result
@@ -175,12 +179,24 @@ def _write_cache(data: ExampleSet, cache: Path) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.parent / f".tmp-{uuid.uuid4().hex}"
     datasets.Dataset.from_pandas(data.examples, preserve_index=False).save_to_disk(str(tmp))
-    meta = {"counts": data.counts, "ladder_stats": data.ladder_stats}
+    meta = {"counts": data.counts, "ladder_stats": data.ladder_stats,
+            "reference": data.reference}
     (tmp / "meta.json").write_text(json.dumps(meta))
     try:
         os.rename(tmp, cache)
     except OSError:  # another process cached the same key first: theirs is as good
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def in_holdout(course_ids: pd.Series | Sequence[str], share: float) -> np.ndarray:
+    """Courses kept for promotion: a stable hash of the course id falls below `share`, so
+    retraining (which drops them) and router-promote (which judges on them) always agree."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"holdout share {share!r} must be in [0, 1]")
+    ids = pd.Series(course_ids, dtype=str)
+    unique = ids.unique()
+    draw = {c: int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in unique}
+    return (ids.map(draw) < share).to_numpy()
 
 
 def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, seed: int

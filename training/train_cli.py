@@ -34,7 +34,7 @@ def prepare(cfg: DictConfig) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     data.examples.assign(held_out=data.examples.index.isin(test)).to_parquet(out, index=False)
     meta = {"data_hash": data.data_hash, "counts": data.counts,
-            "ladder_stats": data.ladder_stats}
+            "ladder_stats": data.ladder_stats, "reference": data.reference}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     skipped = data.counts.get("files_quarantined", 0)
     print(f"{data.counts['valid']:,} valid rows, {data.counts['quarantined']:,} quarantined "

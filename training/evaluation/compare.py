@@ -54,10 +54,11 @@ def quality_at(cost: np.ndarray, quality: np.ndarray, budget: float) -> float:
 
 
 def matched_comparison(policy: Points, baselines: Points, reference: Points,
-                       tasks: np.ndarray, *, n_boot: int, seed: int) -> dict[str, Any]:
+                       tasks: np.ndarray, *, n_boot: int, seed: int, level: float = 0.95
+                       ) -> dict[str, Any]:
     """Cost of `policy` and of the pooled baselines at the reference's true pass rate.
 
-    Returns point values with 95% percentile intervals over courses of the saving
+    Returns point values with percentile intervals (`level`) over courses of the saving
     (1 - policy / best baseline) and of the difference (baseline - policy, $ per course).
     """
     def one(weights: np.ndarray) -> np.ndarray:
@@ -74,8 +75,8 @@ def matched_comparison(policy: Points, baselines: Points, reference: Points,
     reps = one(resample_counts(len(tasks), n_boot, seed).astype(float))
     saving = 1.0 - reps[:, 0] / reps[:, 1]
     diff = reps[:, 1] - reps[:, 0]
-    lo, hi = percentile_interval(saving)
-    dlo, dhi = percentile_interval(diff)
+    lo, hi = percentile_interval(saving, level)
+    dlo, dhi = percentile_interval(diff, level)
     return {"target_true_pass": float(point[2]), "policy_cost": float(point[0]),
             "best_baseline_cost": float(point[1]),
             "saving": {"value": float(1.0 - point[0] / point[1]), "ci_low": lo, "ci_high": hi},

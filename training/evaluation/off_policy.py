@@ -79,6 +79,17 @@ def crossfit_reward_model(bandit: pd.DataFrame, n_tiers: int, rewards: tuple[str
     return out
 
 
+def dr_terms(bandit: pd.DataFrame, target: np.ndarray, q: np.ndarray, reward: str
+             ) -> np.ndarray:
+    """Per task, the doubly robust term whose mean estimates `reward` under `target`:
+    the model's prediction for the target start, corrected where the logs took it."""
+    logged = bandit["start_index"].to_numpy(np.int64)
+    target = np.asarray(target, dtype=np.int64)
+    w = (target == logged) / bandit["propensity"].to_numpy(float)
+    rows = np.arange(len(bandit))
+    return q[rows, target] + w * (bandit[reward].to_numpy(float) - q[rows, logged])
+
+
 def estimate(bandit: pd.DataFrame, target: np.ndarray, reward_model: dict[str, np.ndarray],
              *, n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, Any]]:
     """IPS, SNIPS and DR estimates of each reward under the target start tiers.
@@ -98,12 +109,11 @@ def estimate(bandit: pd.DataFrame, target: np.ndarray, reward_model: dict[str, n
 
     tasks_c = per_course(np.ones(len(bandit)))
     w_c = per_course(w)
-    rows = np.arange(len(bandit))
     out: dict[str, dict[str, Any]] = {}
     for name, q in reward_model.items():
         r = bandit[name].to_numpy(float)
         wr_c = per_course(w * r)
-        dr_c = per_course(q[rows, target] + w * (r - q[rows, logged]))
+        dr_c = per_course(dr_terms(bandit, target, q, name))
         estimators = {
             "ips": lambda c, wr_c=wr_c: (c @ wr_c) / (c @ tasks_c),
             "snips": lambda c, wr_c=wr_c: (c @ wr_c) / (c @ w_c),

@@ -1,0 +1,140 @@
+"""router-promote: a better candidate is promoted, a degraded one is refused, LATEST is safe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from router_model.artifact import LATEST_FILE, ArtifactError
+from tests.helpers import compose_config, tmp_paths
+from training.monitoring.cli import promote_overrides
+from training.monitoring.promote import HISTORY_FILE, PROMOTION_FILE, run_promote
+
+
+def train(tmp: Path, root: Path, *overrides: str) -> Path:
+    from training.train import run_train
+
+    cfg = compose_config("router_train", [*tmp_paths(tmp), f"router.artifact={root}",
+                                          "train.baseline=null", "train.publish=false",
+                                          "train.lightgbm.n_estimators=150", *overrides])
+    OmegaConf.resolve(cfg)
+    return run_train(cfg, progress=False).artifact.path
+
+
+@pytest.fixture(scope="module")
+def contenders(trained_router, tmp_path_factory):
+    """A weak champion (300 courses of logs), the shared 2,000-course model as the better
+    candidate, one trained on those logs with shuffled labels, and a fresh judging world."""
+    from pipeline.simulate_cli import run_simulate
+    from training.evaluation.seeds import compose
+    from training.monitoring.trials import corrupt_examples
+
+    train_cfg, result = trained_router
+    tmp = tmp_path_factory.mktemp("promote")
+    run_simulate(compose_config("router_simulate", [*tmp_paths(tmp / "small"),
+                                                    "simulate.n_courses=300",
+                                                    "simulate.seed=5"]))
+    champion = train(tmp / "small", tmp / "champions",
+                     f"data.logs={tmp}/small/data/attempt_logs.parquet")
+    bad = corrupt_examples(Path(train_cfg.paths.data_dir), tmp / "bad", "shuffled", seed=1)
+    degraded = train(tmp / "bad", tmp / "candidates", f"data.examples={bad}")
+    run_simulate(compose("router_simulate", [*tmp_paths(tmp / "judge"),
+                                             "simulate.n_courses=800", "simulate.seed=99"]))
+    return {"champion": champion, "better": result.artifact.path, "degraded": degraded,
+            "judge": tmp / "judge" / "data"}
+
+
+def serving_root(contenders, tmp: Path) -> Path:
+    root = tmp / "serving"
+    root.mkdir()
+    shutil.copytree(contenders["champion"], root / contenders["champion"].name)
+    (root / LATEST_FILE).write_text(contenders["champion"].name)
+    return root
+
+
+def promote_config(root: Path, judge: Path, *extra: str):
+    cfg = compose_config("router_promote", [
+        f"router.artifact={root}", f"promote.tasks={judge}/tasks.parquet",
+        f"promote.outcomes={judge}/outcomes.parquet", "promote.holdout_share=1.0",
+        "promote.bootstrap=200", *extra])
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def test_a_better_candidate_is_promoted_and_the_comparison_recorded(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    result = run_promote(promote_config(root, contenders["judge"]), str(contenders["better"]))
+    print(json.dumps(result))
+    assert result["non_inferior"] and result["promoted"] and not result["forced"], result
+    assert result["method"] == "exact replay" and result["courses"] == 800
+    assert result["cost_change_upper"] <= 0.03 and result["quality_change_lower"] >= -0.003
+    installed = root / contenders["better"].name
+    assert (root / LATEST_FILE).read_text() == installed.name
+    assert json.loads((installed / PROMOTION_FILE).read_text())["candidate"] == \
+        result["candidate"]
+    history = [json.loads(x) for x in (root / HISTORY_FILE).read_text().splitlines()]
+    assert [h["promoted"] for h in history] == [True]
+
+
+def test_a_candidate_trained_on_shuffled_labels_is_refused(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    result = run_promote(promote_config(root, contenders["judge"]),
+                         str(contenders["degraded"]))
+    assert not result["promoted"] and result["reasons"]
+    assert (root / LATEST_FILE).read_text() == contenders["champion"].name
+    assert not (root / contenders["degraded"].name).exists()  # never copied in
+    assert json.loads((contenders["degraded"] / PROMOTION_FILE).read_text())["reasons"] == \
+        result["reasons"]
+
+
+def test_force_promotes_a_refused_candidate_and_says_so(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    result = run_promote(promote_config(root, contenders["judge"]),
+                         str(contenders["degraded"]), force=True)
+    assert result["promoted"] and result["forced"] and not result["non_inferior"]
+    assert (root / LATEST_FILE).read_text() == contenders["degraded"].name
+    assert json.loads((root / HISTORY_FILE).read_text().splitlines()[-1])["forced"] is True
+
+
+def test_a_corrupt_candidate_is_refused_even_with_force(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    corrupt = tmp_path / "corrupt" / contenders["better"].name
+    shutil.copytree(contenders["better"], corrupt)
+    booster = corrupt / "booster.txt"
+    booster.write_text(booster.read_text().replace("leaf_value=", "leaf_value=9", 1))
+    with pytest.raises(ArtifactError, match="sha256"):
+        run_promote(promote_config(root, contenders["judge"]), str(corrupt), force=True)
+    assert (root / LATEST_FILE).read_text() == contenders["champion"].name
+
+
+def test_an_empty_serving_root_is_seeded_with_the_initial_champion(contenders, tmp_path):
+    root = tmp_path / "serving"
+    cfg = promote_config(root, contenders["judge"],
+                         f"promote.initial_champion={contenders['champion']}")
+    result = run_promote(cfg, str(contenders["degraded"]))
+    assert result["champion"] is not None and not result["promoted"]
+    assert (root / LATEST_FILE).read_text() == contenders["champion"].name
+
+
+def test_the_cli_exits_2_on_a_refusal_and_prints_why(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    judge = contenders["judge"]
+    run = subprocess.run(
+        [sys.executable, "-c", "from training.monitoring.cli import promote; promote()",
+         str(contenders["degraded"]), f"router.artifact={root}",
+         f"promote.tasks={judge}/tasks.parquet", f"promote.outcomes={judge}/outcomes.parquet",
+         "promote.holdout_share=1.0", "promote.bootstrap=100"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "REFUSED" in run.stdout and "LATEST is unchanged" in run.stdout
+
+
+def test_promote_arguments_become_overrides():
+    assert promote_overrides(["artifacts/router/x", "--force", "promote.cost_margin=0.05"]) == [
+        "promote.candidate=artifacts/router/x", "promote.force=true", "promote.cost_margin=0.05"]

@@ -1,0 +1,1 @@
+"""Production watch: drift against the training reference, and champion/challenger promotion."""

@@ -1,0 +1,289 @@
+"""`router-promote`: champion / challenger. LATEST moves only to a candidate that is not worse.
+
+The candidate and the serving artifact (the champion) route the same held-out courses, each
+with its own calibrated dial. Where an outcome table exists the two are replayed exactly;
+otherwise both are scored off-policy (cross-fitted doubly robust) on recent logs. Non-inferior
+means, by one-sided bounds (`confidence`) of a paired bootstrap over courses: the candidate's
+cost at the higher of the two served qualities (each frontier swept along lam and
+interpolated, as router-evaluate's headline does) no more than `cost_margin` above the
+champion's, and its quality at its own served dial (true pass where known, else gate pass)
+no more than `quality_margin` below the champion's. The frontier is a comparison, not a
+choice: the candidate serves its own calibrated dial. A candidate whose training asked for a
+quality guarantee must have certified it. `--force` overrides the comparison (and is logged),
+never the checks that keep a corrupt or foreign artifact from serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from router_model.artifact import (
+    LATEST_FILE,
+    RouterArtifact,
+    load_artifact,
+    probe,
+    resolve_version_dir,
+)
+from router_model.attempt_log import read_attempts
+from router_model.config import Catalog, typed
+from router_model.files import atomic_write_text
+from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.replay import cube_from_table, replay
+from training.dataset import in_holdout
+from training.evaluation.compare import Points, matched_comparison
+from training.evaluation.off_policy import crossfit_reward_model, dr_terms, logged_bandit
+from training.evaluation.routing_metrics import percentile_interval, resample_counts
+from training.monitoring.value import with_overflow
+
+PROMOTION_FILE = "promotion.json"
+HISTORY_FILE = "promotions.jsonl"
+
+
+@dataclass(frozen=True)
+class PromoteSettings:
+    cost_margin: float = 0.03
+    quality_margin: float = 0.003
+    confidence: float = 0.95
+    bootstrap: int = 500
+    seed: int = 0
+
+
+@dataclass
+class Evidence:
+    """Per artifact, per task of the held-out courses: cost and quality at its served dial
+    (row 0) and along its lam sweep (the other rows)."""
+
+    method: str
+    course: np.ndarray
+    cost: dict[str, np.ndarray]
+    quality: dict[str, np.ndarray]
+    quality_name: str
+    # Compare costs at matched quality along the frontiers; off for gate pass from logs,
+    # which sits near 1 for every dial, so the served costs are compared instead.
+    frontier: bool = True
+
+
+def load_candidate(path: str | Path) -> RouterArtifact:
+    """A candidate version folder (or a root whose LATEST names one) that loads and probes;
+    a corrupt or foreign one raises `ArtifactError`, whatever --force says."""
+    artifact = load_artifact(path)
+    probe(artifact)
+    return artifact
+
+
+def install(artifact: RouterArtifact, root: Path) -> RouterArtifact:
+    """The artifact as a version folder directly inside `root` (copied there atomically and
+    loaded back from the copy when it lives elsewhere), so LATEST can name it."""
+    target = root / artifact.path.name
+    if artifact.path.resolve().parent == root.resolve():
+        return artifact
+    root.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        tmp = root / f".tmp-{uuid.uuid4().hex}"
+        try:
+            shutil.copytree(artifact.path, tmp, ignore=shutil.ignore_patterns(
+                PROMOTION_FILE))
+            os.rename(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_candidate(target)
+
+
+def serving_champion(root: Path, initial: str | None) -> RouterArtifact | None:
+    """What LATEST serves; an empty root is first seeded with `initial`, when given."""
+    if not (root / LATEST_FILE).exists():
+        if not initial:
+            return None
+        seeded = install(load_candidate(initial), root)
+        atomic_write_text(root / LATEST_FILE, seeded.path.name)
+    return load_artifact(resolve_version_dir(root))
+
+
+def sweep_starts(policy: RoutingPolicy, tasks: pd.DataFrame, lams: list[float]) -> np.ndarray:
+    """(1 + len(lams), n) start tiers: the served dial first, then each lam of the sweep
+    (one prediction, re-planned per lam)."""
+    served = policy.start_tiers(tasks)
+    rows = [served["start"]]
+    rows += [policy.with_settings(lam=float(lam)).start_tiers(tasks, p=served["p"])["start"]
+             for lam in lams]
+    return np.vstack(rows)
+
+
+def replay_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, RoutingPolicy]
+                    ) -> Evidence:
+    """Exact replay of both on the held-out courses of an outcome table."""
+    tasks = pd.read_parquet(cfg.promote.tasks)
+    keep = in_holdout(tasks["course_id"], float(cfg.promote.holdout_share))
+    tasks = tasks[keep].reset_index(drop=True)
+    cube = cube_from_table(tasks, pd.read_parquet(cfg.promote.outcomes), catalog)
+    cost, quality = {}, {}
+    for name, policy in policies.items():
+        runs = [replay(cube, start, catalog)
+                for start in sweep_starts(policy, tasks, list(cfg.promote.lams))]
+        cost[name] = np.vstack([r.cost for r in runs])
+        quality[name] = np.vstack([r.true_pass for r in runs]).astype(float)
+    return Evidence("exact replay", tasks["course_id"].to_numpy(), cost, quality, "true pass")
+
+
+def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, RoutingPolicy]
+                    ) -> Evidence:
+    """Cross-fitted doubly robust terms of both on the held-out courses of recent logs."""
+    attempts = read_attempts(cfg.promote.logs, known_fields=catalog.fields,
+                             known_tiers=catalog.tier_names).frame
+    attempts = attempts[in_holdout(attempts["course_id"], float(cfg.promote.holdout_share))]
+    bandit = logged_bandit(attempts, catalog)
+    q = crossfit_reward_model(bandit, len(catalog.tier_names), ("cost", "passed"),
+                              seed=int(cfg.promote.seed))
+    cost, quality = {}, {}
+    for name, policy in policies.items():
+        starts = [with_overflow(bandit, catalog, s)
+                  for s in sweep_starts(policy, bandit, list(cfg.promote.lams))]
+        cost[name] = np.vstack([dr_terms(bandit, t, q["cost"], "cost") for t in starts])
+        quality[name] = np.vstack([dr_terms(bandit, t, q["passed"], "passed") for t in starts])
+    return Evidence("off-policy (cross-fitted DR)", bandit["course_id"].to_numpy(), cost,
+                    quality, "gate pass", frontier=False)
+
+
+def paired_bounds(evidence: Evidence, settings: PromoteSettings) -> dict[str, Any]:
+    """The candidate's cost against the champion's at the higher of their served qualities
+    (both frontiers interpolated, as in router-evaluate's headline), and the quality change
+    at the served dials, with one-sided bounds of a paired bootstrap over courses."""
+    _, idx = np.unique(evidence.course, return_inverse=True)
+    n_courses = int(idx.max()) + 1
+
+    def per_course(rows: np.ndarray) -> np.ndarray:
+        return np.vstack([np.bincount(idx, weights=r, minlength=n_courses) for r in rows])
+
+    tasks = np.bincount(idx, minlength=n_courses).astype(float)
+    points = {n: Points(per_course(evidence.cost[n]), per_course(evidence.quality[n]))
+              for n in evidence.cost}
+    served = {n: Points(p.cost[:1], p.passed[:1]) for n, p in points.items()}
+    w = resample_counts(n_courses, settings.bootstrap, settings.seed).astype(float)
+    level = 2 * settings.confidence - 1  # a two-sided interval whose ends are one-sided bounds
+    if evidence.frontier:
+        # At the higher of the two served qualities: a candidate that buys quality is
+        # judged on what that quality would have cost the champion, and vice versa.
+        higher = max(served, key=lambda n: served[n].passed.sum())
+        matched = matched_comparison(points["candidate"], points["champion"], served[higher],
+                                     tasks, n_boot=settings.bootstrap, seed=settings.seed,
+                                     level=level)
+        change, upper = -matched["saving"]["value"], -matched["saving"]["ci_low"]
+        at_quality = matched["target_true_pass"]
+    else:
+        def ratio(c: np.ndarray) -> np.ndarray:
+            return (c @ served["candidate"].cost[0]) / (c @ served["champion"].cost[0]) - 1.0
+
+        change = float(ratio(np.ones((1, n_courses)))[0])
+        upper, at_quality = percentile_interval(ratio(w), level)[1], None
+
+    def diff(c: np.ndarray) -> np.ndarray:
+        return (c @ served["candidate"].passed[0] - c @ served["champion"].passed[0]) / (c @ tasks)
+
+    def cost(name: str) -> float:
+        return float(served[name].cost.sum() / n_courses)
+
+    return {
+        "courses": n_courses, "tasks": int(idx.size), "method": evidence.method,
+        "quality_measure": evidence.quality_name,
+        "champion_cost_per_course": cost("champion"),
+        "candidate_cost_per_course": cost("candidate"),
+        "champion_quality": float(served["champion"].passed.sum() / tasks.sum()),
+        "candidate_quality": float(served["candidate"].passed.sum() / tasks.sum()),
+        "matched_quality": at_quality, "cost_change": change, "cost_change_upper": upper,
+        "quality_change": float(diff(np.ones((1, n_courses)))[0]),
+        "quality_change_lower": percentile_interval(diff(w), level)[0],
+    }
+
+
+def guarantee_holds(candidate: RouterArtifact) -> tuple[bool, str]:
+    """A candidate trained with router.guarantee must have certified it."""
+    asked = (candidate.manifest.get("config", {}).get("router", {}).get("guarantee") or {})
+    if asked.get("first_pass_min") is None:
+        return True, "no guarantee requested"
+    metrics = json.loads((candidate.path / "metrics.json").read_text())
+    result = metrics.get("guarantee") or {}
+    if result.get("certified"):
+        return True, f"certified first-attempt pass >= {asked['first_pass_min']}"
+    return False, (f"its quality guarantee (first-attempt pass >= {asked['first_pass_min']}, "
+                   f"delta {asked.get('delta')}) was not certified on its held-out courses")
+
+
+def verdict(comparison: dict[str, Any], settings: PromoteSettings,
+            guarantee: tuple[bool, str]) -> list[str]:
+    """The reasons to refuse (empty: non-inferior)."""
+    reasons = []
+    if not comparison["cost_change_upper"] <= settings.cost_margin:
+        where = (f"at {comparison['quality_measure']} {comparison['matched_quality']:.4f}"
+                 if comparison["matched_quality"] is not None else "at the served dials")
+        reasons.append(f"cost {where}: up to "
+                       f"{comparison['cost_change_upper']:+.2%} ({settings.confidence:.0%} "
+                       "bound), above "
+                       f"promote.cost_margin={settings.cost_margin:.2%}")
+    if not comparison["quality_change_lower"] >= -settings.quality_margin:
+        reasons.append(f"{comparison['quality_measure']} at the served dial: down to "
+                       f"{comparison['quality_change_lower']:+.4f} ({settings.confidence:.0%} "
+                       "bound), below "
+                       f"-promote.quality_margin={settings.quality_margin}")
+    if not guarantee[0]:
+        reasons.append(guarantee[1])
+    return reasons
+
+
+def compare(cfg: DictConfig, catalog: Catalog, champion: RouterArtifact,
+            candidate: RouterArtifact) -> dict[str, Any]:
+    settings = typed(PromoteSettings, {k: cfg.promote[k] for k in (
+        "cost_margin", "quality_margin", "confidence", "bootstrap", "seed")}, "promote")
+    policy_settings = typed(PolicySettings, cfg.router.policy, "router.policy")
+    policies = {"champion": RoutingPolicy(catalog, policy_settings, champion),
+                "candidate": RoutingPolicy(catalog, policy_settings, candidate)}
+    exact = cfg.promote.get("tasks") and cfg.promote.get("outcomes")
+    evidence = (replay_evidence if exact else logged_evidence)(cfg, catalog, policies)
+    comparison = paired_bounds(evidence, settings)
+    guarantee = guarantee_holds(candidate)
+    reasons = verdict(comparison, settings, guarantee)
+    return {"champion": champion.router_version, "candidate": candidate.router_version,
+            **comparison, "guarantee": guarantee[1], "margins": settings.__dict__,
+            "non_inferior": not reasons, "reasons": reasons}
+
+
+def record(root: Path, candidate: RouterArtifact, result: dict[str, Any]) -> None:
+    """The comparison beside the candidate, and one line in the root's promotion history."""
+    atomic_write_text(candidate.path / PROMOTION_FILE, json.dumps(result, indent=2))
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / HISTORY_FILE).open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(result) + "\n")
+
+
+def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> dict[str, Any]:
+    """Compare, decide, record; move LATEST only on an accepted (or forced) promotion."""
+    catalog = Catalog.from_config(cfg)
+    root = Path(cfg.router.artifact)
+    candidate = load_candidate(candidate_path)
+    result: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "forced": bool(force)}
+    champion = serving_champion(root, cfg.promote.get("initial_champion"))
+    if champion is None:
+        result.update(candidate=candidate.router_version, champion=None, non_inferior=True,
+                      reasons=[], note="no artifact was serving: the candidate is the first")
+    elif champion.router_version == candidate.router_version:
+        result.update(candidate=candidate.router_version, champion=champion.router_version,
+                      non_inferior=False, reasons=["the candidate is already serving"])
+    else:
+        result.update(compare(cfg, catalog, champion, candidate))
+    result["promoted"] = bool(result["non_inferior"] or (force and result["reasons"] != [
+        "the candidate is already serving"]))
+    if result["promoted"]:
+        candidate = install(candidate, root)
+        atomic_write_text(root / LATEST_FILE, candidate.path.name)
+    record(root, candidate, result)
+    return result
