@@ -52,7 +52,7 @@ def contenders(trained_router, tmp_path_factory):
 
 def serving_root(contenders, tmp: Path) -> Path:
     root = tmp / "serving"
-    root.mkdir()
+    root.mkdir(parents=True)
     shutil.copytree(contenders["champion"], root / contenders["champion"].name)
     (root / LATEST_FILE).write_text(contenders["champion"].name)
     return root
@@ -138,3 +138,38 @@ def test_the_cli_exits_2_on_a_refusal_and_prints_why(contenders, tmp_path):
 def test_promote_arguments_become_overrides():
     assert promote_overrides(["artifacts/router/x", "--force", "promote.cost_margin=0.05"]) == [
         "promote.candidate=artifacts/router/x", "promote.force=true", "promote.cost_margin=0.05"]
+
+
+def test_shadow_decisions_in_the_decision_log_are_what_the_candidate_is_scored_on(
+        contenders, trained_router, tmp_path):
+    """Off-policy, on logs: where the candidate ran as the shadow artifact, its logged choices
+    count, not a re-scoring. A log whose shadow always chose premium makes it far dearer."""
+    from router_model.artifact import load_artifact
+    from router_model.attempt_log import read_attempts
+
+    train_cfg, _ = trained_router
+    logs = f"{train_cfg.paths.data_dir}/attempt_logs.parquet"
+    root = serving_root(contenders, tmp_path)
+    better = load_artifact(contenders["better"])
+    first = read_attempts(logs).frame.drop_duplicates("task_id")
+    lines = [json.dumps({"decision": {"decision_id": d, "start_tier": "gpt-oss-20b"},
+                         "shadow": {"start_tier": "qwen3-max",
+                                    "router_version": better.router_version}})
+             for d in first["decision_id"]]
+    (tmp_path / "decisions.jsonl").write_text("\n".join(lines) + "\n")
+    base = [f"router.artifact={root}", f"promote.logs={logs}", "promote.holdout_share=0.3",
+            "promote.bootstrap=100"]
+    plain = run_promote(compose_config_resolved(base), str(contenders["better"]))
+    root2 = serving_root(contenders, tmp_path / "again")
+    shadowed = run_promote(compose_config_resolved(
+        [f"router.artifact={root2}", *base[1:],
+         f"promote.decision_log={tmp_path}/decisions.jsonl"]), str(contenders["better"]))
+    assert plain["shadow_decisions"] == 0 and shadowed["shadow_decisions"] == shadowed["tasks"]
+    assert shadowed["candidate_cost_per_course"] > 3 * plain["candidate_cost_per_course"]
+    assert not shadowed["promoted"] and "cost" in shadowed["reasons"][0]
+
+
+def compose_config_resolved(overrides: list[str]):
+    cfg = compose_config("router_promote", overrides)
+    OmegaConf.resolve(cfg)
+    return cfg

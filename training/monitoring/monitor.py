@@ -65,10 +65,10 @@ def in_window(attempts: pd.DataFrame, window_days: float | None, until: str | No
 
 
 def read_decisions(path: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The decision log (and its rotated files) as one row per decision; unreadable lines
-    are counted, never fatal."""
+    """The decision log (and its rotated files) as one row per decision, with the shadow
+    artifact's choice when one was scored; unreadable lines are counted, never fatal."""
     columns = ["decision_id", "served_tier", "served_p", "fallback_reason",
-               "unknown_categories", "missing_features"]
+               "unknown_categories", "missing_features", "shadow_tier", "shadow_version"]
     counts = {"lines": 0, "unreadable": 0}
     if not path:
         return pd.DataFrame(columns=columns), counts
@@ -79,11 +79,13 @@ def read_decisions(path: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
         for line in file.read_bytes().splitlines():
             counts["lines"] += 1
             try:
-                d = json.loads(line)["decision"]
+                record = json.loads(line)
+                d, shadow = record["decision"], record.get("shadow") or {}
                 rows.append((str(d["decision_id"]), d["start_tier"],
                              d.get("pass_probabilities", {}).get(d["start_tier"]),
                              d.get("fallback_reason"), len(d.get("unknown_categories") or {}),
-                             len(d.get("missing_features") or [])))
+                             len(d.get("missing_features") or []), shadow.get("start_tier"),
+                             shadow.get("router_version")))
             except (ValueError, KeyError, TypeError, AttributeError):
                 counts["unreadable"] += 1
     return pd.DataFrame(rows, columns=columns).drop_duplicates("decision_id"), counts

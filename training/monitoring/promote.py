@@ -44,6 +44,7 @@ from training.dataset import in_holdout
 from training.evaluation.compare import Points, matched_comparison
 from training.evaluation.off_policy import crossfit_reward_model, dr_terms, logged_bandit
 from training.evaluation.routing_metrics import percentile_interval, resample_counts
+from training.monitoring.monitor import read_decisions
 from training.monitoring.value import with_overflow
 
 PROMOTION_FILE = "promotion.json"
@@ -72,6 +73,7 @@ class Evidence:
     # Compare costs at matched quality along the frontiers; off for gate pass from logs,
     # which sits near 1 for every dial, so the served costs are compared instead.
     frontier: bool = True
+    shadow_decisions: int = 0  # the candidate's logged shadow choices used as its starts
 
 
 def load_candidate(path: str | Path) -> RouterArtifact:
@@ -136,6 +138,17 @@ def replay_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, Routi
     return Evidence("exact replay", tasks["course_id"].to_numpy(), cost, quality, "true pass")
 
 
+def shadow_starts(cfg: DictConfig, catalog: Catalog, bandit: pd.DataFrame, version: str
+                  ) -> np.ndarray:
+    """Per task, the start the candidate chose while it ran in shadow mode (from the
+    decision log, matched by decision id and router version); -1 where it did not."""
+    decisions, _ = read_decisions(cfg.promote.get("decision_log"))
+    mine = decisions[decisions["shadow_version"] == version].set_index("decision_id")
+    tier = bandit["decision_id"].astype(str).map(mine["shadow_tier"])
+    index = tier.map({t: i for i, t in enumerate(catalog.tier_names)})
+    return index.fillna(-1).to_numpy(np.int64)
+
+
 def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, RoutingPolicy]
                     ) -> Evidence:
     """Cross-fitted doubly robust terms of both on the held-out courses of recent logs."""
@@ -145,14 +158,18 @@ def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, Routi
     bandit = logged_bandit(attempts, catalog)
     q = crossfit_reward_model(bandit, len(catalog.tier_names), ("cost", "passed"),
                               seed=int(cfg.promote.seed))
+    shadow = shadow_starts(cfg, catalog, bandit, policies["candidate"].router_version)
     cost, quality = {}, {}
     for name, policy in policies.items():
-        starts = [with_overflow(bandit, catalog, s)
-                  for s in sweep_starts(policy, bandit, list(cfg.promote.lams))]
+        rows = sweep_starts(policy, bandit, list(cfg.promote.lams))
+        if name == "candidate":  # where it ran in shadow, what it chose on live traffic
+            rows[0] = np.where(shadow >= 0, shadow, rows[0])
+        starts = [with_overflow(bandit, catalog, s) for s in rows]
         cost[name] = np.vstack([dr_terms(bandit, t, q["cost"], "cost") for t in starts])
         quality[name] = np.vstack([dr_terms(bandit, t, q["passed"], "passed") for t in starts])
     return Evidence("off-policy (cross-fitted DR)", bandit["course_id"].to_numpy(), cost,
-                    quality, "gate pass", frontier=False)
+                    quality, "gate pass", frontier=False,
+                    shadow_decisions=int((shadow >= 0).sum()))
 
 
 def paired_bounds(evidence: Evidence, settings: PromoteSettings) -> dict[str, Any]:
@@ -195,6 +212,7 @@ def paired_bounds(evidence: Evidence, settings: PromoteSettings) -> dict[str, An
 
     return {
         "courses": n_courses, "tasks": int(idx.size), "method": evidence.method,
+        "shadow_decisions": evidence.shadow_decisions,
         "quality_measure": evidence.quality_name,
         "champion_cost_per_course": cost("champion"),
         "candidate_cost_per_course": cost("candidate"),
