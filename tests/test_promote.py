@@ -173,3 +173,19 @@ def compose_config_resolved(overrides: list[str]):
     cfg = compose_config("router_promote", overrides)
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def test_only_the_held_out_courses_of_an_outcome_table_are_judged(contenders, tmp_path):
+    import pandas as pd
+
+    from training.dataset import in_holdout
+
+    root = serving_root(contenders, tmp_path)
+    tasks = pd.read_parquet(contenders["judge"] / "tasks.parquet")
+    held = tasks["course_id"][in_holdout(tasks["course_id"], 0.3)].nunique()
+    cfg = compose_config_resolved([
+        f"router.artifact={root}", f"promote.tasks={contenders['judge']}/tasks.parquet",
+        f"promote.outcomes={contenders['judge']}/outcomes.parquet", "promote.holdout_share=0.3",
+        "promote.bootstrap=100"])
+    result = run_promote(cfg, str(contenders["better"]))
+    assert result["courses"] == held and 150 < held < 330

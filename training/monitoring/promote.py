@@ -128,7 +128,9 @@ def replay_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, Routi
     tasks = pd.read_parquet(cfg.promote.tasks)
     keep = in_holdout(tasks["course_id"], float(cfg.promote.holdout_share))
     tasks = tasks[keep].reset_index(drop=True)
-    cube = cube_from_table(tasks, pd.read_parquet(cfg.promote.outcomes), catalog)
+    outcomes = pd.read_parquet(cfg.promote.outcomes)
+    cube = cube_from_table(tasks, outcomes[outcomes["task_id"].isin(tasks["task_id"])],
+                           catalog)
     cost, quality = {}, {}
     for name, policy in policies.items():
         runs = [replay(cube, start, catalog)

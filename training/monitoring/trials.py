@@ -13,6 +13,7 @@ fresh world, exactly replayed; every count is what that rule decided.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ def train(folder: Path, root: Path, overrides: list[str]) -> Path:
     result = run_train(compose("router_train", [
         *paths(folder), f"router.artifact={root}", "train.baseline=null",
         f"train.publish={str(first).lower()}", *overrides]), progress=False)
+    shutil.rmtree(folder / "cache", ignore_errors=True)  # each trial's examples, used once
     return result.artifact.path
 
 
@@ -74,7 +76,7 @@ def drift_trials(cfg: DictConfig, tmp: Path, progress: bool) -> dict[str, Any]:
     ref = tmp / "reference"
     data = simulate(ref, [f"simulate.seed={cfg.seed}", f"simulate.n_courses={cfg.n_courses}"])
     root = ref / "artifacts" / "router"
-    train(ref, root, [f"data.logs={data}/attempt_logs.parquet"])
+    train(ref, root, [f"data.logs={data}/attempt_logs.parquet", *cfg.train_overrides])
     rows = []
     worlds = [("default", []), ("shift", ["simulate=shift", "simulate.shifted=true"])]
     jobs = [(w, o, i) for w, o in worlds for i in range(int(cfg.windows))]
@@ -105,13 +107,16 @@ def promotion_trials(cfg: DictConfig, tmp: Path, progress: bool) -> dict[str, An
         root = folder / "artifacts" / "router"
         logs = simulate(folder / "champion", [f"simulate.seed={seed}",
                                               f"simulate.n_courses={cfg.n_courses}"])
-        champion = train(folder / "champion", root, [f"data.logs={logs}/attempt_logs.parquet"])
+        champion = train(folder / "champion", root, [f"data.logs={logs}/attempt_logs.parquet",
+                                                     *cfg.train_overrides])
         more = simulate(folder / "more", [f"simulate.seed={seed + 1}", "simulate.n_courses="
                                           f"{int(cfg.n_courses) * int(cfg.better_factor)}"])
-        better = train(folder / "more", root, [f"data.logs={more}/attempt_logs.parquet"])
+        better = train(folder / "more", root, [f"data.logs={more}/attempt_logs.parquet",
+                                               *cfg.train_overrides])
         how = "shuffled" if i % 2 == 0 else "flipped"
         bad_examples = corrupt_examples(logs, folder / "champion", how, seed)
-        degraded = train(folder / "champion", root, [f"data.examples={bad_examples}"])
+        degraded = train(folder / "champion", root, [f"data.examples={bad_examples}",
+                                                     *cfg.train_overrides])
         judge = simulate(folder / "judge", [f"simulate.seed={seed + 2}",
                                             f"simulate.n_courses={cfg.judge_courses}"])
         pcfg = compose("router_promote", [
