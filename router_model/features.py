@@ -113,25 +113,27 @@ class FeatureSpec:
         return out
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Flat dict rows -> float matrix, without pandas (the serving hot path)."""
+        """Flat dict rows -> float matrix, without pandas (the serving hot path): each row
+        is filled as a list of floats, and the matrix is made in one call."""
         self._check_fitted()
         lookups = self._lookups()
-        out = np.full((len(records), len(self.columns)), np.nan)
-        n_cat = len(self.categorical)
-        for i, rec in enumerate(records):
-            for j, c in enumerate(self.categorical):
+        nan, width = np.nan, len(self.columns)
+        rows = []
+        for rec in records:
+            row = [nan] * width
+            for j, (c, lookup) in enumerate(zip(self.categorical, lookups, strict=True)):
                 value = rec.get(c)
                 if value is not None:
-                    code = lookups[j].get(str(value))
-                    if code is not None:
-                        out[i, j] = code
-            for j, c in enumerate(self.numeric, start=n_cat):
+                    row[j] = lookup.get(value if type(value) is str else str(value), nan)
+            for j, c in enumerate(self.numeric, start=len(lookups)):
                 value = rec.get(c)
                 if value is None:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise FeatureError(f"feature {c}={value!r} is not a number")
-                out[i, j] = value
+                row[j] = value
+            rows.append(row)
+        out = np.array(rows, dtype=float).reshape(len(records), width)
         if self.brief_components:
             out[:, -self.brief_components:] = self._brief_features(
                 [rec.get("brief") for rec in records])
