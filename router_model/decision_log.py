@@ -38,7 +38,8 @@ class DecisionLog:
     Rotation costs the same whatever `backups` is: one rename and one open on the writing
     thread. Deleting the oldest backup, and counting what it held, happen on a background
     thread; `dropped` adds up the bytes and lines deleted, and lines that could not be
-    written at all (NaN or Infinity, which JSON cannot carry), for /metrics.
+    written at all (NaN or Infinity in the decision, which JSON cannot carry; the task is
+    checked at the service's door), for /metrics.
 
     The file is owned here, not by a `logging` handler: a `logging.config` call elsewhere in
     the process (hydra makes one) closes every registered handler, and would silently stop
@@ -121,7 +122,9 @@ class DecisionLog:
                   "timestamp": datetime.now(UTC).isoformat(),
                   "endpoint": endpoint, "task": task, "decision": decision, "shadow": shadow}
         try:
-            if not _finite(record):  # orjson would write NaN as null: never change a value
+            # orjson writes NaN as null: never change a value. The task was checked finite
+            # at the service's door (router_model.requests), so only what we computed is.
+            if not (_finite(decision) and _finite(shadow)):
                 raise ValueError("it holds NaN or Infinity")
             line = orjson.dumps(record, default=str, option=_ORJSON_OPTIONS)
         except (ValueError, orjson.JSONEncodeError) as exc:  # e.g. a lone surrogate
@@ -196,11 +199,14 @@ def _finite(value: Any) -> bool:
     stack = [value]
     while stack:
         v = stack.pop()
-        if isinstance(v, float):
+        kind = type(v)
+        if kind is str or v is None:
+            continue
+        if kind is float or isinstance(v, float):
             if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
                 return False
-        elif isinstance(v, dict):
+        elif kind is dict:
             stack.extend(v.values())
-        elif isinstance(v, list | tuple):
+        elif kind is list or kind is tuple:
             stack.extend(v)
     return True

@@ -57,7 +57,7 @@ def test_an_exiting_interpreter_writes_the_queue(tmp_path):
 
 def test_values_json_cannot_carry_are_counted_not_written(tmp_path):
     log = DecisionLog(tmp_path / "d.jsonl")
-    log.write("route", {"field": "exercise", "x": [float("inf")]}, DECISION)
+    log.write("route", {"field": "exercise"}, {**DECISION, "x": [float("inf")]})
     log.write("route", {"field": "\ud800"}, DECISION)
     log.write("route", {"field": "exercise"}, DECISION)
     log.close()
