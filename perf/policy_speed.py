@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from train_scale import peak_rss_mb
 
 from pipeline.world import simulate_world, task_table
 from router_model.config import CONF_DIR, Catalog, typed
@@ -83,7 +83,9 @@ def decision_figures(cfg: DictConfig, decisions: int, cache: str) -> dict[str, A
         fast.decide(TASK)
         plain.decide(TASK)
         booster.predict(row, num_threads=1)
+    compiled = fast.artifact.model.compiled or plain.artifact.model.estimator
     runs = {"bare": timed_us(lambda: booster.predict(row, num_threads=1), decisions),
+            "compiled_predict": timed_us(lambda: compiled.predict(row), decisions),
             "fast": timed_us(lambda: fast.decide(TASK), decisions),
             "plain": timed_us(lambda: plain.decide(TASK), decisions),
             "batch": timed_us(lambda: fast.decide_many(batch), max(100, decisions // 50)) / 50}
@@ -111,7 +113,7 @@ def replay_figures(cfg: DictConfig, courses: int, cache: str) -> dict[str, Any]:
     learned_s = time.perf_counter() - started
     return {"courses": courses, "tasks": int(world.cube.n_tasks), "simulate_s": simulate_s,
             "static_s": static_s, "learned_s": learned_s,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -125,7 +127,7 @@ def main() -> None:
         d = decision_figures(cfg, args.decisions, cache)
         r = replay_figures(cfg, args.courses, cache)
     bare = d["bare"]["p50_us"]
-    for name in ("bare", "fast", "plain", "batch"):
+    for name in ("bare", "compiled_predict", "fast", "plain", "batch"):
         print(f"{name:>6}: p50 {d[name]['p50_us']:7.1f} us  p99 {d[name]['p99_us']:7.1f} us  "
               f"p50 / bare predict {d[name]['p50_us'] / bare:.2f}x")
     print(f"replay of {r['courses']:,} courses ({r['tasks']:,} tasks): simulate "

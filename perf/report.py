@@ -54,7 +54,11 @@ def decision_rows(d: dict[str, Any], decisions: int) -> list[dict[str, Any]]:
     bare = d["bare"]["p50_us"]
     size = f"{decisions:,} runs; trees {'compiled' if d['compiled'] else 'NOT compiled'}"
     fast, plain, batch = d["fast"], d["plain"], d["batch"]
+    compiled = d["compiled_predict"]
     return [
+        figure("compiled one-row predict p50", compiled["p50_us"], "us",
+               "bare 1-row predict p50", bare, compiled["p50_us"] / bare, "(reference)", None,
+               size),
         figure("one decision p50", fast["p50_us"], "us", "bare 1-row predict p50", bare,
                fast["p50_us"] / bare, "<= 0.75x (20 us)", fast["p50_us"] / bare <= 0.75, size),
         figure("one decision p99", fast["p99_us"], "us", "bare 1-row predict p50", bare,
