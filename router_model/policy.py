@@ -185,24 +185,23 @@ class LadderCostModel:
                    ) -> list[Any]:
         """One quantity's values from each start tier. An attempt adds `now[t]` (times its
         pass probability for "pass" and "bad", which count only on a pass); a flagged field
-        at the top of the ladder adds `flag`."""
-        L = len(p_first)
+        at the top of the ladder adds `flag`. Tiers are solved top down, each tier's retry
+        states from the last retry back, so only each tier's first-attempt value is kept."""
         R = self.catalog.gate.retries_per_tier
-        top = L - 1
+        top = len(p_first) - 1
         on_pass = q in ("pass", "bad")
-        v: list[list[Any]] = [[0.0] * (R + 1) for _ in range(L)]
+        first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
         for t in range(top, -1, -1):
             fs, fv, fm, retry_pass = self._tier_constants[t]
+            escalate = flag if t == top else first[t + 1]
+            value = escalate  # what follows the last retry: escalate, or the flag at the top
             for k in range(R, -1, -1):
                 p = p_first[t] if k == 0 else retry_pass
                 gain = p * now[t] if on_pass else now[t]
-                if t == top:
-                    after = v[t][k + 1] if k < R else flag
-                else:
-                    retry = v[t][k + 1] if k < R else v[t + 1][0]
-                    after = fs * v[t + 1][0] + fv * v[top][0] + fm * retry
-                v[t][k] = gain + (1.0 - p) * after
-        return [v[t][0] for t in range(L)]
+                after = value if t == top else fs * escalate + fv * first[top] + fm * value
+                value = gain + (1.0 - p) * after
+            first[t] = value
+        return first
 
 
 class RoutingPolicy:
@@ -460,19 +459,26 @@ class RoutingPolicy:
                                               for t in flat])
         for t, out in zip(flat, output, strict=True):
             t.setdefault("expected_output_tokens", out)
-        plan = None
+        plan = gaps = None
         reason = self.fallback_reason
         if self.learned:
             try:
-                p = self._predict_encoded(self.artifact.model.spec.encode_records(flat))
-                plan = self._plan_tasks(p, fields, impact, prompt_total, output)
+                X, gaps = self.artifact.model.spec.encode_with_gaps(flat)
+                plan = self._plan_tasks(self._predict_encoded(X), fields, impact,
+                                        prompt_total, output)
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
         chosen = self._starts(fields, plan, starts, n)
         shown = self._shown(plan, n)
+        gaps = gaps or [self._gaps(t) for t in flat]
         overflow = self.catalog.gate.context_overflow_tokens
-        return [self._one(flat[i], fields[i], shown[i], reason, prompt_total[i] > overflow,
+        return [self._one(fields[i], gaps[i], shown[i], reason, prompt_total[i] > overflow,
                           chosen[i], router) for i in range(n)]
+
+    def _gaps(self, task: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+        """(unknown categories, missing features) when the encoder did not report them."""
+        spec = self.artifact.model.spec if self.artifact else None
+        return (spec.unknowns(task), spec.missing(task)) if spec else ({}, [])
 
     DECISION_QUANTITIES = ("cost", "bad")  # what a start choice and its record use
 
@@ -528,16 +534,14 @@ class RoutingPolicy:
         return [(s, "exploration" if x else "learned", q) for s, x, q in
                 zip(start.tolist(), explored.tolist(), propensity.tolist(), strict=True)]
 
-    def _one(self, task: dict[str, Any], field_name: str, shown: dict[str, Any],
-             reason: str | None, overflow: bool, chosen: tuple[int, str, float],
-             router: str | None) -> Decision:
-        spec = self.artifact.model.spec if self.artifact else None
-        unknown = spec.unknowns(task) if spec else {}
+    def _one(self, field_name: str, gaps: tuple[dict[str, str], list[str]],
+             shown: dict[str, Any], reason: str | None, overflow: bool,
+             chosen: tuple[int, str, float], router: str | None) -> Decision:
+        unknown, missing = gaps
         if field_name not in self._impact:
             unknown.setdefault("field", field_name)
         extras: dict[str, Any] = {"unknown_categories": unknown, "router": router,
-                                  "missing_features": spec.missing(task) if spec else [],
-                                  **shown}
+                                  "missing_features": missing, **shown}
         if overflow:
             return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
                                 "context_overflow", **extras)
