@@ -136,7 +136,7 @@ def request_profile(n: int = 2000) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp, \
             initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="router_serve", overrides=[
-            f"serve.decision_log={tmp}/d.jsonl", f"serve.compiled_cache={tmp}/compiled",
+            f"serve.decision_log={tmp}/d.jsonl", f"serve.compiled_cache={tmp}",
             f"serve.artifact={ROOT / 'artifacts/router'}"])
         service = RouterService.from_config(OmegaConf.to_container(cfg, resolve=True))
         body = orjson.dumps(TASK)

@@ -72,13 +72,14 @@ def compile_booster(model_text: str, cache_dir: str | Path) -> CompiledBooster:
 
 
 def compile_model(model: Any, cache_dir: str | Path | None) -> None:
-    """Compile `model` (a `PassModel`) when a cache folder is configured. A failure (no
-    LLVM for this CPU, a full disk) costs speed only: the model keeps predicting through
-    LightGBM, with the same numbers, and the log says why."""
+    """Compile `model` (a `PassModel`) into `<cache_dir>/compiled` when a cache folder is
+    configured (`serve.compiled_cache`, by default `paths.cache_dir`; null turns it off).
+    A failure (no LLVM for this CPU, a full disk) costs speed only: the model keeps
+    predicting through LightGBM, with the same numbers, and the log says why."""
     if not cache_dir:
         return
     try:
-        model.compile(cache_dir)
+        model.compile(Path(cache_dir) / "compiled")
     except Exception as exc:
         log.warning("serving through LightGBM's own predict: compiling the trees failed "
                     "(%s: %s)", type(exc).__name__, exc)

@@ -241,7 +241,7 @@ class RoutingPolicy:
                            path: str | None, seed: int | None = None,
                            compiled_cache: str | None = None) -> RoutingPolicy:
         """Load the artifact at `path`; on any failure serve the rules and say why.
-        With `compiled_cache`, its trees are compiled (cached there) for speed."""
+        With `compiled_cache`, its trees are compiled (cached in its compiled/) for speed."""
         if not path:
             return cls(catalog, settings, None, "no_model", seed)
         try:

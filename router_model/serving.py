@@ -51,7 +51,7 @@ class ServeSettings:
     decision_log_max_bytes: int = 50_000_000
     decision_log_backups: int = 5
     decision_log_flush_s: float = 0.2  # a crash loses at most this much of the log
-    compiled_cache: str | None = None  # compile the trees, cached here; None: LightGBM's
+    compiled_cache: str | None = None  # compile the trees, cached in its compiled/; None: off
     reload_poll_s: float = 2.0
     admin_token_env: str = "ROUTER_ADMIN_TOKEN"
     max_batch: int = 1000
