@@ -132,8 +132,17 @@ def serve_figures(seconds: int, connections: int, artifact: str, cache: str
     def router(workers: int) -> tuple[list[str], int]:
         port = free_port()
         return [str(bin_dir / "router-serve"), f"serve.port={port}", f"serve.workers={workers}",
-                f"serve.artifact={artifact}", f"serve.decision_log={tmp}/d.jsonl",
+                f"serve.artifact={artifact}", f"serve.decision_log={tmp}/w{workers}/d.jsonl",
                 f"serve.compiled_cache={cache}", "serve.reload_poll_s=0"], port
+
+    def all_workers_up(workers: int) -> None:
+        """The first worker answers while the others still start: wait for every worker's
+        own decision log (`d.<pid>.jsonl`, opened when its service is built)."""
+        deadline = time.monotonic() + 120
+        while len(list(Path(tmp, f"w{workers}").glob("d.*.jsonl"))) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} workers did not all start")
+            time.sleep(0.2)
 
     try:
         port = free_port()
@@ -144,6 +153,8 @@ def serve_figures(seconds: int, connections: int, artifact: str, cache: str
         for workers in (1, 2):
             cmd, port = router(workers)
             with server(cmd, port, {}) as url:
+                if workers > 1:
+                    all_workers_up(workers)
                 assert httpx.post(f"{url}/v1/route", json=TASK).json()["source"] == "learned"
                 load(f"{url}/v1/route", TASK, 2, connections)  # warm-up
                 out[f"route_{workers}w"] = load(f"{url}/v1/route", TASK, seconds, connections)
