@@ -39,10 +39,9 @@ lint: install
 repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
-perf: install  ## speed measurements (print numbers and ratios, never assert)
-	$(BIN)/python perf/train_scale.py
-	$(BIN)/python perf/policy_speed.py
-	$(BIN)/python perf/generator_speed.py
+PERF_ARGS ?=
+perf: install  ## issue 14's speed table: ratios to bare baselines, never asserts; reports/perf.json
+	$(BIN)/python perf/report.py $(PERF_ARGS)
 
 evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 25 min)
 	$(BIN)/router-evaluate-seeds

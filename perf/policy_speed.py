@@ -1,12 +1,13 @@
-"""Benchmark: one in-process routing decision, and exact replay at scale.
+"""Benchmark: in-process routing decisions, and exact replay at scale.
 
-1. `RoutingPolicy.decide` (flatten features, encode 3 tier rows, LightGBM + calibration,
-   expected-cost plan, decision record) over 10,000 decisions: p50 / p99, next to a bare
-   LightGBM `booster.predict` on one row, as a ratio.
-2. Exact replay of 100,000 simulated courses (world generated first, not timed): the static
-   policy, and the learned policy including its predictions.
+1. `RoutingPolicy.decide` (flatten features, encode 3 tier rows, trees + calibration,
+   expected-cost plan, decision record): p50 / p99 over `--decisions` runs, compiled and
+   plain LightGBM, next to a bare LightGBM `booster.predict` on one row measured in the
+   same run; a batch of 50 decisions per task; a cProfile breakdown of one decision.
+2. Exact replay of `--courses` simulated courses: simulating the world, the static policy's
+   replay (the baseline) and the learned policy's, including its predictions.
 
-Needs a trained artifact (`make demo` or `router-train`).
+Needs a trained artifact (`make demo` or `router-train`). Prints numbers; asserts nothing.
 
     .venv/bin/python perf/policy_speed.py [--decisions 10000] [--courses 100000]
 """
@@ -14,14 +15,19 @@ Needs a trained artifact (`make demo` or `router-train`).
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
+import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from train_scale import peak_rss_mb
 
 from pipeline.world import simulate_world, task_table
-from router_model.artifact import load_artifact
 from router_model.config import CONF_DIR, Catalog, typed
 from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
 from router_model.replay import replay
@@ -30,7 +36,7 @@ from router_model.routers import RouterContext, build_router
 TASK = EXAMPLE_TASK
 
 
-def timed_us(fn, n: int) -> np.ndarray:
+def timed_us(fn: Callable[[], Any], n: int) -> np.ndarray:
     out = np.empty(n)
     for i in range(n):
         start = time.perf_counter_ns()
@@ -39,49 +45,93 @@ def timed_us(fn, n: int) -> np.ndarray:
     return out
 
 
+def evaluate_config() -> DictConfig:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="router_evaluate")
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+def policy_for(cfg: DictConfig, compiled_cache: str | None) -> RoutingPolicy:
+    return RoutingPolicy.from_artifact_path(
+        Catalog.from_config(cfg), typed(PolicySettings, cfg.router.policy, "router.policy"),
+        cfg.router.artifact, compiled_cache=compiled_cache)
+
+
+def profile_breakdown(fn: Callable[[], Any], n: int, top: int = 8) -> list[dict[str, Any]]:
+    """Where the time of `fn` goes: the functions with the most own time, as shares."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(s[2] for s in stats.values()) or 1.0
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    return [{"function": f"{name} ({file.rsplit('/', 1)[-1]}:{line})",
+             "share": round(s[2] / total, 3), "us_per_call": round(s[2] / n * 1e6, 1)}
+            for (file, line, name), s in rows]
+
+
+def decision_figures(cfg: DictConfig, decisions: int, cache: str) -> dict[str, Any]:
+    """One decision (compiled and plain), a batch of 50, and the bare one-row predict."""
+    fast, plain = policy_for(cfg, cache), policy_for(cfg, None)
+    booster = plain.artifact.model.estimator.booster_
+    row = np.zeros((1, len(plain.artifact.model.spec.columns)))
+    batch = [TASK] * 50
+    for _ in range(500):
+        fast.decide(TASK)
+        plain.decide(TASK)
+        booster.predict(row, num_threads=1)
+    compiled = fast.artifact.model.compiled or plain.artifact.model.estimator
+    runs = {"bare": timed_us(lambda: booster.predict(row, num_threads=1), decisions),
+            "compiled_predict": timed_us(lambda: compiled.predict(row), decisions),
+            "fast": timed_us(lambda: fast.decide(TASK), decisions),
+            "plain": timed_us(lambda: plain.decide(TASK), decisions),
+            "batch": timed_us(lambda: fast.decide_many(batch), max(100, decisions // 50)) / 50}
+    out = {k: {"p50_us": float(np.median(v)), "p99_us": float(np.percentile(v, 99))}
+           for k, v in runs.items()}
+    out["compiled"] = fast.artifact.model.compiled is not None
+    out["profile"] = profile_breakdown(lambda: fast.decide(TASK), 2000)
+    return out
+
+
+def replay_figures(cfg: DictConfig, courses: int, cache: str) -> dict[str, Any]:
+    """Simulate `courses`, then replay the static policy (baseline) and the learned one."""
+    catalog = Catalog.from_config(cfg)
+    started = time.perf_counter()
+    world = simulate_world(cfg.simulate, catalog, n_courses=courses, seed=7)
+    simulate_s = time.perf_counter() - started
+    tasks = task_table(world)
+    context = RouterContext(catalog, policy_for(cfg, cache))
+    started = time.perf_counter()
+    replay(world.cube, build_router("static", cfg.routers, context).start_tiers(tasks), catalog)
+    static_s = time.perf_counter() - started
+    started = time.perf_counter()
+    replay(world.cube, build_router("learned", cfg.routers, context).start_tiers(tasks),
+           catalog)
+    learned_s = time.perf_counter() - started
+    return {"courses": courses, "tasks": int(world.cube.n_tasks), "simulate_s": simulate_s,
+            "static_s": static_s, "learned_s": learned_s,
+            "peak_mb": peak_rss_mb()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--decisions", type=int, default=10_000)
     parser.add_argument("--courses", type=int, default=100_000)
     args = parser.parse_args()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="router_evaluate")
-    OmegaConf.resolve(cfg)
-    catalog = Catalog.from_config(cfg)
-    policy = RoutingPolicy(catalog, typed(PolicySettings, cfg.router.policy, "router.policy"),
-                           load_artifact(cfg.router.artifact))
-    for _ in range(500):
-        policy.decide(TASK)
-    decide = timed_us(lambda: policy.decide(TASK), args.decisions)
-    booster = policy.artifact.model.estimator.booster_
-    row = np.zeros((1, len(policy.artifact.model.spec.columns)))
-    bare = timed_us(lambda: booster.predict(row, num_threads=1), args.decisions)
-    batch = timed_us(lambda: policy.decide_many([TASK] * 50), max(100, args.decisions // 50))
-    print(f"one decision in-process ({args.decisions:,} runs): p50 {np.median(decide):.0f} us, "
-          f"p99 {np.percentile(decide, 99):.0f} us  (target p50 <= 50 us, p99 <= 200 us)")
-    print(f"bare booster.predict, one row:            p50 {np.median(bare):.0f} us, "
-          f"p99 {np.percentile(bare, 99):.0f} us")
-    print(f"ratio decision / bare predict: p50 {np.median(decide) / np.median(bare):.1f}x, "
-          f"p99 {np.percentile(decide, 99) / np.percentile(bare, 99):.1f}x")
-    print(f"batch of 50 decisions: p50 {np.median(batch):.0f} us "
-          f"= {np.median(batch) / 50:.0f} us per task")
-
-    started = time.perf_counter()
-    world = simulate_world(cfg.simulate, catalog, n_courses=args.courses, seed=7)
-    print(f"\nsimulated {args.courses:,} courses ({world.cube.n_tasks:,} tasks) in "
-          f"{time.perf_counter() - started:.1f} s (not part of the replay timing)")
-    tasks = task_table(world)
-    context = RouterContext(catalog, policy)
-    started = time.perf_counter()
-    replay(world.cube, build_router("static", cfg.routers, context).start_tiers(tasks), catalog)
-    static_s = time.perf_counter() - started
-    started = time.perf_counter()
-    replay(world.cube, build_router("learned", cfg.routers, context).start_tiers(tasks), catalog)
-    learned_s = time.perf_counter() - started
-    print(f"exact replay of {args.courses:,} courses: static {static_s:.1f} s, learned "
-          f"(incl. predicting {world.cube.n_tasks * 3:,} pass probabilities) {learned_s:.1f} s"
-          f"  (target < 30 s)")
+    cfg = evaluate_config()
+    with tempfile.TemporaryDirectory() as cache:
+        d = decision_figures(cfg, args.decisions, cache)
+        r = replay_figures(cfg, args.courses, cache)
+    bare = d["bare"]["p50_us"]
+    for name in ("bare", "compiled_predict", "fast", "plain", "batch"):
+        print(f"{name:>6}: p50 {d[name]['p50_us']:7.1f} us  p99 {d[name]['p99_us']:7.1f} us  "
+              f"p50 / bare predict {d[name]['p50_us'] / bare:.2f}x")
+    print(f"replay of {r['courses']:,} courses ({r['tasks']:,} tasks): simulate "
+          f"{r['simulate_s']:.1f} s, static {r['static_s']:.1f} s, learned {r['learned_s']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ every attempt it makes for the task), which closes the loop logs -> retrain.
 
 from __future__ import annotations
 
-import json
+import atexit
 import logging
 import os
 import queue
@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
+
+import orjson
 
 from router_model.contract import DECISION_LOG_VERSION
 
@@ -26,30 +28,42 @@ class DecisionLog:
     """Append-only JSONL, rotated by size: decisions.jsonl -> decisions.jsonl.<n>, where a
     higher n is newer; beyond `backups` files the oldest is deleted.
 
+    Writing is off the request's critical path: `write` encodes the line (orjson) and queues
+    it; a background thread writes what is queued every `flush_s` seconds, and `close`
+    (the service's shutdown, or the interpreter's exit) writes the rest, so a clean shutdown
+    loses nothing. A crash (SIGKILL, a segfault, a power loss) can lose the lines queued in
+    the last `flush_s` seconds; a power loss also what the OS had not yet put on disk (the
+    file is flushed to the OS, not fsynced).
+
     Rotation costs the same whatever `backups` is: one rename and one open on the writing
     thread. Deleting the oldest backup, and counting what it held, happen on a background
     thread; `dropped` adds up the bytes and lines deleted, and lines that could not be
-    written at all (a value JSON cannot carry), for /metrics.
+    written at all (NaN or Infinity in the decision, which JSON cannot carry; the task is
+    checked at the service's door), for /metrics.
 
     The file is owned here, not by a `logging` handler: a `logging.config` call elsewhere in
     the process (hydra makes one) closes every registered handler, and would silently stop
-    the log. Each line is flushed to the OS as it is written (not fsynced: a power loss can
-    lose the last lines; a killed process cannot).
+    the log.
     """
 
     def __init__(self, path: str | Path | None, max_bytes: int = 50_000_000,
-                 backups: int = 5) -> None:
+                 backups: int = 5, flush_s: float = 0.2) -> None:
         self.path = Path(path) if path else None
         self.max_bytes = max_bytes
         self.backups = backups
+        self.flush_s = flush_s
         self.dropped = {"bytes": 0, "lines": 0, "unwritten_lines": 0}
-        self._lock = threading.Lock()
-        self._stream: TextIO | None = None
+        self._lock = threading.Lock()  # the queue and the counters
+        self._io_lock = threading.Lock()  # the file: one flush at a time
+        self._queued: list[bytes] = []
+        self._stream: BinaryIO | None = None
         self._size = 0
         self._backups: deque[int] = deque()
         self._next = 1
         self._doomed: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
         self._cleaner: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._flusher: threading.Thread | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             prefix = f"{self.path.name}."
@@ -57,8 +71,12 @@ class DecisionLog:
                              if p.name.startswith(prefix) and p.name[len(prefix):].isdigit())
             self._backups.extend(numbers)
             self._next = (numbers[-1] + 1) if numbers else 1
-            self._stream = self.path.open("a", encoding="utf-8")
+            self._stream = self.path.open("ab")
             self._size = self.path.stat().st_size
+            self._flusher = threading.Thread(target=self._flush_every, name="decision-log",
+                                             daemon=True)
+            self._flusher.start()
+            atexit.register(self.close)
 
     def _rotate(self) -> None:
         assert self.path is not None and self._stream is not None
@@ -69,7 +87,7 @@ class DecisionLog:
         self._next += 1
         while len(self._backups) > self.backups:
             self._delete_later(self.path.with_name(f"{self.path.name}.{self._backups.popleft()}"))
-        self._stream = self.path.open("a", encoding="utf-8")
+        self._stream = self.path.open("ab")
         self._size = 0
 
     def _delete_later(self, path: Path) -> None:
@@ -97,38 +115,98 @@ class DecisionLog:
 
     def write(self, endpoint: str, task: Mapping[str, Any], decision: dict[str, Any],
               shadow: dict[str, Any] | None = None) -> None:
+        """Encode one decision and queue it (the file is written by the flusher)."""
         if self._stream is None:
             return
+        record = {"schema_version": DECISION_LOG_VERSION,
+                  "timestamp": datetime.now(UTC).isoformat(),
+                  "endpoint": endpoint, "task": task, "decision": decision, "shadow": shadow}
         try:
-            line = json.dumps({"schema_version": DECISION_LOG_VERSION,
-                               "timestamp": datetime.now(UTC).isoformat(),
-                               "endpoint": endpoint, "task": task, "decision": decision,
-                               "shadow": shadow}, default=str, allow_nan=False) + "\n"
-        except ValueError as exc:  # NaN / Infinity somewhere: never write non-JSON
+            # orjson writes NaN as null: never change a value. The task was checked finite
+            # at the service's door (router_model.requests), so only what we computed is.
+            if not (_finite(decision) and _finite(shadow)):
+                raise ValueError("it holds NaN or Infinity")
+            line = orjson.dumps(record, default=str, option=_ORJSON_OPTIONS)
+        except (ValueError, orjson.JSONEncodeError) as exc:  # e.g. a lone surrogate
             with self._lock:
                 self.dropped["unwritten_lines"] += 1
             log.warning("decision %s not logged: %s", decision.get("decision_id"), exc)
             return
-        size = len(line.encode("utf-8"))
         with self._lock:
-            if self._stream is None:
+            self._queued.append(line)
+
+    def _flush_every(self) -> None:
+        while not self._closing.wait(self.flush_s):
+            try:
+                self.flush()
+            except OSError as exc:  # a full disk: keep the lines queued, try again later
+                log.warning("could not write the decision log: %s", exc)
+
+    def flush(self) -> None:
+        """Write every queued line now, rotating by size as it goes."""
+        with self._io_lock:
+            with self._lock:
+                lines, self._queued = self._queued, []
+            if self._stream is None or not lines:
                 return
-            if self._size and self._size + size > self.max_bytes:
+            try:
+                self._write_lines(lines)
+            except OSError:
+                with self._lock:
+                    self._queued[:0] = lines
+                raise
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        chunk: list[bytes] = []
+        for line in lines:
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._stream.write(b"".join(chunk))
+                chunk = []
                 self._rotate()
-            self._stream.write(line)
-            self._stream.flush()
-            self._size += size
+            chunk.append(line)
+            self._size += len(line)
+        self._stream.write(b"".join(chunk))
+        self._stream.flush()
 
     def wait_for_cleanup(self) -> None:
-        """Block until every deletion queued so far is done (tests, shutdown)."""
+        """Write what is queued, then block until every deletion queued so far is done
+        (tests, shutdown)."""
+        self.flush()
         if self._cleaner is not None:
             self._doomed.put(None)
             self._cleaner.join()
             self._cleaner = None
 
     def close(self) -> None:
-        with self._lock:
+        """Stop the flusher, write every queued line, close the file. Safe to call twice."""
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+        atexit.unregister(self.close)
+        self.wait_for_cleanup()
+        with self._io_lock:
             if self._stream is not None:
                 self._stream.close()
                 self._stream = None
-        self.wait_for_cleanup()
+
+
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or Infinity anywhere in a JSON-like value (floats, numpy's too)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is str or v is None:
+            continue
+        if kind is float or isinstance(v, float):
+            if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
+                return False
+        elif kind is dict:
+            stack.extend(v.values())
+        elif kind is list or kind is tuple:
+            stack.extend(v)
+    return True

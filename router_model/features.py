@@ -114,28 +114,52 @@ class FeatureSpec:
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Flat dict rows -> float matrix, without pandas (the serving hot path)."""
+        return self.encode_with_gaps(records)[0]
+
+    def encode_with_gaps(self, records: Sequence[Mapping[str, Any]]
+                         ) -> tuple[np.ndarray, list[tuple[dict[str, str], list[str]]]]:
+        """`encode_records`, plus each record's (`unknowns`, `missing`) found in the same
+        pass: each row is filled as a list of floats, and the matrix made in one call."""
         self._check_fitted()
         lookups = self._lookups()
-        out = np.full((len(records), len(self.columns)), np.nan)
-        n_cat = len(self.categorical)
-        for i, rec in enumerate(records):
-            for j, c in enumerate(self.categorical):
-                value = rec.get(c)
-                if value is not None:
-                    code = lookups[j].get(str(value))
-                    if code is not None:
-                        out[i, j] = code
-            for j, c in enumerate(self.numeric, start=n_cat):
+        nan, width = np.nan, len(self.columns)
+        categorical = list(zip(self.categorical, lookups, strict=True))
+        numeric = list(enumerate(self.numeric, start=len(lookups)))
+        rows, gaps = [], []
+        for rec in records:
+            row = [nan] * width
+            unknown: dict[str, str] = {}
+            missing: list[str] = []
+            for j, (c, lookup) in enumerate(categorical):
                 value = rec.get(c)
                 if value is None:
+                    if c != "tier":
+                        missing.append(c)
                     continue
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                text = value if type(value) is str else str(value)
+                code = lookup.get(text)
+                if code is None:
+                    unknown[c] = text
+                else:
+                    row[j] = code
+            for j, c in numeric:
+                value = rec.get(c)
+                if value is None:
+                    missing.append(c)
+                    continue
+                if type(value) is not float and type(value) is not int and (
+                        isinstance(value, bool) or not isinstance(value, int | float)):
                     raise FeatureError(f"feature {c}={value!r} is not a number")
-                out[i, j] = value
+                row[j] = value
+            if self.brief_components and rec.get("brief") is None:
+                missing.append("brief")
+            rows.append(row)
+            gaps.append((unknown, missing))
+        out = np.array(rows, dtype=float).reshape(len(records), width)
         if self.brief_components:
             out[:, -self.brief_components:] = self._brief_features(
                 [rec.get("brief") for rec in records])
-        return out
+        return out, gaps
 
     def to_data(self) -> dict[str, Any]:
         """The fitted spec as plain JSON (the artifact stores this, never a pickle)."""

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -52,7 +53,25 @@ def error_body(loc: tuple[Any, ...], msg: str, kind: str) -> dict[str, Any]:
 
 
 def parse_strict_json(raw: bytes) -> Any:
-    """Parse `raw` or raise `RequestValueError` naming the path and the problem."""
+    """Parse `raw` or raise `RequestValueError` naming the path and the problem.
+
+    orjson first: it refuses all that the slow parser does (NaN, Infinity, 1e400, invalid
+    UTF-8, lone surrogates) in a fraction of the time, and the slow parser then runs only
+    on a body orjson refused, to name the problem (or to accept an integer orjson cannot
+    hold)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = _parse_slowly(raw)
+    # The full walk (which names the path) only when a cheap look says it may find something.
+    if (raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _deeper_than(value, MAX_NESTING)) \
+            or _SURROGATE_ESCAPE.search(raw):
+        check_plain_json(value)
+    return value
+
+
+def _parse_slowly(raw: bytes) -> Any:
+    """The standard library's parser with hooks that name what is refused, and where."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -89,10 +108,6 @@ def parse_strict_json(raw: bytes) -> Any:
                                     "levels)") from None
     if refused:
         _raise_first_refused(value)
-    # The full walk (which names the path) only when a cheap look says it may find something.
-    if (raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _deeper_than(value, MAX_NESTING)) \
-            or _SURROGATE_ESCAPE.search(raw):
-        check_plain_json(value)
     return value
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
+from router_model.compiled import compile_model
 from router_model.config import Catalog, check
 from router_model.contract import Decision
 from router_model.features import FeatureError, flatten_task
@@ -130,6 +131,11 @@ class LadderCostModel:
                                       settings.default_severe_share) for t in catalog.ladder])
         retry = [stats.get(t, {}).get("retry_pass_rate", np.nan) for t in catalog.ladder]
         self.retry_pass = np.where(np.isnan(retry), settings.default_retry_pass_rate, retry)
+        # Per tier (schema share, severe share, near-miss share, retry pass rate) as Python
+        # floats: the one-task programme runs on floats, where numpy scalars cost far more.
+        self._tier_constants = [
+            (float(fs), float(fv), 1.0 - float(fs) - float(fv), float(rp)) for fs, fv, rp
+            in zip(self.schema_share, self.severe_share, self.retry_pass, strict=True)]
 
     def attempt_cost(self, prompt_total: Any, output: Any) -> tuple[list[Any], list[Any]]:
         """Per-attempt USD (call + gate + price of latency) and seconds, one entry per tier.
@@ -150,42 +156,52 @@ class LadderCostModel:
     QUANTITIES = ("cost", "latency_s", "calls", "premium_calls", "pass", "bad")
 
     def expectations(self, p_first: Sequence[Any], cost: Sequence[Any],
-                     latency: Sequence[Any], false_pass: Sequence[Any] | None = None
-                     ) -> dict[str, list[Any]]:
+                     latency: Sequence[Any], false_pass: Sequence[Any] | None = None,
+                     quantities: Sequence[str] = QUANTITIES) -> dict[str, list[Any]]:
         """Dynamic programme over (tier, retry) states, from each start tier.
 
         Inputs and outputs are one entry per ladder tier, each a float (one task: plain
         Python arithmetic, a few microseconds) or an array (many tasks: vectorised).
         `false_pass[t]`: P(truly failing | the gate accepted) at tier t. "bad" is the chance
         that the final output is truly failing: accepted wrongly, or flagged for review.
+        `quantities`: which of QUANTITIES to compute (a decision needs cost and bad only).
         """
         L = len(p_first)
-        R = self.catalog.gate.retries_per_tier
-        top = L - 1
         false_pass = [0.0] * L if false_pass is None else false_pass
         per_attempt = {"cost": cost, "latency_s": latency, "calls": [1.0] * L,
-                       "premium_calls": [0.0] * top + [1.0]}
-        value: dict[str, list[list[Any]]] = {q: [[0.0] * (R + 1) for _ in range(L)]
-                                             for q in self.QUANTITIES}
+                       "premium_calls": [0.0] * (L - 1) + [1.0]}
+        out = {}
+        for q in quantities:
+            if q == "pass":
+                now = [1.0] * L
+            elif q == "bad":
+                now = false_pass
+            else:
+                now = per_attempt[q]
+            out[q] = self._programme(q, p_first, now, 1.0 if q == "bad" else 0.0)
+        return out
+
+    def _programme(self, q: str, p_first: Sequence[Any], now: Sequence[Any], flag: float
+                   ) -> list[Any]:
+        """One quantity's values from each start tier. An attempt adds `now[t]` (times its
+        pass probability for "pass" and "bad", which count only on a pass); a flagged field
+        at the top of the ladder adds `flag`. Tiers are solved top down, each tier's retry
+        states from the last retry back, so only each tier's first-attempt value is kept."""
+        R = self.catalog.gate.retries_per_tier
+        top = len(p_first) - 1
+        on_pass = q in ("pass", "bad")
+        first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
         for t in range(top, -1, -1):
-            fs, fv = float(self.schema_share[t]), float(self.severe_share[t])
-            fm = 1.0 - fs - fv
+            fs, fv, fm, retry_pass = self._tier_constants[t]
+            escalate = flag if t == top else first[t + 1]
+            value = escalate  # what follows the last retry: escalate, or the flag at the top
             for k in range(R, -1, -1):
-                p = p_first[t] if k == 0 else float(self.retry_pass[t])
-                fail = 1.0 - p
-                for q in self.QUANTITIES:
-                    v = value[q]
-                    now = (p if q == "pass" else p * false_pass[t] if q == "bad"
-                           else per_attempt[q][t])
-                    if t == top:
-                        flag = 1.0 if q == "bad" else 0.0  # flagged: a bad final outcome
-                        after = v[t][k + 1] if k < R else flag
-                    else:
-                        escalate = v[t + 1][0]
-                        retry = v[t][k + 1] if k < R else escalate
-                        after = fs * escalate + fv * v[top][0] + fm * retry
-                    v[t][k] = now + fail * after
-        return {q: [value[q][t][0] for t in range(L)] for q in self.QUANTITIES}
+                p = p_first[t] if k == 0 else retry_pass
+                gain = p * now[t] if on_pass else now[t]
+                after = value if t == top else fs * escalate + fv * first[top] + fm * value
+                value = gain + (1.0 - p) * after
+            first[t] = value
+        return first
 
 
 class RoutingPolicy:
@@ -222,14 +238,18 @@ class RoutingPolicy:
 
     @classmethod
     def from_artifact_path(cls, catalog: Catalog, settings: PolicySettings,
-                           path: str | None, seed: int | None = None) -> RoutingPolicy:
-        """Load the artifact at `path`; on any failure serve the rules and say why."""
+                           path: str | None, seed: int | None = None,
+                           compiled_cache: str | None = None) -> RoutingPolicy:
+        """Load the artifact at `path`; on any failure serve the rules and say why.
+        With `compiled_cache`, its trees are compiled (cached in its compiled/) for speed."""
         if not path:
             return cls(catalog, settings, None, "no_model", seed)
         try:
-            return cls(catalog, settings, load_artifact(path), None, seed)
+            artifact = load_artifact(path)
         except (ArtifactError, FileNotFoundError) as exc:
             return cls(catalog, settings, None, f"artifact_error: {exc}", seed)
+        compile_model(artifact.model, compiled_cache)
+        return cls(catalog, settings, artifact, None, seed)
 
     @property
     def learned(self) -> bool:
@@ -328,15 +348,18 @@ class RoutingPolicy:
         return out | {k: np.column_stack(np.broadcast_arrays(*v)) for k, v in cols.items()}
 
     def plan_columns(self, p: Sequence[Any], impact: Any, prompt_total: Any, output: Any,
-                     false_pass: Sequence[Any]) -> dict[str, Any]:
+                     false_pass: Sequence[Any],
+                     quantities: Sequence[str] = LadderCostModel.QUANTITIES
+                     ) -> dict[str, Any]:
         """The plan on per-tier columns: floats for one task, arrays for many.
 
         `expected_loss`: the least cost + lam x w(field) x P(bad outcome) among tiers that
         fit the context window. `threshold`: the cheapest expected cost among tiers that fit
         and meet the field's required pass probability; premium always qualifies.
+        `quantities` must include cost and bad (what the choice uses).
         """
         cost, latency = self.cost_model.attempt_cost(prompt_total, output)
-        expected = self.cost_model.expectations(p, cost, latency, false_pass)
+        expected = self.cost_model.expectations(p, cost, latency, false_pass, quantities)
         required = self.required_pass_prob(impact)
         threshold_rule = self.settings.rule == "threshold"
         price = self.settings.lam * self.impact_weight(impact)
@@ -350,7 +373,7 @@ class RoutingPolicy:
                 loss = expected["cost"][t]
             else:
                 ok, loss = fits, expected["cost"][t] + price * expected["bad"][t]
-            if np.ndim(ok) == 0 and np.ndim(loss) == 0:  # one task: plain comparisons
+            if isinstance(loss, float):  # one task (a float, even numpy's): plain comparisons
                 if ok and loss < best:
                     best, start = loss, t
                 continue
@@ -403,15 +426,12 @@ class RoutingPolicy:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
         return pd.Series(fields).map(self._static).fillna(0).to_numpy(np.int64)
 
-    def _output_tokens(self, fields: Sequence[Any], given: Sequence[float] | None
-                       ) -> np.ndarray:
+    def _output_tokens(self, fields: Sequence[Any], given: Sequence[float]) -> list[float]:
         """Expected completion tokens: as given, else the field's logged median."""
         default = [self._median_output.get(str(f), self.settings.default_output_tokens)
                    for f in fields]
-        if given is None:
-            return np.array(default, dtype=float)
-        return np.array([d if g != g else g for g, d in zip(given, default, strict=True)],
-                        dtype=float)  # g != g: NaN
+        return [float(d if g != g else g)  # g != g: NaN
+                for g, d in zip(given, default, strict=True)]
 
     # ---- serving entry points ---------------------------------------------------------
 
@@ -424,83 +444,110 @@ class RoutingPolicy:
         """One decision per task. Invalid features fall back to the rules, with the reason.
 
         `starts` (ladder indices from another registered router) replaces the learned start;
-        the model's probabilities are still reported when there is a model.
+        the model's probabilities are still reported when there is a model. Per-task values
+        travel as Python lists: numpy pays only where it works on many tasks at once.
         """
         flat = [flatten_task(t) for t in tasks]
         n = len(flat)
         if n == 0:
             return []
-        fields = np.array([str(t.get("field")) for t in flat], dtype=object)
-        impact = np.array([self._impact.get(f, 5) for f in fields], dtype=float)
-        prompt_total = np.array([_tokens(t.get("prompt_tokens")) + _tokens(t.get(
-            "context_tokens")) for t in flat])
+        fields = [str(t.get("field")) for t in flat]
+        impact = [float(self._impact.get(f, 5)) for f in fields]
+        prompt_total = [_tokens(t.get("prompt_tokens")) + _tokens(t.get("context_tokens"))
+                        for t in flat]
         output = self._output_tokens(fields, [_tokens(t.get("expected_output_tokens"), np.nan)
                                               for t in flat])
         for t, out in zip(flat, output, strict=True):
             t.setdefault("expected_output_tokens", out)
-        p = plan = None
+        plan = gaps = None
         reason = self.fallback_reason
         if self.learned:
             try:
-                p = self._predict_encoded(self.artifact.model.spec.encode_records(flat))
-                if n == 1:  # plain floats: far cheaper than numpy for a single task
-                    p0 = [float(v) for v in p[0]]
-                    plan = self.plan_columns(p0, float(impact[0]), float(prompt_total[0]),
-                                             float(output[0]),
-                                             self.false_pass(str(fields[0]), p0))
-                else:
-                    plan = self.plan_columns(list(p.T), impact, prompt_total, output,
-                                             self.false_pass(fields, list(p.T)))
+                X, gaps = self.artifact.model.spec.encode_with_gaps(flat)
+                plan = self._plan_tasks(self._predict_encoded(X), fields, impact,
+                                        prompt_total, output)
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
-        start, source, propensity = self._starts(fields, plan, starts, n)
-        overflow = prompt_total > self.catalog.gate.context_overflow_tokens
-        return [self._one(flat[i], fields[i], i, p, plan, reason, bool(overflow[i]),
-                          (int(start[i]), str(source[i]), float(propensity[i])), router)
-                for i in range(n)]
+        chosen = self._starts(fields, plan, starts, n)
+        shown = self._shown(plan, n)
+        gaps = gaps or [self._gaps(t) for t in flat]
+        overflow = self.catalog.gate.context_overflow_tokens
+        return [self._one(fields[i], gaps[i], shown[i], reason, prompt_total[i] > overflow,
+                          chosen[i], router) for i in range(n)]
 
-    def _starts(self, fields: np.ndarray, plan: dict[str, Any] | None,
-                forced: np.ndarray | None, n: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Start index, source and propensity per task: forced, learned (+ exploration), or
+    def _gaps(self, task: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+        """(unknown categories, missing features) when the encoder did not report them."""
+        spec = self.artifact.model.spec if self.artifact else None
+        return (spec.unknowns(task), spec.missing(task)) if spec else ({}, [])
+
+    DECISION_QUANTITIES = ("cost", "bad")  # what a start choice and its record use
+
+    def _plan_tasks(self, p: np.ndarray, fields: list[str], impact: list[float],
+                    prompt_total: list[float], output: list[float]) -> dict[str, Any]:
+        """The plan for a decision: on floats for one task (far cheaper than numpy there),
+        on arrays for many; `p_rows` keeps each task's probabilities as floats."""
+        if len(fields) == 1:
+            p0 = p[0].tolist()
+            plan = self.plan_columns(p0, impact[0], prompt_total[0], output[0],
+                                     self.false_pass(fields[0], p0), self.DECISION_QUANTITIES)
+        else:
+            columns = list(p.T)
+            plan = self.plan_columns(columns, np.array(impact), np.array(prompt_total),
+                                     np.array(output),
+                                     self.false_pass(np.array(fields, dtype=object), columns),
+                                     self.DECISION_QUANTITIES)
+        return {**plan, "p_rows": p.tolist()}
+
+    def _shown(self, plan: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
+        """Per task, what the record shows of the plan: probabilities, expected costs and
+        (threshold rule) the required pass probability."""
+        if plan is None:
+            return [{}] * n
+        ladder = self.ladder
+        costs = (np.column_stack(np.broadcast_arrays(*plan["expected_cost"])).tolist()
+                 if n > 1 else [[float(c) for c in plan["expected_cost"]]])
+        shown = [{"pass_probabilities": dict(zip(ladder, p, strict=True)),
+                  "expected_costs": dict(zip(ladder, c, strict=True))}
+                 for p, c in zip(plan["p_rows"], costs, strict=True)]
+        if self.settings.rule == "threshold":
+            required = np.broadcast_to(plan["required"], (n,)).tolist()
+            for extras, r in zip(shown, required, strict=True):
+                extras["required_pass_prob"] = float(r)
+        return shown
+
+    def _starts(self, fields: list[str], plan: dict[str, Any] | None,
+                forced: np.ndarray | None, n: int) -> list[tuple[int, str, float]]:
+        """(start index, source, propensity) per task: forced, learned (+ exploration), or
         the static rules."""
         if forced is not None:
-            return (np.asarray(forced, np.int64), np.full(n, "rules", dtype=object),
-                    np.ones(n))
+            return [(int(s), "rules", 1.0) for s in forced]
         if plan is None:
-            static = np.array([self._static.get(f, 0) for f in fields], dtype=np.int64)
-            return static, np.full(n, "rules", dtype=object), np.ones(n)
-        greedy = np.broadcast_to(np.asarray(plan["start"], dtype=np.int64), (n,))
-        eligible = np.column_stack([np.broadcast_to(np.asarray(e, bool), (n,))
-                                    for e in plan["eligible"]])
+            return [(self._static.get(f, 0), "rules", 1.0) for f in fields]
+        greedy = [int(plan["start"])] if n == 1 else np.broadcast_to(
+            np.asarray(plan["start"], dtype=np.int64), (n,)).tolist()
         eps = self.settings.epsilon
         if eps == 0:
-            return greedy, np.full(n, "learned", dtype=object), np.ones(n)
-        start, explored, propensity = explore(greedy, eligible, eps, self.rng)
-        return start, np.where(explored, "exploration", "learned"), propensity
+            return [(g, "learned", 1.0) for g in greedy]
+        eligible = np.column_stack([np.broadcast_to(np.asarray(e, bool), (n,))
+                                    for e in plan["eligible"]])
+        start, explored, propensity = explore(np.array(greedy), eligible, eps, self.rng)
+        return [(s, "exploration" if x else "learned", q) for s, x, q in
+                zip(start.tolist(), explored.tolist(), propensity.tolist(), strict=True)]
 
-    def _one(self, task: dict[str, Any], field_name: str, i: int, p: np.ndarray | None,
-             plan: dict[str, Any] | None, reason: str | None, overflow: bool,
+    def _one(self, field_name: str, gaps: tuple[dict[str, str], list[str]],
+             shown: dict[str, Any], reason: str | None, overflow: bool,
              chosen: tuple[int, str, float], router: str | None) -> Decision:
-        ladder = self.ladder
-        spec = self.artifact.model.spec if self.artifact else None
-        unknown = spec.unknowns(task) if spec else {}
+        unknown, missing = gaps
         if field_name not in self._impact:
             unknown.setdefault("field", field_name)
         extras: dict[str, Any] = {"unknown_categories": unknown, "router": router,
-                                  "missing_features": spec.missing(task) if spec else []}
-        if p is not None and plan is not None:
-            extras["pass_probabilities"] = dict(zip(ladder, map(float, p[i]), strict=True))
-            extras["expected_costs"] = {t: float(_at(c, i)) for t, c in
-                                        zip(ladder, plan["expected_cost"], strict=True)}
-            if self.settings.rule == "threshold":
-                extras["required_pass_prob"] = float(_at(plan["required"], i))
+                                  "missing_features": missing, **shown}
         if overflow:
             return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
                                 "context_overflow", **extras)
         start, source, propensity = chosen
         fallback = reason if source == "rules" and router is None else None
-        return self._record(ladder[start], source, propensity, fallback, **extras)
+        return self._record(self.ladder[start], source, propensity, fallback, **extras)
 
     def _record(self, start_tier: str, source: str, propensity: float,
                 fallback_reason: str | None, **extras: Any) -> Decision:
@@ -550,8 +597,3 @@ def _tokens(value: Any, missing: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return missing
     return float(value)
-
-
-def _at(value: Any, i: int) -> Any:
-    """Element i of a per-task array, or the value itself when planning one task."""
-    return value[i] if isinstance(value, np.ndarray) and value.ndim else value

@@ -93,6 +93,9 @@ def check_extra_analysis(analysis: Analysis) -> None:
                                                        f"than {MAX_EXTRA_ANALYSIS_VALUE_CHARS}")
 
 
+_ANALYSIS_FIELDS = tuple(Analysis.model_fields)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -123,9 +126,12 @@ class TaskIn(_Strict):
 
     @model_validator(mode="after")
     def _plain_analysis(self) -> TaskIn:
-        for name in type(self.analysis).model_fields:
-            check_plain_json(getattr(self.analysis, name), ("analysis", name))
-        check_extra_analysis(self.analysis)
+        analysis = self.analysis
+        # One walk over all typed fields (it names the field that fails), not one per field.
+        check_plain_json({name: getattr(analysis, name) for name in _ANALYSIS_FIELDS},
+                         ("analysis",))
+        if analysis.model_extra:
+            check_extra_analysis(analysis)
         return self
 
 

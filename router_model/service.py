@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -196,10 +197,11 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 
 class FastJSON(JSONResponse):
-    """Decisions are plain JSON already: skip FastAPI's recursive `jsonable_encoder`."""
+    """Decisions are plain JSON already: skip FastAPI's recursive `jsonable_encoder`, and
+    encode with orjson (about 10x the standard library)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("utf-8")
+        return orjson.dumps(content)
 
 
 CONFIG_ENV = "ROUTER_SERVE_CONFIG"

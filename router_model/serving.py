@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
+from router_model.compiled import compile_model
 from router_model.config import Catalog, check, typed
 from router_model.contract import TRANSIENT_ERRORS, Decision
 from router_model.decision_log import DecisionLog
@@ -49,6 +50,8 @@ class ServeSettings:
     decision_log: str | None = None
     decision_log_max_bytes: int = 50_000_000
     decision_log_backups: int = 5
+    decision_log_flush_s: float = 0.2  # a crash loses at most this much of the log
+    compiled_cache: str | None = None  # compile the trees, cached in its compiled/; None: off
     reload_poll_s: float = 2.0
     admin_token_env: str = "ROUTER_ADMIN_TOKEN"
     max_batch: int = 1000
@@ -67,6 +70,8 @@ class ServeSettings:
         check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
         check(self.gauge_window >= 1, "serve.gauge_window", self.gauge_window, "must be >= 1")
         check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
+        check(self.decision_log_flush_s > 0, "serve.decision_log_flush_s",
+              self.decision_log_flush_s, "must be > 0 seconds")
         check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
               "must be >= 0 (0 disables automatic reloads)")
 
@@ -116,17 +121,19 @@ class RouterService:
         self.gate = Gate.from_catalog(catalog)
         self.registry = dict(registry or {})
         self.decision_log = DecisionLog(settings.decision_log, settings.decision_log_max_bytes,
-                                        settings.decision_log_backups)
+                                        settings.decision_log_backups,
+                                        settings.decision_log_flush_s)
         self._seed = seed
         self._reload_lock = threading.Lock()
         self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
         self._tiers_lock = threading.Lock()
         self.policy = _redacted(RoutingPolicy.from_artifact_path(
-            catalog, self.policy_settings, settings.artifact, seed))
+            catalog, self.policy_settings, settings.artifact, seed, settings.compiled_cache))
         if settings.artifact and not self.policy.learned:
             log.warning("serving from the rules (degraded): %s", self.policy.fallback_reason)
         self.shadow = (_redacted(RoutingPolicy.from_artifact_path(
-            catalog, self.policy_settings, settings.shadow_artifact, seed))
+            catalog, self.policy_settings, settings.shadow_artifact, seed,
+            settings.compiled_cache))
             if settings.shadow_artifact else None)
         self.signature = artifact_signature(settings.artifact)
         self.reloads = {"ok": 0, "rejected": 0}
@@ -259,6 +266,7 @@ class RouterService:
                 if not path:
                     raise FileNotFoundError("no artifact path is configured (serve.artifact)")
                 artifact = load_artifact(path)
+                compile_model(artifact.model, self.settings.compiled_cache)
                 probe(artifact)
             except Exception as exc:
                 self.reloads["rejected"] += 1

@@ -202,7 +202,8 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(RouterService.from_config(serve_cfg)),
                                            host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.02)
     try:
@@ -211,6 +212,7 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
             summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
     finally:
         server.should_exit = True
+        thread.join(30)  # a clean shutdown writes the queued decisions
     assert summary["total"]["failed"] == 0
     served = {json.loads(x)["decision"]["decision_id"]
               for x in (tmp_path / "served.jsonl").open()}
