@@ -342,7 +342,7 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
         "families": int(table.prompts["family"].nunique()), "dropped": table.dropped,
         "split": OmegaConf.to_container(spec.split),
         "grouped": OmegaConf.to_container(spec.group) if spec.get("group") else None,
-        "published": OmegaConf.to_container(spec.get("published") or {}),
+        "published": OmegaConf.to_container(spec.published) if spec.get("published") else {},
         "operating_targets": [float(s) for s in cfg.operating_point.quality_shares],
         "embedding": OmegaConf.to_container(cfg.embedding),
         "collapsed_embeddings": tasks.attrs["collapsed"],
