@@ -62,26 +62,32 @@ class CrossFit:
 
 
 def fit_predict(cfg: DictConfig, name: str, context: RouterContext, tasks: pd.DataFrame,
-                passed: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """P(pass) on `test` from router `name` fitted on `train` (random: uniform noise)."""
+                passed: np.ndarray, train: np.ndarray, test: np.ndarray,
+                **overrides: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """P(pass) on `test` from router `name` fitted on `train` (random: uniform noise), and
+    the settings it chose by inner validation (reused for the operating point's refits)."""
     if name == RANDOM:
         rng = np.random.default_rng([int(cfg.seed), len(train), len(test), int(test[0])])
-        return rng.random((len(test), passed.shape[1]))
-    router = build_router(name, cfg.routers, context)
+        return rng.random((len(test), passed.shape[1])), {}
+    router = build_router(name, cfg.routers, context, **overrides)
     router.fit(tasks.iloc[train], passed[train])
-    return router.pass_probabilities(tasks.iloc[test])
+    chosen = {"min_child_samples_grid": [router.min_child_samples_]} \
+        if hasattr(router, "min_child_samples_") else {}
+    return router.pass_probabilities(tasks.iloc[test]), chosen
 
 
 def inner_out_of_fold(cfg: DictConfig, name: str, context: RouterContext,
-                      tasks: pd.DataFrame, passed: np.ndarray, train: np.ndarray
-                      ) -> np.ndarray:
-    """Cross-fitted P(pass) for the training prompts themselves (inner K-fold)."""
+                      tasks: pd.DataFrame, passed: np.ndarray, train: np.ndarray,
+                      chosen: dict[str, Any]) -> np.ndarray:
+    """Cross-fitted P(pass) for the training prompts themselves (inner K-fold), with the
+    settings the router chose on the same training prompts."""
     from sklearn.model_selection import KFold
 
     k = min(int(cfg.operating_point.inner_folds), len(train))
     p = np.full((len(train), passed.shape[1]), np.nan)
     for fit, val in KFold(n_splits=k, shuffle=True, random_state=int(cfg.seed)).split(train):
-        p[val] = fit_predict(cfg, name, context, tasks, passed, train[fit], train[val])
+        p[val] = fit_predict(cfg, name, context, tasks, passed, train[fit], train[val],
+                             **chosen)[0]
     return p
 
 
@@ -97,8 +103,8 @@ def cross_fit(cfg: DictConfig, spec: DictConfig, table: OutcomeTable, tasks: pd.
     targets = {target_label(s): float(s) for s in cfg.operating_point.quality_shares}
     for train, test in folds(table, spec.split):
         for name in names:
-            p_test = fit_predict(cfg, name, context, tasks, table.passed, train, test)
-            p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train)
+            p_test, chosen = fit_predict(cfg, name, context, tasks, table.passed, train, test)
+            p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train, chosen)
             out.probs[name][test] = p_test
             for label, share in targets.items():
                 tau = choose_threshold(p_train, table.score[train], table.cost[train], share)

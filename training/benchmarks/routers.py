@@ -188,7 +188,7 @@ class StackedRouter(LightGBMRouter):
     calibration is fit_pass_model's, as for every LightGBM router."""
 
     def __init__(self, context: RouterContext, train_cfg: DictConfig | None, k: int = 40,
-                 C: float = 1.0, inner_folds: int = 5, use_embedding: bool = False,
+                 C: float = 1.0, inner_folds: int = 3, use_embedding: bool = False,
                  pca_components: int = 32, min_child_samples_grid: tuple[int, ...] = ()
                  ) -> None:
         super().__init__(context, train_cfg, use_embedding, pca_components,
