@@ -59,6 +59,7 @@ class CrossFit:
     starts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # router, target
     ladder_starts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # rate
     covered: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # fitting time per router
 
 
 def fit_predict(cfg: DictConfig, name: str, context: RouterContext, tasks: pd.DataFrame,
@@ -97,28 +98,35 @@ def cross_fit(cfg: DictConfig, spec: DictConfig, table: OutcomeTable, tasks: pd.
     the fold's training prompts (never on its test prompts)."""
     names = [RANDOM, *(str(n) for n in cfg.learned_routers)]
     context = benchmark_context(cfg, table)
-    catalog = context.catalog
     out = CrossFit(probs={n: np.full(table.score.shape, np.nan) for n in names},
                    covered=np.zeros(table.n, dtype=bool))
-    targets = {target_label(s): float(s) for s in cfg.operating_point.quality_shares}
     for train, test in folds(table, spec.split):
         for name in names:
-            p_test, chosen = fit_predict(cfg, name, context, tasks, table.passed, train, test)
-            p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train, chosen)
-            out.probs[name][test] = p_test
-            for label, share in targets.items():
-                tau = choose_threshold(p_train, table.score[train], table.cost[train], share)
-                out.starts.setdefault(name, {}).setdefault(
-                    label, np.zeros(table.n, np.int64))[test] = route(p_test, tau)
-            if name == RANDOM:
-                continue
-            for rate in cfg.gate_error_rates:
-                lam = choose_lam(cfg, catalog, p_train, table, train, float(rate))
-                out.ladder_starts.setdefault(name, {}).setdefault(
-                    str(rate), np.zeros(table.n, np.int64))[test] = planned_starts(
-                    catalog, p_test, table.cost[test], float(rate), lam)
+            clock = time.perf_counter()
+            fit_fold(cfg, name, context, table, tasks, train, test, out)
+            out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - clock
         out.covered[test] = True
     return out
+
+
+def fit_fold(cfg: DictConfig, name: str, context: RouterContext, table: OutcomeTable,
+             tasks: pd.DataFrame, train: np.ndarray, test: np.ndarray, out: CrossFit) -> None:
+    """One router on one outer fold: its held-out P(pass) and its starts at the knob and lam
+    values chosen on cross-fitted predictions for the fold's training prompts."""
+    p_test, chosen = fit_predict(cfg, name, context, tasks, table.passed, train, test)
+    p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train, chosen)
+    out.probs[name][test] = p_test
+    for share in cfg.operating_point.quality_shares:
+        tau = choose_threshold(p_train, table.score[train], table.cost[train], float(share))
+        out.starts.setdefault(name, {}).setdefault(
+            target_label(share), np.zeros(table.n, np.int64))[test] = route(p_test, tau)
+    if name == RANDOM:
+        return
+    for rate in cfg.gate_error_rates:
+        lam = choose_lam(cfg, context.catalog, p_train, table, train, float(rate))
+        out.ladder_starts.setdefault(name, {}).setdefault(
+            str(rate), np.zeros(table.n, np.int64))[test] = planned_starts(
+            context.catalog, p_test, table.cost[test], float(rate), lam)
 
 
 def target_label(share: float) -> str:
@@ -359,6 +367,7 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
         "ladder": {str(rate): ladder_section(cfg, catalog, fit, table, idx, float(rate))
                    for rate in cfg.gate_error_rates},
         "seconds": round(time.perf_counter() - started, 1),
+        "fit_seconds": {n: round(v, 1) for n, v in fit.seconds.items()},
     }
     result["folder"] = str(write_benchmark_reports(result, fit.probs, table, idx,
                                                    Path(cfg.reports_dir) / str(spec.name)))
