@@ -131,8 +131,9 @@ class LightGBMRouter(PassRouter):
         if self.use_embedding:
             from sklearn.decomposition import PCA
 
-            self.pca_ = PCA(n_components=self.pca_components, random_state=0).fit(
-                embeddings(tasks))
+            X = embeddings(tasks)  # a small inner fold may have fewer prompts than components
+            self.pca_ = PCA(n_components=min(self.pca_components, *X.shape), random_state=0
+                            ).fit(X)
 
     def _fit_frame(self, tasks: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
         """The training frame; fits whatever `_frame` needs first (here the PCA)."""
