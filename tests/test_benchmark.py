@@ -107,11 +107,10 @@ def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
         assert 0.2 < single["random"]["apgr"]["value"] < 0.8
     ladder = result["ladder"]["0.0"]
     assert ladder["ladder-from-cheapest"]["calls_per_prompt"] >= 1.0
-    for router, points in ladder["frontiers"].items():  # lam = 0 with a perfect gate: the
-        cheapest = min(points, key=lambda p: p["cost_per_prompt"])  # cheapest expected cost
-        assert cheapest["cost_per_prompt"] <= ladder["ladder-from-cheapest"][
-            "cost_per_prompt"] * 1.05, router
-        assert points[-1]["true_pass_rate"] >= points[0]["true_pass_rate"], router
+    for router, m in ladder["chosen"].items():  # with a perfect gate, starting at the
+        # cheapest model tries every model, so no start can truly pass more often
+        assert m["true_pass_rate"] <= ladder["ladder-from-cheapest"]["true_pass_rate"], router
+        assert 1.0 <= m["calls_per_prompt"] <= len(result["models"]), router
     if spec.split.kind == "given":  # only the source's test prompts are scored
         assert result["prompts"] < 160
     folder = tmp_path / "reports" / "benchmarks" / name
