@@ -369,8 +369,8 @@ def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str
         "seconds": round(time.perf_counter() - started, 1),
         "fit_seconds": {n: round(v, 1) for n, v in fit.seconds.items()},
     }
-    result["folder"] = str(write_benchmark_reports(result, fit.probs, table, idx,
-                                                   Path(cfg.reports_dir) / str(spec.name)))
+    result["folder"] = str(write_benchmark_reports(result, Path(cfg.reports_dir)
+                                                   / str(spec.name)))
     return result
 
 

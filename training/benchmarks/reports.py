@@ -8,16 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from training.benchmarks.data import OutcomeTable
-
 CURVE_COLUMNS = (("apgr", "APGR", False), ("cpt50", "CPT(50%)", True),
                  ("cpt80", "CPT(80%)", True), ("aiq", "AIQ", False),
                  ("hull_saved_at_95pct_premium", "hull: saved @95% premium (upper bound)",
                   True))
 
 
-def write_benchmark_reports(result: dict[str, Any], probs: dict[str, np.ndarray],
-                            table: OutcomeTable, idx: np.ndarray, folder: Path) -> Path:
+def write_benchmark_reports(result: dict[str, Any], folder: Path) -> Path:
     """Write the benchmark's folder; return it (absolute)."""
     folder = folder.expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
