@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from tests.helpers import SHARED_DATA, compose_config, tmp_paths
 from training.benchmarks.data import build_table, folds
-from training.benchmarks.harness import load_spec, run_benchmark, single_call_metrics
+from training.benchmarks.harness import CrossFit, run_benchmark, single_call_row
+from training.benchmarks.specs import load_spec
 
 SPEC = OmegaConf.create({
     "name": "toy", "include": {"source_dataset": ["a"]}, "exclude_contaminated": True,
@@ -63,14 +64,20 @@ def test_split_protocols_never_put_a_prompt_on_both_sides():
 def test_single_call_metrics_by_hand():
     table = build_table(SPEC, toy_long())
     idx = np.arange(table.n)
-    rng = np.random.default_rng(0)
-    oracle = single_call_metrics(None, "oracle", table, idx, rng)
+    fit = CrossFit(probs={})
+    oracle = single_call_row("oracle", fit, table, idx)
     # the weak model scores 0.6 on p1 and p3 and 1.0 elsewhere; the strong one 1.0 always.
     # The gap (0.16 of mean score) is half closed by sending one prompt (20%) to the strong
     # model and fully by two (40%); APGR = area under that PGR curve.
     assert oracle["cpt50"] == pytest.approx(0.2) and oracle["cpt80"] == pytest.approx(0.4)
-    premium = single_call_metrics(None, "always-premium", table, idx, rng)
+    premium = single_call_row("always-big", fit, table, idx)
     assert premium["cost_per_prompt"] == pytest.approx(table.cost[:, 1].mean())
+    # the ladder tries small first and pays for big only where small fails the gate (p1);
+    # on p3 small's 0.6 passes the f1 gate, so that prompt keeps 0.6
+    ladder = single_call_row("ladder-from-cheapest", fit, table, idx)
+    assert ladder["mean_score"] == pytest.approx((4 * 1.0 + 0.6) / 5)
+    assert ladder["cost_per_prompt"] == pytest.approx((table.cost[:, 0].sum()
+                                                       + table.cost[1, 1]) / table.n)
 
 
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data/public_routing is absent")
@@ -83,19 +90,27 @@ def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
         "bootstrap=20", f"run=[{name}]"])
     OmegaConf.resolve(cfg)
     result = run_benchmark(cfg, name, progress=False)
-    spec = load_spec(name)
+    spec = load_spec(cfg, name)
     single = result["single_call"]
-    assert set(single) >= {"random", "knn-embed", "logreg-embed", "lgbm-tabular",
-                           "lgbm-tabular+embed", "oracle"}
+    assert set(single) >= {"random", "lookup-family", "knn-embed", "logreg-embed",
+                           "lgbm-tabular", "lgbm-tabular+embed", "lgbm-stacked", "oracle",
+                           "ladder-from-cheapest"} | {
+        f"always-{m.split('/')[-1]}" for m in result["models"]}
+    # each router's cost is at its own operating point (not the cheapest point of its curve,
+    # which was the same always-cheap cost for every router), between the fixed extremes
+    costs = {r: single[r]["cost_per_prompt"]["value"] for r in cfg.learned_routers}
+    assert len(set(costs.values())) > 1, costs
+    lowest = single[f"always-{result['models'][0].split('/')[-1]}"]["cost_per_prompt"]
+    highest = single[f"always-{result['models'][-1].split('/')[-1]}"]["cost_per_prompt"]
+    assert all(lowest["value"] <= c <= highest["value"] + 1e-12 for c in costs.values())
     if len(spec.models) == 2:  # a random ranking recovers about half the gap
         assert 0.2 < single["random"]["apgr"]["value"] < 0.8
     ladder = result["ladder"]["0.0"]
     assert ladder["ladder-from-cheapest"]["calls_per_prompt"] >= 1.0
-    for router, points in ladder["frontiers"].items():  # lam = 0 with a perfect gate: the
-        cheapest = min(points, key=lambda p: p["cost_per_prompt"])  # cheapest expected cost
-        assert cheapest["cost_per_prompt"] <= ladder["ladder-from-cheapest"][
-            "cost_per_prompt"] * 1.05, router
-        assert points[-1]["true_pass_rate"] >= points[0]["true_pass_rate"], router
+    for router, m in ladder["chosen"].items():  # with a perfect gate, starting at the
+        # cheapest model tries every model, so no start can truly pass more often
+        assert m["true_pass_rate"] <= ladder["ladder-from-cheapest"]["true_pass_rate"], router
+        assert 1.0 <= m["calls_per_prompt"] <= len(result["models"]), router
     if spec.split.kind == "given":  # only the source's test prompts are scored
         assert result["prompts"] < 160
     folder = tmp_path / "reports" / "benchmarks" / name

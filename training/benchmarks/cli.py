@@ -8,7 +8,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR
-from training.benchmarks.harness import run_benchmark, summary_markdown
+from training.benchmarks.harness import run_benchmark
+from training.benchmarks.reports import summary_markdown
+
+SHOWN = ("apgr", "cpt50", "aiq", "cost_per_prompt", "op95pct_quality_vs_premium",
+         "op95pct_saved_vs_premium", "op100pct_saved_vs_premium")
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_benchmark", version_base="1.3")
@@ -20,12 +24,11 @@ def main(cfg: DictConfig) -> None:
         result = run_benchmark(cfg, str(name))
         results.append(result)
         for router, m in result["single_call"].items():
-            cells = "  ".join(f"{k} {v['value']:.3f}" for k, v in m.items()
-                              if k in ("apgr", "cpt50", "aiq", "saved_at_95pct_premium",
-                                       "saved_at_premium"))
-            print(f"  {router:<20} {cells}")
+            cells = "  ".join(f"{k} {m[k]['value']:.4g}" for k in SHOWN if k in m)
+            print(f"  {router:<22} {cells}")
         print(f"  ({result['prompts']:,} prompts, {result['seconds']} s) -> "
-              f"{cfg.reports_dir}/{name}/", flush=True)
-    summary = Path(cfg.reports_dir) / "summary.md"
+              f"{result['folder']}/", flush=True)
+    summary = Path(str(cfg.reports_dir)).expanduser().resolve() / "summary.md"
+    summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(summary_markdown(results))
     print(f"combined table: {summary}")

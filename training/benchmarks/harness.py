@@ -1,21 +1,22 @@
 """Routers side by side on real public outcome tables (`router-benchmark`).
 
-For each benchmark: load the long table (`benchmark_data`), compute prompt features (family,
-MiniLM token count, text statistics, cached MiniLM embeddings), fit every learned router on
-the training folds only and predict the held-out folds, then score
+For each benchmark: load the long table, compute prompt features (family, MiniLM token
+count, text statistics, cached MiniLM embeddings), fit every learned router on the training
+folds only and predict the held-out folds, then score
 
 - single-call mode (as RouteLLM and RouterBench evaluate routers): PGR / APGR / CPT for
-  two-model benchmarks, AIQ, cost saved against always-premium at 95% of its quality, and
-  the share of the oracle's savings recovered; each with a bootstrap CI over prompts;
+  two-model benchmarks and AIQ over the whole knob, plus the held-out outcome at operating
+  points chosen on training prompts (95% and 100% of premium quality); every fixed baseline
+  (always-<model>, ladder-from-cheapest) as a row; bootstrap CIs over prompts;
 - start tier + ladder, with the gate as the true outcome flipped at the configured rates:
-  true quality, cost and calls per prompt against the ladder from the cheapest model.
+  the product's planner with lam chosen on training prompts, against the ladder from the
+  cheapest model.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,20 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import CONF_DIR, Catalog
-from router_model.embeddings import embed
+from router_model.config import Catalog
 from router_model.policy import LadderCostModel, PolicySettings, RoutingPolicy
 from router_model.replay import OutcomeCube, replay
 from router_model.routers import RouterContext, build_router
 from training.benchmarks.data import OutcomeTable, build_table, folds, load_long_table
-from training.benchmarks.routers import cheapest_meeting
-from training.benchmarks.text_features import text_statistics, token_counts
-from training.evaluation.compare import quality_at
+from training.benchmarks.operating import (
+    choose_threshold,
+    ladder_from_cheapest,
+    oracle_starts,
+    route,
+)
+from training.benchmarks.reports import write_benchmark_reports
+from training.benchmarks.specs import data_path, load_spec
+from training.benchmarks.text_features import prompt_features
 from training.evaluation.routing_metrics import (
     aiq,
     apgr,
@@ -42,121 +48,176 @@ from training.evaluation.routing_metrics import (
     routing_curve,
 )
 
-
-def load_spec(name: str) -> DictConfig:
-    path = Path(CONF_DIR) / "benchmark" / f"{name}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise FileNotFoundError(f"no benchmark config {path.name}; known: {known}")
-    return OmegaConf.load(path)
-
-
-def public_root(cfg: DictConfig) -> Path:
-    root = Path(str(cfg.public_data))
-    return root if root.is_absolute() else (Path(CONF_DIR).parent / root).resolve()
-
-
-def prompt_features(table: OutcomeTable, cache_dir: str | None, progress: bool
-                    ) -> pd.DataFrame:
-    """One row per prompt: family, MiniLM token count, text statistics, embedding."""
-    texts = table.prompts["prompt"].tolist()
-    stats = text_statistics(texts)
-    frame = pd.DataFrame({"prompt_id": table.prompts["prompt_id"].to_numpy(),
-                          "field": table.prompts["family"].to_numpy(),
-                          "prompt_tokens": token_counts(texts),
-                          "context_tokens": 0.0, "expected_output_tokens": np.nan})
-    frame = pd.concat([frame, stats.add_prefix("analysis.")], axis=1)
-    frame["embedding"] = list(embed(texts, cache_dir, progress=progress))
-    return frame
-
-
-def out_of_fold_probabilities(cfg: DictConfig, spec: DictConfig, table: OutcomeTable,
-                              tasks: pd.DataFrame) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """P(pass) per prompt and model for every learned router, each prompt predicted by a
-    router that never saw it. Returns the matrices and the mask of predicted prompts."""
-    learned = [str(n) for n in cfg.learned_routers]
-    probs = {name: np.full(table.score.shape, np.nan) for name in learned}
-    covered = np.zeros(table.n, dtype=bool)
-    context = benchmark_context(cfg, table)
-    for train, test in folds(table, spec.split):
-        for name in learned:
-            router = build_router(name, cfg.routers, context)
-            router.fit(tasks.iloc[train], table.passed[train])
-            probs[name][test] = router.pass_probabilities(tasks.iloc[test])
-        covered[test] = True
-    return probs, covered
+RANDOM = "random"
 
 
 @dataclass
-class Curve:
-    """A router's operating points: cost per prompt, mean score, strong-call share."""
+class CrossFit:
+    """Held-out predictions and the starts at operating points chosen on training prompts."""
 
-    cost: np.ndarray
-    quality: np.ndarray
-    strong_share: np.ndarray
+    probs: dict[str, np.ndarray]
+    starts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # router, target
+    ladder_starts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # rate
+    covered: np.ndarray | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # fitting time per router
 
 
-def single_call_curve(p: np.ndarray, table: OutcomeTable, idx: np.ndarray) -> Curve:
-    """Two models: route the prompts with the largest predicted gain to the strong one.
-    More models: start at the cheapest whose P(pass) clears a threshold, swept."""
+def fit_predict(cfg: DictConfig, name: str, context: RouterContext, tasks: pd.DataFrame,
+                passed: np.ndarray, train: np.ndarray, test: np.ndarray,
+                **overrides: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """P(pass) on `test` from router `name` fitted on `train` (random: uniform noise), and
+    the settings it chose by inner validation (reused for the operating point's refits)."""
+    if name == RANDOM:
+        rng = np.random.default_rng([int(cfg.seed), len(train), len(test), int(test[0])])
+        return rng.random((len(test), passed.shape[1])), {}
+    router = build_router(name, cfg.routers, context, **overrides)
+    router.fit(tasks.iloc[train], passed[train])
+    chosen = {"min_child_samples_grid": [router.min_child_samples_]} \
+        if hasattr(router, "min_child_samples_") else {}
+    return router.pass_probabilities(tasks.iloc[test]), chosen
+
+
+def inner_out_of_fold(cfg: DictConfig, name: str, context: RouterContext,
+                      tasks: pd.DataFrame, passed: np.ndarray, train: np.ndarray,
+                      chosen: dict[str, Any]) -> np.ndarray:
+    """Cross-fitted P(pass) for the training prompts themselves (inner K-fold), with the
+    settings the router chose on the same training prompts."""
+    from sklearn.model_selection import KFold
+
+    k = min(int(cfg.operating_point.inner_folds), len(train))
+    p = np.full((len(train), passed.shape[1]), np.nan)
+    for fit, val in KFold(n_splits=k, shuffle=True, random_state=int(cfg.seed)).split(train):
+        p[val] = fit_predict(cfg, name, context, tasks, passed, train[fit], train[val],
+                             **chosen)[0]
+    return p
+
+
+def cross_fit(cfg: DictConfig, spec: DictConfig, table: OutcomeTable, tasks: pd.DataFrame
+              ) -> CrossFit:
+    """Every learned router per outer fold: held-out P(pass), and knob / lam values chosen on
+    the fold's training prompts (never on its test prompts)."""
+    names = [RANDOM, *(str(n) for n in cfg.learned_routers)]
+    context = benchmark_context(cfg, table)
+    out = CrossFit(probs={n: np.full(table.score.shape, np.nan) for n in names},
+                   covered=np.zeros(table.n, dtype=bool))
+    for train, test in folds(table, spec.split):
+        for name in names:
+            clock = time.perf_counter()
+            fit_fold(cfg, name, context, table, tasks, train, test, out)
+            out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - clock
+        out.covered[test] = True
+    return out
+
+
+def fit_fold(cfg: DictConfig, name: str, context: RouterContext, table: OutcomeTable,
+             tasks: pd.DataFrame, train: np.ndarray, test: np.ndarray, out: CrossFit) -> None:
+    """One router on one outer fold: its held-out P(pass) and its starts at the knob and lam
+    values chosen on cross-fitted predictions for the fold's training prompts."""
+    p_test, chosen = fit_predict(cfg, name, context, tasks, table.passed, train, test)
+    p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train, chosen)
+    out.probs[name][test] = p_test
+    for share in cfg.operating_point.quality_shares:
+        tau = choose_threshold(p_train, table.score[train], table.cost[train], float(share))
+        out.starts.setdefault(name, {}).setdefault(
+            target_label(share), np.zeros(table.n, np.int64))[test] = route(p_test, tau)
+    if name == RANDOM:
+        return
+    for rate in cfg.gate_error_rates:
+        lam = choose_lam(cfg, context.catalog, p_train, table, train, float(rate))
+        out.ladder_starts.setdefault(name, {}).setdefault(
+            str(rate), np.zeros(table.n, np.int64))[test] = planned_starts(
+            context.catalog, p_test, table.cost[test], float(rate), lam)
+
+
+def target_label(share: float) -> str:
+    return f"{round(float(share) * 100)}pct"
+
+
+def curve_points(p: np.ndarray, table: OutcomeTable, idx: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frontier over the knob on prompts `idx`: (cost, mean score, strong share).
+    Two models: prompts ranked by predicted gain (RouteLLM's curve)."""
     score, cost = table.score[idx], table.cost[idx]
     if score.shape[1] == 2:
         gain = p[:, 1] - p[:, 0]
         points = min(len(idx) + 1, 401)
         x, quality = routing_curve(gain, score[:, 0], score[:, 1], points)
         _, spend = routing_curve(gain, cost[:, 0], cost[:, 1], points)
-        return Curve(cost=spend, quality=quality, strong_share=x)
-    grid = np.unique(np.concatenate([[0.0, 1.0 + 1e-9],
-                                     np.quantile(p, np.linspace(0, 1, 201))]))
+        return spend, quality, x
     rows = np.arange(len(idx))
-    points = []
-    for tau in grid:
-        start = cheapest_meeting(p, tau)
-        points.append((cost[rows, start].mean(), score[rows, start].mean(),
-                       (start == score.shape[1] - 1).mean()))
-    c, q, s = map(np.array, zip(*points, strict=True))
-    return Curve(cost=c, quality=q, strong_share=s)
+    grid = np.unique(np.concatenate([[0.0, 1.0 + 1e-9], np.quantile(p, np.linspace(0, 1,
+                                                                                   201))]))
+    starts = [route(p, tau) for tau in grid]
+    return (np.array([cost[rows, s].mean() for s in starts]),
+            np.array([score[rows, s].mean() for s in starts]),
+            np.array([(s == score.shape[1] - 1).mean() for s in starts]))
 
 
-def single_call_metrics(p: np.ndarray | None, kind: str, table: OutcomeTable,
-                        idx: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
-    """The published metrics for one router on the prompts `idx`."""
+def curve_metrics(p: np.ndarray, table: OutcomeTable, idx: np.ndarray) -> dict[str, float]:
+    """APGR / CPT (two models) and AIQ over the whole knob, and the hull's saving at 95% /
+    100% of premium quality: an upper bound, as the hull's point is picked on these prompts."""
     score, cost = table.score[idx], table.cost[idx]
-    K = score.shape[1]
     cheap = (cost[:, 0].mean(), score[:, 0].mean())
     premium = (cost[:, -1].mean(), score[:, -1].mean())
-    if kind == "oracle":  # the cheapest model with the best score on each prompt
-        best = score.max(axis=1, keepdims=True)
-        p = (score >= best - 1e-12).astype(float)
-        p = p if K > 2 else np.column_stack([1 - (score[:, 1] > score[:, 0]), p[:, 1]])
-    elif kind == "random":
-        p = rng.random(score.shape)
-    out: dict[str, float] = {}
-    if kind in ("always-cheap", "always-premium"):
-        c, q = cheap if kind == "always-cheap" else premium
-        curve = Curve(np.array([c]), np.array([q]), np.array([float(kind == "always-premium")]))
-    else:
-        curve = single_call_curve(p, table, idx)
-    out["cost_per_prompt"] = float(curve.cost[-1] if kind == "always-premium"
-                                   else curve.cost.min())
-    out["aiq"] = aiq(curve.cost, curve.quality, cheap[0], premium[0],
-                     endpoints=(cheap, premium))
-    for label, share in (("saved_at_95pct_premium", 0.95), ("saved_at_premium", 1.0)):
-        c = cost_for_quality(curve.cost, curve.quality, share * premium[1], (cheap, premium))
+    spend, quality, share = curve_points(p, table, idx)
+    out = {"aiq": aiq(spend, quality, cheap[0], premium[0], endpoints=(cheap, premium))}
+    for label, target in (("hull_saved_at_95pct_premium", 0.95), ("hull_saved_at_premium", 1)):
+        c = cost_for_quality(spend, quality, target * premium[1], (cheap, premium))
         out[label] = 1.0 - c / premium[0]
-    if K == 2 and kind not in ("always-cheap", "always-premium"):
-        x, pgr = curve.strong_share, (curve.quality - cheap[1]) / (premium[1] - cheap[1])
-        out["apgr"], out["cpt50"], out["cpt80"] = apgr(x, pgr), cpt(x, pgr, 0.5), cpt(
-            x, pgr, 0.8)
+    if score.shape[1] == 2 and premium[1] != cheap[1]:
+        pgr = (quality - cheap[1]) / (premium[1] - cheap[1])
+        out.update(apgr=apgr(share, pgr), cpt50=cpt(share, pgr, 0.5), cpt80=cpt(share, pgr, 0.8))
     return out
+
+
+def point_metrics(final: np.ndarray, spent: np.ndarray, table: OutcomeTable, idx: np.ndarray,
+                  prefix: str = "") -> dict[str, float]:
+    """Held-out outcome of one routing: cost per prompt, mean score, both against
+    always-premium, and the premium call share."""
+    rows = np.arange(len(idx))
+    score = table.score[idx]
+    q, c = score[rows, final].mean(), spent.mean()
+    return {f"{prefix}cost_per_prompt": float(c), f"{prefix}mean_score": float(q),
+            f"{prefix}quality_vs_premium": float(q / score[:, -1].mean()),
+            f"{prefix}saved_vs_premium": float(1.0 - c / table.cost[idx, -1].mean()),
+            f"{prefix}premium_share": float((final == score.shape[1] - 1).mean())}
+
+
+def single_call_row(router: str, fit: CrossFit, table: OutcomeTable, idx: np.ndarray
+                    ) -> dict[str, float]:
+    """All single-call metrics of one row on the prompts `idx` (a bootstrap sample)."""
+    cost = table.cost[idx]
+    rows = np.arange(len(idx))
+    if router.startswith("always-"):
+        j = [f"always-{short(m)}" for m in table.models].index(router)
+        start = np.full(len(idx), j)
+        return point_metrics(start, cost[:, j], table, idx)
+    if router == "ladder-from-cheapest":
+        return point_metrics(*ladder_from_cheapest(table.passed[idx], cost), table, idx)
+    if router == "oracle":
+        start = oracle_starts(table.score[idx], cost)
+        best = (table.score[idx] >= table.score[idx].max(axis=1, keepdims=True) - 1e-12)
+        p = best.astype(float) if cost.shape[1] > 2 else np.column_stack(
+            [1.0 - (table.score[idx, 1] > table.score[idx, 0]), best[:, 1]])
+        return {**point_metrics(start, cost[rows, start], table, idx),
+                **curve_metrics(p, table, idx)}
+    out = curve_metrics(fit.probs[router][idx], table, idx)
+    for i, (label, starts) in enumerate(fit.starts[router].items()):
+        s = starts[idx]
+        if i == 0:  # the first target is the router's operating point
+            out.update(point_metrics(s, cost[rows, s], table, idx))
+        out.update(point_metrics(s, cost[rows, s], table, idx, prefix=f"op{label}_"))
+    return out
+
+
+def short(model: str) -> str:
+    return model.split("/")[-1]
 
 
 def with_ci(fn: Any, idx: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     """Point values of fn(idx) with 95% percentile CIs from resampling the prompts."""
-    point = fn(idx, np.random.default_rng(seed))
-    counts = resample_counts(len(idx), n_boot, seed + 1)
-    samples = [fn(np.repeat(idx, c), np.random.default_rng(seed + 2 + b))
-               for b, c in enumerate(counts)]
+    point = fn(idx)
+    samples = [fn(np.repeat(idx, c)) for c in resample_counts(len(idx), n_boot, seed + 1)]
     out = {}
     for key, value in point.items():
         lo, hi = percentile_interval([s.get(key, np.nan) for s in samples])
@@ -229,193 +290,94 @@ def planned_starts(catalog: Catalog, p: np.ndarray, cost: np.ndarray, rate: floa
     return np.argmin(loss, axis=1)
 
 
-def ladder_frontiers(cfg: DictConfig, catalog: Catalog, probs: dict[str, np.ndarray],
-                     table: OutcomeTable, idx: np.ndarray, rate: float) -> dict[str, Any]:
-    """Per learned router, the planner swept over `ladder_lam_sweep`; against the ladder from
-    the cheapest model: the router's cost at the ladder's true pass, and its true pass at the
-    ladder's cost (upper hull of the swept points)."""
+def choose_lam(cfg: DictConfig, catalog: Catalog, p_train: np.ndarray, table: OutcomeTable,
+               train: np.ndarray, rate: float) -> float:
+    """On training prompts: the cheapest lam whose true pass reaches the ladder from the
+    cheapest model's (the most passing lam when none does)."""
+    seed = int(cfg.seed)
+    starts = {"ladder": np.zeros(len(train), np.int64)}
+    starts |= {str(lam): planned_starts(catalog, p_train, table.cost[train], rate, float(lam))
+               for lam in cfg.ladder_lam_sweep}
+    runs = ladder_metrics(catalog, starts, table, train, rate, seed)
+    goal = runs.pop("ladder")["true_pass_rate"]
+    met = [(m["cost_per_prompt"], float(k)) for k, m in runs.items()
+           if m["true_pass_rate"] >= goal - 1e-12]
+    if met:
+        return min(met)[1]
+    return max((m["true_pass_rate"], float(k)) for k, m in runs.items())[1]
+
+
+def ladder_section(cfg: DictConfig, catalog: Catalog, fit: CrossFit, table: OutcomeTable,
+                   idx: np.ndarray, rate: float) -> dict[str, Any]:
+    """Held-out start tier + ladder: each router at its training-chosen lam, the ladder from
+    the cheapest model, and (an upper bound) the router's lam frontier read on these prompts."""
     seed = int(cfg.seed)
     ladder = ladder_metrics(catalog, {"ladder-from-cheapest": np.zeros(len(idx), np.int64)},
                             table, idx, rate, seed)["ladder-from-cheapest"]
-    out: dict[str, Any] = {"ladder-from-cheapest": ladder, "frontiers": {}, "vs_ladder": {}}
-    for name, p in probs.items():
-        starts = {str(lam): planned_starts(catalog, p[idx], table.cost[idx], rate, float(lam))
+    chosen = ladder_metrics(catalog, {n: s[str(rate)][idx] for n, s in
+                                      fit.ladder_starts.items()}, table, idx, rate, seed)
+    out: dict[str, Any] = {"ladder-from-cheapest": ladder, "chosen": chosen, "frontiers": {},
+                           "vs_ladder": {}}
+    for name in fit.ladder_starts:
+        p = fit.probs[name][idx]
+        starts = {str(lam): planned_starts(catalog, p, table.cost[idx], rate, float(lam))
                   for lam in cfg.ladder_lam_sweep}
         points = ladder_metrics(catalog, starts, table, idx, rate, seed)
-        cost = np.array([m["cost_per_prompt"] for m in points.values()])
-        quality = np.array([m["true_pass_rate"] for m in points.values()])
         out["frontiers"][name] = [{"lam": float(k), **m} for k, m in points.items()]
+        c = np.array([m["cost_per_prompt"] for m in points.values()])
+        q = np.array([m["true_pass_rate"] for m in points.values()])
         out["vs_ladder"][name] = {
-            "cost_at_ladder_quality": cost_for_quality(cost, quality,
-                                                       ladder["true_pass_rate"] - 1e-12),
-            "quality_at_ladder_cost": quality_at(cost, quality, ladder["cost_per_prompt"])}
+            "hull_cost_at_ladder_quality": cost_for_quality(c, q, ladder["true_pass_rate"]
+                                                            - 1e-12)}
     return out
 
 
+def single_call_rows(table: OutcomeTable, fit: CrossFit) -> list[str]:
+    always = [f"always-{short(m)}" for m in table.models]
+    return [RANDOM, *always, "ladder-from-cheapest",
+            *(n for n in fit.probs if n != RANDOM), "oracle"]
+
+
 def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str, Any]:
+    """Fit, predict and score one benchmark; write its reports; return its metrics."""
     started = time.perf_counter()
-    spec = load_spec(name)
-    long = load_long_table(public_root(cfg) / str(spec.data), cfg.paths.cache_dir)
+    spec = load_spec(cfg, name)
+    long = load_long_table(data_path(cfg, spec), cfg.paths.cache_dir)
     table = build_table(spec, long, max_prompts=cfg.max_prompts, seed=int(cfg.seed))
-    tasks = prompt_features(table, cfg.paths.cache_dir, progress)
-    probs, covered = out_of_fold_probabilities(cfg, spec, table, tasks)
-    idx = np.flatnonzero(covered)
-    n_boot, seed = int(cfg.bootstrap), int(cfg.seed)
-    single = {}
-    for router in ("random", "always-cheap", "always-premium", *probs, "oracle"):
-        p_all = probs.get(router)
-
-        def fn(sample: np.ndarray, rng: np.random.Generator, router: str = router,
-               p_all: np.ndarray | None = p_all) -> dict[str, float]:
-            p = p_all[sample] if p_all is not None else None
-            return single_call_metrics(p, router, table, sample, rng)
-
-        single[router] = with_ci(fn, idx, n_boot, seed)
-    for key in ("saved_at_95pct_premium", "saved_at_premium"):
-        oracle_saved = single["oracle"][key]["value"]
-        for m in single.values():
-            m[f"oracle_share_{key.removeprefix('saved_at_')}"] = {
-                "value": m[key]["value"] / oracle_saved if oracle_saved > 0 else float("nan")}
+    tasks = prompt_features(table.prompts, cfg.embedding, cfg.paths.cache_dir, progress)
+    fit = cross_fit(cfg, spec, table, tasks)
+    idx = np.flatnonzero(fit.covered)
+    single = {router: with_ci(lambda s, r=router: single_call_row(r, fit, table, s), idx,
+                              int(cfg.bootstrap), int(cfg.seed))
+              for router in single_call_rows(table, fit)}
     catalog = benchmark_catalog(cfg, table)
-    ladder = {str(rate): ladder_frontiers(cfg, catalog, probs, table, idx, float(rate))
-              for rate in cfg.gate_error_rates}
     result = {
-        "name": name, "models": table.models, "prompts": len(idx),
+        "name": str(spec.name), "models": table.models, "prompts": len(idx),
         "families": int(table.prompts["family"].nunique()), "dropped": table.dropped,
-        "split": OmegaConf.to_container(spec.split), "published": OmegaConf.to_container(
-            spec.published), "premium_score": float(table.score[idx, -1].mean()),
+        "split": OmegaConf.to_container(spec.split),
+        "grouped": OmegaConf.to_container(spec.group) if spec.get("group") else None,
+        "published": OmegaConf.to_container(spec.published) if spec.get("published") else {},
+        "operating_targets": [float(s) for s in cfg.operating_point.quality_shares],
+        "embedding": OmegaConf.to_container(cfg.embedding),
+        "collapsed_embeddings": tasks.attrs["collapsed"],
+        "premium_score": float(table.score[idx, -1].mean()),
         "cheap_score": float(table.score[idx, 0].mean()),
-        "single_call": single, "ladder": ladder,
+        "single_call": single,
+        "frontiers": {n: frontier(fit.probs[n][idx], table, idx) for n in fit.probs},
+        "ladder": {str(rate): ladder_section(cfg, catalog, fit, table, idx, float(rate))
+                   for rate in cfg.gate_error_rates},
         "seconds": round(time.perf_counter() - started, 1),
+        "fit_seconds": {n: round(v, 1) for n, v in fit.seconds.items()},
     }
-    write_benchmark_reports(result, probs, table, idx, Path(cfg.reports_dir) / name)
+    result["folder"] = str(write_benchmark_reports(result, Path(cfg.reports_dir)
+                                                   / str(spec.name)))
     return result
 
 
-def write_benchmark_reports(result: dict[str, Any], probs: dict[str, np.ndarray],
-                            table: OutcomeTable, idx: np.ndarray, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
-    curve_plot(probs, table, idx, folder / "curve.png", result["name"])
-    ladder_plot(result, folder / "ladder.png")
-    (folder / "report.md").write_text(benchmark_markdown(result))
-
-
-def ladder_plot(result: dict[str, Any], path: Path) -> None:
-    """Each learned router's lam frontier (cost vs true pass) per gate error, with the
-    ladder from the cheapest model as a point."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = list(result["ladder"])
-    fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), squeeze=False)
-    for ax, rate in zip(axes[0], rates, strict=True):
-        section = result["ladder"][rate]
-        for name, points in section["frontiers"].items():
-            ax.plot([p["cost_per_prompt"] for p in points],
-                    [p["true_pass_rate"] for p in points], "-o", ms=3, label=name)
-        lad = section["ladder-from-cheapest"]
-        ax.scatter(lad["cost_per_prompt"], lad["true_pass_rate"], marker="x", s=60, c="k",
-                   zorder=3, label="ladder-from-cheapest")
-        ax.set_title(f"{result['name']}: gate error {float(rate):.1f}")
-        ax.set_xlabel("cost per prompt (USD)")
-        ax.set_ylabel("true pass rate")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def curve_plot(probs: dict[str, np.ndarray], table: OutcomeTable, idx: np.ndarray,
-               path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, p in probs.items():
-        curve = single_call_curve(p[idx], table, idx)
-        ax.plot(curve.cost, curve.quality, label=name, lw=1.3)
-    rng = np.random.default_rng(0)
-    rand = single_call_curve(rng.random((len(idx), len(table.models))), table, idx)
-    ax.plot(rand.cost, rand.quality, label="random", lw=1, ls=":", color="grey")
-    for j, m in enumerate(table.models):
-        ax.scatter(table.cost[idx, j].mean(), table.score[idx, j].mean(), zorder=3,
-                   label=f"always {m.split('/')[-1]}")
-    ax.set_xlabel("cost per prompt (USD)")
-    ax.set_ylabel("mean score")
-    ax.set_title(f"{title}: single-call routing, held-out prompts")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _v(m: dict[str, Any], key: str, pct: bool = False) -> str:
-    if key not in m:
-        return "-"
-    v = m[key]
-    if "ci_low" not in v:
-        return f"{v['value']:.1%}" if pct else f"{v['value']:.3f}"
-    if pct:
-        return f"{v['value']:.1%} [{v['ci_low']:.1%}, {v['ci_high']:.1%}]"
-    return f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]"
-
-
-SINGLE_COLUMNS = (("apgr", "APGR", False), ("cpt50", "CPT(50%)", True),
-                  ("cpt80", "CPT(80%)", True), ("aiq", "AIQ", False),
-                  ("saved_at_95pct_premium", "saved @95% premium quality", True),
-                  ("oracle_share_95pct_premium", "share of oracle's (95%)", True),
-                  ("saved_at_premium", "saved @premium quality", True),
-                  ("oracle_share_premium", "share of oracle's (100%)", True))
-
-
-def single_call_table(result: dict[str, Any], with_name: bool = False) -> list[str]:
-    head = ("| benchmark " if with_name else "") + "| router | " + " | ".join(
-        c[1] for c in SINGLE_COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(SINGLE_COLUMNS) + 1 + with_name)]
-    for router, m in result["single_call"].items():
-        cells = " | ".join(_v(m, key, pct) for key, _, pct in SINGLE_COLUMNS)
-        lines.append((f"| {result['name']} " if with_name else "") + f"| {router} | {cells} |")
-    return lines
-
-
-def benchmark_markdown(result: dict[str, Any]) -> str:
-    pub = result["published"]
-    lines = [f"# {result['name']}", "",
-             f"{result['prompts']:,} held-out prompts in {result['families']} families; "
-             f"models (cheap -> premium): {', '.join(result['models'])}; split "
-             f"{result['split']}. Mean score: cheap {result['cheap_score']:.3f}, premium "
-             f"{result['premium_score']:.3f}. Dropped: {result['dropped']}.", "",
-             "## Single-call routing (95% bootstrap CI over prompts)", "",
-             *single_call_table(result), ""]
-    if pub.get("apgr") is not None:
-        lines += [f"Published best ({pub['source']}): APGR {pub['apgr']:.3f}, CPT(50%) "
-                  f"{pub['cpt50']:.1%}. Our routers are trained on in-domain folds of this "
-                  "benchmark; RouteLLM's were not.", ""]
-    lines += ["## Start tier + ladder (the expected-loss planner swept over lam; gate = true "
-              "verdict flipped at the rate)", "",
-              "| gate error | router | cost / prompt at the ladder's true pass | true pass at "
-              "the ladder's cost |", "|---|---|---|---|"]
-    for rate, section in result["ladder"].items():
-        lad = section["ladder-from-cheapest"]
-        lines.append(f"| {float(rate):.1f} | ladder-from-cheapest | "
-                     f"{lad['cost_per_prompt']:.6f} | {lad['true_pass_rate']:.4f} |")
-        for router, v in section["vs_ladder"].items():
-            lines.append(f"| {float(rate):.1f} | {router} | {v['cost_at_ladder_quality']:.6f}"
-                         f" | {v['quality_at_ladder_cost']:.4f} |")
-    lines += ["", "![curve](curve.png)", "", "![ladder frontiers](ladder.png)", ""]
-    return "\n".join(lines)
-
-
-def summary_markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["# Router benchmarks: summary", "", "Single-call routing on held-out prompts "
-             "(95% bootstrap CI over prompts).", ""]
-    head = single_call_table(results[0], with_name=True)[:2]
-    lines += head
-    for r in results:
-        lines += single_call_table(r, with_name=True)[2:]
-    return "\n".join(lines) + "\n"
+def frontier(p: np.ndarray, table: OutcomeTable, idx: np.ndarray, points: int = 21
+             ) -> list[dict[str, float]]:
+    """The held-out (cost, mean score) frontier over the knob, thinned to `points`."""
+    spend, quality, share = curve_points(p, table, idx)
+    keep = np.unique(np.linspace(0, len(spend) - 1, points).round().astype(int))
+    return [{"cost_per_prompt": float(spend[i]), "mean_score": float(quality[i]),
+             "premium_share": float(share[i])} for i in keep]

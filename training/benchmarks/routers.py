@@ -42,6 +42,22 @@ def cheapest_meeting(p: np.ndarray, threshold: float) -> np.ndarray:
     return np.argmax(ok, axis=1)
 
 
+class FamilyLookupRouter(PassRouter):
+    """The per-family lookup table: each model's pass rate among the training prompts of the
+    prompt's family (the overall rate for a family never seen). The baseline any learned
+    router must beat where the family alone carries the signal."""
+
+    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> FamilyLookupRouter:
+        y = pd.DataFrame(np.asarray(outcomes, dtype=float), index=tasks["field"].to_numpy())
+        self.rates_ = y.groupby(level=0).mean()
+        self.overall_ = y.mean(axis=0)
+        return self
+
+    def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
+        rates = self.rates_.reindex(tasks["field"].to_numpy())
+        return rates.fillna(self.overall_).to_numpy(dtype=float)
+
+
 class KNNRouter(PassRouter):
     """RouterBench's kNN baseline: each model's pass rate among the k nearest prompts."""
 
@@ -111,14 +127,22 @@ class LightGBMRouter(PassRouter):
                                     for i in range(reduced.shape[1])})
         return frame
 
-    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LightGBMRouter:
+    def _fit_pca(self, tasks: pd.DataFrame) -> None:
         if self.use_embedding:
             from sklearn.decomposition import PCA
 
-            self.pca_ = PCA(n_components=self.pca_components, random_state=0).fit(
-                embeddings(tasks))
-        frame = self._frame(tasks)
+            X = embeddings(tasks)  # a small inner fold may have fewer prompts than components
+            self.pca_ = PCA(n_components=min(self.pca_components, *X.shape), random_state=0
+                            ).fit(X)
+
+    def _fit_frame(self, tasks: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
+        """The training frame; fits whatever `_frame` needs first (here the PCA)."""
+        self._fit_pca(tasks)
+        return self._frame(tasks)
+
+    def fit(self, tasks: pd.DataFrame, outcomes: Any = None) -> LightGBMRouter:
         y = np.asarray(outcomes, dtype=int)
+        frame = self._fit_frame(tasks, y)
         self.n_models_ = y.shape[1]
         rows = pd.concat([frame.assign(tier=f"m{j}", label=y[:, j],
                                        course_id=frame["prompt_id"])
@@ -155,3 +179,50 @@ class LightGBMRouter(PassRouter):
     def pass_probabilities(self, tasks: pd.DataFrame) -> np.ndarray:
         X = self.model_.spec.encode(self._frame(tasks))
         return self.model_.predict_tiers(X, [f"m{j}" for j in range(self.n_models_)])
+
+
+class StackedRouter(LightGBMRouter):
+    """LightGBM on the tabular features plus the P(pass) per model of kNN and logistic
+    regression on the full 384-dimensional embedding. On training prompts those inputs are
+    cross-fitted (each predicted by base models that never saw it), so the trees learn how far
+    to trust them; at prediction the base models are refitted on every training prompt. The
+    calibration is fit_pass_model's, as for every LightGBM router."""
+
+    def __init__(self, context: RouterContext, train_cfg: DictConfig | None, k: int = 40,
+                 C: float = 1.0, inner_folds: int = 3, use_embedding: bool = False,
+                 pca_components: int = 32, min_child_samples_grid: tuple[int, ...] = ()
+                 ) -> None:
+        super().__init__(context, train_cfg, use_embedding, pca_components,
+                         min_child_samples_grid)
+        self.k, self.C, self.inner_folds = k, C, inner_folds
+
+    def _base_models(self) -> list[PassRouter]:
+        return [KNNRouter(self.context, k=self.k), LogRegEmbedRouter(self.context, C=self.C)]
+
+    @staticmethod
+    def _columns(p: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+        return {f"analysis.{prefix}_m{j}": p[:, j] for j in range(p.shape[1])}
+
+    def _frame(self, tasks: pd.DataFrame) -> pd.DataFrame:
+        stacked = {}
+        for prefix, model in zip(("knn", "logreg"), self.bases_, strict=True):
+            stacked |= self._columns(model.pass_probabilities(tasks), prefix)
+        return super()._frame(tasks).assign(**stacked)
+
+    def _fit_frame(self, tasks: pd.DataFrame, y: np.ndarray) -> pd.DataFrame:
+        from sklearn.model_selection import KFold
+
+        self._fit_pca(tasks)
+        frame = super()._frame(tasks)
+        oof = {"knn": np.zeros(y.shape), "logreg": np.zeros(y.shape)}
+        folds = KFold(n_splits=min(self.inner_folds, len(tasks)), shuffle=True,
+                      random_state=self.context.seed)
+        for fit, val in folds.split(np.arange(len(tasks))):
+            for prefix, model in zip(oof, self._base_models(), strict=True):
+                model.fit(tasks.iloc[fit], y[fit])
+                oof[prefix][val] = model.pass_probabilities(tasks.iloc[val])
+        self.bases_ = [m.fit(tasks, y) for m in self._base_models()]
+        stacked = {}
+        for prefix, p in oof.items():
+            stacked |= self._columns(p, prefix)
+        return frame.assign(**stacked)
