@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -254,6 +255,36 @@ def _first_non_finite(obj: Any, path: str = "") -> str | None:
     return None
 
 
+# Cheap signs of a value Arrow cannot store: an escaped UTF-16 surrogate, or 19+ digits.
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\d{19,}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _first_unstorable(obj: Any, path: str = "") -> str | None:
+    """The first lone surrogate or out-of-int64 integer in a parsed record, as a reason."""
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, list):
+        items = enumerate(obj)
+    else:
+        items = ()
+    for key, value in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{where}: a lone UTF-16 surrogate (not valid Unicode text)"
+        elif isinstance(value, int) and not isinstance(value, bool) and \
+                not _INT64[0] <= value <= _INT64[1]:
+            return f"{where}: an integer of {len(str(value))} digits, outside int64"
+        elif isinstance(value, (dict, list)):
+            found = _first_unstorable(value, where)
+            if found:
+                return found
+    return None
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rows of a JSONL log, and the lines that are not records (with their reasons).
 
@@ -298,6 +329,11 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
             if flagged:
                 bad.append({"source": str(path), "row": lineno,
                             "reason": _first_non_finite(obj), "record": preview})
+                continue
+            odd = _SUSPECT.search(line) and _first_unstorable(obj)
+            if odd:
+                bad.append({"source": str(path), "row": lineno, "reason": odd,
+                            "record": preview})
                 continue
             obj["_row"] = lineno
             rows.append(obj)
@@ -360,31 +396,33 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
     if rule.kind in ("int", "float"):
         if raw.dtype == bool or raw.dtype == object:
             is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
-            failures.append((is_bool, lambda v, r=rule: f"{r.name}={v!r}: expected a number"))
+            failures.append((is_bool, lambda v, r=rule: f"{r.name}={_short(v)}: expected a number"))
             raw = raw.where(~is_bool, None)
         num = pd.to_numeric(raw, errors="coerce")
         bad_type = num.isna().to_numpy() & ~isnull
-        failures.append((bad_type, lambda v, r=rule: f"{r.name}={v!r}: expected a number"))
+        failures.append((bad_type, lambda v, r=rule: f"{r.name}={_short(v)}: expected a number"))
         if rule.kind == "int":
             frac = (num.notna() & (num != np.floor(num))).to_numpy()
-            failures.append((frac, lambda v, r=rule: f"{r.name}={v!r}: expected a whole number"))
+            failures.append((frac, lambda v, r=rule:
+                             f"{r.name}={_short(v)}: expected a whole number"))
         numv = num.to_numpy(dtype=float, na_value=np.nan)
         with np.errstate(invalid="ignore"):
             infinite = np.isinf(numv)
-            failures.append((infinite, lambda v, r=rule: f"{r.name}={v!r}: not a finite number"))
+            failures.append((infinite, lambda v, r=rule:
+                             f"{r.name}={_short(v)}: not a finite number"))
             if rule.kind == "int":
                 huge = ~infinite & (np.abs(numv) >= INT64_LIMIT)
                 failures.append((huge, lambda v, r=rule: (
                     f"{r.name}={_short(v)}: outside the 64-bit integer range")))
             if rule.ge is not None:
                 failures.append((numv < rule.ge,
-                                 lambda v, r=rule: f"{r.name}={v!r}: must be >= {r.ge}"))
+                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be >= {r.ge}"))
             if rule.gt is not None:
                 failures.append((numv <= rule.gt,
-                                 lambda v, r=rule: f"{r.name}={v!r}: must be > {r.gt}"))
+                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be > {r.gt}"))
             if rule.le is not None:
                 failures.append((numv > rule.le,
-                                 lambda v, r=rule: f"{r.name}={v!r}: must be <= {r.le}"))
+                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be <= {r.le}"))
         if rule.kind == "int" and rule.required:
             castable = np.isfinite(numv) & (np.abs(numv) < INT64_LIMIT)
             return pd.Series(np.where(castable, numv, 0.0), index=raw.index).round().astype(
@@ -393,7 +431,8 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
     if rule.kind == "bool":
         ok = (np.ones(n, dtype=bool) if pd.api.types.is_bool_dtype(raw)
               else raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
-        failures.append((~ok & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected true/false"))
+        failures.append((~ok & ~isnull, lambda v, r=rule:
+                         f"{r.name}={_short(v)}: expected true/false"))
         if not rule.required:  # optional verdicts keep their gaps
             return raw.astype(object).where(ok & ~isnull, None).astype("boolean"), failures
         return raw.where(ok, False).astype(bool), failures
@@ -413,12 +452,13 @@ def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, lis
         choices = set(rule.choices)
         ok = raw.isin(list(choices)).to_numpy()
         failures.append((~ok & ~isnull, lambda v, r=rule: (
-            f"{r.name}={v!r}: expected one of {sorted(map(str, r.choices))}")))
+            f"{r.name}={_short(v)}: expected one of {sorted(map(str, r.choices))}")))
         return raw, failures
     # str: a string-typed column (Parquet) needs no per-value check; JSON objects do
     is_str = (~isnull if pd.api.types.is_string_dtype(raw) and raw.dtype != object
               else raw.map(lambda v: isinstance(v, str)).to_numpy())
-    failures.append((~is_str & ~isnull, lambda v, r=rule: f"{r.name}={v!r}: expected a string"))
+    failures.append((~is_str & ~isnull, lambda v, r=rule:
+                     f"{r.name}={_short(v)}: expected a string"))
     if rule.min_length:
         empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
         failures.append((empty & is_str, lambda v, r=rule: f"{r.name} is empty"))
@@ -460,12 +500,13 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         allowed = set(known_fields)
         bad = ~frame.get("field", pd.Series([None] * n)).isin(allowed).to_numpy()
         bad &= frame.get("field", pd.Series([None] * n)).notna().to_numpy()
-        add(bad, lambda v: f"field={v!r}: unknown field name (not in conf/fields)", frame["field"])
+        add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
+            frame["field"])
     if known_tiers is not None:
         allowed = set(known_tiers)
         tier = frame.get("tier", pd.Series([None] * n))
         bad = ~tier.isin(allowed).to_numpy() & tier.notna().to_numpy()
-        add(bad, lambda v: f"tier={v!r}: unknown tier (not in conf/tiers)", tier)
+        add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
     if "passed" in frame.columns and "schema_valid" in frame.columns:
         incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
         add(incoherent, lambda v: "passed=true with schema_valid=false", None)
@@ -565,11 +606,11 @@ def _quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndar
         row = candidates.iloc[j]
         key = (row["task_id"], row["attempt"])
         if conflicting[j]:
-            reason = (f"task_id={key[0]!r} attempt={key[1]} appears more than once with "
+            reason = (f"task_id={_short(key[0])} attempt={key[1]} appears more than once with "
                       "different content (e.g. the outcome); all its rows are quarantined")
         elif copies[j]:
             first = first_at[key]
-            reason = (f"exact duplicate of task_id={key[0]!r} attempt={key[1]} "
+            reason = (f"exact duplicate of task_id={_short(key[0])} attempt={key[1]} "
                       f"({sources[first]} row {row_numbers[first]})")
         else:
             continue

@@ -26,8 +26,12 @@ class LiveGauges:
     def observe(self, fields: Sequence[Any], decisions: Sequence[dict[str, Any]]) -> None:
         rows = []
         for field, d in zip(fields, decisions, strict=True):
-            p = (d.get("pass_probabilities") or {}).get(d.get("start_tier"), math.nan)
-            rows.append((str(field), float(p), bool(d.get("unknown_categories")),
+            probabilities = d.get("pass_probabilities")
+            p = probabilities.get(str(d.get("start_tier"))) if isinstance(
+                probabilities, dict) else None
+            p = float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) \
+                and 0.0 <= p <= 1.0 else math.nan
+            rows.append((str(field), p, bool(d.get("unknown_categories")),
                          bool(d.get("missing_features")), bool(d.get("fallback_reason"))))
         with self._lock:
             self._rows.extend(rows)

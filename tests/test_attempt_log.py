@@ -137,3 +137,18 @@ def test_folders_are_expanded_and_all_files_read(tmp_path):
     write_attempts([record(task_id="c1-t9")], tmp_path / "logs" / "day2" / "b.parquet")
     loaded = read_attempts(tmp_path / "logs")
     assert loaded.counts == {"files": 2, "valid": 2, "quarantined": 0, "files_quarantined": 0}
+
+
+def test_lone_surrogates_huge_integers_and_huge_values_are_quarantined_briefly(tmp_path):
+    path = tmp_path / "log.jsonl"
+    lines = [json.dumps(record()),
+             json.dumps(record(task_id="c1-t2", brief="x")).replace('"x"', '"\\udc80x"'),
+             json.dumps(record(task_id="c1-t3", prompt_tokens=10**30)),
+             json.dumps(record(task_id="c1-t4", field="f" * 5_000_000))]
+    path.write_text("\n".join(lines) + "\n")
+    loaded = read_attempts(path, known_fields=["course_title"], known_tiers=TIERS)
+    reasons = dict(zip(loaded.quarantined["row"], loaded.quarantined["reason"], strict=True))
+    assert loaded.counts["valid"] == 1
+    assert "brief: a lone UTF-16 surrogate" in reasons[2]
+    assert "prompt_tokens: an integer of 31 digits, outside int64" in reasons[3]
+    assert "unknown field name" in reasons[4] and len(reasons[4]) < 200

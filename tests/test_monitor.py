@@ -212,3 +212,44 @@ def test_an_artifact_without_a_reference_is_refused_with_advice(trained_router, 
                          artifact=old)
     with pytest.raises(RuntimeError, match=r"no drift reference.*retrain"):
         run_monitor(cfg)
+
+
+def test_a_numeric_feature_the_logs_lost_alerts_as_absent():
+    ref = feature_reference(tasks_like(5000, 0))
+    recent = tasks_like(3000, 1).assign(**{"analysis.complexity": np.nan})
+    rows = {r["feature"]: r for r in feature_drift(ref, recent, SETTINGS)}
+    assert rows["analysis.complexity"]["absent"] and rows["analysis.complexity"]["alert"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("alpha", 0.0), ("alpha", 2.0), ("psi_alert", -1.0),
+                                            ("min_tasks", -5), ("outcome_alerts", ("bogus",))])
+def test_drift_settings_out_of_range_name_the_key(key, value):
+    from router_model.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"monitor\.drift\.{key}"):
+        DriftSettings(**{key: value})
+
+
+def test_served_probabilities_that_are_not_probabilities_are_ignored(tmp_path):
+    from training.monitoring.monitor import read_decisions
+
+    lines = [{"decision": {"decision_id": str(i), "start_tier": "t",
+                           "pass_probabilities": {"t": p}}}
+             for i, p in enumerate(["abc", 7.5, True, None, 0.4])]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    decisions, counts = read_decisions(str(path))
+    assert decisions["served_p"].isna().sum() == 4
+    assert decisions["served_p"].dropna().tolist() == [0.4] and counts["unreadable"] == 0
+
+
+def test_a_window_is_never_set_by_a_row_from_the_future():
+    from training.monitoring.monitor import in_window
+
+    now = pd.Timestamp.now(tz="UTC")
+    logs = pd.DataFrame({"task_id": ["a", "b", "c"],
+                         "timestamp": [now - pd.Timedelta(days=1), now - pd.Timedelta(days=2),
+                                       pd.Timestamp("2262-01-01", tz="UTC")]})
+    assert sorted(in_window(logs, 7, None)["task_id"]) == ["a", "b"]
+    with pytest.raises(ValueError, match="window_days"):
+        in_window(logs, 0, None)

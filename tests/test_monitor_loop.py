@@ -50,7 +50,11 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch):
         champion = run_train(resolved("router_train", [
             *tmp_paths(tmp_path / "t1"), f"data.logs={logs[0]}", "train.model=logreg",
             "train.baseline=null", "train.publish=false"]), progress=False).artifact
-        assert run_promote(resolved("router_promote", [f"router.artifact={serving}"]),
+        with pytest.raises(ValueError, match="nothing is serving"):
+            run_promote(resolved("router_promote", [f"router.artifact={serving}"]),
+                        str(champion.path))
+        assert run_promote(resolved("router_promote", [f"router.artifact={serving}",
+                                                       "promote.allow_first=true"]),
                            str(champion.path))["promoted"]
         run(generate_config(tmp_path / "served", url, f"serve.artifact={serving}",
                             "router.policy.epsilon=0.2"), served, embedder)

@@ -189,3 +189,53 @@ def test_only_the_held_out_courses_of_an_outcome_table_are_judged(contenders, tm
         "promote.bootstrap=100"])
     result = run_promote(cfg, str(contenders["better"]))
     assert result["courses"] == held and 150 < held < 330
+
+
+def test_an_empty_or_mistyped_root_gets_no_silent_first_promotion(contenders, tmp_path):
+    from training.monitoring.promote import PromotionError
+
+    cfg = promote_config(tmp_path / "typo", contenders["judge"])
+    with pytest.raises(PromotionError, match=r"nothing is serving.*allow_first"):
+        run_promote(cfg, str(contenders["better"]))
+    assert not (tmp_path / "typo" / LATEST_FILE).exists()
+
+
+def test_a_candidate_under_another_versions_name_is_refused(contenders, tmp_path):
+    root = serving_root(contenders, tmp_path)
+    disguised = tmp_path / "elsewhere" / contenders["champion"].name
+    shutil.copytree(contenders["better"], disguised)
+    with pytest.raises(ArtifactError, match="named after its version"):
+        run_promote(promote_config(root, contenders["judge"]), str(disguised), force=True)
+    assert (root / LATEST_FILE).read_text() == contenders["champion"].name
+    assert not (root / contenders["champion"].name / PROMOTION_FILE).exists()
+
+
+def test_logs_without_exploration_give_no_off_policy_verdict(contenders, trained_router,
+                                                               tmp_path):
+    from router_model.attempt_log import read_attempts, write_attempts
+    from training.monitoring.promote import PromotionError
+
+    train_cfg, _ = trained_router
+    logs = read_attempts(f"{train_cfg.paths.data_dir}/attempt_logs.parquet").frame
+    logs = logs.assign(start_source="rules", propensity=1.0)
+    write_attempts(logs, tmp_path / "greedy.parquet")
+    root = serving_root(contenders, tmp_path)
+    cfg = compose_config_resolved([f"router.artifact={root}",
+                                   f"promote.logs={tmp_path}/greedy.parquet"])
+    with pytest.raises(PromotionError, match="explored"):
+        run_promote(cfg, str(contenders["better"]))
+    assert (root / LATEST_FILE).read_text() == contenders["champion"].name
+
+
+def test_promote_settings_are_range_checked(contenders, tmp_path):
+    from router_model.config import ConfigError
+
+    root = serving_root(contenders, tmp_path)
+    with pytest.raises(ConfigError, match=r"promote\.confidence"):
+        run_promote(promote_config(root, contenders["judge"], "promote.confidence=2"),
+                    str(contenders["better"]))
+    with pytest.raises(ConfigError, match=r"promote\.holdout_share"):
+        run_promote(compose_config_resolved([
+            f"router.artifact={root}", f"promote.tasks={contenders['judge']}/tasks.parquet",
+            f"promote.outcomes={contenders['judge']}/outcomes.parquet",
+            "promote.holdout_share=-0.5"]), str(contenders["better"]))

@@ -19,7 +19,10 @@ from training.monitoring.report import format_promotion, write_reports
 @hydra.main(config_path=CONF_DIR, config_name="router_monitor", version_base="1.3")
 def monitor(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    result = run_monitor(cfg)
+    try:
+        result = run_monitor(cfg)
+    except (RuntimeError, ValueError, KeyError) as exc:  # config, logs or artifact: say which
+        sys.exit(f"router-monitor: {str(exc)[:2000]}")
     out = Path(cfg.reports_dir)
     write_reports(result, out)
     w = result["window"]
@@ -54,7 +57,9 @@ def _promote(cfg: DictConfig) -> None:
     try:
         result = run_promote(cfg, str(cfg.promote.candidate), force=bool(cfg.promote.force))
     except ArtifactError as exc:
-        sys.exit(f"router-promote: refused: {exc}")
+        sys.exit(f"router-promote: refused: {str(exc)[:2000]}")
+    except ValueError as exc:  # no exploration, nothing serving, a bad setting
+        sys.exit(f"router-promote: no verdict: {str(exc)[:2000]}")
     print(format_promotion(result))
     if cfg.promote.get("report"):
         report = Path(cfg.promote.report)

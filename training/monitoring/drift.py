@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from router_model.config import check
 from training.metrics import expected_calibration_error
 from training.reference import MISSING, bin_shares, category_labels
 
@@ -34,6 +35,20 @@ class DriftSettings:
     ece_alert: float = 0.05
     calibration_resamples: int = 200
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.min_tasks >= 1, "monitor.drift.min_tasks", self.min_tasks, "must be >= 1")
+        check(0 < self.alpha < 1, "monitor.drift.alpha", self.alpha, "must be in (0, 1)")
+        for key in ("psi_alert", "outcome_min_effect", "ece_alert"):
+            check(getattr(self, key) > 0, f"monitor.drift.{key}", getattr(self, key),
+                  "must be > 0")
+        check(self.outcome_min_cell >= 1, "monitor.drift.outcome_min_cell",
+              self.outcome_min_cell, "must be >= 1")
+        check(self.calibration_resamples >= 20, "monitor.drift.calibration_resamples",
+              self.calibration_resamples, "must be >= 20")
+        unknown = set(self.outcome_alerts) - {"first_pass", "flag", "escalation"}
+        check(not unknown, "monitor.drift.outcome_alerts", sorted(unknown),
+              "known: first_pass, flag, escalation")
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -58,8 +73,9 @@ def _continuous(ref: dict[str, Any], values: pd.Series, n_effective: int) -> dic
     q = np.asarray(ref["quantiles"], float)
     grid, last = np.unique(q[::-1], return_index=True)  # the highest probability per value
     probs = np.linspace(1.0, 0.0, q.size)[last]
-    if finite.size == 0:
-        return {"psi": value, "test": "ks", "statistic": None, "p_value": 1.0}
+    if finite.size == 0:  # the logs stopped carrying it: an absent feature, not a shift
+        return {"psi": value, "test": "ks", "statistic": None, "p_value": 0.0,
+                "absent": ref["missing"] < 0.5}
     test = stats.ks_1samp(finite, lambda v: np.interp(v, grid, probs, left=0.0, right=1.0))
     n = max(min(n_effective, finite.size), 1)
     return {"psi": value, "test": "ks", "statistic": float(test.statistic),
@@ -102,8 +118,8 @@ def feature_drift(reference: dict[str, dict[str, Any]], tasks: pd.DataFrame,
             continue
         measure = _continuous if ref["kind"] == "continuous" else _categorical
         row = {"feature": name, "kind": ref["kind"], **measure(ref, tasks[name], n_effective)}
-        row["alert"] = bool(enough and row["psi"] >= settings.psi_alert
-                            and row["p_value"] < level)
+        row["alert"] = bool(enough and (row.get("absent") or (
+            row["psi"] >= settings.psi_alert and row["p_value"] < level)))
         rows.append(row)
     return rows
 

@@ -57,11 +57,23 @@ def in_window(attempts: pd.DataFrame, window_days: float | None, until: str | No
     (default: the newest attempt in the logs)."""
     if window_days is None or attempts.empty:
         return attempts
+    window_days = float(window_days)
+    if window_days <= 0:
+        raise ValueError(f"monitor.window_days={window_days}: must be > 0 (or null for all)")
     stamps = pd.to_datetime(attempts["timestamp"], utc=True)
-    end = pd.Timestamp(until, tz="UTC") if until else stamps.max()
+    # the newest attempt, but never later than now: one row dated 9999 must not set the window
+    now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    end = pd.Timestamp(until, tz="UTC") if until else min(stamps.max(), now)
     started = stamps.groupby(attempts["task_id"]).transform("min")
     return attempts[(started > end - pd.Timedelta(days=float(window_days)))
                     & (started <= end)]
+
+
+def probability(value: Any) -> float | None:
+    """A served probability as logged, or None when it is not a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
 
 
 def read_decisions(path: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -81,8 +93,8 @@ def read_decisions(path: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
             try:
                 record = json.loads(line)
                 d, shadow = record["decision"], record.get("shadow") or {}
-                rows.append((str(d["decision_id"]), d["start_tier"],
-                             d.get("pass_probabilities", {}).get(d["start_tier"]),
+                rows.append((str(d["decision_id"]), str(d["start_tier"]),
+                             probability(d.get("pass_probabilities", {}).get(d["start_tier"])),
                              d.get("fallback_reason"), len(d.get("unknown_categories") or {}),
                              len(d.get("missing_features") or []), shadow.get("start_tier"),
                              shadow.get("router_version")))

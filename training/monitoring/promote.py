@@ -30,13 +30,14 @@ from omegaconf import DictConfig
 
 from router_model.artifact import (
     LATEST_FILE,
+    ArtifactError,
     RouterArtifact,
     load_artifact,
     probe,
     resolve_version_dir,
 )
 from router_model.attempt_log import read_attempts
-from router_model.config import Catalog, typed
+from router_model.config import Catalog, check, typed
 from router_model.files import atomic_write_text
 from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
@@ -59,6 +60,14 @@ class PromoteSettings:
     bootstrap: int = 500
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check(self.cost_margin >= 0, "promote.cost_margin", self.cost_margin, "must be >= 0")
+        check(self.quality_margin >= 0, "promote.quality_margin", self.quality_margin,
+              "must be >= 0")
+        check(0.5 < self.confidence < 1, "promote.confidence", self.confidence,
+              "must be in (0.5, 1)")
+        check(self.bootstrap >= 10, "promote.bootstrap", self.bootstrap, "must be >= 10")
+
 
 @dataclass
 class Evidence:
@@ -76,11 +85,25 @@ class Evidence:
     shadow_decisions: int = 0  # the candidate's logged shadow choices used as its starts
 
 
+class PromotionError(ValueError):
+    """The promotion cannot be judged as asked (no exploration, no champion, a bad setting)."""
+
+
 def load_candidate(path: str | Path) -> RouterArtifact:
-    """A candidate version folder (or a root whose LATEST names one) that loads and probes;
-    a corrupt or foreign one raises `ArtifactError`, whatever --force says."""
+    """A candidate version folder (or a root whose LATEST names one) that loads and probes,
+    is named after its own version and carries the drift reference router-monitor needs; any
+    other raises `ArtifactError`, whatever --force says."""
     artifact = load_artifact(path)
     probe(artifact)
+    if artifact.path.name != artifact.router_version:
+        raise ArtifactError(f"{artifact.path} holds version {artifact.router_version[:80]!r}; "
+                            "a version folder must be named after its version (copy it "
+                            "back under its own name)")
+    if not isinstance(artifact.manifest.get("config"), dict) or \
+            "reference" not in artifact.manifest:
+        raise ArtifactError(f"{artifact.path}: its manifest lacks the training config or the "
+                            "drift reference (trained before router-monitor existed, or "
+                            "edited); retrain it with router-train")
     return artifact
 
 
@@ -91,7 +114,11 @@ def install(artifact: RouterArtifact, root: Path) -> RouterArtifact:
     if artifact.path.resolve().parent == root.resolve():
         return artifact
     root.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
+    if target.exists():  # the same name must hold the very same model files
+        if load_artifact(target).manifest.get("files") != artifact.manifest.get("files"):
+            raise ArtifactError(f"{target} already holds other model files under the "
+                                "candidate's name; refusing to promote over it")
+    else:
         tmp = root / f".tmp-{uuid.uuid4().hex}"
         try:
             shutil.copytree(artifact.path, tmp, ignore=shutil.ignore_patterns(
@@ -158,6 +185,13 @@ def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, Routi
                              known_tiers=catalog.tier_names).frame
     attempts = attempts[in_holdout(attempts["course_id"], float(cfg.promote.holdout_share))]
     bandit = logged_bandit(attempts, catalog)
+    explored = float((bandit["start_source"] == "exploration").mean()) if len(bandit) else 0.0
+    if explored < float(cfg.promote.min_exploration):
+        raise PromotionError(
+            f"only {explored:.1%} of the held-out logged tasks explored (< promote."
+            f"min_exploration={cfg.promote.min_exploration}): off-policy estimates of the "
+            "candidate would be extrapolation. Serve with router.policy.epsilon > 0, or "
+            "compare by exact replay (promote.tasks + promote.outcomes)")
     q = crossfit_reward_model(bandit, len(catalog.tier_names), ("cost", "passed"),
                               seed=int(cfg.promote.seed))
     shadow = shadow_starts(cfg, catalog, bandit, policies["candidate"].router_version)
@@ -228,12 +262,15 @@ def paired_bounds(evidence: Evidence, settings: PromoteSettings) -> dict[str, An
 
 def guarantee_holds(candidate: RouterArtifact) -> tuple[bool, str]:
     """A candidate trained with router.guarantee must have certified it."""
-    asked = (candidate.manifest.get("config", {}).get("router", {}).get("guarantee") or {})
-    if asked.get("first_pass_min") is None:
+    router = candidate.manifest["config"].get("router")
+    asked = (router.get("guarantee") if isinstance(router, dict) else None) or {}
+    if not isinstance(asked, dict) or asked.get("first_pass_min") is None:
         return True, "no guarantee requested"
-    metrics = json.loads((candidate.path / "metrics.json").read_text())
-    result = metrics.get("guarantee") or {}
-    if result.get("certified"):
+    try:
+        result = json.loads((candidate.path / "metrics.json").read_text()).get("guarantee")
+    except (OSError, ValueError, AttributeError):
+        result = None
+    if isinstance(result, dict) and result.get("certified"):
         return True, f"certified first-attempt pass >= {asked['first_pass_min']}"
     return False, (f"its quality guarantee (first-attempt pass >= {asked['first_pass_min']}, "
                    f"delta {asked.get('delta')}) was not certified on its held-out courses")
@@ -288,10 +325,17 @@ def record(root: Path, candidate: RouterArtifact, result: dict[str, Any]) -> Non
 def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> dict[str, Any]:
     """Compare, decide, record; move LATEST only on an accepted (or forced) promotion."""
     catalog = Catalog.from_config(cfg)
+    share = cfg.promote.holdout_share
+    check(isinstance(share, (int, float)) and 0 < share <= 1, "promote.holdout_share", share,
+          "must be in (0, 1]")
     root = Path(cfg.router.artifact)
     candidate = load_candidate(candidate_path)
     result: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "forced": bool(force)}
     champion = serving_champion(root, cfg.promote.get("initial_champion"))
+    if champion is None and not cfg.promote.get("allow_first"):
+        raise PromotionError(f"nothing is serving at router.artifact={root} (no {LATEST_FILE}): "
+                             "check the path, or seed it with promote.initial_champion=<artifact>"
+                             ", or set promote.allow_first=true to serve the candidate as is")
     if champion is None:
         result.update(candidate=candidate.router_version, champion=None, non_inferior=True,
                       reasons=[], note="no artifact was serving: the candidate is the first")

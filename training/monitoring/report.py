@@ -113,7 +113,10 @@ def write_reports(m: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=str))
     (out / "report.md").write_text(markdown(m))
-    plots(m, out)
+    try:
+        plots(m, out)
+    except (ValueError, OverflowError) as exc:  # e.g. dates matplotlib cannot draw
+        (out / "plots_skipped.txt").write_text(f"plots skipped: {str(exc)[:500]}\n")
 
 
 def _where(r: dict[str, Any]) -> str:
