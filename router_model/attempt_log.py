@@ -277,7 +277,8 @@ def _first_unstorable(obj: Any, path: str = "") -> str | None:
                 return f"{where}: a lone UTF-16 surrogate (not valid Unicode text)"
         elif isinstance(value, int) and not isinstance(value, bool) and \
                 not _INT64[0] <= value <= _INT64[1]:
-            return f"{where}: an integer of {len(str(value))} digits, outside int64"
+            return (f"{where}: an integer of {len(str(value))} digits, outside the 64-bit "
+                    "integer range")
         elif isinstance(value, (dict, list)):
             found = _first_unstorable(value, where)
             if found:

@@ -150,5 +150,5 @@ def test_lone_surrogates_huge_integers_and_huge_values_are_quarantined_briefly(t
     reasons = dict(zip(loaded.quarantined["row"], loaded.quarantined["reason"], strict=True))
     assert loaded.counts["valid"] == 1
     assert "brief: a lone UTF-16 surrogate" in reasons[2]
-    assert "prompt_tokens: an integer of 31 digits, outside int64" in reasons[3]
+    assert "prompt_tokens: an integer of 31 digits, outside the 64-bit" in reasons[3]
     assert "unknown field name" in reasons[4] and len(reasons[4]) < 200
