@@ -39,6 +39,11 @@ def logged_bandit(attempts: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
     return bandit.reset_index()
 
 
+def explored_share(bandit: pd.DataFrame) -> float:
+    """Share of logged tasks whose start tier was drawn at random (0 for empty logs)."""
+    return float((bandit["start_source"] == "exploration").mean()) if len(bandit) else 0.0
+
+
 def check_exploration(bandit: pd.DataFrame) -> None:
     explored = (bandit["propensity"] < 1.0 - 1e-9).any()
     if not explored:

@@ -43,7 +43,12 @@ from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
 from training.dataset import in_holdout
 from training.evaluation.compare import Points, matched_comparison
-from training.evaluation.off_policy import crossfit_reward_model, dr_terms, logged_bandit
+from training.evaluation.off_policy import (
+    crossfit_reward_model,
+    dr_terms,
+    explored_share,
+    logged_bandit,
+)
 from training.evaluation.routing_metrics import percentile_interval, resample_counts
 from training.monitoring.monitor import read_decisions
 from training.monitoring.value import with_overflow
@@ -185,7 +190,7 @@ def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, Routi
                              known_tiers=catalog.tier_names).frame
     attempts = attempts[in_holdout(attempts["course_id"], float(cfg.promote.holdout_share))]
     bandit = logged_bandit(attempts, catalog)
-    explored = float((bandit["start_source"] == "exploration").mean()) if len(bandit) else 0.0
+    explored = explored_share(bandit)
     if explored < float(cfg.promote.min_exploration):
         raise PromotionError(
             f"only {explored:.1%} of the held-out logged tasks explored (< promote."

@@ -18,6 +18,7 @@ from training.evaluation.off_policy import (
     NoExplorationError,
     crossfit_reward_model,
     estimate,
+    explored_share,
     logged_bandit,
 )
 
@@ -34,7 +35,7 @@ def policy_values(attempts: pd.DataFrame, catalog: Catalog,
     """SNIPS and DR (cost, gate pass) per policy; `policies` maps a name to a callable
     giving start indices for a bandit frame."""
     bandit = logged_bandit(attempts, catalog)
-    explored = float((bandit["start_source"] == "exploration").mean())
+    explored = explored_share(bandit)
     out: dict[str, Any] = {"tasks": len(bandit), "explored_share": explored, "policies": {},
                            "warnings": []}
     if explored == 0.0:
