@@ -18,7 +18,7 @@ from pipeline.world import (
     simulate_world,
     task_table,
 )
-from router_model.attempt_log import write_attempts
+from router_model.attempt_log import clear_log_dataset, write_attempts
 from router_model.config import CONF_DIR, Catalog
 from router_model.policy import PolicySettings, RoutingPolicy, explore
 from router_model.replay import replay
@@ -85,7 +85,9 @@ def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     Path(paths.tasks).parent.mkdir(parents=True, exist_ok=True)
     task_table(world).to_parquet(paths.tasks, index=False)
     outcome_table(world, catalog).to_parquet(paths.outcomes, index=False)
-    write_attempts(logs, paths.logs)
+    if not Path(paths.logs).suffix:  # a dataset folder: this run replaces its parts
+        clear_log_dataset(paths.logs)
+    write_attempts(logs, paths.logs, shards=int(sim.get("log_shards") or 0))
     summary["logged_policy"] = {
         "epsilon": float(sim.epsilon),
         "attempt_rows": len(logs),

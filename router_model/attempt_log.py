@@ -18,11 +18,13 @@ as a log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import types
 import typing
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,10 +40,16 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from router_model.contract import Analysis, AttemptRecord
+from router_model.log_store import (
+    LogReadError,
+    LogSource,
+    expand_log_paths,
+    open_binary,
+    same_file,
+    suffix,
+)
 
-
-class LogReadError(ValueError):
-    """A log file cannot be read at all (not JSONL / not Parquet / empty of valid rows)."""
+__all__ = ["LogReadError", "expand_log_paths", "read_attempts", "write_attempts"]
 
 
 # --------------------------------------------------------------------------------------
@@ -152,26 +160,89 @@ def _extra_analysis_types(frame: pd.DataFrame) -> dict[str, pa.DataType]:
     return {c: pa.Array.from_pandas(frame[c]).type for c in extras}
 
 
+def attempt_table(frame: pd.DataFrame) -> pa.Table:
+    """The flat frame as an Arrow table in the contract's schema (extra analysis keys kept)."""
+    schema = arrow_schema(_extra_analysis_types(frame))
+    missing = [c for c in schema.names if c not in frame.columns]
+    frame = frame.assign(**{c: None for c in missing})
+    frame = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).dt.floor("us"))
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+
+
 def write_attempts(records: pd.DataFrame | Iterable[AttemptRecord | dict[str, Any]],
-                   path: str | Path) -> Path:
-    """Write attempt records to `.jsonl` or `.parquet` (chosen by suffix)."""
+                   path: str | Path, *, shards: int = 0) -> Path:
+    """Write attempt records to `.jsonl` or `.parquet` (chosen by suffix), or, for a path
+    without a suffix, add them to a hive-partitioned Parquet dataset there
+    (`write_log_dataset`; `shards` > 0 also partitions by course shard)."""
     path = Path(path)
     frame = records if isinstance(records, pd.DataFrame) else records_to_frame(records)
+    if not path.suffix:
+        return write_log_dataset(frame, path, shards=shards)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
-        schema = arrow_schema(_extra_analysis_types(frame))
-        missing = [c for c in schema.names if c not in frame.columns]
-        frame = frame.assign(**{c: None for c in missing})
-        frame = frame.assign(timestamp=pd.to_datetime(frame["timestamp"], utc=True).dt.floor("us"))
-        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-        pq.write_table(table, path)
+        pq.write_table(attempt_table(frame), path)
     elif path.suffix == ".jsonl":
         with path.open("w", encoding="utf-8") as fh:
             for row in _frame_to_nested(frame):
                 fh.write(json.dumps(row, default=str) + "\n")
     else:
-        raise ValueError(f"log path {str(path)!r} must end in .jsonl or .parquet")
+        raise ValueError(f"log path {str(path)[:200]!r} must end in .jsonl or .parquet, or "
+                         "have no suffix (a partitioned dataset folder)")
     return path
+
+
+def course_shard(course_ids: pd.Series, shards: int) -> np.ndarray:
+    """A stable shard number per course (sha256 of the id), the same on every machine."""
+    unique = pd.unique(course_ids.astype(str))
+    draw = {c: int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) % shards for c in unique}
+    return course_ids.astype(str).map(draw).to_numpy(np.int32)
+
+
+def write_log_dataset(frame: pd.DataFrame, root: str | Path, *, shards: int = 0,
+                      basename: str | None = None) -> Path:
+    """Add rows to a hive-partitioned Parquet dataset: `root/date=YYYY-MM-DD[/shard=k]/`.
+
+    A course's rows all go to the date its first attempt was made (and to its shard), so no
+    escalation chain is split across partitions and each partition builds its examples on
+    its own. Each call writes new uniquely named files (appending never rewrites a
+    partition another writer is reading), or files named `basename`, which a later call with
+    the same name replaces: re-exporting one course does not duplicate it.
+    """
+    import pyarrow.dataset as ds
+
+    root = Path(root)
+    if len(frame) == 0:
+        return root
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    first = stamps.groupby(frame["course_id"].to_numpy()).transform("min")
+    table = attempt_table(frame).append_column("date", pa.array(
+        first.dt.strftime("%Y-%m-%d").to_numpy(), pa.string()))
+    fields = [pa.field("date", pa.string())]
+    if shards > 0:
+        table = table.append_column("shard", pa.array(course_shard(frame["course_id"], shards)))
+        fields.append(pa.field("shard", pa.int32()))
+    ds.write_dataset(table, root, format="parquet", partitioning=ds.partitioning(
+        pa.schema(fields), flavor="hive"),
+        basename_template=f"part-{basename or uuid.uuid4().hex}-{{i}}.parquet",
+        existing_data_behavior="overwrite_or_ignore")
+    return root
+
+
+def clear_log_dataset(root: str | Path) -> None:
+    """Remove a partitioned log dataset's Parquet parts before it is rewritten, refusing when
+    the folder holds anything else (it may not be a log dataset at all)."""
+    root = Path(root)
+    if not root.exists():
+        return
+    files = [p for p in root.rglob("*") if p.is_file()]
+    foreign = [p for p in files if p.suffix != ".parquet"
+               or any("=" not in part for part in p.relative_to(root).parts[:-1])]
+    if foreign:
+        raise ValueError(f"{str(root)[:200]!r} holds files that are not partitioned log parts "
+                         f"(e.g. {str(foreign[0].relative_to(root))[:100]!r}); refusing to "
+                         "replace it. Point paths.logs at an empty or log-only folder")
+    for p in files:
+        p.unlink()
 
 
 def _frame_to_nested(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
@@ -208,24 +279,6 @@ class LoadResult:
     frame: pd.DataFrame
     quarantined: pd.DataFrame
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def expand_log_paths(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Files and folders -> the sorted list of `.jsonl` / `.parquet` files they contain."""
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
-    files: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix in (".jsonl", ".parquet"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"log path {str(p)!r} does not exist; point data.logs at a "
-                                    "log file or folder (e.g. run router-simulate first)")
-    if not files:
-        raise LogReadError(f"no .jsonl or .parquet log files found under {items}")
-    return files
 
 
 class _NonFinite:
@@ -286,7 +339,7 @@ def _first_unstorable(obj: Any, path: str = "") -> str | None:
     return None
 
 
-def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _read_jsonl(path: LogSource) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Rows of a JSONL log, and the lines that are not records (with their reasons).
 
     Strict: a line must be UTF-8 and a JSON object without NaN / Infinity / 1e400."""
@@ -304,7 +357,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         flagged = flagged or isinstance(value, _NonFinite)
         return value
 
-    with path.open("rb") as fh:
+    with open_binary(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue
@@ -348,11 +401,12 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     return frame, bad
 
 
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows of a Parquet log, and a reason per row for NaN / Infinity in float columns
     (Arrow keeps NaN apart from null; pandas would not)."""
     try:
-        table = pq.read_table(path)
+        with open_binary(path) as fh:
+            table = pq.read_table(fh)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise LogReadError(f"not a readable Parquet file ({type(exc).__name__}: "
                            f"{str(exc)[:200]})") from None
@@ -527,10 +581,33 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     A file that cannot be read at all is quarantined as one entry (`row` None) and the others
     are read; the quarantine file itself is never read as a log, even inside the folder.
     """
-    files = expand_log_paths(paths)
-    if quarantine_path is not None:
-        skip = Path(quarantine_path).resolve()
-        files = [f for f in files if f.resolve() != skip]
+    files = [f for f in expand_log_paths(paths) if not same_file(f, quarantine_path)]
+    loaded = validate_sources(files, known_fields=known_fields, known_tiers=known_tiers)
+    if quarantine_path is not None and len(loaded.quarantined):
+        write_quarantine(loaded.quarantined.to_dict("records"), quarantine_path)
+    if loaded.frame.empty and len(loaded.quarantined):
+        first = loaded.quarantined.iloc[0]
+        raise LogReadError(
+            f"no row in {[str(f)[:200] for f in files][:5]} met the attempt-log contract "
+            f"({len(loaded.quarantined)} quarantined; first: {first['source']} row "
+            f"{first['row']}: {first['reason']})"
+            + (f"; details in {quarantine_path}" if quarantine_path else ""))
+    return loaded
+
+
+def write_quarantine(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
+    """The quarantined rows as JSONL: source, row number, reason and the record itself."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, default=str) + "\n")
+
+
+def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] | None = None,
+                     known_tiers: Iterable[str] | None = None) -> LoadResult:
+    """Read and validate these files: the valid rows, and the rest quarantined with reasons.
+    Never raises for bad content; a distributed reader calls it once per partition."""
     known_fields = list(known_fields) if known_fields is not None else None
     known_tiers = list(known_tiers) if known_tiers is not None else None
     good, bad_rows = [], []
@@ -538,7 +615,7 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     files_quarantined = 0
     for path in files:
         try:
-            if path.suffix == ".jsonl":
+            if suffix(path) == ".jsonl":
                 frame, bad = _read_jsonl(path)
                 bad_rows += bad
                 pre = np.full(len(frame), "", dtype=object)
@@ -566,19 +643,9 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     if len(frame):
         frame, duplicates = _quarantine_duplicates(frame, origins)
         bad_rows += duplicates
-    quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"])
-    if quarantine_path is not None and len(quarantined):
-        qp = Path(quarantine_path)
-        qp.parent.mkdir(parents=True, exist_ok=True)
-        with qp.open("w", encoding="utf-8") as fh:
-            for row in bad_rows:
-                fh.write(json.dumps(row, default=str) + "\n")
-    if frame.empty and len(quarantined):
-        first = quarantined.iloc[0]
-        raise LogReadError(
-            f"no row in {[str(f) for f in files][:5]} met the attempt-log contract "
-            f"({len(quarantined)} quarantined; first: {first['source']} row {first['row']}: "
-            f"{first['reason']})" + (f"; details in {quarantine_path}" if quarantine_path else ""))
+    # object dtype: row numbers stay ints and a skipped file's row stays None
+    quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"],
+                               dtype=object)
     counts = {"files": len(files), "valid": len(frame), "quarantined": len(quarantined),
               "files_quarantined": files_quarantined}
     return LoadResult(frame=frame, quarantined=quarantined, counts=counts)

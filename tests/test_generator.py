@@ -90,7 +90,8 @@ def test_cli_generates_a_course_whose_logs_obey_the_contract(tmp_path, embedder,
             [str(Path(sys.executable).parent / "course-generate"),
              str(EXAMPLES / "short.json"), f"provider.base_url={url}",
              f"generate.out_dir={tmp_path}/out", "serve.artifact=null",
-             f"paths.cache_dir={tmp_path}/cache", "generate.progress=false"],
+             f"paths.cache_dir={tmp_path}/cache", "generate.progress=false",
+             f"generate.log_dataset={tmp_path}/dataset"],
             capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert sim.stats["completions"] > 0
@@ -103,6 +104,10 @@ def test_cli_generates_a_course_whose_logs_obey_the_contract(tmp_path, embedder,
                          known_tiers=catalog.tier_names)
     assert logs.counts["quarantined"] == 0
     assert set(logs.frame["task_id"]) == set(course["fields"])
+    exported = read_attempts(tmp_path / "dataset")  # the same rows, as a partitioned dataset
+    assert [p.parent.name.split("=")[0] for p in (tmp_path / "dataset").rglob("*.parquet")] \
+        == ["date"]
+    assert len(exported.frame) == len(logs.frame)
     decisions = [json.loads(x) for x in (tmp_path / "out/decisions.jsonl").open()]
     assert set(logs.frame["decision_id"]) <= {d["decision"]["decision_id"] for d in decisions}
     assert "this run" in proc.stdout

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.attempt_log import expand_log_paths, read_attempts
+from router_model.attempt_log import read_attempts
 from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
-from router_model.files import sha256_file
+from router_model.log_store import LogSource, expand_log_paths, fingerprint, same_file
 from training.reference import reference_profile
 
 # Bump when the example-building logic changes, so stale caches are never reused.
@@ -130,13 +130,12 @@ class ExampleSet:
     reference: dict[str, Any] | None = None  # training/reference.py: what drift is measured to
 
 
-def logs_hash(paths: Sequence[Path], catalog: Catalog) -> str:
+def logs_hash(paths: Sequence[LogSource], catalog: Catalog) -> str:
     """Content hash of the log files plus what shapes the examples (fields, tiers, version)."""
     h = hashlib.sha256(f"v{DATASET_VERSION}|{sorted(catalog.fields)}|{catalog.tier_names}"
                        .encode())
     for p in paths:
-        h.update(str(p.name).encode())
-        sha256_file(p, h)
+        fingerprint(p, h)
     return h.hexdigest()
 
 
@@ -149,8 +148,8 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
     unchanged logs memory-maps it instead of re-validating every row.
     """
     files = expand_log_paths(logs)
-    if quarantine_path is not None:  # never a log, even when it lies in the logs folder
-        files = [f for f in files if f.resolve() != Path(quarantine_path).resolve()]
+    # the quarantine file is never a log, even when it lies in the logs folder
+    files = [f for f in files if not same_file(f, quarantine_path)]
     key = logs_hash(files, catalog)
     cache = Path(cache_dir) / "examples" / key if cache_dir else None
     if cache is not None and (cache / "meta.json").exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sys
@@ -26,6 +27,7 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
+from router_model.attempt_log import read_attempts, write_log_dataset
 from router_model.client import HttpRouterClient, LocalRouterClient, RouterClient
 from router_model.config import CONF_DIR, Catalog
 from router_model.serving import RouterService
@@ -122,7 +124,19 @@ def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
                "provider_calls": llm.calls}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if g.get("log_dataset"):
+        export_logs(out, [c for c, s in courses.items() if "error" not in s], g.log_dataset,
+                    int(g.get("log_shards") or 0))
     return summary
+
+
+def export_logs(out: Path, course_ids: list[str], root: str, shards: int) -> None:
+    """Copy finished courses' journals into the hive-partitioned Parquet log dataset, one
+    file per course named by its id's hash, so exporting a course again replaces it."""
+    for cid in course_ids:
+        frame = read_attempts(out / "attempts" / f"{cid}.jsonl").frame
+        name = hashlib.sha256(cid.encode()).hexdigest()[:16]
+        write_log_dataset(frame, root, shards=shards, basename=name)
 
 
 def totals(courses: dict[str, dict[str, Any]]) -> dict[str, Any]:
