@@ -63,15 +63,20 @@ class FeatureSpec:
         if missing:
             raise FeatureError(f"training data lacks feature columns {missing}; "
                                "check router.features against the logs")
-        self.categories_ = {c: sorted(map(str, frame[c].dropna().unique()))
-                            for c in self.categorical}
-        self.__dict__.pop("_lookup_cache", None)
+        self.fit_categories({c: frame[c].dropna().unique() for c in self.categorical})
         if self.brief_components:
             from sklearn.decomposition import PCA
 
             vectors = self._embed(frame["brief"])
             self.brief_pca_ = PCA(n_components=self.brief_components, random_state=0).fit(
                 vectors)
+        return self
+
+    def fit_categories(self, values: Mapping[str, Any]) -> FeatureSpec:
+        """Set each categorical's vocabulary from the values seen (e.g. gathered from many
+        partitions), sorted, so the codes do not depend on the order they were met."""
+        self.categories_ = {c: sorted(set(map(str, values[c]))) for c in self.categorical}
+        self.__dict__.pop("_lookup_cache", None)
         return self
 
     def _embed(self, briefs: Any) -> np.ndarray:

@@ -47,21 +47,29 @@ class LightGBMPassClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LightGBMPassClassifier:
-        import lightgbm as lgb
-
-        model = lgb.LGBMClassifier(
+    def lgbm_params(self) -> dict[str, Any]:
+        """LightGBM's own settings for these parameters (shared with the Dask engine)."""
+        return dict(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
             subsample=self.subsample, subsample_freq=1 if self.subsample < 1 else 0,
             colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda,
             max_bin=self.max_bin, n_jobs=self.n_jobs, random_state=self.random_state,
             verbose=-1)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LightGBMPassClassifier:
+        import lightgbm as lgb
+
+        model = lgb.LGBMClassifier(**self.lgbm_params())
         model.fit(np.asarray(X, dtype=float), np.asarray(y),
                   categorical_feature=list(self.categorical_features) or "auto")
-        self.booster_ = model.booster_
-        self.classes_ = model.classes_
-        self.n_features_in_ = model.n_features_in_
+        return self.use_booster(model.booster_, model.classes_)
+
+    def use_booster(self, booster: Any, classes: np.ndarray) -> LightGBMPassClassifier:
+        """Take a booster trained elsewhere (e.g. by the Dask engine) as this model's fit."""
+        self.booster_ = booster
+        self.classes_ = np.asarray(classes)
+        self.n_features_in_ = booster.num_feature()
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

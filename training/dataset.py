@@ -105,17 +105,29 @@ def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
             "audited_accepted": len(rows)}
 
 
+def start_cells(examples: pd.DataFrame) -> pd.DataFrame:
+    """Passes and counts of first attempts per (field, tier) among chains that started there:
+    what the lookup table is made of, and what partitions add up."""
+    started = examples[examples["is_start"].astype(bool)]
+    return started.groupby(["field", "tier"], observed=True)["label"].agg(
+        passes="sum", n="size").reset_index()
+
+
 def lookup_table(examples: pd.DataFrame) -> dict[str, dict[str, float]]:
     """The simple baseline every learned claim is measured against: per field and tier, the
     first-attempt pass rate among chains that started on that tier (30 numbers by default);
     a cell without a started chain takes the tier's overall first-attempt rate."""
-    started = examples[examples["is_start"].astype(bool)]
-    tier_rate = started.groupby("tier")["label"].mean()
-    cell = started.groupby(["field", "tier"])["label"].mean()
-    table: dict[str, dict[str, float]] = {}
-    for f in sorted(examples["field"].unique()):
-        table[str(f)] = {str(t): float(cell.get((f, t), tier_rate[t])) for t in tier_rate.index}
-    return table
+    return lookup_from_cells(start_cells(examples), sorted(examples["field"].unique()))
+
+
+def lookup_from_cells(cells: pd.DataFrame, fields: Sequence[str]) -> dict[str, dict[str, float]]:
+    """`lookup_table` from summed (field, tier, passes, n) cells, e.g. of many partitions."""
+    cells = cells.groupby(["field", "tier"], observed=True)[["passes", "n"]].sum()
+    tiers = cells.groupby(level="tier").sum()
+    tier_rate = tiers["passes"] / tiers["n"]
+    rate = cells["passes"] / cells["n"]
+    return {str(f): {str(t): float(rate.get((f, t), tier_rate[t])) for t in tier_rate.index}
+            for f in sorted(fields)}
 
 
 @dataclass
@@ -187,15 +199,29 @@ def _write_cache(data: ExampleSet, cache: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def course_draw(course_ids: pd.Series | Sequence[str], salt: str = "") -> np.ndarray:
+    """A uniform number in [0, 1) per row from a stable hash of (salt, course id): the same
+    on every machine and in every partition, so splits never need the whole log at once."""
+    ids = pd.Series(course_ids, dtype=str)
+    unique = ids.unique()
+    draw = {c: int(hashlib.sha256(f"{salt}{c}".encode()).hexdigest()[:8], 16) / 16**8
+            for c in unique}
+    return ids.map(draw).to_numpy(float)
+
+
 def in_holdout(course_ids: pd.Series | Sequence[str], share: float) -> np.ndarray:
     """Courses kept for promotion: a stable hash of the course id falls below `share`, so
     retraining (which drops them) and router-promote (which judges on them) always agree."""
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"holdout share {share!r} must be in [0, 1]")
-    ids = pd.Series(course_ids, dtype=str)
-    unique = ids.unique()
-    draw = {c: int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) / 16**8 for c in unique}
-    return (ids.map(draw) < share).to_numpy()
+    return course_draw(course_ids) < share
+
+
+def hash_test_courses(course_ids: pd.Series | Sequence[str], test_size: float, seed: int
+                      ) -> np.ndarray:
+    """`train.split=hash`: a course is held out when its seeded hash falls below test_size;
+    both engines draw the same courses, partition by partition."""
+    return course_draw(course_ids, f"split-{seed}:") < test_size
 
 
 def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, seed: int
@@ -203,7 +229,8 @@ def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, see
     """Train / held-out row indices with no course on both sides.
 
     `course`: a random share of courses is held out. `time`: the newest courses (by their first
-    attempt) are held out, so a retrain validates on the most recent logs.
+    attempt) are held out, so a retrain validates on the most recent logs. `hash`: courses
+    whose seeded hash falls below test_size (the Dask engine's split, the same courses).
     """
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"train.test_size={test_size} must be between 0 and 1")
@@ -220,5 +247,8 @@ def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, see
         newest = set(started.index[-n_test:])
         is_test = examples["course_id"].isin(newest).to_numpy()
         return np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    raise ValueError(f"train.split={method!r}: expected 'course' or 'time'")
+    if method == "hash":
+        is_test = hash_test_courses(examples["course_id"], test_size, seed)
+        return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    raise ValueError(f"train.split={method!r}: expected 'course', 'time' or 'hash'")
 

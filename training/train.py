@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from router_model.artifact import RouterArtifact, save_artifact
 from router_model.config import Catalog, typed
@@ -25,49 +23,11 @@ from training.dataset import (
     lookup_table,
     split_examples,
 )
+from training.fitting import Phases, Prepared, estimator_names, fit_pass_model
 from training.guarantee import learn_then_test
 from training.knob import calibrate_dial
 from training.metrics import expected_calibration_error, full_report, reliability_plot
 from training.train_report import markdown_report
-
-
-def estimator_names(train_cfg: DictConfig) -> list[str]:
-    """The entries of conf/train that describe an estimator (they carry a `_target_`)."""
-    return [k for k, v in train_cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
-
-
-def make_estimator(kind: str, spec: FeatureSpec, train_cfg: DictConfig) -> Any:
-    """An unfitted estimator built from conf/train's entry `kind` (`_target_` + settings)."""
-    from hydra.utils import instantiate
-
-    if kind not in estimator_names(train_cfg):
-        raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/train; "
-                         f"known: {estimator_names(train_cfg)}")
-    return instantiate(train_cfg[kind], categorical_features=list(spec.categorical_indices),
-                       random_state=int(train_cfg.seed), _convert_="all")
-
-
-def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: DictConfig
-                   ) -> PassModel:
-    """Fit on all rows; calibrate on out-of-fold predictions from course-grouped folds."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import GroupKFold
-
-    if train_cfg.calibration not in ("isotonic", "sigmoid"):
-        raise ValueError(f"train.calibration={train_cfg.calibration!r}: "
-                         "expected 'isotonic' or 'sigmoid'")
-    X = spec.encode(rows)
-    y = rows["label"].to_numpy(int)
-    if len(np.unique(y)) < 2:
-        raise ValueError("the training examples hold only one class (every attempt passed, or "
-                         "none did); the model needs both. Add more logs.")
-    folds = list(GroupKFold(n_splits=int(train_cfg.cv_folds)).split(
-        X, y, groups=rows["course_id"].to_numpy()))
-    calibrated = CalibratedClassifierCV(make_estimator(kind, spec, train_cfg),
-                                        method=str(train_cfg.calibration), cv=folds,
-                                        ensemble=False)
-    calibrated.fit(X, y)
-    return PassModel(spec=spec, calibrated=calibrated, kind=kind)
 
 
 def false_pass_model(model: PassModel, examples: pd.DataFrame, min_rows: int = 200,
@@ -157,54 +117,80 @@ def load_training_examples(cfg: DictConfig) -> ExampleSet:
                          quarantine_path=cfg.paths.quarantine)
 
 
+def train_locally(cfg: DictConfig, kinds: list[str], phases: Phases) -> Prepared:
+    """The local engine: every example in memory, calibrated on course-grouped folds."""
+    with phases("read logs"):
+        data = load_training_examples(cfg)
+        examples = data.examples
+        if cfg.data.get("holdout_share"):  # courses router-promote judges on: never trained on
+            keep = ~in_holdout(examples["course_id"], float(cfg.data.holdout_share))
+            examples = examples[keep].reset_index(drop=True)
+    with phases("split"):
+        train_idx, test_idx = split_examples(examples, method=str(cfg.train.split),
+                                             test_size=float(cfg.train.test_size),
+                                             seed=int(cfg.train.seed))
+        train_rows, test_rows = examples.iloc[train_idx], examples.iloc[test_idx]
+        spec = FeatureSpec.from_config(cfg.router.features,
+                                       embedding_cache=cfg.paths.cache_dir).fit(train_rows)
+    models: dict[str, PassModel] = {}
+    for kind in kinds:
+        with phases(f"fit {kind}"):
+            models[kind] = fit_pass_model(kind, train_rows, spec, cfg.train)
+    return Prepared(data=data, spec=spec, models=models, train_rows=train_rows,
+                    test_rows=test_rows, audit_examples=examples,
+                    lookup=lookup_table(train_rows), engine_info={"engine": "local"})
+
+
+ENGINES = ("local", "dask")
+
+
 def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     """The whole job: examples -> split -> fit + calibrate -> metrics -> artifact."""
-    timings: dict[str, float] = {}
     kinds = [str(cfg.train.model)] + ([str(cfg.train.baseline)] if cfg.train.get("baseline")
                                       and cfg.train.baseline != cfg.train.model else [])
     for kind in kinds:
         if kind not in estimator_names(cfg.train):
             raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/"
                              f"train; known: {estimator_names(cfg.train)}")
-    steps = ["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate", "calibrate dials",
-             "save"]
-    bar = tqdm(total=len(steps), desc="router-train", unit="step", disable=not progress)
+    engine = str(cfg.train.get("engine") or "local")
+    if engine not in ENGINES:
+        raise ValueError(f"train.engine={engine[:40]!r}: expected one of {list(ENGINES)}")
+    phases = Phases(["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate",
+                     "calibrate dials", "save"], progress)
+    if engine == "dask":
+        from training.distributed.engine import train_on_dask
 
-    def phase(name: str) -> None:
-        bar.set_postfix_str(name)
-        timings[name] = time.perf_counter()
+        prepared = train_on_dask(cfg, kinds, phases)
+    else:
+        prepared = train_locally(cfg, kinds, phases)
+    with phases("evaluate"):
+        metrics, reports = evaluate(cfg, prepared, kinds)
+    with phases("calibrate dials"):
+        main = prepared.models[kinds[0]]
+        ladder_stats = prepared.data.ladder_stats
+        ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
+        metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
+        lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
+        dials = calibrate_policies(cfg, main, lookup, prepared.test_rows)
+        metrics["calibration"] = dials
+    with phases("save"):
+        artifact = save_trained(cfg, prepared, main, metrics, lookup, dials)
+    phases.close()
+    # metrics.json is a DVC output, byte-identical for a seed; timings live beside it.
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (reports / "timings.json").write_text(json.dumps(phases.seconds, indent=2))
+    (reports / "report.md").write_text(markdown_report(metrics))
+    return TrainResult(artifact=artifact, metrics=metrics, reports_dir=reports,
+                       seconds=dict(phases.seconds))
 
-    def done(name: str) -> None:
-        timings[name] = round(time.perf_counter() - timings[name], 2)
-        bar.update(1)
 
-    phase("read logs")
-    data = load_training_examples(cfg)
-    examples = data.examples
-    if cfg.data.get("holdout_share"):  # courses router-promote judges on: never trained on
-        examples = examples[~in_holdout(examples["course_id"], float(cfg.data.holdout_share))]
-        examples = examples.reset_index(drop=True)
-    done("read logs")
-
-    phase("split")
-    train_idx, test_idx = split_examples(examples, method=str(cfg.train.split),
-                                         test_size=float(cfg.train.test_size),
-                                         seed=int(cfg.train.seed))
-    train_rows, test_rows = examples.iloc[train_idx], examples.iloc[test_idx]
-    spec = FeatureSpec.from_config(cfg.router.features,
-                                   embedding_cache=cfg.paths.cache_dir).fit(train_rows)
-    done("split")
-
-    models: dict[str, PassModel] = {}
-    for kind in kinds:
-        phase(f"fit {kind}")
-        models[kind] = fit_pass_model(kind, train_rows, spec, cfg.train)
-        done(f"fit {kind}")
-
-    phase("evaluate")
+def evaluate(cfg: DictConfig, prepared: Prepared, kinds: list[str]
+             ) -> tuple[dict[str, Any], Path]:
+    """Held-out metrics of the model and its baselines, and the reliability plot."""
+    test_rows, data = prepared.test_rows, prepared.data
     y_test = test_rows["label"].to_numpy(int)
-    X_test = spec.encode(test_rows)
-    main = models[kinds[0]]
+    X_test = prepared.spec.encode(test_rows)
+    main = prepared.models[kinds[0]]
     raw, calibrated = main.raw_and_calibrated(X_test)
     metrics: dict[str, Any] = {
         "model": kinds[0],
@@ -212,52 +198,45 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
         "uncalibrated": full_report(test_rows, y_test, raw)["overall"],
         "feature_importance": main.feature_importance(),
         "data": {**data.counts, "data_hash": data.data_hash, "from_cache": data.from_cache,
-                 "train_examples": len(train_rows), "test_examples": len(test_rows),
-                 "train_courses": int(train_rows["course_id"].nunique()),
+                 "train_examples": int(data.counts.get("train_examples",
+                                                       len(prepared.train_rows))),
+                 "test_examples": len(test_rows),
+                 "train_courses": int(data.counts.get(
+                     "train_courses", prepared.train_rows["course_id"].nunique())),
                  "test_courses": int(test_rows["course_id"].nunique()),
                  "split": str(cfg.train.split)},
+        **({"engine": prepared.engine_info} if prepared.engine_info.get("engine") != "local"
+           else {}),
     }
     metrics["start_tier_calibration"] = start_tier_calibration(test_rows, y_test, calibrated)
     curves = {f"{kinds[0]} calibrated": (y_test, calibrated), f"{kinds[0]} raw": (y_test, raw)}
     for kind in kinds[1:]:
-        p = models[kind].predict_matrix(X_test)
+        p = prepared.models[kind].predict_matrix(X_test)
         metrics[f"baseline_{kind}"] = full_report(test_rows, y_test, p)
         curves[f"{kind} calibrated"] = (y_test, p)
     reports = Path(cfg.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
     reliability_plot(curves, y_test, str(reports / "reliability.png"))
-    done("evaluate")
+    return metrics, reports
 
-    phase("calibrate dials")
-    data.ladder_stats["gate_errors"]["model"] = false_pass_model(main, examples)
-    metrics["false_pass_model"] = data.ladder_stats["gate_errors"]["model"]
-    lookup = {"lookup": lookup_table(train_rows), "ladder_stats": data.ladder_stats}
-    dials = calibrate_policies(cfg, main, lookup, test_rows)
-    metrics["calibration"] = dials
-    done("calibrate dials")
 
-    phase("save")
+def save_trained(cfg: DictConfig, prepared: Prepared, main: PassModel, metrics: dict[str, Any],
+                 lookup: dict[str, Any], dials: dict[str, Any]) -> RouterArtifact:
+    """The artifact: model, dials (certified when asked), lookup table and drift reference."""
     config = OmegaConf.to_container(cfg, resolve=True)
-    guarantee = guaranteed_dial(cfg, main, lookup, test_rows)
+    guarantee = guaranteed_dial(cfg, main, lookup, prepared.test_rows)
     metrics["guarantee"] = guarantee
     if guarantee and guarantee["certified"]:  # serve the certified dial, not the point one
         guarantee["point_value"] = (dials["policy"] or {}).get("value")
         dials = {**dials, "policy": {**(dials["policy"] or {}), "dial": guarantee["dial"],
                                      "value": guarantee["value"]}}
     calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
-    reference = {**(data.reference or {}),
-                 "calibration": metrics["start_tier_calibration"]}
+    data = prepared.data
+    reference = {**(data.reference or {}), "calibration": metrics["start_tier_calibration"]}
     artifact = save_artifact(main, cfg.router.artifact, data_hash=data.data_hash,
                              config=config, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
                                              **calibrated},
                              publish=bool(cfg.train.get("publish", True)))
     metrics["router_version"] = artifact.router_version
-    done("save")
-    bar.close()
-    # metrics.json is a DVC output, byte-identical for a seed; timings live beside it.
-    (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (reports / "timings.json").write_text(json.dumps(timings, indent=2))
-    (reports / "report.md").write_text(markdown_report(metrics))
-    return TrainResult(artifact=artifact, metrics=metrics, reports_dir=reports,
-                       seconds=dict(timings))
+    return artifact

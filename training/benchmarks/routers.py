@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from router_model.features import FeatureSpec
 from router_model.routers import Router, RouterContext
-from training.train import fit_pass_model
+from training.fitting import fit_pass_model
 
 
 def embeddings(tasks: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""The Dask client `train.engine=dask` runs on: a cluster at `train.dask.address`, or a
+`LocalCluster` on this machine when no address is given."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DaskSettings:
+    """conf/train `dask:`; see its comments for what each key does."""
+
+    address: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "8GiB"
+    dashboard_address: str | None = None
+    calibration_share: float = 0.15
+    client_rows_max: int = 1_000_000
+    stats_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name, low in (("n_workers", 1), ("threads_per_worker", 1),
+                          ("client_rows_max", 1000), ("stats_rows", 1000)):
+            if getattr(self, name) < low:
+                raise ValueError(f"train.dask.{name}={getattr(self, name)!r}: must be >= {low}")
+        if not 0.0 < self.calibration_share < 1.0:
+            raise ValueError(f"train.dask.calibration_share={self.calibration_share!r}: must be "
+                             "between 0 and 1 (the share of training courses kept to calibrate)")
+
+
+@contextmanager
+def dask_client(settings: DaskSettings) -> Iterator[Any]:
+    """A connected `distributed.Client`, closed (with its LocalCluster) on exit."""
+    from distributed import Client, LocalCluster
+
+    if settings.address:
+        try:
+            client = Client(settings.address, timeout="30s")
+        except OSError as exc:
+            raise ConnectionError(f"train.dask.address={settings.address[:200]!r}: no Dask "
+                                  f"scheduler answered ({exc}); start one with `dask scheduler` "
+                                  "or leave the address null for a LocalCluster") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=settings.n_workers,
+                      threads_per_worker=settings.threads_per_worker,
+                      memory_limit=settings.memory_limit,
+                      dashboard_address=settings.dashboard_address,
+                      scheduler_kwargs={"dashboard": settings.dashboard_address is not None},
+                      processes=True) as cluster, Client(cluster) as client:
+        yield client

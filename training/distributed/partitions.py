@@ -1,0 +1,122 @@
+"""What a Dask worker does with one log partition: the local engine's own reader, validator
+and example builder, applied to that partition alone (a course never spans partitions), then
+split by course hash into the rows that stay on the worker for the fit and the small samples
+the client gathers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from router_model.attempt_log import validate_sources
+from router_model.log_store import LogSource
+from training.dataset import build_examples, course_draw, hash_test_courses, start_cells
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """Everything a worker needs to treat one partition the way the client decided."""
+
+    fields: tuple[str, ...]
+    tiers: tuple[str, ...]
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+    seed: int
+    test_size: float
+    holdout_share: float | None
+    calibration_share: float
+    keep_calibration: float  # of the calibration courses, the share gathered to the client
+    keep_test: float
+    keep_stats: float
+
+
+@dataclass
+class PartitionResult:
+    """One partition's outputs; `fit` stays on the worker, the rest is small."""
+
+    fit: pd.DataFrame
+    calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stats: pd.DataFrame = field(default_factory=pd.DataFrame)
+    audited: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    task_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    counts: dict[str, int] = field(default_factory=dict)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+
+def task_keys(task_ids: pd.Series) -> np.ndarray:
+    """A 64-bit hash per distinct task id: how the client finds a task in two partitions."""
+    return np.unique(pd.util.hash_array(task_ids.astype(str).to_numpy(object)))
+
+
+def lean_fit_rows(examples: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
+    """Only what the fit needs, categoricals as pandas categories: ~100 bytes a row."""
+    examples = examples.reset_index(drop=True)  # columns are assigned by index below
+    out = pd.DataFrame(index=examples.index)
+    for c in plan.categorical:
+        out[c] = examples[c].astype("category") if c in examples else np.nan
+    for c in plan.numeric:
+        out[c] = pd.to_numeric(examples[c], errors="coerce").to_numpy(float) \
+            if c in examples else np.nan
+    out["label"] = examples["label"].to_numpy(np.int8)
+    out["task_key"] = pd.util.hash_array(examples["task_id"].astype(str).to_numpy(object))
+    return out
+
+
+def partition_examples(source: LogSource, plan: PartitionPlan) -> PartitionResult:
+    """Validate one partition, build its examples, and split them by course hash."""
+    loaded = validate_sources([source], known_fields=plan.fields, known_tiers=plan.tiers)
+    quarantined = loaded.quarantined.to_dict("records")
+    counts = {**loaded.counts, "examples": 0, "tasks": 0}
+    attempts = loaded.frame
+    if attempts.empty:
+        return PartitionResult(fit=pd.DataFrame(), quarantined=quarantined,
+                               counts={**counts, "fit_rows": 0})
+    if plan.holdout_share:  # courses router-promote judges on: never trained on
+        attempts = attempts[course_draw(attempts["course_id"]) >= plan.holdout_share]
+    examples = build_examples(attempts)
+    counts.update(examples=len(examples), tasks=int(examples["task_id"].nunique()))
+    is_test = hash_test_courses(examples["course_id"], plan.test_size, plan.seed)
+    calibrating = ~is_test & (course_draw(examples["course_id"], f"calibration-{plan.seed}:")
+                              < plan.calibration_share)
+    sample = course_draw(examples["course_id"], f"sample-{plan.seed}:")
+    fit_rows = examples[~is_test & ~calibrating]
+    counts.update(fit_rows=len(fit_rows), train_examples=int((~is_test).sum()),
+                  train_courses=int(examples.loc[~is_test, "course_id"].nunique()))
+    stats_courses = course_draw(attempts["course_id"], f"stats-{plan.seed}:") < plan.keep_stats
+    audit = pd.Series(attempts["audit_passed"], dtype="boolean").notna().to_numpy() \
+        if "audit_passed" in attempts else np.zeros(len(attempts), bool)
+    return PartitionResult(
+        fit=lean_fit_rows(fit_rows, plan),
+        calibration=examples[calibrating & (sample < plan.keep_calibration)].drop(
+            columns="brief", errors="ignore"),
+        test=examples[is_test & (sample < plan.keep_test)].drop(columns="brief",
+                                                               errors="ignore"),
+        stats=attempts[stats_courses],
+        audited=attempts[audit],
+        cells=start_cells(examples[~is_test]),
+        categories={c: sorted(map(str, examples.loc[~is_test, c].dropna().unique()))
+                    for c in plan.categorical if c in examples},
+        task_keys=task_keys(examples["task_id"]),
+        counts=counts, quarantined=quarantined)
+
+
+def small_part(result: PartitionResult) -> PartitionResult:
+    """Everything but the fit rows: what the client gathers."""
+    return PartitionResult(fit=result.fit.iloc[:0], **{
+        k: getattr(result, k) for k in ("calibration", "test", "stats", "audited", "cells",
+                                        "categories", "task_keys", "counts", "quarantined")})
+
+
+def fit_part(result: PartitionResult) -> pd.DataFrame:
+    return result.fit
+
+
+def drop_tasks(rows: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
+    """The fit rows without the tasks found in more than one partition."""
+    return rows[~np.isin(rows["task_key"].to_numpy(), keys)]

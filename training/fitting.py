@@ -1,0 +1,102 @@
+"""Estimators built from conf/train, fitted and calibrated; what both engines hand back.
+
+The local engine fits here directly; the Dask engine (training/distributed) builds the same
+estimator from the same config entry and returns the same `Prepared` bundle, so everything
+after the fit (evaluation, dials, the artifact) does not know which engine ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from router_model.features import FeatureSpec
+from router_model.model import PassModel
+from training.dataset import ExampleSet
+
+
+def estimator_names(train_cfg: DictConfig) -> list[str]:
+    """The entries of conf/train that describe an estimator (they carry a `_target_`)."""
+    return [k for k, v in train_cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
+
+
+def make_estimator(kind: str, spec: FeatureSpec, train_cfg: DictConfig) -> Any:
+    """An unfitted estimator built from conf/train's entry `kind` (`_target_` + settings)."""
+    from hydra.utils import instantiate
+
+    if kind not in estimator_names(train_cfg):
+        raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/train; "
+                         f"known: {estimator_names(train_cfg)}")
+    return instantiate(train_cfg[kind], categorical_features=list(spec.categorical_indices),
+                       random_state=int(train_cfg.seed), _convert_="all")
+
+
+def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: DictConfig
+                   ) -> PassModel:
+    """Fit on all rows; calibrate on out-of-fold predictions from course-grouped folds."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import GroupKFold
+
+    if train_cfg.calibration not in ("isotonic", "sigmoid"):
+        raise ValueError(f"train.calibration={train_cfg.calibration!r}: "
+                         "expected 'isotonic' or 'sigmoid'")
+    X = spec.encode(rows)
+    y = rows["label"].to_numpy(int)
+    if len(np.unique(y)) < 2:
+        raise ValueError("the training examples hold only one class (every attempt passed, or "
+                         "none did); the model needs both. Add more logs.")
+    folds = list(GroupKFold(n_splits=int(train_cfg.cv_folds)).split(
+        X, y, groups=rows["course_id"].to_numpy()))
+    calibrated = CalibratedClassifierCV(make_estimator(kind, spec, train_cfg),
+                                        method=str(train_cfg.calibration), cv=folds,
+                                        ensemble=False)
+    calibrated.fit(X, y)
+    return PassModel(spec=spec, calibrated=calibrated, kind=kind)
+
+
+@dataclass
+class Prepared:
+    """What an engine hands to evaluation and saving.
+
+    `train_rows` are the training examples in memory (the local engine: all of them; the Dask
+    engine: the calibration sample gathered to the client), `test_rows` the held-out ones,
+    `audit_examples` every example with an audit verdict, and `lookup` the lookup-table
+    baseline from all training rows.
+    """
+
+    data: ExampleSet
+    spec: FeatureSpec
+    models: dict[str, PassModel]
+    train_rows: pd.DataFrame
+    test_rows: pd.DataFrame
+    audit_examples: pd.DataFrame
+    lookup: dict[str, dict[str, float]]
+    engine_info: dict[str, Any] = field(default_factory=dict)
+
+
+class Phases:
+    """A progress bar over the job's named steps, and each step's seconds."""
+
+    def __init__(self, steps: list[str], progress: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.bar = tqdm(total=len(steps), desc="router-train", unit="step",
+                        disable=not progress)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
