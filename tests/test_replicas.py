@@ -1,6 +1,7 @@
 """Several replicas behind one artifact folder (issue 16, part 4): two real `router-serve`
 processes on 127.0.0.1 pick up a newly published artifact, write one decision log each that
-joins by decision id, and label their /metrics with their replica name."""
+joins by decision id, and label their /metrics with their replica name; the compose
+deployment that runs them is checked for shape (Docker is not run here)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from router_model.artifact import save_artifact
 from router_model.config import ConfigError, typed
@@ -256,3 +258,47 @@ def test_each_replica_labels_every_metric_with_its_name(fleet):
             "router_live_window_decisions", "router_decision_log_dropped_total"}
         assert sum(value for name, labels, value in samples
                    if name == "router_decisions_total") >= 1
+
+
+# ---- the compose deployment, as far as it can be checked without Docker --------------------
+
+
+def _overrides(command: list[str]) -> list[str]:
+    return [arg for arg in command if "=" in arg and not arg.startswith("-")]
+
+
+def test_the_compose_file_runs_two_named_replicas_on_one_artifact_volume_scraped_by_prometheus(
+        monkeypatch):
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services = compose["services"]
+    routers = {name: s for name, s in services.items()
+               if s.get("command") and s["command"][0] == "router-serve"}
+    assert len(routers) == 2
+
+    dockerfile = REPO / routers[next(iter(routers))]["build"]["dockerfile"]
+    assert dockerfile.is_file() and "router-serve" in dockerfile.read_text()
+
+    names, ports, artifact_mounts = {}, {}, {}
+    for service, spec in routers.items():
+        overrides = _overrides(spec["command"])
+        monkeypatch.setenv("ROUTER_REPLICA", spec["environment"]["ROUTER_REPLICA"])
+        cfg = compose_config("router_serve", overrides)  # the command is a valid config
+        settings = typed(ServeSettings, cfg.serve, "serve")
+        names[service], ports[service] = settings.replica, settings.port
+        assert settings.host == "0.0.0.0" and settings.decision_log.endswith(
+            f"decisions.{settings.replica}.jsonl")
+        volumes = {v.split(":")[1]: v.split(":")[0] for v in spec["volumes"]}
+        artifact_mounts[service] = next(
+            volume for mount, volume in volumes.items()
+            if str(cfg.router.artifact).startswith(mount.rstrip("/") + "/"))
+    assert len(set(names.values())) == 2  # distinct replica labels and log files
+    assert len(set(artifact_mounts.values())) == 1  # one shared artifact volume
+    assert next(iter(artifact_mounts.values())) in compose["volumes"]
+
+    prometheus = services["prometheus"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    config_file = REPO / mounted["/etc/prometheus/prometheus.yml"]
+    scrape = yaml.safe_load(config_file.read_text())
+    targets = {t for job in scrape["scrape_configs"] for group in job["static_configs"]
+               for t in group["targets"]}
+    assert targets == {f"{service}:{port}" for service, port in ports.items()}
