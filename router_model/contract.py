@@ -129,6 +129,7 @@ class DecisionLogRecord(BaseModel):
 
     schema_version: Literal[1] = DECISION_LOG_VERSION
     timestamp: datetime
+    replica: str | None = None  # serve.replica of the process that decided (None before it)
     endpoint: Literal["route", "route_batch"]
     task: dict[str, Any]
     decision: Decision

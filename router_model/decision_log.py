@@ -2,6 +2,15 @@
 
 Each line joins the attempt logs through `decision.decision_id` (the generator copies it into
 every attempt it makes for the task), which closes the loop logs -> retrain.
+
+One writer per file. Two processes appending to one JSONL file can interleave partial lines
+(a buffered write of many lines is not one atomic append), and both would rotate it: each
+renames the live file under its own backup number (overwriting the other's backups) and keeps
+writing into the renamed file through its open handle. So replicas write one file each (the
+default `serve.decision_log` holds `{replica}`), and a process that opens a file another
+process is writing is refused at start-up (`DecisionLogBusy`, an advisory POSIX lock on the
+live file). Readers join the files by decision id; ids are random UUIDs, unique across
+replicas.
 """
 
 from __future__ import annotations
@@ -19,9 +28,18 @@ from typing import Any, BinaryIO
 
 import orjson
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process guard, the per-replica file names remain
+    fcntl = None  # type: ignore[assignment]
+
 from router_model.contract import DECISION_LOG_VERSION
 
 log = logging.getLogger("stage5_router.decision_log")
+
+
+class DecisionLogBusy(RuntimeError):
+    """Another process is writing this decision log; two writers would corrupt it."""
 
 
 class DecisionLog:
@@ -47,8 +65,9 @@ class DecisionLog:
     """
 
     def __init__(self, path: str | Path | None, max_bytes: int = 50_000_000,
-                 backups: int = 5, flush_s: float = 0.2) -> None:
+                 backups: int = 5, flush_s: float = 0.2, replica: str | None = None) -> None:
         self.path = Path(path) if path else None
+        self.replica = replica  # written on every line, so merged logs say who decided
         self.max_bytes = max_bytes
         self.backups = backups
         self.flush_s = flush_s
@@ -72,11 +91,31 @@ class DecisionLog:
             self._backups.extend(numbers)
             self._next = (numbers[-1] + 1) if numbers else 1
             self._stream = self.path.open("ab")
+            try:
+                self._claim()
+            except DecisionLogBusy:
+                self._stream.close()
+                self._stream = None
+                raise
             self._size = self.path.stat().st_size
             self._flusher = threading.Thread(target=self._flush_every, name="decision-log",
                                              daemon=True)
             self._flusher.start()
             atexit.register(self.close)
+
+    def _claim(self) -> None:
+        """Lock the live file for this process (POSIX record lock: released when the process
+        ends, however it ends, so a crash leaves no stale lock)."""
+        if fcntl is None or self._stream is None:
+            return
+        try:
+            fcntl.lockf(self._stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DecisionLogBusy(
+                f"decision log {self.path} is being written by another process; two writers "
+                "to one file interleave lines and race on rotation. Give each replica its own "
+                "file: keep {replica} in serve.decision_log, and a serve.replica of its "
+                "own") from None
 
     def _rotate(self) -> None:
         assert self.path is not None and self._stream is not None
@@ -89,6 +128,10 @@ class DecisionLog:
             self._delete_later(self.path.with_name(f"{self.path.name}.{self._backups.popleft()}"))
         self._stream = self.path.open("ab")
         self._size = 0
+        try:
+            self._claim()
+        except DecisionLogBusy as exc:  # someone opened the new file in between: say so
+            log.warning("%s", exc)
 
     def _delete_later(self, path: Path) -> None:
         if self._cleaner is None:
@@ -119,7 +162,7 @@ class DecisionLog:
         if self._stream is None:
             return
         record = {"schema_version": DECISION_LOG_VERSION,
-                  "timestamp": datetime.now(UTC).isoformat(),
+                  "timestamp": datetime.now(UTC).isoformat(), "replica": self.replica,
                   "endpoint": endpoint, "task": task, "decision": decision, "shadow": shadow}
         try:
             # orjson writes NaN as null: never change a value. The task was checked finite

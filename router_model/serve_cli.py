@@ -26,7 +26,8 @@ def main(cfg: DictConfig) -> None:
         return
     service = RouterService.from_config(plain)
     ready = service.readiness()
-    print(f"router-serve on http://{serve.host}:{serve.port} ({ready['mode']}, "
-          f"{ready['router_version']}); decisions -> {serve.decision_log}", flush=True)
+    print(f"router-serve {ready['replica']} on http://{serve.host}:{serve.port} "
+          f"({ready['mode']}, {ready['router_version']}); decisions -> "
+          f"{service.settings.decision_log}", flush=True)
     uvicorn.run(create_app(service), host=serve.host, port=int(serve.port),
                 log_level=serve.log_level)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,11 +42,35 @@ from router_model.serving import EscalationError, RouterService
 log = logging.getLogger("stage5_router.service")
 
 
-class Metrics:
-    """Prometheus metrics in the app's own registry (several apps can live in one process)."""
+class ReplicaLabelled:
+    """A registry's metrics with `replica="<name>"` added to every series, at scrape time.
 
-    def __init__(self, gauge_window: int = 1000) -> None:
+    One Prometheus scraping several replicas then tells their series apart by a name that
+    survives a restart on another address (Prometheus's own `instance` label is the address),
+    and that name is the one on each replica's decision-log lines. prometheus-client has no
+    constant labels, so this wraps the registry instead of labelling each metric (and
+    covers the custom collectors too).
+    """
+
+    def __init__(self, registry: CollectorRegistry, replica: str) -> None:
+        self.registry = registry
+        self.replica = replica
+
+    def collect(self) -> Iterator[Any]:
+        for family in self.registry.collect():
+            labelled = copy.copy(family)  # never mutate what a collector may hand out again
+            labelled.samples = [s._replace(labels={**s.labels, "replica": self.replica})
+                                for s in family.samples]
+            yield labelled
+
+
+class Metrics:
+    """Prometheus metrics in the app's own registry (several apps can live in one process);
+    `exposed` is what /metrics serves: the same series, each labelled with the replica."""
+
+    def __init__(self, gauge_window: int = 1000, replica: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.exposed = ReplicaLabelled(self.registry, replica)
         self.live = LiveGauges(gauge_window)
         self.registry.register(self.live)
         self.decisions = Counter("router_decisions", "Routing decisions",
@@ -101,7 +126,7 @@ class _DecisionLogCollector:
 
 def create_app(service: RouterService) -> FastAPI:
     """Build the app around a ready `RouterService` (config is resolved by the caller)."""
-    metrics = Metrics(service.settings.gauge_window)
+    metrics = Metrics(service.settings.gauge_window, str(service.settings.replica))
     metrics.set_model(service.readiness())
     metrics.watch_decision_log(service)
 
@@ -179,7 +204,8 @@ def create_app(service: RouterService) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.exposed),  # type: ignore[arg-type]
+                        media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", dependencies=[Depends(require_admin)])
     async def reload() -> JSONResponse:
@@ -210,8 +236,9 @@ CONFIG_ENV = "ROUTER_SERVE_CONFIG"
 def app_from_env() -> FastAPI:
     """uvicorn factory for several workers: the resolved config comes in an env variable.
 
-    Each worker appends to its own decision log (`decisions.<pid>.jsonl`), so rotation never
-    races; /metrics is per worker, as Prometheus scrapes each process.
+    Each worker appends to its own decision log (`decisions.<replica>.<pid>.jsonl` by
+    default), so rotation never races; /metrics is per worker, as Prometheus scrapes each
+    process.
     """
     cfg = json.loads(os.environ[CONFIG_ENV])
     if cfg["serve"].get("decision_log"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -62,8 +63,19 @@ class ServeSettings:
     workers: int = 1
     log_level: str = "warning"
     gauge_window: int = 1000
+    replica: str | None = None  # this process's name: /metrics label, decision-log lines and
+    #                             file name, /readyz; None: `<hostname>-<port>`
 
     def __post_init__(self) -> None:
+        # Frozen, so the derived values are set once here and every reader sees the same.
+        if self.replica is None:
+            object.__setattr__(self, "replica", default_replica(self.port))
+        check(isinstance(self.replica, str) and bool(REPLICA_NAME.fullmatch(self.replica)),
+              "serve.replica", self.replica, "must be 1-64 letters, digits, '.', '_' or '-', "
+              "starting with a letter or digit (it names a file and a metrics label)")
+        if self.decision_log and REPLICA_SLOT in self.decision_log:
+            object.__setattr__(self, "decision_log",
+                               self.decision_log.replace(REPLICA_SLOT, str(self.replica)))
         check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
         check(self.max_body_bytes >= 1024, "serve.max_body_bytes", self.max_body_bytes,
               "must be >= 1024")
@@ -74,6 +86,19 @@ class ServeSettings:
               self.decision_log_flush_s, "must be > 0 seconds")
         check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
               "must be >= 0 (0 disables automatic reloads)")
+
+
+REPLICA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# In serve.decision_log, replaced by serve.replica: replicas sharing a data folder then write
+# one file each (two processes appending to, and rotating, one file would corrupt it).
+REPLICA_SLOT = "{replica}"
+
+
+def default_replica(port: int) -> str:
+    """`<hostname>-<port>`: distinct for two replicas on one host (ports differ) and for one
+    port on several hosts; characters a file name or label should not hold become '-'."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "host"
+    return f"{host[:56]}-{port}"
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s'\"/:,;()]+)+/?")
@@ -122,7 +147,8 @@ class RouterService:
         self.registry = dict(registry or {})
         self.decision_log = DecisionLog(settings.decision_log, settings.decision_log_max_bytes,
                                         settings.decision_log_backups,
-                                        settings.decision_log_flush_s)
+                                        settings.decision_log_flush_s,
+                                        replica=settings.replica)
         self._seed = seed
         self._reload_lock = threading.Lock()
         self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
@@ -251,6 +277,7 @@ class RouterService:
         degraded = bool(self.settings.artifact) and not policy.learned
         return {"ready": not degraded or self.settings.ready_when_degraded,
                 "status": "degraded" if degraded else "ok",
+                "replica": self.settings.replica,
                 "mode": "learned" if policy.learned else "rules",
                 "router": self.settings.router,
                 "router_version": policy.router_version,

@@ -23,3 +23,18 @@ def tmp_paths(tmp: Path) -> list[str]:
     """Overrides that send every output of a job into `tmp`."""
     return [f"paths.data_dir={tmp}/data", f"paths.artifacts_dir={tmp}/artifacts",
             f"paths.reports_dir={tmp}/reports", f"paths.cache_dir={tmp}/cache"]
+
+
+def metric_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a Prometheus text exposition as (name, labels, value): tests compare
+    labels as a mapping, since the exposition's label order is the library's choice."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(s.name, dict(s.labels), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def metric_values(text: str, name: str, **labels: str) -> list[float]:
+    """The values of the series called `name` whose labels include `labels`."""
+    return [value for sample, have, value in metric_samples(text)
+            if sample == name and labels.items() <= have.items()]

@@ -19,6 +19,7 @@ from router_model.artifact import LATEST_FILE, resolve_version_dir, save_artifac
 from router_model.decision_log import DecisionLog
 from router_model.policy import EXAMPLE_TASK
 from router_model.requests import EscalateIn, TaskIn
+from tests.helpers import metric_samples, metric_values
 from tests.test_hardening_artifact import _fit
 from tests.test_service import running
 
@@ -231,7 +232,8 @@ def test_a_degraded_start_is_reported_and_leaks_no_paths(small_root, tmp_path,
         assert (ready["status"], ready["mode"], ready["ready"]) == (
             "degraded", "rules", ready_when_degraded)
         assert r.status_code == (200 if ready_when_degraded else 503)
-        assert "router_degraded 1.0" in httpx.get(f"{url}/metrics").text
+        assert metric_values(httpx.get(f"{url}/metrics").text, "router_degraded",
+                             replica=ready["replica"]) == [1.0]
         decision = httpx.post(f"{url}/v1/route", json=TASK)
         for text in (r.text, decision.text):
             assert str(tmp_path) not in text and "/tmp" not in text, text
@@ -242,7 +244,8 @@ def test_a_healthy_start_is_ok_and_not_degraded(server):
     url, _, _ = server
     ready = httpx.get(f"{url}/readyz").json()
     assert (ready["status"], ready["mode"], ready["ready"]) == ("ok", "learned", True)
-    assert "router_degraded 0.0" in httpx.get(f"{url}/metrics").text
+    assert metric_values(httpx.get(f"{url}/metrics").text, "router_degraded",
+                         replica=ready["replica"]) == [0.0]
 
 
 # ---- item 10: rotation is O(1) and what it drops is counted -------------------------------------
@@ -288,8 +291,8 @@ def test_dropped_rotations_show_in_metrics(server):
             assert client.post(f"{url}/v1/route", json=TASK).status_code == 200
     service.decision_log.wait_for_cleanup()
     text = httpx.get(f"{url}/metrics").text
-    dropped = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("router_decision_log_dropped_total{")}
+    dropped = {labels["unit"]: value for name, labels, value in metric_samples(text)
+               if name == "router_decision_log_dropped_total"}
     assert dropped["bytes"] > 0 and dropped["lines"] > 0 and dropped["unwritten_lines"] == 0
 
 

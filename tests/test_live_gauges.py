@@ -9,6 +9,7 @@ import pytest
 
 from router_model.live_gauges import LiveGauges
 from router_model.policy import EXAMPLE_TASK
+from tests.helpers import metric_samples
 from tests.test_service import running
 
 
@@ -39,11 +40,13 @@ def test_an_empty_window_reports_zero_rates_not_nan():
 
 
 def scrape(url: str) -> dict[str, float]:
+    """The router_live_* series, keyed by name and field (every series also carries the
+    replica label)."""
     out = {}
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("router_live_"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
+    for name, labels, value in metric_samples(httpx.get(f"{url}/metrics").text):
+        if name.startswith("router_live_"):
+            assert labels.pop("replica"), name
+            out[name + "".join(f'{{field="{v}"}}' for v in labels.values())] = value
     return out
 
 

@@ -26,7 +26,7 @@ from router_model.contract import Decision, DecisionLogRecord
 from router_model.policy import EXAMPLE_TASK
 from router_model.service import create_app
 from router_model.serving import RouterService
-from tests.helpers import compose_config
+from tests.helpers import compose_config, metric_values
 
 TASK = EXAMPLE_TASK
 
@@ -167,10 +167,11 @@ def test_readiness_and_metrics(server):
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
     httpx.post(f"{url}/v1/route", json=TASK)
     text = httpx.get(f"{url}/metrics").text
-    assert 'router_decisions_total{source="learned"' in text
+    assert metric_values(text, "router_decisions_total", source="learned",
+                         replica=ready["replica"])
     assert "router_decision_latency_seconds_bucket" in text
-    assert f'router_model_info{{mode="learned",router_version="{ready["router_version"]}"}} 1.0' \
-        in text
+    assert metric_values(text, "router_model_info", mode="learned", replica=ready["replica"],
+                         router_version=ready["router_version"]) == [1.0]
     assert httpx.get(f"{url}/openapi.json").json()["paths"]["/v1/route"]
 
 
@@ -306,19 +307,20 @@ def test_the_artifact_folder_is_watched(artifact_root, tmp_path):
             while service.reloads["ok"] == before and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert service.reloads["ok"] == before + 1
-            assert 'router_reloads_total{result="ok"} 1.0' in httpx.get(f"{url}/metrics").text
+            assert metric_values(httpx.get(f"{url}/metrics").text, "router_reloads_total",
+                                 result="ok", replica=service.settings.replica) == [1.0]
         finally:
             (artifact_root / LATEST_FILE).write_text(latest)
 
 
 def test_without_an_artifact_the_rules_answer(tmp_path):
-    with running(tmp_path, str(tmp_path / "missing"), reload_poll_s=0) as (url, _):
+    with running(tmp_path, str(tmp_path / "missing"), reload_poll_s=0) as (url, service):
         ready = httpx.get(f"{url}/readyz").json()
         assert ready["mode"] == "rules" and ready["fallback_reason"].startswith("artifact_error")
         d = httpx.post(f"{url}/v1/route", json={**TASK, "field": "course_title"}).json()
         assert (d["source"], d["start_tier"]) == ("rules", "qwen3-max")
-        assert 'router_fallbacks_total{reason="artifact_error"} 1.0' in httpx.get(
-            f"{url}/metrics").text
+        assert metric_values(httpx.get(f"{url}/metrics").text, "router_fallbacks_total",
+                             reason="artifact_error", replica=service.settings.replica) == [1.0]
 
 
 def test_decision_log_lines_parse_and_shadow_decisions_are_logged(artifact_root, tmp_path):

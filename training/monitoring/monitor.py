@@ -78,14 +78,22 @@ def probability(value: Any) -> float | None:
 
 def read_decisions(path: str | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """The decision log (and its rotated files) as one row per decision, with the shadow
-    artifact's choice when one was scored; unreadable lines are counted, never fatal."""
+    artifact's choice when one was scored; unreadable lines are counted, never fatal.
+
+    `path` is one log, or a folder: then every log in it (`*.jsonl` and their rotated
+    `*.jsonl.<n>`), so the one file per replica of several replicas join as one."""
     columns = ["decision_id", "served_tier", "served_p", "fallback_reason",
                "unknown_categories", "missing_features", "shadow_tier", "shadow_version"]
     counts = {"lines": 0, "unreadable": 0}
     if not path:
         return pd.DataFrame(columns=columns), counts
     base = Path(path)
-    files = [*sorted(base.parent.glob(base.name + ".*")), base] if base.parent.exists() else []
+    if base.is_dir():
+        files = sorted(p for p in base.iterdir() if not p.name.startswith(".")
+                       and (p.suffix == ".jsonl" or ".jsonl." in p.name))
+    else:
+        files = ([*sorted(base.parent.glob(base.name + ".*")), base]
+                 if base.parent.exists() else [])
     rows = []
     for file in (f for f in files if f.is_file()):
         for line in file.read_bytes().splitlines():
