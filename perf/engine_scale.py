@@ -10,6 +10,7 @@ JSON for the README.
 
     .venv/bin/python perf/engine_scale.py --workdir /work/scale --rows 1 5 20
     .venv/bin/python perf/engine_scale.py --workdir /work/scale --rows 1 --engines local dask
+    .venv/bin/python perf/engine_scale.py --workdir /work/scale --report docs/engine_scale.png
 """
 
 from __future__ import annotations
@@ -87,9 +88,19 @@ class PeakMemory:
             self._stop.wait(self.interval)
 
 
+LOCAL_ADDRESS_SPACE_GB = 22  # the local engine's limit, so running out is a MemoryError,
+                             # not the kernel's OOM killer picking a process on a shared box
+
+
 def child(workdir: str, engine: str, millions: int) -> None:
     """One training in this fresh process: time, peak memory per process, held-out log-loss."""
+    import resource
+
     from training.train import run_train
+
+    if engine == "local":
+        limit = LOCAL_ADDRESS_SPACE_GB * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     chunks = [f"'{workdir}/logs/chunk={i:02d}'" for i in range(millions)]
     cfg = compose_cfg("router_train", [
@@ -99,7 +110,13 @@ def child(workdir: str, engine: str, millions: int) -> None:
         "train.baseline=null", "router.calibrate.bad_vs_static=true"])
     with PeakMemory() as peaks:
         start = time.perf_counter()
-        result = run_train(cfg, progress=False)
+        try:
+            result = run_train(cfg, progress=False)
+        except MemoryError:
+            print(json.dumps({"engine": engine, "millions": millions, "failed": (
+                f"MemoryError after {time.perf_counter() - start:.0f} s under a "
+                f"{LOCAL_ADDRESS_SPACE_GB} GB address-space limit")}))
+            return
         seconds = time.perf_counter() - start
     processes = sorted(peaks.peaks.values(), key=lambda p: -p[1])
     print(json.dumps({
@@ -111,6 +128,45 @@ def child(workdir: str, engine: str, millions: int) -> None:
         "phases": result.seconds}))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """The side-by-side table: time, peak memory of the largest process, held-out log-loss."""
+    lines = ["| rows | engine | seconds | peak MB, largest process | peak MB, all processes "
+             "| held-out log-loss | held-out examples |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["millions"], r["engine"])):
+        if "failed" in r:
+            lines.append(f"| {r['millions']}M | {r['engine']} | {r['failed']} | | | | |")
+            continue
+        peaks = [m for _, m in r["peak_mb_per_process"]]
+        lines.append(f"| {r['rows']:,} | {r['engine']} | {r['seconds']:.0f} | {max(peaks):,} "
+                     f"| {sum(peaks):,} | {r['log_loss']:.4f} | {r['test_examples']:,} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Time and largest-process memory against rows, one line per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for engine in sorted({r["engine"] for r in rows}):
+        done = sorted((r for r in rows if r["engine"] == engine and "failed" not in r),
+                      key=lambda r: r["rows"])
+        x = [r["rows"] / 1e6 for r in done]
+        axes[0].plot(x, [r["seconds"] for r in done], "o-", label=engine)
+        axes[1].plot(x, [max(m for _, m in r["peak_mb_per_process"]) / 1024 for r in done],
+                     "o-", label=engine)
+    axes[0].set(xlabel="attempt rows (millions)", ylabel="seconds", title="router-train time")
+    axes[1].set(xlabel="attempt rows (millions)", ylabel="GB",
+                title="peak memory of the largest process")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,12 +175,19 @@ def main() -> None:
                         help="sizes in millions of attempt rows")
     parser.add_argument("--engines", nargs="*", default=["local", "dask"])
     parser.add_argument("--simulate-only", action="store_true")
+    parser.add_argument("--report", metavar="PNG",
+                        help="only print the table of <workdir>/engine_scale.jsonl and plot it")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     workdir = Path(args.workdir)
+    if args.report:
+        rows = [json.loads(x) for x in (workdir / "engine_scale.jsonl").read_text().splitlines()]
+        print(markdown_table(rows))
+        plot(rows, Path(args.report))
+        return
     simulate_chunks(workdir, max(args.rows))
     if args.simulate_only:
         return

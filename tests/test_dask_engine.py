@@ -120,3 +120,23 @@ def test_dask_settings_are_checked_before_a_cluster_starts(logs, tmp_path):
         train(tmp_path, root, "dask", "train.split=time")
     with pytest.raises(ValueError, match=r"train\.engine='spark'"):
         train(tmp_path, root, "spark")
+
+
+def test_the_cluster_comes_from_an_address_or_a_target(logs, tmp_path):
+    """A running scheduler by address (as on a real cluster), and a cluster object built
+    from config by `_target_` (as dask_kubernetes' KubeCluster would be)."""
+    from distributed import LocalCluster
+
+    root, _ = logs
+    quick = "train.lightgbm.n_estimators=20"
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+                      scheduler_kwargs={"dashboard": False}) as cluster:
+        _, by_address = train(tmp_path / "a", root, "dask", quick,
+                              f"train.dask.address='{cluster.scheduler_address}'")
+        assert len(cluster.scheduler_info["workers"]) == 1
+    assert by_address.metrics["engine"]["workers"] == 1
+    _, by_target = train(tmp_path / "t", root, "dask", quick, (
+        "train.dask.cluster={_target_:distributed.LocalCluster,n_workers:1,"
+        "threads_per_worker:1,dashboard_address:null}"))
+    assert by_target.metrics["engine"]["workers"] == 1
+    assert by_target.metrics["data"]["valid"] == by_address.metrics["data"]["valid"]

@@ -1,5 +1,6 @@
-"""The Dask client `train.engine=dask` runs on: a cluster at `train.dask.address`, or a
-`LocalCluster` on this machine when no address is given."""
+"""The Dask client `train.engine=dask` runs on: a cluster object built from config
+(`train.dask.cluster`, a `_target_` such as dask_kubernetes' KubeCluster), a running scheduler
+at `train.dask.address`, or else a `LocalCluster` on this machine."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ class DaskSettings:
     """conf/train `dask:`; see its comments for what each key does."""
 
     address: str | None = None
+    cluster: Any = None  # {_target_: ..., settings}: instantiated by hydra, closed after
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "8GiB"
     dashboard_address: str | None = None
     calibration_share: float = 0.15
     client_rows_max: int = 1_000_000
-    stats_rows: int = 1_000_000
+    stats_rows: int = 300_000
 
     def __post_init__(self) -> None:
         for name, low in (("n_workers", 1), ("threads_per_worker", 1),
@@ -37,6 +39,12 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
     """A connected `distributed.Client`, closed (with its LocalCluster) on exit."""
     from distributed import Client, LocalCluster
 
+    if settings.cluster:
+        from hydra.utils import instantiate
+
+        with instantiate(settings.cluster) as cluster, Client(cluster) as client:
+            yield client
+        return
     if settings.address:
         try:
             client = Client(settings.address, timeout="30s")

@@ -97,8 +97,8 @@ def partition_examples(source: LogSource, plan: PartitionPlan) -> PartitionResul
             columns="brief", errors="ignore"),
         test=examples[is_test & (sample < plan.keep_test)].drop(columns="brief",
                                                                errors="ignore"),
-        stats=attempts[stats_courses],
-        audited=attempts[audit],
+        stats=attempts[stats_courses].drop(columns="brief", errors="ignore"),
+        audited=attempts[audit].drop(columns="brief", errors="ignore"),
         cells=start_cells(examples[~is_test]),
         categories={c: sorted(map(str, examples.loc[~is_test, c].dropna().unique()))
                     for c in plan.categorical if c in examples},
