@@ -45,7 +45,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:  # e.g. s3:// without s3fs installed
         raise LogReadError(f"log URL {url[:200]!r}: {exc}; install the fsspec backend for "
-                           "its scheme (pip install s3fs / gcsfs)") from None
+                           "its scheme (pip install -e '.[cloud]' adds s3fs and gcsfs)") from None
 
 
 def _expand_url(url: str) -> list[str]:
@@ -66,6 +66,12 @@ def _expand_url(url: str) -> list[str]:
 
 def _expand_local(item: str | Path) -> list[Path]:
     p = Path(item)
+    try:
+        p.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # e.g. a name too long, or a folder we may not enter
+        raise LogReadError(f"log path {str(p)[:200]!r}: {exc.strerror}") from None
     if p.is_dir():
         return sorted(q for q in p.rglob("*") if q.suffix in LOG_SUFFIXES and q.is_file())
     if p.exists():

@@ -118,3 +118,17 @@ def test_router_simulate_can_write_the_dataset(tmp_path):
     assert len(loaded.frame) == again["logged_policy"]["attempt_rows"]
     assert first["logged_policy"] == again["logged_policy"]
     assert loaded.counts["quarantined"] == 0
+
+
+@pytest.mark.parametrize("url", ["foo://bucket/logs", "s3://bucket/logs"])
+def test_a_url_without_a_backend_says_what_to_install(url):
+    with pytest.raises(LogReadError, match="fsspec backend") as err:
+        expand_log_paths(url)
+    assert url in str(err.value)
+
+
+def test_a_huge_path_is_not_echoed_whole(tmp_path):
+    for huge in (tmp_path / ("x" * 5000), tmp_path / ("x" * 200) / ("y" * 200)):
+        with pytest.raises((LogReadError, FileNotFoundError)) as err:
+            expand_log_paths(str(huge))
+        assert len(str(err.value)) < 400
