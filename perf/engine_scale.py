@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -112,10 +113,15 @@ def child(workdir: str, engine: str, millions: int) -> None:
         start = time.perf_counter()
         try:
             result = run_train(cfg, progress=False)
-        except MemoryError:
+        except MemoryError as exc:
+            where = traceback.extract_tb(exc.__traceback__)
+            ours = [f for f in where if "/site-packages/" not in f.filename][-1]
+            peaks.__exit__()
             print(json.dumps({"engine": engine, "millions": millions, "failed": (
                 f"MemoryError after {time.perf_counter() - start:.0f} s under a "
-                f"{LOCAL_ADDRESS_SPACE_GB} GB address-space limit")}))
+                f"{LOCAL_ADDRESS_SPACE_GB} GB address-space limit, in {ours.name} "
+                f"({Path(ours.filename).name}:{ours.lineno}), resident peak "
+                f"{max(m for _, m in peaks.peaks.values()) / 1024:.1f} GB")}))
             return
         seconds = time.perf_counter() - start
     processes = sorted(peaks.peaks.values(), key=lambda p: -p[1])

@@ -18,7 +18,8 @@ from pipeline.world import (
     simulate_world,
     task_table,
 )
-from router_model.attempt_log import clear_log_dataset, write_attempts
+from router_model.attempt_log import clear_log_dataset, log_dataset_parts, write_attempts
+from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog
 from router_model.policy import PolicySettings, RoutingPolicy, explore
 from router_model.replay import replay
@@ -59,6 +60,16 @@ def shifted_world(sim: DictConfig) -> DictConfig:
 def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     """Simulate, write every output under cfg.paths, and return the summary."""
     started = time.perf_counter()
+    dataset = not Path(cfg.paths.logs).suffix  # a partitioned dataset folder
+    if dataset:  # refuse a folder holding anything else before writing any output
+        logs = Path(cfg.paths.logs).resolve()
+        inside = [k for k in ("tasks", "outcomes", "simulate_summary")
+                  if logs in Path(cfg.paths[k]).resolve().parents]
+        if inside:
+            raise ValueError(f"paths.logs={str(cfg.paths.logs)[:200]!r} is a dataset folder "
+                             f"that would hold paths.{inside[0]}; give the logs a folder of "
+                             "their own, e.g. paths.logs=${paths.data_dir}/logs")
+        log_dataset_parts(logs)
     catalog = Catalog.from_config(cfg)
     sim = shifted_world(cfg.simulate)
     world = simulate_world(sim, catalog)
@@ -85,7 +96,7 @@ def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     Path(paths.tasks).parent.mkdir(parents=True, exist_ok=True)
     task_table(world).to_parquet(paths.tasks, index=False)
     outcome_table(world, catalog).to_parquet(paths.outcomes, index=False)
-    if not Path(paths.logs).suffix:  # a dataset folder: this run replaces its parts
+    if dataset:  # this run replaces the dataset's parts
         clear_log_dataset(paths.logs)
     write_attempts(logs, paths.logs, shards=int(sim.get("log_shards") or 0))
     summary["logged_policy"] = {
@@ -122,7 +133,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 @hydra.main(config_path=CONF_DIR, config_name="router_simulate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    print(format_summary(run_simulate(cfg)))
+    with user_errors("router-simulate"):
+        summary = run_simulate(cfg)
+    print(format_summary(summary))
 
 
 if __name__ == "__main__":

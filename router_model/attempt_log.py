@@ -213,6 +213,9 @@ def write_log_dataset(frame: pd.DataFrame, root: str | Path, *, shards: int = 0,
     root = Path(root)
     if len(frame) == 0:
         return root
+    if basename:  # the same export again, perhaps with other shards: replace, never add
+        for old in root.glob(f"date=*/**/part-{basename}-*.parquet"):
+            old.unlink()
     stamps = pd.to_datetime(frame["timestamp"], utc=True)
     first = stamps.groupby(frame["course_id"].to_numpy()).transform("min")
     table = attempt_table(frame).append_column("date", pa.array(
@@ -228,20 +231,33 @@ def write_log_dataset(frame: pd.DataFrame, root: str | Path, *, shards: int = 0,
     return root
 
 
-def clear_log_dataset(root: str | Path) -> None:
-    """Remove a partitioned log dataset's Parquet parts before it is rewritten, refusing when
-    the folder holds anything else (it may not be a log dataset at all)."""
+def _is_writer_part(relative: Path) -> bool:
+    """`date=.../[shard=.../]part-*.parquet`: a file `write_log_dataset` wrote."""
+    folders, name = relative.parts[:-1], relative.name
+    return (name.startswith("part-") and name.endswith(".parquet")
+            and len(folders) in (1, 2) and folders[0].startswith("date=")
+            and all(f.startswith("shard=") for f in folders[1:]))
+
+
+def log_dataset_parts(root: str | Path) -> list[Path]:
+    """The Parquet parts `write_log_dataset` wrote under `root`; refuses (ValueError) when
+    the folder holds anything else, since it may not be a log dataset at all."""
     root = Path(root)
     if not root.exists():
-        return
-    files = [p for p in root.rglob("*") if p.is_file()]
-    foreign = [p for p in files if p.suffix != ".parquet"
-               or any("=" not in part for part in p.relative_to(root).parts[:-1])]
+        return []
+    files = [p for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+    foreign = [p for p in files if not _is_writer_part(p.relative_to(root))]
     if foreign:
         raise ValueError(f"{str(root)[:200]!r} holds files that are not partitioned log parts "
                          f"(e.g. {str(foreign[0].relative_to(root))[:100]!r}); refusing to "
                          "replace it. Point paths.logs at an empty or log-only folder")
-    for p in files:
+    return files
+
+
+def clear_log_dataset(root: str | Path) -> None:
+    """Remove a partitioned log dataset's parts before it is rewritten (see
+    `log_dataset_parts`: only the writer's own files, and only when nothing else is there)."""
+    for p in log_dataset_parts(root):
         p.unlink()
 
 
@@ -407,6 +423,7 @@ def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
     try:
         with open_binary(path) as fh:
             table = pq.read_table(fh)
+        table.validate(full=True)  # e.g. text that is not UTF-8: Arrow does not check on read
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise LogReadError(f"not a readable Parquet file ({type(exc).__name__}: "
                            f"{str(exc)[:200]})") from None
@@ -419,7 +436,11 @@ def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
         for i in np.flatnonzero(nan.to_numpy(zero_copy_only=False)):
             msg = f"{name}={column[int(i)].as_py()}: not a finite number"
             reasons[i] = f"{reasons[i]}; {msg}" if reasons[i] else msg
-    frame = table.to_pandas()
+    try:
+        frame = table.to_pandas()
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # e.g. binary data marked as text
+        raise LogReadError(f"Parquet file with columns pandas cannot read "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
     frame["_row"] = np.arange(1, len(frame) + 1)
     return frame, reasons
 
@@ -553,10 +574,10 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
             frame[c])
     if known_fields is not None:
         allowed = set(known_fields)
-        bad = ~frame.get("field", pd.Series([None] * n)).isin(allowed).to_numpy()
-        bad &= frame.get("field", pd.Series([None] * n)).notna().to_numpy()
+        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
+        bad = ~field_.isin(allowed).to_numpy() & field_.notna().to_numpy()
         add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
-            frame["field"])
+            field_)
     if known_tiers is not None:
         allowed = set(known_tiers)
         tier = frame.get("tier", pd.Series([None] * n))
@@ -595,6 +616,14 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
     return loaded
 
 
+def _join_reasons(first: str, second: str) -> str:
+    """Both readers' reasons for one row, each said once."""
+    if not first or not second:
+        return first or second
+    parts = list(dict.fromkeys([*first.split("; "), *second.split("; ")]))
+    return "; ".join(parts)
+
+
 def write_quarantine(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
     """The quarantined rows as JSONL: source, row number, reason and the record itself."""
     path = Path(path)
@@ -630,8 +659,8 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
             continue
         rows = frame.pop("_row").to_numpy()
         clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
-        reasons = np.where(pre == "", reasons, np.where(reasons == "", pre,
-                                                        pre + "; " + reasons))
+        reasons = np.array([_join_reasons(a, b) for a, b in zip(pre, reasons, strict=True)],
+                           dtype=object) if (pre != "").any() else reasons
         is_bad = reasons != ""
         for i in np.flatnonzero(is_bad):
             record = {k: _plain(v) for k, v in frame.iloc[i].items()}

@@ -72,15 +72,16 @@ def _expand_local(item: str | Path) -> list[Path]:
         pass
     except OSError as exc:  # e.g. a name too long, or a folder we may not enter
         raise LogReadError(f"log path {str(p)[:200]!r}: {exc.strerror}") from None
-    if p.is_dir():
-        return sorted(q for q in p.rglob("*") if q.suffix in LOG_SUFFIXES and q.is_file())
+    if p.is_dir():  # resolved: one file reached by two spellings is read once
+        return sorted(q.resolve() for q in p.rglob("*")
+                      if q.suffix in LOG_SUFFIXES and q.is_file())
     if p.exists():
-        return [p]
+        return [p.resolve()]
     if any(c in str(item) for c in GLOB_CHARS):
         hits = [Path(h) for h in sorted(glob.glob(str(item), recursive=True))]
         return [f for h in hits
-                for f in (_expand_local(h) if h.is_dir() else [h] if h.suffix in LOG_SUFFIXES
-                          else [])]
+                for f in (_expand_local(h) if h.is_dir()
+                          else [h.resolve()] if h.suffix in LOG_SUFFIXES else [])]
     raise FileNotFoundError(f"log path {str(p)[:200]!r} does not exist; point data.logs at a "
                             "log file, folder or glob (e.g. run router-simulate first)")
 

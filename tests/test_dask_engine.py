@@ -8,13 +8,16 @@ import json
 import shutil
 from pathlib import Path
 
+import fsspec
 import pytest
 from omegaconf import OmegaConf
 
 from router_model.artifact import load_artifact
+from router_model.attempt_log import read_attempts
 from router_model.policy import EXAMPLE_TASK
 from router_model.serving import RouterService
 from tests.helpers import compose_config, tmp_paths
+from training.dataset import build_examples
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +42,7 @@ def logs(tmp_path_factory):
     return Path(cfg.paths.logs), corrupt
 
 
-def train(tmp: Path, logs: Path, engine: str, *extra: str):
+def train(tmp: Path, logs: Path | str, engine: str, *extra: str):
     from training.train import run_train
 
     cfg = compose_config("router_train", [*tmp_paths(tmp), f"data.logs={logs}",
@@ -106,16 +109,45 @@ def test_a_task_in_two_partitions_is_left_out_and_quarantined(logs, tmp_path):
     twin.parent.mkdir()
     shutil.copy(good, twin)
     cfg, result = train(tmp_path / "run", copy, "dask", "train.lightgbm.n_estimators=20")
-    assert result.metrics["data"]["tasks_in_several_partitions"] > 0
+    twinned = build_examples(read_attempts(good).frame)
+    assert result.metrics["data"]["tasks_in_several_partitions"] == twinned["task_id"].nunique()
     reasons = [json.loads(x)["reason"]
                for x in Path(cfg.paths.quarantine).read_text().splitlines()]
     assert sum("also appear in another partition" in r for r in reasons) == 2
+    # left out everywhere: the counts and the lookup table see neither copy
+    _, clean = train(tmp_path / "clean", root, "dask", "train.lightgbm.n_estimators=20")
+    assert result.metrics["data"]["examples"] == clean.metrics["data"]["examples"] - len(twinned)
+    assert result.metrics["data"]["tasks"] == \
+        clean.metrics["data"]["tasks"] - twinned["task_id"].nunique()
+    lookup_all = load_artifact(clean.artifact.path).manifest["lookup"]
+    lookup_twin = load_artifact(result.artifact.path).manifest["lookup"]
+    assert lookup_twin != lookup_all  # the twinned tasks are out of the cells, not doubled
+
+
+def test_logs_that_all_sit_in_two_partitions_say_so_before_the_fit(logs, tmp_path):
+    root, _ = logs
+    copy = tmp_path / "logs"
+    shutil.copytree(root, copy / "a")
+    shutil.copytree(root, copy / "b")
+    with pytest.raises(ValueError, match="found in several partitions"):
+        train(tmp_path / "run", copy, "dask")
+
+
+def test_a_process_local_store_is_refused_for_workers(logs, tmp_path):
+    root, _ = logs
+    memory = fsspec.filesystem("memory")
+    for p in root.rglob("*.parquet"):
+        memory.pipe(f"/probe/{p.relative_to(root)}", p.read_bytes())
+    with pytest.raises(ValueError, match="Dask workers cannot read it"):
+        train(tmp_path, "memory://probe", "dask")
 
 
 def test_dask_settings_are_checked_before_a_cluster_starts(logs, tmp_path):
     root, _ = logs
     with pytest.raises(ValueError, match="calibration_share"):
         train(tmp_path, root, "dask", "train.dask.calibration_share=1.5")
+    with pytest.raises(ValueError, match="memory_limit='lots'"):
+        train(tmp_path, root, "dask", "train.dask.memory_limit=lots")
     with pytest.raises(ValueError, match=r"not available with train\.engine=dask"):
         train(tmp_path, root, "dask", "train.split=time")
     with pytest.raises(ValueError, match=r"train\.engine='spark'"):

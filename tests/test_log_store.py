@@ -14,6 +14,7 @@ from pipeline.simulate_cli import run_simulate
 from router_model.attempt_log import (
     clear_log_dataset,
     read_attempts,
+    validate_sources,
     write_attempts,
     write_log_dataset,
 )
@@ -132,3 +133,76 @@ def test_a_huge_path_is_not_echoed_whole(tmp_path):
         with pytest.raises((LogReadError, FileNotFoundError)) as err:
             expand_log_paths(str(huge))
         assert len(str(err.value)) < 400
+
+
+def test_broken_partitions_are_quarantined_whatever_breaks_them(dataset, tmp_path):
+    """A partition without the `field` column, text that is not UTF-8, and binary data
+    labelled as text: each quarantined with a reason, never a crash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, root = dataset
+    table = pq.read_table(sorted(root.rglob("*.parquet"))[0]).slice(0, 20)
+    brief = table.schema.get_field_index("brief")
+    bad_text = pa.array([b"\xff\xfe bad"] * 20, pa.binary())
+    pq.write_table(table.drop(["field"]), tmp_path / "no_field.parquet")
+    pq.write_table(table.set_column(brief, "brief", bad_text.view(pa.string())),
+                   tmp_path / "not_utf8.parquet")
+    pq.write_table(table.set_column(brief, "brief", bad_text), tmp_path / "binary.parquet")
+    loaded = validate_sources(sorted(tmp_path.glob("*.parquet")),
+                              known_fields=["course_title"], known_tiers=["gpt-oss-20b"])
+    reasons = loaded.quarantined["reason"].tolist()
+    assert loaded.counts["files_quarantined"] == 2 and len(loaded.frame) == 0
+    assert sum("Invalid UTF8" in r for r in reasons) == 2
+    assert sum(r.startswith("field is missing") for r in reasons) == 20
+
+
+def test_one_file_reached_by_two_spellings_is_read_once(dataset):
+    _, root = dataset
+    day = next(root.glob("date=2025-09-01"))
+    files = expand_log_paths([root, f"{day}/**", root / ".." / root.name])
+    assert len(files) == len(list(root.rglob("*.parquet")))
+
+
+def test_clearing_removes_only_what_the_writer_wrote(tmp_path):
+    for mine in ("mydata.parquet", "year=2024/mydata.parquet"):
+        (tmp_path / mine).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / mine).write_bytes(b"my own table")
+        with pytest.raises(ValueError, match="not partitioned log parts"):
+            clear_log_dataset(tmp_path)
+        assert (tmp_path / mine).exists()
+        (tmp_path / mine).unlink()
+
+
+def test_simulate_refuses_a_logs_folder_that_would_hold_its_other_outputs(tmp_path):
+    cfg = compose_config(overrides=[*tmp_paths(tmp_path), "simulate.n_courses=20",
+                                    f"paths.logs={tmp_path}/data"])
+    OmegaConf.resolve(cfg)
+    with pytest.raises(ValueError, match=r"would hold paths\.tasks"):
+        run_simulate(cfg)
+    assert not (tmp_path / "data" / "tasks.parquet").exists()
+
+
+def test_a_named_export_replaces_itself_across_shard_layouts(dataset, tmp_path):
+    single, _ = dataset
+    one_course = single[single["course_id"] == single["course_id"].iloc[0]]
+    write_log_dataset(one_course, tmp_path, basename="abc")
+    write_log_dataset(one_course, tmp_path, shards=4, basename="abc")
+    loaded = read_attempts(tmp_path)
+    assert len(loaded.frame) == len(one_course) and loaded.counts["quarantined"] == 0
+
+
+def test_the_generator_export_quarantines_bad_journal_rows(dataset, tmp_path):
+    from pipeline.generator.cli import export_logs
+
+    single, _ = dataset
+    cid = single["course_id"].iloc[0]
+    journal = tmp_path / "out" / "attempts" / f"{cid}.jsonl"
+    write_attempts(single[single["course_id"] == cid], journal)
+    with journal.open("a") as fh:
+        fh.write("{not json\n")
+    (tmp_path / "out" / "attempts" / "broken.jsonl").write_bytes(b"\xff\xfe")
+    export_logs(tmp_path / "out", ["broken", cid], str(tmp_path / "logs"), 0)
+    assert len(read_attempts(tmp_path / "logs").frame) == int((single["course_id"] == cid).sum())
+    reasons = (tmp_path / "out" / "export_quarantine.jsonl").read_text()
+    assert "not valid JSON" in reasons and "broken.jsonl" in reasons

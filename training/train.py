@@ -160,7 +160,7 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
     if engine == "dask":
         from training.distributed.engine import train_on_dask
 
-        prepared = train_on_dask(cfg, kinds, phases)
+        prepared = train_on_dask(cfg, kinds, phases, progress)
     else:
         prepared = train_locally(cfg, kinds, phases)
     with phases("evaluate"):

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog
 from training.dataset import load_examples, split_examples
 from training.train import run_train
@@ -17,7 +18,8 @@ from training.train_report import format_summary
 @hydra.main(config_path=CONF_DIR, config_name="router_train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
-    result = run_train(cfg)
+    with user_errors("router-train"):
+        result = run_train(cfg)
     print(format_summary(result.metrics, result.artifact.path, result.reports_dir,
                          result.seconds))
 
@@ -26,8 +28,9 @@ def main(cfg: DictConfig) -> None:
 def prepare(cfg: DictConfig) -> None:
     """Write the labelled examples (with their split) for the DVC `prepare` stage."""
     OmegaConf.resolve(cfg)
-    data = load_examples(cfg.data.logs, Catalog.from_config(cfg), cache_dir=cfg.paths.cache_dir,
-                         quarantine_path=cfg.paths.quarantine)
+    with user_errors("router-prepare"):
+        data = load_examples(cfg.data.logs, Catalog.from_config(cfg),
+                             cache_dir=cfg.paths.cache_dir, quarantine_path=cfg.paths.quarantine)
     _, test = split_examples(data.examples, method=str(cfg.train.split),
                              test_size=float(cfg.train.test_size), seed=int(cfg.train.seed))
     out = Path(cfg.data.examples)

@@ -27,10 +27,12 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
-from router_model.attempt_log import read_attempts, write_log_dataset
+from router_model.attempt_log import validate_sources, write_log_dataset, write_quarantine
 from router_model.client import HttpRouterClient, LocalRouterClient, RouterClient
 from router_model.config import CONF_DIR, Catalog
 from router_model.serving import RouterService
+
+log = logging.getLogger("stage5_router.generate")
 
 
 def load_inputs(paths: Sequence[str | Path]) -> list[AnalysisResult]:
@@ -132,11 +134,20 @@ def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
 
 def export_logs(out: Path, course_ids: list[str], root: str, shards: int) -> None:
     """Copy finished courses' journals into the hive-partitioned Parquet log dataset, one
-    file per course named by its id's hash, so exporting a course again replaces it."""
+    file per course named by its id's hash, so exporting a course again replaces it. Rows
+    that break the contract go to `<out_dir>/export_quarantine.jsonl`, never into the set."""
+    quarantined = []
     for cid in course_ids:
-        frame = read_attempts(out / "attempts" / f"{cid}.jsonl").frame
-        name = hashlib.sha256(cid.encode()).hexdigest()[:16]
-        write_log_dataset(frame, root, shards=shards, basename=name)
+        loaded = validate_sources([out / "attempts" / f"{cid}.jsonl"],
+                                  known_fields=None, known_tiers=None)
+        quarantined += loaded.quarantined.to_dict("records")
+        if len(loaded.frame):
+            name = hashlib.sha256(cid.encode()).hexdigest()[:16]
+            write_log_dataset(loaded.frame, root, shards=shards, basename=name)
+    if quarantined:
+        write_quarantine(quarantined, out / "export_quarantine.jsonl")
+        log.warning("%d journal rows were not exported (see %s)", len(quarantined),
+                    out / "export_quarantine.jsonl")
 
 
 def totals(courses: dict[str, dict[str, Any]]) -> dict[str, Any]:

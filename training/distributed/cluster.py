@@ -29,6 +29,13 @@ class DaskSettings:
                           ("client_rows_max", 1000), ("stats_rows", 1000)):
             if getattr(self, name) < low:
                 raise ValueError(f"train.dask.{name}={getattr(self, name)!r}: must be >= {low}")
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(self.memory_limit)
+        except (ValueError, TypeError):
+            raise ValueError(f"train.dask.memory_limit={str(self.memory_limit)[:40]!r}: "
+                             "expected a size such as 8GiB or 4000MB") from None
         if not 0.0 < self.calibration_share < 1.0:
             raise ValueError(f"train.dask.calibration_share={self.calibration_share!r}: must be "
                              "between 0 and 1 (the share of training courses kept to calibrate)")
@@ -48,10 +55,11 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
     if settings.address:
         try:
             client = Client(settings.address, timeout="30s")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # nothing answering, or not an address at all
             raise ConnectionError(f"train.dask.address={settings.address[:200]!r}: no Dask "
-                                  f"scheduler answered ({exc}); start one with `dask scheduler` "
-                                  "or leave the address null for a LocalCluster") from None
+                                  f"scheduler answered ({str(exc)[:200]}); start one with "
+                                  "`dask scheduler` or leave the address null for a "
+                                  "LocalCluster") from None
         with client:
             yield client
         return

@@ -16,6 +16,7 @@ The result is the local engine's `Prepared` bundle, so the artifact has the same
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any
 
@@ -40,15 +41,21 @@ from training.distributed.cluster import DaskSettings, dask_client
 from training.distributed.partitions import (
     PartitionPlan,
     PartitionResult,
+    RowSummary,
     drop_tasks,
-    fit_part,
+    fit_rows,
     partition_examples,
+    rows_part,
     small_part,
+    summarize_rows,
 )
 from training.fitting import Phases, Prepared, fit_pass_model, make_estimator
 from training.reference import reference_profile
 
 ROWS_PER_JSONL_BYTE = 1 / 700  # a guess for JSONL partitions, whose row count costs a read
+MIN_CALIBRATION = 1000  # examples: fewer and isotonic calibration gets coarse (warned)
+PROCESS_LOCAL = "memory://"  # an fsspec store other processes cannot see
+log = logging.getLogger("stage5_router.train.dask")
 
 
 def estimated_rows(files: list[Any]) -> int:
@@ -96,9 +103,9 @@ def make_plan(cfg: DictConfig, spec: FeatureSpec, settings: DaskSettings, rows: 
 
 def run_partitions(client: Any, files: list[Any], plan: PartitionPlan, progress: bool
                    ) -> tuple[list[PartitionResult], list[Any], list[Any]]:
-    """Map every partition; gather the small parts; leave the fit rows on the workers.
+    """Map every partition; gather the small parts; leave the lean rows on the workers.
     The partition futures are returned too: the caller keeps them until the fit is done (the
-    fit rows are the same objects on the worker, so this costs no memory)."""
+    lean rows are the same objects on the worker, so this costs no memory)."""
     from distributed import as_completed
 
     futures = client.map(partition_examples, files, plan=plan, pure=False)
@@ -106,9 +113,8 @@ def run_partitions(client: Any, files: list[Any], plan: PartitionPlan, progress:
                   unit="part", disable=not progress, leave=False):
         pass
     small = client.gather(client.map(small_part, futures))
-    fits = [f for f, s in zip(client.map(fit_part, futures), small, strict=True)
-            if s.counts.get("fit_rows")]
-    return small, fits, futures
+    rows = client.map(rows_part, futures)
+    return small, rows, futures
 
 
 def duplicated_tasks(parts: list[PartitionResult], files: list[Any]
@@ -140,12 +146,13 @@ def without_tasks(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
 
 
 def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionResult],
-                      twice: np.ndarray, dup_entries: list[dict[str, Any]]) -> ExampleSet:
+                      summaries: list[RowSummary], twice: np.ndarray,
+                      dup_entries: list[dict[str, Any]]) -> ExampleSet:
     """The local engine's `ExampleSet` meta (counts, ladder statistics, drift reference) from
     the partitions' small parts; its `examples` is the calibration sample."""
     counts: dict[str, int] = {}
-    for p in small:
-        for k, v in p.counts.items():
+    for part in [*(p.counts for p in small), *(s.counts for s in summaries)]:
+        for k, v in part.items():
             counts[k] = counts.get(k, 0) + int(v)
     quarantined = [q for p in small for q in p.quarantined] + dup_entries
     counts["quarantined"] = len(quarantined)
@@ -159,22 +166,39 @@ def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionRe
         raise ValueError(f"no row of the {len(files)} log partitions met the attempt-log "
                          f"contract (first: {first['source']}: {str(first['reason'])[:200]})")
     stats = without_tasks(concat([p.stats for p in small]), twice)
-    audited = without_tasks(concat([p.audited for p in small]), twice)
     ladder = ladder_statistics(stats)
+    audited = without_tasks(concat([p.audited for p in small]), twice)
     ladder["gate_errors"] = gate_errors(audited) if len(audited) else ladder["gate_errors"]
     calibration = without_tasks(concat([p.calibration for p in small]), twice)
     return ExampleSet(calibration, logs_hash(files, Catalog.from_config(cfg)), counts, ladder,
                       from_cache=False, reference=reference_profile(stats))
 
 
-def fit_on_cluster(client: Any, fits: list[Any], spec: FeatureSpec, estimator: Any
+def check_trainable(counts: dict[str, int], calibration: pd.DataFrame, twice: np.ndarray
+                    ) -> None:
+    """Refuse before the cluster fits: no rows, one class, or too few to calibrate on."""
+    if counts.get("fit_rows", 0) == 0:
+        raise ValueError("no training rows are left" + (
+            f" after leaving out {len(twice):,} tasks found in several partitions (see the "
+            "quarantine)" if len(twice) else "; add logs"))
+    if counts["fit_passes"] in (0, counts["fit_rows"]):
+        raise ValueError("the training examples hold only one class (every attempt passed, "
+                         "or none did); the model needs both. Add more logs.")
+    if len(calibration) < MIN_CALIBRATION:
+        log.warning("calibrating on %d examples only (fewer than %d); raise "
+                    "train.dask.calibration_share or add logs", len(calibration),
+                    MIN_CALIBRATION)
+
+
+def fit_on_cluster(client: Any, parts: list[Any], spec: FeatureSpec, estimator: Any
                    ) -> Any:
     """DaskLGBMClassifier on the workers' rows; returns the local estimator holding its trees."""
     import dask.dataframe as dd
     from lightgbm.dask import DaskLGBMClassifier
 
-    meta = client.submit(lambda f: f.iloc[:0], fits[0]).result()
-    rows = dd.from_delayed(fits, meta=meta, verify_meta=False)
+    parts = client.map(fit_rows, parts)
+    meta = client.submit(lambda f: f.iloc[:0], parts[0]).result()
+    rows = dd.from_delayed(parts, meta=meta, verify_meta=False)
     width = len(spec.columns)
     encoded = rows.map_partitions(
         lambda f: pd.DataFrame(spec.encode(f), columns=range(width), index=f.index),
@@ -215,22 +239,31 @@ def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
     spec = FeatureSpec.from_config(cfg.router.features, embedding_cache=cfg.paths.cache_dir)
     files = [f for f in expand_log_paths(cfg.data.logs)
              if not same_file(f, cfg.paths.get("quarantine"))]
+    local_only = [f for f in files if str(f).startswith(PROCESS_LOCAL)]
+    if local_only:
+        raise ValueError(f"{str(local_only[0])[:200]!r}: a memory:// store lives in this "
+                         "process only, and Dask workers cannot read it; write the logs to "
+                         "files or an object store, or use train.engine=local")
     plan = make_plan(cfg, spec, settings, estimated_rows(files))
     with dask_client(settings) as client:
         with phases("read logs"):
-            small, fits, _parts = run_partitions(client, files, plan, progress)
+            small, parts, _futures = run_partitions(client, files, plan, progress)
             twice, dup_entries = duplicated_tasks(small, files)
-            if len(twice):
-                fits = client.map(drop_tasks, fits, keys=twice)
-            data = gathered_examples(cfg, files, small, twice, dup_entries)
+            if len(twice):  # scattered once: a large argument inlined into every task
+                # of a map trips the scheduler (distributed 2026.8)
+                dropped = client.scatter(twice, broadcast=True)
+                parts = client.map(drop_tasks, parts, keys=dropped)
+            summaries = client.gather(client.map(summarize_rows, parts,
+                                                 categorical=spec.categorical))
+            data = gathered_examples(cfg, files, small, summaries, twice, dup_entries)
         with phases("split"):
-            spec.fit_categories({c: [v for p in small for v in p.categories.get(c, [])]
+            check_trainable(data.counts, data.examples, twice)
+            spec.fit_categories({c: [v for s in summaries for v in s.categories.get(c, [])]
                                  for c in spec.categorical})
-            if not fits:
-                raise ValueError("no training rows left after the split; add logs")
+            parts = [p for p, s in zip(parts, summaries, strict=True) if s.counts["fit_rows"]]
         workers = len(client.scheduler_info()["workers"])
         with phases(f"fit {kinds[0]}"):
-            estimator = fit_on_cluster(client, fits, spec,
+            estimator = fit_on_cluster(client, parts, spec,
                                        make_estimator(kinds[0], spec, cfg.train))
             calibrator = calibrate(estimator, spec, data.examples, str(cfg.train.calibration))
             models = {kinds[0]: PassModel(spec=spec, calibrated=None, kind=kinds[0],
@@ -239,14 +272,13 @@ def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
         with phases(f"fit {kind}"):
             models[kind] = fit_pass_model(kind, data.examples, spec, cfg.train)
     test = without_tasks(concat([p.test for p in small]), twice)
-    cells = concat([p.cells for p in small])
+    cells = concat([s.cells for s in summaries])
     audited = without_tasks(concat([p.audited for p in small]), twice)
     return Prepared(
         data=data, spec=spec, models=models, train_rows=data.examples, test_rows=test,
         audit_examples=build_examples(audited) if len(audited) else data.examples,
         lookup=lookup_from_cells(cells, sorted(cells["field"].unique())),
-        engine_info={"engine": "dask", "workers": workers,
-                     "partitions": len(files), "calibration_examples": len(data.examples),
+        engine_info={"engine": "dask", "workers": workers, "partitions": len(files),
+                     "calibration_examples": len(data.examples),
                      "sampled": {"calibration": plan.keep_calibration, "test": plan.keep_test,
                                  "stats": plan.keep_stats}})
-

@@ -33,20 +33,31 @@ class PartitionPlan:
     keep_stats: float
 
 
+FIT, CALIBRATION, TEST = 0, 1, 2  # a lean row's role
+
+
 @dataclass
 class PartitionResult:
-    """One partition's outputs; `fit` stays on the worker, the rest is small."""
+    """One partition's outputs; `rows` (every example, lean) stay on the worker, the rest is
+    small and gathered by the client."""
 
-    fit: pd.DataFrame
+    rows: pd.DataFrame
     calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
     test: pd.DataFrame = field(default_factory=pd.DataFrame)
     stats: pd.DataFrame = field(default_factory=pd.DataFrame)
     audited: pd.DataFrame = field(default_factory=pd.DataFrame)
-    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
-    categories: dict[str, list[str]] = field(default_factory=dict)
     task_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     counts: dict[str, int] = field(default_factory=dict)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class RowSummary:
+    """What the client needs from a partition's lean rows, once duplicates are gone."""
+
+    cells: pd.DataFrame
+    categories: dict[str, list[str]]
+    counts: dict[str, int]
 
 
 def task_keys(task_ids: pd.Series) -> np.ndarray:
@@ -54,8 +65,9 @@ def task_keys(task_ids: pd.Series) -> np.ndarray:
     return np.unique(pd.util.hash_array(task_ids.astype(str).to_numpy(object)))
 
 
-def lean_fit_rows(examples: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
-    """Only what the fit needs, categoricals as pandas categories: ~100 bytes a row."""
+def lean_rows(examples: pd.DataFrame, role: np.ndarray, plan: PartitionPlan) -> pd.DataFrame:
+    """Only what the fit and the counts need, categoricals as pandas categories: ~100 bytes
+    a row."""
     examples = examples.reset_index(drop=True)  # columns are assigned by index below
     out = pd.DataFrame(index=examples.index)
     for c in plan.categorical:
@@ -64,7 +76,10 @@ def lean_fit_rows(examples: pd.DataFrame, plan: PartitionPlan) -> pd.DataFrame:
         out[c] = pd.to_numeric(examples[c], errors="coerce").to_numpy(float) \
             if c in examples else np.nan
     out["label"] = examples["label"].to_numpy(np.int8)
+    out["is_start"] = examples["is_start"].to_numpy(bool)
+    out["role"] = role.astype(np.int8)
     out["task_key"] = pd.util.hash_array(examples["task_id"].astype(str).to_numpy(object))
+    out["course_key"] = pd.util.hash_array(examples["course_id"].astype(str).to_numpy(object))
     return out
 
 
@@ -72,51 +87,67 @@ def partition_examples(source: LogSource, plan: PartitionPlan) -> PartitionResul
     """Validate one partition, build its examples, and split them by course hash."""
     loaded = validate_sources([source], known_fields=plan.fields, known_tiers=plan.tiers)
     quarantined = loaded.quarantined.to_dict("records")
-    counts = {**loaded.counts, "examples": 0, "tasks": 0}
+    counts = dict(loaded.counts)
     attempts = loaded.frame
     if attempts.empty:
-        return PartitionResult(fit=pd.DataFrame(), quarantined=quarantined,
-                               counts={**counts, "fit_rows": 0})
+        return PartitionResult(rows=pd.DataFrame(), quarantined=quarantined, counts=counts)
     if plan.holdout_share:  # courses router-promote judges on: never trained on
         attempts = attempts[course_draw(attempts["course_id"]) >= plan.holdout_share]
     examples = build_examples(attempts)
-    counts.update(examples=len(examples), tasks=int(examples["task_id"].nunique()))
     is_test = hash_test_courses(examples["course_id"], plan.test_size, plan.seed)
     calibrating = ~is_test & (course_draw(examples["course_id"], f"calibration-{plan.seed}:")
                               < plan.calibration_share)
     sample = course_draw(examples["course_id"], f"sample-{plan.seed}:")
-    fit_rows = examples[~is_test & ~calibrating]
-    counts.update(fit_rows=len(fit_rows), train_examples=int((~is_test).sum()),
-                  train_courses=int(examples.loc[~is_test, "course_id"].nunique()))
+    role = np.where(is_test, TEST, np.where(calibrating, CALIBRATION, FIT))
     stats_courses = course_draw(attempts["course_id"], f"stats-{plan.seed}:") < plan.keep_stats
     audit = pd.Series(attempts["audit_passed"], dtype="boolean").notna().to_numpy() \
         if "audit_passed" in attempts else np.zeros(len(attempts), bool)
     return PartitionResult(
-        fit=lean_fit_rows(fit_rows, plan),
+        rows=lean_rows(examples, role, plan),
         calibration=examples[calibrating & (sample < plan.keep_calibration)].drop(
             columns="brief", errors="ignore"),
         test=examples[is_test & (sample < plan.keep_test)].drop(columns="brief",
                                                                errors="ignore"),
         stats=attempts[stats_courses].drop(columns="brief", errors="ignore"),
         audited=attempts[audit].drop(columns="brief", errors="ignore"),
-        cells=start_cells(examples[~is_test]),
-        categories={c: sorted(map(str, examples.loc[~is_test, c].dropna().unique()))
-                    for c in plan.categorical if c in examples},
         task_keys=task_keys(examples["task_id"]),
         counts=counts, quarantined=quarantined)
 
 
+ROW_COUNTS = ("examples", "tasks", "train_examples", "train_courses", "fit_rows", "fit_passes")
+
+
+def summarize_rows(rows: pd.DataFrame, categorical: tuple[str, ...]) -> RowSummary:
+    """Start-tier cells and category values of the training rows, and the example counts."""
+    if rows.empty:  # a partition that was all quarantined
+        return RowSummary(pd.DataFrame(columns=["field", "tier", "passes", "n"]), {},
+                          dict.fromkeys(ROW_COUNTS, 0))
+    train = rows[rows["role"] != TEST]
+    fit = rows[rows["role"] == FIT]
+    counts = {"examples": len(rows), "tasks": int(rows["task_key"].nunique()),
+              "train_examples": len(train), "train_courses": int(train["course_key"].nunique()),
+              "fit_rows": len(fit), "fit_passes": int(fit["label"].sum())}
+    categories = {c: sorted(map(str, train[c].dropna().unique())) for c in categorical}
+    return RowSummary(start_cells(train), categories, counts)
+
+
 def small_part(result: PartitionResult) -> PartitionResult:
-    """Everything but the fit rows: what the client gathers."""
-    return PartitionResult(fit=result.fit.iloc[:0], **{
-        k: getattr(result, k) for k in ("calibration", "test", "stats", "audited", "cells",
-                                        "categories", "task_keys", "counts", "quarantined")})
+    """Everything but the lean rows: what the client gathers."""
+    return PartitionResult(rows=result.rows.iloc[:0], **{
+        k: getattr(result, k) for k in ("calibration", "test", "stats", "audited", "task_keys",
+                                        "counts", "quarantined")})
 
 
-def fit_part(result: PartitionResult) -> pd.DataFrame:
-    return result.fit
+def rows_part(result: PartitionResult) -> pd.DataFrame:
+    return result.rows
 
 
 def drop_tasks(rows: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
-    """The fit rows without the tasks found in more than one partition."""
+    """The lean rows without the tasks found in more than one partition."""
+    if rows.empty:
+        return rows
     return rows[~np.isin(rows["task_key"].to_numpy(), keys)]
+
+
+def fit_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["role"] == FIT]
