@@ -115,7 +115,8 @@ def child(workdir: str, engine: str, millions: int) -> None:
             result = run_train(cfg, progress=False)
         except MemoryError as exc:
             where = traceback.extract_tb(exc.__traceback__)
-            ours = [f for f in where if "/site-packages/" not in f.filename][-1]
+            repo = str(Path(__file__).resolve().parents[1])
+            ours = [f for f in where if f.filename.startswith(repo)][-1]
             peaks.__exit__()
             print(json.dumps({"engine": engine, "millions": millions, "failed": (
                 f"MemoryError after {time.perf_counter() - start:.0f} s under a "

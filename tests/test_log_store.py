@@ -206,3 +206,17 @@ def test_the_generator_export_quarantines_bad_journal_rows(dataset, tmp_path):
     assert len(read_attempts(tmp_path / "logs").frame) == int((single["course_id"] == cid).sum())
     reasons = (tmp_path / "out" / "export_quarantine.jsonl").read_text()
     assert "not valid JSON" in reasons and "broken.jsonl" in reasons
+
+
+def test_router_train_ends_bad_input_with_one_line_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "router-train"), f"data.logs={tmp_path}/nowhere",
+         *tmp_paths(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("router-train: log path")
