@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from router_model.config import Catalog, typed
 from router_model.features import FeatureSpec
-from router_model.log_store import expand_log_paths, same_file, suffix
+from router_model.log_store import expand_log_paths, open_binary, same_file, suffix
 from router_model.model import PassModel
 from training.dataset import (
     ExampleSet,
@@ -61,8 +61,6 @@ log = logging.getLogger("stage5_router.train.dask")
 def estimated_rows(files: list[Any]) -> int:
     """Rows in the logs from Parquet footers (no data read), to size the client's samples."""
     import pyarrow.parquet as pq
-
-    from router_model.log_store import open_binary
 
     total = 0
     for f in files:
