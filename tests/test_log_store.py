@@ -219,4 +219,5 @@ def test_router_train_ends_bad_input_with_one_line_not_a_traceback(tmp_path):
          *tmp_paths(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("router-train: log path")
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("router-train: log path"), lines[-3:]

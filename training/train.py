@@ -157,25 +157,27 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
         raise ValueError(f"train.engine={engine[:40]!r}: expected one of {list(ENGINES)}")
     phases = Phases(["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate",
                      "calibrate dials", "save"], progress)
-    if engine == "dask":
-        from training.distributed.engine import train_on_dask
+    try:  # the bar is closed on an error too, so the error is the last thing printed
+        if engine == "dask":
+            from training.distributed.engine import train_on_dask
 
-        prepared = train_on_dask(cfg, kinds, phases, progress)
-    else:
-        prepared = train_locally(cfg, kinds, phases)
-    with phases("evaluate"):
-        metrics, reports = evaluate(cfg, prepared, kinds)
-    with phases("calibrate dials"):
-        main = prepared.models[kinds[0]]
-        ladder_stats = prepared.data.ladder_stats
-        ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
-        metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
-        lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
-        dials = calibrate_policies(cfg, main, lookup, prepared.test_rows)
-        metrics["calibration"] = dials
-    with phases("save"):
-        artifact = save_trained(cfg, prepared, main, metrics, lookup, dials)
-    phases.close()
+            prepared = train_on_dask(cfg, kinds, phases, progress)
+        else:
+            prepared = train_locally(cfg, kinds, phases)
+        with phases("evaluate"):
+            metrics, reports = evaluate(cfg, prepared, kinds)
+        with phases("calibrate dials"):
+            main = prepared.models[kinds[0]]
+            ladder_stats = prepared.data.ladder_stats
+            ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
+            metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
+            lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
+            dials = calibrate_policies(cfg, main, lookup, prepared.test_rows)
+            metrics["calibration"] = dials
+        with phases("save"):
+            artifact = save_trained(cfg, prepared, main, metrics, lookup, dials)
+    finally:
+        phases.close()
     # metrics.json is a DVC output, byte-identical for a seed; timings live beside it.
     (reports / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (reports / "timings.json").write_text(json.dumps(phases.seconds, indent=2))
