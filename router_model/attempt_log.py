@@ -18,7 +18,6 @@ as a log.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from router_model.contract import Analysis, AttemptRecord
+from router_model.files import stable_hash32
 from router_model.log_store import (
     LogReadError,
     LogSource,
@@ -193,9 +193,7 @@ def write_attempts(records: pd.DataFrame | Iterable[AttemptRecord | dict[str, An
 
 def course_shard(course_ids: pd.Series, shards: int) -> np.ndarray:
     """A stable shard number per course (sha256 of the id), the same on every machine."""
-    unique = pd.unique(course_ids.astype(str))
-    draw = {c: int(hashlib.sha256(c.encode()).hexdigest()[:8], 16) % shards for c in unique}
-    return course_ids.astype(str).map(draw).to_numpy(np.int32)
+    return (stable_hash32(course_ids) % shards).astype(np.int32)
 
 
 def write_log_dataset(frame: pd.DataFrame, root: str | Path, *, shards: int = 0,

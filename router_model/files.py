@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 
 def sha256_file(path: str | Path, h: hashlib._Hash | None = None) -> str:
@@ -15,6 +19,15 @@ def sha256_file(path: str | Path, h: hashlib._Hash | None = None) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def stable_hash32(values: pd.Series | Sequence[str], salt: str = "") -> np.ndarray:
+    """The first 32 bits of sha256(salt + value) per value, as integers: the same on every
+    machine and in every process (Python's own hash is salted per process)."""
+    ids = pd.Series(values, dtype=str)
+    table = {v: int(hashlib.sha256(f"{salt}{v}".encode()).hexdigest()[:8], 16)
+             for v in ids.unique()}
+    return ids.map(table).to_numpy(np.int64)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

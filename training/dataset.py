@@ -25,6 +25,7 @@ import pandas as pd
 from router_model.attempt_log import read_attempts
 from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
+from router_model.files import stable_hash32
 from router_model.log_store import LogSource, expand_log_paths, fingerprint, same_file
 from training.reference import reference_profile
 
@@ -202,11 +203,7 @@ def _write_cache(data: ExampleSet, cache: Path) -> None:
 def course_draw(course_ids: pd.Series | Sequence[str], salt: str = "") -> np.ndarray:
     """A uniform number in [0, 1) per row from a stable hash of (salt, course id): the same
     on every machine and in every partition, so splits never need the whole log at once."""
-    ids = pd.Series(course_ids, dtype=str)
-    unique = ids.unique()
-    draw = {c: int(hashlib.sha256(f"{salt}{c}".encode()).hexdigest()[:8], 16) / 16**8
-            for c in unique}
-    return ids.map(draw).to_numpy(float)
+    return stable_hash32(course_ids, salt) / 16**8
 
 
 def in_holdout(course_ids: pd.Series | Sequence[str], share: float) -> np.ndarray:

@@ -48,6 +48,7 @@ from training.distributed.partitions import (
     rows_part,
     small_part,
     summarize_rows,
+    text_keys,
 )
 from training.fitting import Phases, Prepared, fit_pass_model, make_estimator
 from training.reference import reference_profile
@@ -139,8 +140,7 @@ def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def without_tasks(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
     if not len(keys) or frame.empty:
         return frame
-    hashed = pd.util.hash_array(frame["task_id"].astype(str).to_numpy(object))
-    return frame[~np.isin(hashed, keys)].reset_index(drop=True)
+    return frame[~np.isin(text_keys(frame["task_id"]), keys)].reset_index(drop=True)
 
 
 def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionResult],

@@ -5,7 +5,7 @@ the client gathers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -60,9 +60,14 @@ class RowSummary:
     counts: dict[str, int]
 
 
+def text_keys(values: pd.Series) -> np.ndarray:
+    """A 64-bit hash per value: tasks and courses as 8 bytes, compared across partitions."""
+    return pd.util.hash_array(values.astype(str).to_numpy(object))
+
+
 def task_keys(task_ids: pd.Series) -> np.ndarray:
-    """A 64-bit hash per distinct task id: how the client finds a task in two partitions."""
-    return np.unique(pd.util.hash_array(task_ids.astype(str).to_numpy(object)))
+    """The distinct tasks' keys: how the client finds a task in two partitions."""
+    return np.unique(text_keys(task_ids))
 
 
 def lean_rows(examples: pd.DataFrame, role: np.ndarray, plan: PartitionPlan) -> pd.DataFrame:
@@ -78,8 +83,8 @@ def lean_rows(examples: pd.DataFrame, role: np.ndarray, plan: PartitionPlan) -> 
     out["label"] = examples["label"].to_numpy(np.int8)
     out["is_start"] = examples["is_start"].to_numpy(bool)
     out["role"] = role.astype(np.int8)
-    out["task_key"] = pd.util.hash_array(examples["task_id"].astype(str).to_numpy(object))
-    out["course_key"] = pd.util.hash_array(examples["course_id"].astype(str).to_numpy(object))
+    out["task_key"] = text_keys(examples["task_id"])
+    out["course_key"] = text_keys(examples["course_id"])
     return out
 
 
@@ -133,9 +138,7 @@ def summarize_rows(rows: pd.DataFrame, categorical: tuple[str, ...]) -> RowSumma
 
 def small_part(result: PartitionResult) -> PartitionResult:
     """Everything but the lean rows: what the client gathers."""
-    return PartitionResult(rows=result.rows.iloc[:0], **{
-        k: getattr(result, k) for k in ("calibration", "test", "stats", "audited", "task_keys",
-                                        "counts", "quarantined")})
+    return replace(result, rows=result.rows.iloc[:0])
 
 
 def rows_part(result: PartitionResult) -> pd.DataFrame:
