@@ -145,7 +145,7 @@ def test_a_process_local_store_is_refused_for_workers(logs, tmp_path):
 def test_dask_settings_are_checked_before_a_cluster_starts(logs, tmp_path):
     root, _ = logs
     with pytest.raises(ValueError, match="calibration_share"):
-        train(tmp_path, root, "dask", "train.dask.calibration_share=1.5")
+        train(tmp_path, root, "dask", "train.calibration_share=1.5")
     with pytest.raises(ValueError, match="memory_limit='lots'"):
         train(tmp_path, root, "dask", "train.dask.memory_limit=lots")
     with pytest.raises(ValueError, match=r"not available with train\.engine=dask"):

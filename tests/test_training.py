@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import DictConfig, OmegaConf
 
 from router_model.artifact import (
     ArtifactError,
@@ -16,6 +17,7 @@ from router_model.artifact import (
     resolve_version_dir,
 )
 from router_model.features import FeatureSpec
+from tests.helpers import compose_config
 from training.dataset import build_examples, load_examples, split_examples
 
 
@@ -48,6 +50,82 @@ def test_is_start_and_propensity_come_from_the_chain_start():
     assert ex.set_index("tier")["is_start"].to_dict() == {"a": True, "b": False}
     assert (ex["propensity"] == 0.9).all()
     assert (ex["expected_output_tokens"] == 100).all()
+
+
+def test_examples_and_task_rows_do_not_depend_on_the_order_of_the_log():
+    from training.reference import task_frame
+
+    rows = pd.DataFrame(
+        chain("t2", "c1", [("a", "schema", False), ("b", "rate_limit", False),
+                           ("b", "low_similarity", False), ("b", "none", True)])
+        + chain("t1", "c1", [("b", "low_similarity", False), ("b", "none", True)])
+        + chain("t3", "c2", [("a", "timeout", False)])).assign(
+            cost_usd=np.arange(7) / 8, phase=1)
+    shuffled = rows.sample(frac=1.0, random_state=3)
+    ex = build_examples(rows)
+    pd.testing.assert_frame_equal(build_examples(shuffled), ex)
+    assert list(ex["task_id"]) == ["t1", "t2", "t2"]  # (task, attempt) order
+    assert list(ex["label"]) == [0, 0, 0] and list(ex["tier"]) == ["b", "a", "b"]
+    tasks = task_frame(shuffled).set_index("task_id")
+    pd.testing.assert_frame_equal(task_frame(rows).set_index("task_id"), tasks)
+    assert tasks["start_tier"].to_dict() == {"t1": "b", "t2": "a", "t3": "a"}
+    assert tasks["escalated"].to_dict() == {"t1": False, "t2": True, "t3": False}
+    assert tasks["flagged"].to_dict() == {"t1": False, "t2": False, "t3": True}
+    assert tasks["cost"].to_dict() == {"t1": 9 / 8, "t2": 6 / 8, "t3": 6 / 8}
+    assert tasks["first_pass"].fillna(-1).to_dict() == {"t1": 0.0, "t2": 0.0, "t3": -1}
+    assert tasks["expected_output_tokens"].fillna(-1).to_dict() == {
+        "t1": 100, "t2": 100, "t3": -1}
+    assert build_examples(rows.iloc[:0]).empty and task_frame(rows.iloc[:0]).empty
+
+
+def calibration_rows(n_courses: int = 400, per_course: int = 40) -> pd.DataFrame:
+    """Examples whose held-out calibration courses pass far more often than the rest."""
+    from training.dataset import calibration_courses
+
+    rng = np.random.default_rng(5)
+    course = np.repeat([f"c{i}" for i in range(n_courses)], per_course)
+    tokens = rng.integers(100, 2000, len(course))
+    held = calibration_courses(course, 0.15, 0)
+    p = np.where(held, 0.85, 0.15 + 0.3 * (tokens > 1000))
+    return pd.DataFrame({"course_id": course, "field": "exercise", "tier": "a",
+                         "prompt_tokens": tokens, "label": (rng.random(len(course)) < p)
+                         .astype(int)}).assign(held=held)
+
+
+def train_settings(**changes) -> DictConfig:
+    """conf/train's defaults with `changes` merged in."""
+    return OmegaConf.merge(compose_config("router_train").train, changes)
+
+
+@pytest.mark.parametrize("holdout_from", [0, 10**9])
+def test_large_training_sets_calibrate_on_held_out_courses(holdout_from):
+    from training.fitting import fit_pass_model
+
+    rows = calibration_rows()
+    spec = FeatureSpec(categorical=("field", "tier"), numeric=("prompt_tokens",)).fit(rows)
+    train_cfg = train_settings(**{"holdout_calibration_from": holdout_from,
+                                "lightgbm": {"n_estimators": 30}})
+    model = fit_pass_model("lightgbm", rows, spec, train_cfg)
+    held = rows["held"].to_numpy()
+    p = model.predict_matrix(spec.encode(rows))
+    if holdout_from == 0:  # trees from the other courses, calibrator from the held-out ones
+        assert model.calibrated is None
+        assert p[held].mean() == pytest.approx(rows["label"][held].mean(), abs=1e-9)
+        assert model._raw_score(spec.encode(rows))[~held].mean() < 0.5
+    else:  # one model on every row, calibrated out of fold: the overall rate
+        assert model.calibrated is not None
+        assert p.mean() == pytest.approx(rows["label"].mean(), abs=0.03)
+        assert abs(p[held].mean() - rows["label"][held].mean()) > 0.3
+
+
+def test_a_calibration_share_outside_zero_and_one_is_refused():
+    from training.fitting import fit_pass_model
+
+    rows = calibration_rows(n_courses=40)
+    spec = FeatureSpec(categorical=("field", "tier"), numeric=("prompt_tokens",)).fit(rows)
+    train_cfg = train_settings(holdout_calibration_from=0, calibration_share=1.5)
+    with pytest.raises(ValueError, match=r"train.calibration_share=1.5: must be between"):
+        fit_pass_model("lightgbm", rows, spec, train_cfg)
 
 
 @pytest.mark.parametrize("method", ["course", "time"])

@@ -27,34 +27,38 @@ from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
 from router_model.files import stable_hash32
 from router_model.log_store import LogSource, expand_log_paths, fingerprint, same_file
+from training.chains import Chains
 from training.reference import reference_profile
 
 # Bump when the example-building logic changes, so stale caches are never reused.
 DATASET_VERSION = 4  # 4: the drift reference travels with the examples
 
 
+OUTCOME_COLUMNS = ("passed", "similarity", "schema_valid", "cost_usd", "latency_ms")
+
+
 def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, tier tried): features of the task, label = first verdict passed."""
-    judged = attempts[attempts["error_kind"].isin(GATE_VERDICTS)]
-    judged = judged.sort_values(["task_id", "attempt"], kind="stable")
-    first_per_tier = judged.drop_duplicates(["task_id", "tier"], keep="first")
-    chain_start = attempts.loc[attempts.groupby("task_id")["attempt"].idxmin(),
-                               ["task_id", "tier", "start_source", "propensity"]]
+    chains = Chains.of(attempts)
+    rows = chains.first_judged(by_tier=True)
+    source = chains.order[rows]
+    keep = [c for c in attempts.columns if c not in OUTCOME_COLUMNS]
+    examples = attempts[keep].iloc[source].reset_index(drop=True)
+    examples["label"] = attempts["passed"].to_numpy()[source].astype(np.int8)
     # The task's expected output size: what its first judged attempt produced.
-    expected = judged.drop_duplicates("task_id", keep="first").set_index("task_id")[
-        "completion_tokens"]
-    examples = first_per_tier.assign(
-        label=first_per_tier["passed"].astype(np.int8),
-        expected_output_tokens=first_per_tier["task_id"].map(expected).astype(float),
-    )
-    start = chain_start.set_index("task_id")
-    examples["is_start"] = examples["tier"].to_numpy() == start["tier"].reindex(
-        examples["task_id"]).to_numpy()
-    examples["start_source"] = start["start_source"].reindex(examples["task_id"]).to_numpy()
-    examples["propensity"] = start["propensity"].reindex(examples["task_id"]).to_numpy()
-    keep = [c for c in examples.columns if c not in ("passed", "similarity", "schema_valid",
-                                                       "cost_usd", "latency_ms")]
-    return examples[keep].reset_index(drop=True)
+    first = chains.first_judged()
+    tokens = attempts["completion_tokens"].to_numpy()[chains.order[first]]
+    expected = chains.per_chain(first, tokens)
+    examples["expected_output_tokens"] = expected[chains.chain[rows]]
+    examples["is_start"] = chains.tier[rows] == chains.start_tier()[rows]
+    start = chains.order[chains.first][chains.chain[rows]]
+    examples["start_source"] = attempts["start_source"].iloc[start].to_numpy()
+    examples["propensity"] = attempts["propensity"].iloc[start].to_numpy()
+    return examples
+
+
+LADDER_COLUMNS = ("task_id", "attempt", "field", "tier", "error_kind", "passed",
+                  "completion_tokens", "audit_passed")  # all ladder_statistics reads
 
 
 def ladder_statistics(attempts: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -64,11 +68,13 @@ def ladder_statistics(attempts: pd.DataFrame) -> dict[str, dict[str, float]]:
     severe similarity (the rest retry); `retry_pass_rate`: how often a same-tier retry passed.
     Also the median completion tokens per field, used when a request gives no expected size.
     """
+    attempts = attempts[[c for c in LADDER_COLUMNS if c in attempts.columns]]
     judged = attempts[attempts["error_kind"].isin(GATE_VERDICTS)]
     failed = judged[~judged["passed"]]
     by_tier: dict[str, dict[str, float]] = {}
-    retries = judged.sort_values(["task_id", "attempt"], kind="stable")
-    retries = retries[retries.duplicated(["task_id", "tier"], keep="first")]
+    chains = Chains.of(attempts)  # a retry: a judged attempt after the tier's first verdict
+    retry = np.setdiff1d(np.flatnonzero(chains.judged), chains.first_judged(by_tier=True))
+    retries = attempts[["tier", "passed"]].iloc[chains.order[retry]]
     for tier in sorted(judged["tier"].unique()):
         f = failed[failed["tier"] == tier]
         r = retries[retries["tier"] == tier]
@@ -219,6 +225,13 @@ def hash_test_courses(course_ids: pd.Series | Sequence[str], test_size: float, s
     """`train.split=hash`: a course is held out when its seeded hash falls below test_size;
     both engines draw the same courses, partition by partition."""
     return course_draw(course_ids, f"split-{seed}:") < test_size
+
+
+def calibration_courses(course_ids: pd.Series | Sequence[str], share: float, seed: int
+                        ) -> np.ndarray:
+    """Training courses kept out of the fit to calibrate on (when the data is large): the
+    same seeded course hash in both engines, so they calibrate on the same courses."""
+    return course_draw(course_ids, f"calibration-{seed}:") < share
 
 
 def split_examples(examples: pd.DataFrame, *, method: str, test_size: float, seed: int

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from router_model.features import FeatureSpec
 from router_model.model import PassModel
-from training.dataset import ExampleSet
+from training.dataset import ExampleSet, calibration_courses
 
 
 def estimator_names(train_cfg: DictConfig) -> list[str]:
@@ -39,12 +39,21 @@ def make_estimator(kind: str, spec: FeatureSpec, train_cfg: DictConfig) -> Any:
                        random_state=int(train_cfg.seed), _convert_="all")
 
 
+def calibration_share(train_cfg: DictConfig) -> float:
+    """train.calibration_share, checked: the training courses kept out of the fit."""
+    share = float(train_cfg.calibration_share)
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"train.calibration_share={share!r}: must be between 0 and 1 (the "
+                         "share of training courses kept out of the fit to calibrate on)")
+    return share
+
+
 def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: DictConfig
                    ) -> PassModel:
-    """Fit on all rows; calibrate on out-of-fold predictions from course-grouped folds."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import GroupKFold
-
+    """Fit and calibrate. Below train.holdout_calibration_from training examples the
+    calibrator learns from out-of-fold predictions of course-grouped folds (cv_folds + 1
+    fits); from there on, from held-out training courses (one fit, on the rest): at that
+    size the folds cost three extra fits and the held-out courses are plenty."""
     if train_cfg.calibration not in ("isotonic", "sigmoid"):
         raise ValueError(f"train.calibration={train_cfg.calibration!r}: "
                          "expected 'isotonic' or 'sigmoid'")
@@ -53,13 +62,41 @@ def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: 
     if len(np.unique(y)) < 2:
         raise ValueError("the training examples hold only one class (every attempt passed, or "
                          "none did); the model needs both. Add more logs.")
-    folds = list(GroupKFold(n_splits=int(train_cfg.cv_folds)).split(
-        X, y, groups=rows["course_id"].to_numpy()))
+    if len(rows) >= int(train_cfg.holdout_calibration_from):
+        held = calibration_courses(rows["course_id"], calibration_share(train_cfg),
+                                   int(train_cfg.seed))
+        estimator = make_estimator(kind, spec, train_cfg).fit(X[~held], y[~held])
+        return PassModel(spec=spec, calibrated=None, kind=kind, estimator=estimator,
+                         calibrator=calibrate(estimator, X[held], y[held],
+                                              str(train_cfg.calibration)))
+    return fit_with_folds(kind, X, y, rows["course_id"].to_numpy(), spec, train_cfg)
+
+
+def fit_with_folds(kind: str, X: np.ndarray, y: np.ndarray, courses: np.ndarray,
+                   spec: FeatureSpec, train_cfg: DictConfig) -> PassModel:
+    """Fit on all rows; calibrate on out-of-fold predictions from course-grouped folds."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import GroupKFold
+
+    folds = list(GroupKFold(n_splits=int(train_cfg.cv_folds)).split(X, y, groups=courses))
     calibrated = CalibratedClassifierCV(make_estimator(kind, spec, train_cfg),
                                         method=str(train_cfg.calibration), cv=folds,
                                         ensemble=False)
     calibrated.fit(X, y)
     return PassModel(spec=spec, calibrated=calibrated, kind=kind)
+
+
+def calibrate(estimator: Any, X: np.ndarray, y: np.ndarray, method: str) -> Any:
+    """The calibrator, fitted on held-out courses the estimator never saw (scikit-learn's
+    `CalibratedClassifierCV` around the frozen estimator)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    if len(np.unique(y)) < 2:
+        raise ValueError("the calibration courses hold one class only; raise "
+                         "train.calibration_share or add logs")
+    fitted = CalibratedClassifierCV(FrozenEstimator(estimator), method=method).fit(X, y)
+    return fitted.calibrated_classifiers_[0].calibrators[0]
 
 
 @dataclass

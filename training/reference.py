@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.contract import GATE_VERDICTS
+from training.chains import Chains
 
 BASE_FEATURES = ("field", "phase", "prompt_tokens", "context_tokens", "expected_output_tokens")
 MAX_DISCRETE_VALUES = 20  # a numeric column with at most this many values is tested as counts
@@ -33,24 +33,22 @@ def task_frame(attempts: pd.DataFrame) -> pd.DataFrame:
     """One row per task: the first attempt's features and decision, the start tier's first
     gate verdict (`first_pass`, NaN when that tier never reached a verdict), whether the
     chain escalated, whether it ended flagged, and what the whole chain cost."""
-    a = attempts.sort_values(["task_id", "attempt"], kind="stable")
-    grouped = a.groupby("task_id", sort=False)
-    first = grouped.head(1).set_index("task_id")
-    last = grouped.tail(1).set_index("task_id")
-    judged = a[a["error_kind"].isin(GATE_VERDICTS)]
-    on_start = judged[judged["tier"].to_numpy() == first["tier"].reindex(
-        judged["task_id"]).to_numpy()].drop_duplicates("task_id").set_index("task_id")
-    first_judged = judged.drop_duplicates("task_id").set_index("task_id")
-    keep = [c for c in first.columns if c not in ("passed", "similarity", "schema_valid",
-                                                    "cost_usd", "latency_ms", "attempt")]
-    tasks = first[keep].rename(columns={"tier": "start_tier"})
-    tasks["first_pass"] = on_start["passed"].reindex(tasks.index).astype(float)
-    tasks["escalated"] = (grouped["tier"].nunique() > 1).reindex(tasks.index)
-    tasks["flagged"] = ~last["passed"].astype(bool)
-    tasks["cost"] = grouped["cost_usd"].sum()
-    tasks["expected_output_tokens"] = first_judged["completion_tokens"].reindex(
-        tasks.index).astype(float)
-    return tasks.reset_index()
+    chains = Chains.of(attempts)
+    passed = attempts["passed"].to_numpy(bool)[chains.order]
+    keep = ["task_id", *(c for c in attempts.columns if c not in (
+        "task_id", "passed", "similarity", "schema_valid", "cost_usd", "latency_ms", "attempt"))]
+    tasks = attempts[keep].iloc[chains.order[chains.first]].reset_index(drop=True)
+    tasks = tasks.rename(columns={"tier": "start_tier"})
+    on_start = np.flatnonzero(chains.judged & (chains.tier == chains.start_tier()))
+    on_start = on_start[np.unique(chains.chain[on_start], return_index=True)[1]]
+    tasks["first_pass"] = chains.per_chain(on_start, passed[on_start])
+    tasks["escalated"] = chains.tiers_tried() > 1
+    tasks["flagged"] = ~passed[chains.last]
+    tasks["cost"] = chains.total(attempts["cost_usd"].to_numpy(float)[chains.order])
+    first_judged = chains.first_judged()
+    tokens = attempts["completion_tokens"].to_numpy()[chains.order[first_judged]]
+    tasks["expected_output_tokens"] = chains.per_chain(first_judged, tokens)
+    return tasks
 
 
 def _is_continuous(values: pd.Series) -> bool:
@@ -58,9 +56,14 @@ def _is_continuous(values: pd.Series) -> bool:
             and values.nunique(dropna=True) > MAX_DISCRETE_VALUES)
 
 
-def category_labels(values: pd.Series) -> pd.Series:
-    """Values as strings, missing ones as MISSING (so a rise in missing values is drift too)."""
-    return values.astype(object).where(values.notna(), MISSING).astype(str)
+def category_counts(values: pd.Series) -> pd.Series:
+    """How often each value occurs, keyed by its text, missing ones as MISSING (so a rise in
+    missing values is drift too). Counted before the values become text: at a million rows,
+    turning every value into text was most of the reference's time."""
+    counts = values.value_counts(dropna=False)
+    counts = counts[counts > 0]  # a categorical column lists its unused categories too
+    labels = np.array([MISSING if pd.isna(k) else str(k) for k in counts.index], dtype=object)
+    return counts.groupby(labels).sum()
 
 
 def bin_shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
@@ -86,7 +89,8 @@ def feature_reference(tasks: pd.DataFrame) -> dict[str, dict[str, Any]]:
                         "shares": bin_shares(x, edges.tolist()).tolist(),
                         "quantiles": np.quantile(x, np.linspace(0, 1, KS_QUANTILES)).tolist()}
         else:
-            shares = category_labels(values).value_counts(normalize=True).sort_index()
+            counts = category_counts(values)
+            shares = counts / counts.sum()
             out[col] = {"kind": "categorical", "missing": missing,
                         "shares": {str(k): float(v) for k, v in shares.items()}}
     return out
@@ -103,6 +107,8 @@ def rate_cell(group: pd.DataFrame, column: str) -> dict[str, Any]:
 
 def outcome_reference(tasks: pd.DataFrame) -> dict[str, Any]:
     """Per field (and tier, for the first attempt) the rates a drifting world would move."""
+    tasks = tasks[["field", "start_tier", "first_pass", "escalated", "flagged", "cost"]].assign(
+        course_id=pd.factorize(tasks["course_id"], sort=True)[0])  # codes count faster
     first_pass: dict[str, dict[str, dict[str, float]]] = {}
     for (f, t), group in tasks.groupby(["field", "start_tier"]):
         first_pass.setdefault(str(f), {})[str(t)] = rate_cell(group, "first_pass")
@@ -120,6 +126,9 @@ def outcome_reference(tasks: pd.DataFrame) -> dict[str, Any]:
 
 def reference_profile(attempts: pd.DataFrame) -> dict[str, Any]:
     """The artifact's reference: feature distributions and outcome rates of its logs."""
-    tasks = task_frame(attempts)
+    chain_columns = ("task_id", "course_id", "attempt", "tier", "error_kind", "passed",
+                     "cost_usd", "completion_tokens")
+    tasks = task_frame(attempts[[c for c in attempts.columns  # only what is summarised
+                                 if c in chain_columns or c in feature_columns(attempts)]])
     return {"tasks": len(tasks), "courses": int(tasks["course_id"].nunique()),
             "features": feature_reference(tasks), "outcomes": outcome_reference(tasks)}

@@ -20,7 +20,6 @@ class DaskSettings:
     threads_per_worker: int = 1
     memory_limit: str = "8GiB"
     dashboard_address: str | None = None
-    calibration_share: float = 0.15
     client_rows_max: int = 1_000_000
     stats_rows: int = 300_000
 
@@ -36,9 +35,6 @@ class DaskSettings:
         except (ValueError, TypeError):
             raise ValueError(f"train.dask.memory_limit={str(self.memory_limit)[:40]!r}: "
                              "expected a size such as 8GiB or 4000MB") from None
-        if not 0.0 < self.calibration_share < 1.0:
-            raise ValueError(f"train.dask.calibration_share={self.calibration_share!r}: must be "
-                             "between 0 and 1 (the share of training courses kept to calibrate)")
 
 
 @contextmanager

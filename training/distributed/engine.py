@@ -50,7 +50,14 @@ from training.distributed.partitions import (
     summarize_rows,
     text_keys,
 )
-from training.fitting import Phases, Prepared, fit_pass_model, make_estimator
+from training.fitting import (
+    Phases,
+    Prepared,
+    calibrate,
+    calibration_share,
+    fit_pass_model,
+    make_estimator,
+)
 from training.reference import reference_profile
 
 ROWS_PER_JSONL_BYTE = 1 / 700  # a guess for JSONL partitions, whose row count costs a read
@@ -89,13 +96,13 @@ def make_plan(cfg: DictConfig, spec: FeatureSpec, settings: DaskSettings, rows: 
     if spec.brief_components:
         raise ValueError("router.features.brief_embedding_components > 0 is not available "
                          "with train.engine=dask yet; set it to 0 or use train.engine=local")
-    cap = settings.client_rows_max
+    cap, share = settings.client_rows_max, calibration_share(cfg.train)
     return PartitionPlan(
         fields=tuple(catalog.fields), tiers=tuple(catalog.tier_names),
         categorical=spec.categorical, numeric=spec.numeric, seed=int(cfg.train.seed),
         test_size=test_size, holdout_share=cfg.data.get("holdout_share"),
-        calibration_share=settings.calibration_share,
-        keep_calibration=min(1.0, cap / (rows * (1 - test_size) * settings.calibration_share)),
+        calibration_share=share,
+        keep_calibration=min(1.0, cap / (rows * (1 - test_size) * share)),
         keep_test=min(1.0, cap / (rows * test_size)),
         keep_stats=min(1.0, settings.stats_rows / rows))
 
@@ -184,7 +191,7 @@ def check_trainable(counts: dict[str, int], calibration: pd.DataFrame, twice: np
                          "or none did); the model needs both. Add more logs.")
     if len(calibration) < MIN_CALIBRATION:
         log.warning("calibrating on %d examples only (fewer than %d); raise "
-                    "train.dask.calibration_share or add logs", len(calibration),
+                    "train.calibration_share or add logs", len(calibration),
                     MIN_CALIBRATION)
 
 
@@ -211,21 +218,6 @@ def fit_on_cluster(client: Any, parts: list[Any], spec: FeatureSpec, estimator: 
         model = DaskLGBMClassifier(client=client, **params).fit(
             X, y, categorical_feature=list(spec.categorical_indices))
     return estimator.use_booster(model.booster_, model.classes_)
-
-
-def calibrate(estimator: Any, spec: FeatureSpec, rows: pd.DataFrame, method: str) -> Any:
-    """The calibrator, fitted on held-out courses the trees never saw (scikit-learn's
-    `CalibratedClassifierCV` around the frozen estimator)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.frozen import FrozenEstimator
-
-    y = rows["label"].to_numpy(int)
-    if len(np.unique(y)) < 2:
-        raise ValueError("the calibration sample holds one class only; raise "
-                         "train.dask.calibration_share or add logs")
-    fitted = CalibratedClassifierCV(FrozenEstimator(estimator), method=method).fit(
-        spec.encode(rows), y)
-    return fitted.calibrated_classifiers_[0].calibrators[0]
 
 
 def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
@@ -263,7 +255,9 @@ def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
         with phases(f"fit {kinds[0]}"):
             estimator = fit_on_cluster(client, parts, spec,
                                        make_estimator(kinds[0], spec, cfg.train))
-            calibrator = calibrate(estimator, spec, data.examples, str(cfg.train.calibration))
+            calibrator = calibrate(estimator, spec.encode(data.examples),
+                                   data.examples["label"].to_numpy(int),
+                                   str(cfg.train.calibration))
             models = {kinds[0]: PassModel(spec=spec, calibrated=None, kind=kinds[0],
                                           estimator=estimator, calibrator=calibrator)}
     for kind in kinds[1:]:  # baselines: fitted in memory on the calibration sample

@@ -13,7 +13,13 @@ import pandas as pd
 
 from router_model.attempt_log import validate_sources
 from router_model.log_store import LogSource
-from training.dataset import build_examples, course_draw, hash_test_courses, start_cells
+from training.dataset import (
+    build_examples,
+    calibration_courses,
+    course_draw,
+    hash_test_courses,
+    start_cells,
+)
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,8 @@ def partition_examples(source: LogSource, plan: PartitionPlan) -> PartitionResul
         attempts = attempts[course_draw(attempts["course_id"]) >= plan.holdout_share]
     examples = build_examples(attempts)
     is_test = hash_test_courses(examples["course_id"], plan.test_size, plan.seed)
-    calibrating = ~is_test & (course_draw(examples["course_id"], f"calibration-{plan.seed}:")
-                              < plan.calibration_share)
+    calibrating = ~is_test & calibration_courses(examples["course_id"], plan.calibration_share,
+                                                 plan.seed)
     sample = course_draw(examples["course_id"], f"sample-{plan.seed}:")
     role = np.where(is_test, TEST, np.where(calibrating, CALIBRATION, FIT))
     stats_courses = course_draw(attempts["course_id"], f"stats-{plan.seed}:") < plan.keep_stats

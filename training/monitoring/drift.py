@@ -17,7 +17,7 @@ from scipy import stats
 
 from router_model.config import check
 from training.metrics import expected_calibration_error
-from training.reference import MISSING, bin_shares, category_labels
+from training.reference import MISSING, bin_shares, category_counts
 
 SHARE_FLOOR = 1e-4  # PSI's logarithm needs a floor for empty bins
 
@@ -86,9 +86,8 @@ def _categorical(ref: dict[str, Any], values: pd.Series, n_effective: int) -> di
     """PSI and a chi-square goodness-of-fit test over the reference categories (categories
     never seen in training share one extra cell), its statistic scaled to the effective
     sample size (a first-order design-effect correction)."""
-    labels = category_labels(values)
     known = list(ref["shares"])
-    counts = labels.value_counts()
+    counts = category_counts(values)
     observed = np.array([counts.get(k, 0) for k in known]
                         + [counts[~counts.index.isin(known)].sum()], float)
     expected = np.maximum(np.array([ref["shares"][k] for k in known] + [0.0]), SHARE_FLOOR)
