@@ -37,9 +37,10 @@ DATASET_VERSION = 4  # 4: the drift reference travels with the examples
 OUTCOME_COLUMNS = ("passed", "similarity", "schema_valid", "cost_usd", "latency_ms")
 
 
-def build_examples(attempts: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, tier tried): features of the task, label = first verdict passed."""
-    chains = Chains.of(attempts)
+def build_examples(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataFrame:
+    """One row per (task, tier tried): features of the task, label = first verdict passed.
+    `chains`: the attempts' chains when the caller has them already."""
+    chains = chains if chains is not None else Chains.of(attempts)
     rows = chains.first_judged(by_tier=True)
     source = chains.order[rows]
     keep = [c for c in attempts.columns if c not in OUTCOME_COLUMNS]
@@ -61,18 +62,21 @@ LADDER_COLUMNS = ("task_id", "attempt", "field", "tier", "error_kind", "passed",
                   "completion_tokens", "audit_passed")  # all ladder_statistics reads
 
 
-def ladder_statistics(attempts: pd.DataFrame) -> dict[str, dict[str, float]]:
+def ladder_statistics(attempts: pd.DataFrame, chains: Chains | None = None
+                      ) -> dict[str, dict[str, float]]:
     """What the policy's expected-cost model needs beyond pass probabilities, per tier.
 
     `schema_share` / `severe_share`: of the failed verdicts, how many were schema errors and
     severe similarity (the rest retry); `retry_pass_rate`: how often a same-tier retry passed.
     Also the median completion tokens per field, used when a request gives no expected size.
+    `chains`: as in `build_examples`.
     """
     attempts = attempts[[c for c in LADDER_COLUMNS if c in attempts.columns]]
     judged = attempts[attempts["error_kind"].isin(GATE_VERDICTS)]
     failed = judged[~judged["passed"]]
     by_tier: dict[str, dict[str, float]] = {}
-    chains = Chains.of(attempts)  # a retry: a judged attempt after the tier's first verdict
+    chains = chains if chains is not None else Chains.of(attempts)
+    # a retry: a judged attempt after its tier's first verdict
     retry = np.setdiff1d(np.flatnonzero(chains.judged), chains.first_judged(by_tier=True))
     retries = attempts[["tier", "passed"]].iloc[chains.order[retry]]
     for tier in sorted(judged["tier"].unique()):
@@ -181,11 +185,12 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
 
     loaded = read_attempts(files, known_fields=catalog.fields, known_tiers=catalog.tier_names,
                            quarantine_path=quarantine_path)
-    examples = build_examples(loaded.frame)
+    chains = Chains.of(loaded.frame)
+    examples = build_examples(loaded.frame, chains)
     counts = {**loaded.counts, "examples": len(examples),
               "tasks": int(examples["task_id"].nunique()) if len(examples) else 0}
-    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame), from_cache=False,
-                        reference=reference_profile(loaded.frame))
+    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame, chains),
+                        from_cache=False, reference=reference_profile(loaded.frame, chains))
     if cache is not None:
         _write_cache(result, cache)
     return result

@@ -29,11 +29,12 @@ def feature_columns(tasks: pd.DataFrame) -> list[str]:
     return [c for c in (*BASE_FEATURES, *analysis) if c in tasks.columns]
 
 
-def task_frame(attempts: pd.DataFrame) -> pd.DataFrame:
+def task_frame(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataFrame:
     """One row per task: the first attempt's features and decision, the start tier's first
     gate verdict (`first_pass`, NaN when that tier never reached a verdict), whether the
-    chain escalated, whether it ended flagged, and what the whole chain cost."""
-    chains = Chains.of(attempts)
+    chain escalated, whether it ended flagged, and what the whole chain cost. `chains`: the
+    attempts' chains when the caller has them already."""
+    chains = chains if chains is not None else Chains.of(attempts)
     passed = attempts["passed"].to_numpy(bool)[chains.order]
     keep = ["task_id", *(c for c in attempts.columns if c not in (
         "task_id", "passed", "similarity", "schema_valid", "cost_usd", "latency_ms", "attempt"))]
@@ -124,11 +125,12 @@ def outcome_reference(tasks: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def reference_profile(attempts: pd.DataFrame) -> dict[str, Any]:
+def reference_profile(attempts: pd.DataFrame, chains: Chains | None = None) -> dict[str, Any]:
     """The artifact's reference: feature distributions and outcome rates of its logs."""
     chain_columns = ("task_id", "course_id", "attempt", "tier", "error_kind", "passed",
                      "cost_usd", "completion_tokens")
     tasks = task_frame(attempts[[c for c in attempts.columns  # only what is summarised
-                                 if c in chain_columns or c in feature_columns(attempts)]])
+                                 if c in chain_columns or c in feature_columns(attempts)]],
+                       chains)
     return {"tasks": len(tasks), "courses": int(tasks["course_id"].nunique()),
             "features": feature_reference(tasks), "outcomes": outcome_reference(tasks)}
