@@ -56,7 +56,11 @@ class Chains:
     def first_judged(self, by_tier: bool = False) -> np.ndarray:
         """Sorted-row indices of the first judged attempt of each chain (or of each tier a
         chain tried, `by_tier`), in (task, attempt) order."""
-        rows = np.flatnonzero(self.judged)
+        return self.first_of(np.flatnonzero(self.judged), by_tier)
+
+    def first_of(self, rows: np.ndarray, by_tier: bool = False) -> np.ndarray:
+        """The first of `rows` (ascending sorted-row indices) in each chain, or in each
+        (chain, tier) with `by_tier`."""
         key = self.chain[rows]
         if by_tier:
             key = key * len(self.tier_names) + self.tier[rows]

@@ -40,8 +40,8 @@ def task_frame(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataF
         "task_id", "passed", "similarity", "schema_valid", "cost_usd", "latency_ms", "attempt"))]
     tasks = attempts[keep].iloc[chains.order[chains.first]].reset_index(drop=True)
     tasks = tasks.rename(columns={"tier": "start_tier"})
-    on_start = np.flatnonzero(chains.judged & (chains.tier == chains.start_tier()))
-    on_start = on_start[np.unique(chains.chain[on_start], return_index=True)[1]]
+    on_start = chains.first_of(np.flatnonzero(chains.judged
+                                              & (chains.tier == chains.start_tier())))
     tasks["first_pass"] = chains.per_chain(on_start, passed[on_start])
     tasks["escalated"] = chains.tiers_tried() > 1
     tasks["flagged"] = ~passed[chains.last]

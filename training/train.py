@@ -26,7 +26,12 @@ from training.dataset import (
 from training.fitting import Phases, Prepared, estimator_names, fit_pass_model
 from training.guarantee import learn_then_test
 from training.knob import calibrate_dial
-from training.metrics import expected_calibration_error, full_report, reliability_plot
+from training.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    full_report,
+    reliability_plot,
+)
 from training.train_report import markdown_report
 
 
@@ -197,7 +202,7 @@ def evaluate(cfg: DictConfig, prepared: Prepared, kinds: list[str]
     metrics: dict[str, Any] = {
         "model": kinds[0],
         **full_report(test_rows, y_test, calibrated),
-        "uncalibrated": full_report(test_rows, y_test, raw)["overall"],
+        "uncalibrated": classification_metrics(y_test, raw),
         "feature_importance": main.feature_importance(),
         "data": {**data.counts, "data_hash": data.data_hash, "from_cache": data.from_cache,
                  "train_examples": int(data.counts.get("train_examples",
