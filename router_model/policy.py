@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -194,38 +195,46 @@ class LadderCostModel:
         `quantities`: which of QUANTITIES to compute (a decision needs cost and bad only).
         """
         L = len(p_first)
-        false_pass = [0.0] * L if false_pass is None else false_pass
         per_attempt = {"cost": cost, "latency_s": latency, "calls": [1.0] * L,
-                       "premium_calls": [0.0] * (L - 1) + [1.0]}
-        out = {}
-        for q in quantities:
-            if q == "pass":
-                now = [1.0] * L
-            elif q == "bad":
-                now = false_pass
-            else:
-                now = per_attempt[q]
-            out[q] = self._programme(q, p_first, now, 1.0 if q == "bad" else 0.0)
-        return out
+                       "premium_calls": [0.0] * (L - 1) + [1.0], "pass": [1.0] * L,
+                       "bad": [0.0] * L if false_pass is None else false_pass}
+        flag = [1.0 if q == "bad" else 0.0 for q in quantities]
+        on_pass = [q in ("pass", "bad") for q in quantities]
+        now = [[per_attempt[q][t] for q in quantities] for t in range(L)]
+        arrays = [x.shape for x in chain(p_first, *now) if isinstance(x, np.ndarray) and x.ndim]
+        if not arrays:  # one task: one programme per quantity on plain floats
+            return {q: self._programme(p_first, [v[i] for v in now], flag[i], on_pass[i])
+                    for i, q in enumerate(quantities)}
+        # Many tasks: all quantities in one programme, each row of a (quantities, tasks)
+        # array doing exactly the arithmetic of its own programme.
+        shape = np.broadcast_shapes(*arrays)
+        stacked = [np.stack([np.broadcast_to(x, shape) for x in v]) for v in now]
+        values = self._programme(p_first, stacked, np.array(flag)[:, None],
+                                 np.array(on_pass)[:, None])
+        return {q: [v[i] for v in values] for i, q in enumerate(quantities)}
 
-    def _programme(self, q: str, p_first: Sequence[Any], now: Sequence[Any], flag: float
+    def _programme(self, p_first: Sequence[Any], now: Sequence[Any], flag: Any, on_pass: Any
                    ) -> list[Any]:
-        """One quantity's values from each start tier. An attempt adds `now[t]` (times its
-        pass probability for "pass" and "bad", which count only on a pass); a flagged field
-        at the top of the ladder adds `flag`. Tiers are solved top down, each tier's retry
-        states from the last retry back, so only each tier's first-attempt value is kept."""
+        """A quantity's values from each start tier. An attempt adds `now[t]` (times its
+        pass probability when `on_pass`: "pass" and "bad" count only on a pass); a flagged
+        field at the top of the ladder adds `flag`. Tiers are solved top down, each tier's
+        retry states from the last retry back, so only each tier's first-attempt value is
+        kept. Floats for one quantity of one task, or arrays with one row per quantity."""
         R = self.catalog.gate.retries_per_tier
         top = len(p_first) - 1
-        on_pass = q in ("pass", "bad")
         first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
         for t in range(top, -1, -1):
             fs, fv, fm, retry_pass = self._tier_constants[t]
             escalate = flag if t == top else first[t + 1]
+            # A failed attempt below the top: a schema error escalates, a severe miss jumps
+            # to the top, a near miss retries (fm x the next state's value, added below).
+            jumps = 0.0 if t == top else fs * escalate + fv * first[top]
+            retry_gain = _pass_weight(on_pass, retry_pass) * now[t]
             value = escalate  # what follows the last retry: escalate, or the flag at the top
             for k in range(R, -1, -1):
                 p = p_first[t] if k == 0 else retry_pass
-                gain = p * now[t] if on_pass else now[t]
-                after = value if t == top else fs * escalate + fv * first[top] + fm * value
+                gain = _pass_weight(on_pass, p) * now[t] if k == 0 else retry_gain
+                after = value if t == top else jumps + fm * value
                 value = gain + (1.0 - p) * after
             first[t] = value
         return first
@@ -641,6 +650,14 @@ def _decision_ids(n: int) -> list[str]:
     raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
     text = raw.hex()
     return [text[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
+def _pass_weight(on_pass: Any, p: Any) -> Any:
+    """What an attempt's value is multiplied by: its pass probability for quantities that
+    count only on a pass, else 1 (exact: 1.0 x v is v)."""
+    if isinstance(on_pass, bool):
+        return p if on_pass else 1.0
+    return np.where(on_pass, p, 1.0)
 
 
 def _tokens(value: Any, missing: float = 0.0) -> float:
