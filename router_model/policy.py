@@ -199,7 +199,7 @@ class LadderCostModel:
                        "premium_calls": [0.0] * (L - 1) + [1.0], "pass": [1.0] * L,
                        "bad": [0.0] * L if false_pass is None else false_pass}
         flag = [1.0 if q == "bad" else 0.0 for q in quantities]
-        on_pass = [q in ("pass", "bad") for q in quantities]
+        on_pass = [1.0 if q in ("pass", "bad") else 0.0 for q in quantities]
         now = [[per_attempt[q][t] for q in quantities] for t in range(L)]
         arrays = [x.shape for x in chain(p_first, *now) if isinstance(x, np.ndarray) and x.ndim]
         if not arrays:  # one task: one programme per quantity on plain floats
@@ -207,19 +207,22 @@ class LadderCostModel:
                     for i, q in enumerate(quantities)}
         # Many tasks: all quantities in one programme, each row of a (quantities, tasks)
         # array doing exactly the arithmetic of its own programme.
-        shape = np.broadcast_shapes(*arrays)
-        stacked = [np.stack([np.broadcast_to(x, shape) for x in v]) for v in now]
-        values = self._programme(p_first, stacked, np.array(flag)[:, None],
+        stacked = np.empty((L, len(quantities), *np.broadcast_shapes(*arrays)))
+        for t, values in enumerate(now):
+            for i, x in enumerate(values):
+                stacked[t, i] = x
+        values = self._programme(p_first, list(stacked), np.array(flag)[:, None],
                                  np.array(on_pass)[:, None])
         return {q: [v[i] for v in values] for i, q in enumerate(quantities)}
 
     def _programme(self, p_first: Sequence[Any], now: Sequence[Any], flag: Any, on_pass: Any
                    ) -> list[Any]:
-        """A quantity's values from each start tier. An attempt adds `now[t]` (times its
-        pass probability when `on_pass`: "pass" and "bad" count only on a pass); a flagged
-        field at the top of the ladder adds `flag`. Tiers are solved top down, each tier's
-        retry states from the last retry back, so only each tier's first-attempt value is
-        kept. Floats for one quantity of one task, or arrays with one row per quantity."""
+        """A quantity's values from each start tier. An attempt adds `now[t]`, times its
+        pass probability when `on_pass` is 1 ("pass" and "bad" count only on a pass; with 0
+        the factor is exactly 1.0); a flagged field at the top of the ladder adds `flag`.
+        Tiers are solved top down, each tier's retry states from the last retry back, so
+        only each tier's first-attempt value is kept. Floats for one quantity of one task,
+        or arrays with one row per quantity."""
         R = self.catalog.gate.retries_per_tier
         top = len(p_first) - 1
         first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
@@ -229,11 +232,11 @@ class LadderCostModel:
             # A failed attempt below the top: a schema error escalates, a severe miss jumps
             # to the top, a near miss retries (fm x the next state's value, added below).
             jumps = 0.0 if t == top else fs * escalate + fv * first[top]
-            retry_gain = _pass_weight(on_pass, retry_pass) * now[t]
+            retry_gain = (retry_pass * on_pass + (1.0 - on_pass)) * now[t]
             value = escalate  # what follows the last retry: escalate, or the flag at the top
             for k in range(R, -1, -1):
                 p = p_first[t] if k == 0 else retry_pass
-                gain = _pass_weight(on_pass, p) * now[t] if k == 0 else retry_gain
+                gain = (p * on_pass + (1.0 - on_pass)) * now[t] if k == 0 else retry_gain
                 after = value if t == top else jumps + fm * value
                 value = gain + (1.0 - p) * after
             first[t] = value
@@ -497,21 +500,21 @@ class RoutingPolicy:
         n = len(tasks)
         if n == 0:
             return []
-        columns = task_columns(tasks, self._wanted)
+        # One task: a walk over its keys; many: one list per key (far fewer Python steps).
+        flat = flatten_task(tasks[0]) if n == 1 else None
+        columns = ({c: [flat.get(c)] for c in ROUTING_KEYS} if flat is not None
+                   else task_columns(tasks, self._wanted))
         fields = [str(f) for f in columns["field"]]
         impact = [float(self._impact.get(f, 5)) for f in fields]
         prompt_total = [_tokens(a) + _tokens(b) for a, b in
                         zip(columns["prompt_tokens"], columns["context_tokens"], strict=True)]
         output = self._output_tokens(fields, [_tokens(g, np.nan) for g in
                                               columns["expected_output_tokens"]])
-        # The model sees the expected output as given, or (when absent) the one planned with.
-        columns["expected_output_tokens"] = [
-            t.get("expected_output_tokens", out) for t, out in zip(tasks, output, strict=True)]
         plan = gaps = None
         reason = self.fallback_reason
         if self.learned:
             try:
-                X, gaps = self.artifact.model.spec.encode_columns(columns, n)
+                X, gaps = self._encode(tasks, flat, columns, output)
                 plan = self._plan_tasks(self._predict_encoded(X), fields, impact,
                                         prompt_total, output)
             except FeatureError as exc:
@@ -524,6 +527,19 @@ class RoutingPolicy:
         ids, version = _decision_ids(n), self.router_version
         return [self._one(ids[i], version, fields[i], gaps[i], shown[i], reason,
                           prompt_total[i] > overflow, chosen[i], router) for i in range(n)]
+
+    def _encode(self, tasks: Sequence[Mapping[str, Any]], flat: dict[str, Any] | None,
+                columns: dict[str, list[Any]], output: list[float]
+                ) -> tuple[np.ndarray, list[tuple[dict[str, str], list[str]]]]:
+        """The model's rows and each task's gaps. The model sees the expected output as
+        given, or (when absent) the one planned with."""
+        spec = self.artifact.model.spec
+        if flat is not None:
+            flat.setdefault("expected_output_tokens", output[0])
+            return spec.encode_with_gaps([flat])
+        columns["expected_output_tokens"] = [
+            t.get("expected_output_tokens", out) for t, out in zip(tasks, output, strict=True)]
+        return spec.encode_columns(columns, len(tasks))
 
     def _gaps(self, task: Mapping[str, Any], output: float
               ) -> tuple[dict[str, str], list[str]]:
@@ -650,14 +666,6 @@ def _decision_ids(n: int) -> list[str]:
     raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
     text = raw.hex()
     return [text[i:i + 32] for i in range(0, 32 * n, 32)]
-
-
-def _pass_weight(on_pass: Any, p: Any) -> Any:
-    """What an attempt's value is multiplied by: its pass probability for quantities that
-    count only on a pass, else 1 (exact: 1.0 x v is v)."""
-    if isinstance(on_pass, bool):
-        return p if on_pass else 1.0
-    return np.where(on_pass, p, 1.0)
 
 
 def _tokens(value: Any, missing: float = 0.0) -> float:
