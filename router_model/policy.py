@@ -279,8 +279,8 @@ class RoutingPolicy:
         # Per tier: what its decision records show (model, provider, URL, the ladder from it).
         self._tier_records = {
             name: (tier.model_id, tier.provider, tier.base_url,
-                   catalog.ladder[catalog.ladder.index(name):] if name in catalog.ladder
-                   else [name]) for name, tier in catalog.tiers.items()}
+                   self.ladder[self.ladder.index(name):] if name in self.ladder else [name])
+            for name, tier in catalog.tiers.items()}
 
     @classmethod
     def from_artifact_path(cls, catalog: Catalog, settings: PolicySettings,
@@ -379,7 +379,9 @@ class RoutingPolicy:
             loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
         loss = np.where(ok, loss, np.inf)
         start = np.argmin(loss, axis=1)
-        return np.where(np.isfinite(loss.min(axis=1)), start, top)
+        # The least loss is the one at `start` (numpy's min along a short axis is slow).
+        least = np.take_along_axis(loss, start[:, None], axis=1)[:, 0]
+        return np.where(np.isfinite(least), start, top)
 
     def plan(self, p: np.ndarray, impact: np.ndarray, prompt_total: np.ndarray,
              output: np.ndarray, fields: Fields | Sequence[str],
@@ -474,7 +476,7 @@ class RoutingPolicy:
 
     def static_starts(self, fields: pd.Series | Sequence[str]) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
-        return pd.Series(fields).map(self._static).fillna(0).to_numpy(np.int64)
+        return Fields.of(fields).lookup(self._static, 0).astype(np.int64)
 
     def _output_tokens(self, fields: Sequence[Any], given: Sequence[float]) -> list[float]:
         """Expected completion tokens: as given, else the field's logged median."""
