@@ -335,14 +335,14 @@ class RoutingPolicy:
         s = self.settings
         return min(max(s.knob + s.impact_slope * (impact - 5.0), 0.0), 0.999) \
             if isinstance(impact, float | int) else \
-            np.clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
+            _clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
 
     def impact_weight(self, impact: Any) -> Any:
         """w(field): the configured weight of the field's impact score (1..10)."""
         weights = self.settings.impact_weights
         if isinstance(impact, float | int):
             return float(weights[min(max(int(impact), 1), 10) - 1])
-        idx = np.clip(np.asarray(impact, dtype=np.int64), 1, 10) - 1
+        idx = _clip(np.asarray(impact, dtype=np.int64), 1, 10) - 1
         return np.asarray(weights, dtype=float)[idx]
 
     def false_pass(self, fields: str | Fields | Sequence[str], p: Sequence[Any]) -> list[Any]:
@@ -354,8 +354,14 @@ class RoutingPolicy:
         fitted = self._false_pass_model
         if fitted is not None:
             slope = fitted["slope"]
-            return [_sigmoid(fitted["intercept"].get(t, 0.0) + slope * _logit(p[j]))
-                    for j, t in enumerate(self.ladder)]
+            intercept = [fitted["intercept"].get(t, 0.0) for t in self.ladder]
+            if isinstance(p[0], float):  # one task
+                return [_sigmoid(c + slope * _logit(x)) for c, x in zip(intercept, p,
+                                                                         strict=True)]
+            # Many tasks: all tiers in one pass over a (tasks, tiers) array, element by
+            # element the same operations as one tier at a time.
+            rates = _sigmoid(np.array(intercept) + slope * _logit(np.stack(p, axis=1)))
+            return list(rates.T)
         by_tier, by_field = self._false_pass
         if isinstance(fields, str):
             return [by_field[t].get(fields, by_tier[t]) for t in self.ladder]
@@ -508,10 +514,11 @@ class RoutingPolicy:
                    else task_columns(tasks, self._wanted))
         fields = [str(f) for f in columns["field"]]
         impact = [float(self._impact.get(f, 5)) for f in fields]
-        prompt_total = [_tokens(a) + _tokens(b) for a, b in
-                        zip(columns["prompt_tokens"], columns["context_tokens"], strict=True)]
-        output = self._output_tokens(fields, [_tokens(g, np.nan) for g in
-                                              columns["expected_output_tokens"]])
+        prompt_total = [a + b for a, b in zip(_token_list(columns["prompt_tokens"]),
+                                              _token_list(columns["context_tokens"]),
+                                              strict=True)]
+        output = self._output_tokens(fields, _token_list(columns["expected_output_tokens"],
+                                                         np.nan))
         plan = gaps = None
         reason = self.fallback_reason
         if self.learned:
@@ -650,8 +657,14 @@ def _logit(p: Any) -> Any:
     if isinstance(p, float):
         p = min(max(p, 1e-6), 1 - 1e-6)
         return math.log(p / (1.0 - p))
-    p = np.clip(p, 1e-6, 1 - 1e-6)
+    p = _clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1.0 - p))
+
+
+def _clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`np.clip` (same values, NaN stays NaN) without its Python wrapper, which costs more
+    than the clipping on a batch of tasks."""
+    return np.minimum(np.maximum(x, low), high)
 
 
 def _sigmoid(z: Any) -> Any:
@@ -668,6 +681,12 @@ def _decision_ids(n: int) -> list[str]:
     raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
     text = raw.hex()
     return [text[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
+def _token_list(values: Sequence[Any], missing: float = 0.0) -> list[float]:
+    """`_tokens` of each value; plain ints and floats (nearly all) without a call each."""
+    return [float(v) if type(v) is int or type(v) is float else _tokens(v, missing)
+            for v in values]
 
 
 def _tokens(value: Any, missing: float = 0.0) -> float:
