@@ -200,17 +200,17 @@ class LadderCostModel:
                        "bad": [0.0] * L if false_pass is None else false_pass}
         flag = [1.0 if q == "bad" else 0.0 for q in quantities]
         on_pass = [1.0 if q in ("pass", "bad") else 0.0 for q in quantities]
-        now = [[per_attempt[q][t] for q in quantities] for t in range(L)]
-        arrays = [x.shape for x in chain(p_first, *now) if isinstance(x, np.ndarray) and x.ndim]
-        if not arrays:  # one task: one programme per quantity on plain floats
-            return {q: self._programme(p_first, [v[i] for v in now], flag[i], on_pass[i])
+        shapes = [x.shape for x in chain(p_first, cost, latency, false_pass or ())
+                  if isinstance(x, np.ndarray) and x.ndim]
+        if not shapes:  # one task: one programme per quantity on plain floats
+            return {q: self._programme(p_first, per_attempt[q], flag[i], on_pass[i])
                     for i, q in enumerate(quantities)}
         # Many tasks: all quantities in one programme, each row of a (quantities, tasks)
         # array doing exactly the arithmetic of its own programme.
-        stacked = np.empty((L, len(quantities), *np.broadcast_shapes(*arrays)))
-        for t, values in enumerate(now):
-            for i, x in enumerate(values):
-                stacked[t, i] = x
+        stacked = np.empty((L, len(quantities), *np.broadcast_shapes(*shapes)))
+        for i, q in enumerate(quantities):
+            for t in range(L):
+                stacked[t, i] = per_attempt[q][t]
         values = self._programme(p_first, list(stacked), np.array(flag)[:, None],
                                  np.array(on_pass)[:, None])
         return {q: [v[i] for v in values] for i, q in enumerate(quantities)}
