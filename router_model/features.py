@@ -114,7 +114,7 @@ class FeatureSpec:
 
     @property
     def wanted(self) -> list[str]:
-        """The task keys the encoder reads (a task's tier is the model's, never the task's)."""
+        """The task keys the encoder reads (`tier` too: the model's tier rows overwrite it)."""
         return [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
