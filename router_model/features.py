@@ -99,12 +99,7 @@ class FeatureSpec:
         out = np.full((len(frame), len(self.columns)), np.nan)
         for j, c in enumerate(self.categorical):
             if c in frame.columns:
-                column = frame[c]
-                if not (pd.api.types.is_string_dtype(column) or column.dtype == object):
-                    column = column.astype("string")
-                codes = pd.Index(self.categories_[c]).get_indexer(column).astype(float)
-                codes[codes < 0] = np.nan
-                out[:, j] = codes
+                out[:, j] = _vocabulary_codes(frame[c], self.categories_[c])
         for j, c in enumerate(self.numeric, start=len(self.categorical)):
             if c in frame.columns:
                 values = pd.to_numeric(frame[c], errors="coerce")
@@ -117,6 +112,11 @@ class FeatureSpec:
             out[:, -self.brief_components:] = self._brief_features(briefs)
         return out
 
+    @property
+    def wanted(self) -> list[str]:
+        """The task keys the encoder reads (`tier` too: the model's tier rows overwrite it)."""
+        return [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
+
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Flat dict rows -> float matrix, without pandas (the serving hot path)."""
         return self.encode_with_gaps(records)[0]
@@ -124,7 +124,8 @@ class FeatureSpec:
     def encode_with_gaps(self, records: Sequence[Mapping[str, Any]]
                          ) -> tuple[np.ndarray, list[tuple[dict[str, str], list[str]]]]:
         """`encode_records`, plus each record's (`unknowns`, `missing`) found in the same
-        pass: each row is filled as a list of floats, and the matrix made in one call."""
+        pass: each row is filled as a list of floats, and the matrix made in one call.
+        The cheapest walk for one task; many go column by column (`encode_columns`)."""
         self._check_fitted()
         lookups = self._lookups()
         nan, width = np.nan, len(self.columns)
@@ -164,6 +165,45 @@ class FeatureSpec:
         if self.brief_components:
             out[:, -self.brief_components:] = self._brief_features(
                 [rec.get("brief") for rec in records])
+        return out, gaps
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]], n: int
+                       ) -> tuple[np.ndarray, list[tuple[dict[str, str], list[str]]]]:
+        """`n` tasks given as one list of values per key of `wanted` (an absent key: all
+        None) -> the float matrix and each task's (`unknowns`, `missing`).
+
+        Column by column, each a list comprehension, and the matrix made in one call: far
+        fewer Python steps per task than walking each task's keys. A non-number raises a
+        FeatureError naming the first one in task order, as a walk over the tasks would.
+        """
+        self._check_fitted()
+        gaps: list[tuple[dict[str, str], list[str]]] = [({}, []) for _ in range(n)]
+        absent = [None] * n
+        encoded: list[Sequence[Any]] = []
+        for c, lookup in zip(self.categorical, self._lookups(), strict=True):
+            values = columns.get(c, absent)
+            codes = [lookup.get(v) if type(v) is str else
+                     None if v is None else lookup.get(str(v)) for v in values]
+            if None in codes:
+                _note_gaps(c, values, codes, gaps)
+            encoded.append(codes)
+        bad: list[tuple[int, str, Any]] = []
+        for c in self.numeric:
+            values = columns.get(c, absent)
+            if not set(map(type, values)) <= {int, float}:
+                bad += _check_numbers(c, values, gaps)
+            encoded.append(values)
+        if bad:
+            _, c, value = min(bad, key=lambda b: b[0])
+            raise FeatureError(f"feature {c}={value!r} is not a number")
+        rows = list(zip(*encoded, strict=True))
+        out = np.array(rows, dtype=float).reshape(n, len(encoded))  # None -> NaN
+        if self.brief_components:
+            briefs = list(columns.get("brief", absent))
+            for (_, missing), brief in zip(gaps, briefs, strict=True):
+                if brief is None:
+                    missing.append("brief")
+            out = np.hstack([out, self._brief_features(briefs)])
         return out, gaps
 
     def to_data(self) -> dict[str, Any]:
@@ -219,8 +259,43 @@ class FeatureSpec:
                 if record.get(c) is not None and str(record[c]) not in self.categories_[c]}
 
     def missing(self, record: Mapping[str, Any]) -> list[str]:
-        wanted = [*self.categorical, *self.numeric, *(["brief"] if self.brief_components else [])]
-        return [c for c in wanted if c != "tier" and record.get(c) is None]
+        return [c for c in self.wanted if c != "tier" and record.get(c) is None]
+
+
+def _vocabulary_codes(column: pd.Series, categories: list[str]) -> np.ndarray:
+    """Each value's code in `categories` (NaN when unknown or missing), looked up once per
+    distinct value: a column of many tasks holds few distinct values."""
+    if not (pd.api.types.is_string_dtype(column) or column.dtype == object):
+        column = column.astype("string")
+    codes, distinct = pd.factorize(column)  # missing -> -1
+    found = pd.Index(categories).get_indexer(distinct).astype(float)
+    found[found < 0] = np.nan
+    return np.append(found, np.nan)[codes]
+
+
+def _note_gaps(c: str, values: Sequence[Any], codes: list[int | None],
+               gaps: list[tuple[dict[str, str], list[str]]]) -> None:
+    """Record the tasks whose categorical `c` is missing or was never seen in training."""
+    for i, (value, code) in enumerate(zip(values, codes, strict=True)):
+        if code is not None:
+            continue
+        if value is None:
+            if c != "tier":
+                gaps[i][1].append(c)
+        else:
+            gaps[i][0][c] = value if type(value) is str else str(value)
+
+
+def _check_numbers(c: str, values: Sequence[Any], gaps: list[tuple[dict[str, str], list[str]]]
+                   ) -> list[tuple[int, str, Any]]:
+    """Note the tasks missing numeric `c`; return the first value that is not a number
+    (a bool is not one), as (task, feature, value), or nothing."""
+    for i, value in enumerate(values):
+        if value is None:
+            gaps[i][1].append(c)
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            return [(i, c, value)]
+    return []
 
 
 @dataclass
@@ -240,3 +315,25 @@ def flatten_task(task: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in (task.get("analysis") or {}).items():
         flat[f"analysis.{key}"] = value
     return flat
+
+
+def task_columns(tasks: Sequence[Mapping[str, Any]], keys: Sequence[str]
+                 ) -> dict[str, list[Any]]:
+    """Per key, each task's value in the `flatten_task` layout (None when absent), without
+    building one flat dict per task."""
+    analyses = [_analysis(t) for t in tasks]
+    out = {}
+    for c in keys:
+        key = c.removeprefix("analysis.")
+        if key == c:
+            out[c] = [t.get(c) for t in tasks]
+        else:
+            out[c] = [a[key] if key in a else t.get(c) for t, a in zip(tasks, analyses,
+                                                                         strict=True)]
+    return out
+
+
+def _analysis(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A task's nested analysis; not a mapping fails as `flatten_task` does."""
+    analysis = task.get("analysis") or {}
+    return analysis if isinstance(analysis, dict) else dict(analysis.items())

@@ -20,9 +20,10 @@ evaluated is what is served.
 from __future__ import annotations
 
 import math
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
 from router_model.compiled import compile_model
 from router_model.config import Catalog, check
 from router_model.contract import Decision
-from router_model.features import FeatureError, flatten_task
+from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.lookup import LookupTable
 
 RULES_VERSION = "rules-static-v1"
@@ -52,6 +53,8 @@ RULES = ("expected_loss", "threshold")
 POLICY_VARIANTS = {"policy": ("expected_loss", False), "threshold_policy": ("threshold", False),
                    "lookup_policy": ("expected_loss", True),
                    "lookup_threshold": ("threshold", True)}
+# What a decision reads of a task besides the model's features.
+ROUTING_KEYS = ("field", "prompt_tokens", "context_tokens", "expected_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,31 @@ class PolicySettings:
                   "must be in [0, 1] (or null for the calibrated knob)")
         check(self.latency_price_per_s >= 0, "router.policy.latency_price_per_s",
               self.latency_price_per_s, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Each task's field as a code into the distinct fields: a per-field table is then read
+    once per distinct field (many tasks hold a few dozen), not once per task."""
+
+    codes: np.ndarray
+    names: list[Any]
+
+    @classmethod
+    def of(cls, fields: Fields | pd.Series | Sequence[str]) -> Fields:
+        """From a frame's column (compared as text, missing stays missing) or field names."""
+        if isinstance(fields, Fields):
+            return fields
+        if isinstance(fields, pd.Series):
+            codes, names = pd.factorize(fields.astype(str), use_na_sentinel=False)
+            return cls(codes, list(names))
+        index: dict[Any, int] = {}
+        codes = [index.setdefault(f, len(index)) for f in fields]
+        return cls(np.array(codes, dtype=np.intp), list(index))
+
+    def lookup(self, table: Mapping[str, Any], default: float) -> np.ndarray:
+        """Per task, the field's value in `table` (else `default`), as floats."""
+        return np.array([table.get(f, default) for f in self.names], dtype=float)[self.codes]
 
 
 def explore(greedy: np.ndarray, eligible: np.ndarray, epsilon: float,
@@ -167,38 +195,49 @@ class LadderCostModel:
         `quantities`: which of QUANTITIES to compute (a decision needs cost and bad only).
         """
         L = len(p_first)
-        false_pass = [0.0] * L if false_pass is None else false_pass
         per_attempt = {"cost": cost, "latency_s": latency, "calls": [1.0] * L,
-                       "premium_calls": [0.0] * (L - 1) + [1.0]}
-        out = {}
-        for q in quantities:
-            if q == "pass":
-                now = [1.0] * L
-            elif q == "bad":
-                now = false_pass
-            else:
-                now = per_attempt[q]
-            out[q] = self._programme(q, p_first, now, 1.0 if q == "bad" else 0.0)
-        return out
+                       "premium_calls": [0.0] * (L - 1) + [1.0], "pass": [1.0] * L,
+                       "bad": [0.0] * L if false_pass is None else false_pass}
+        flag = [1.0 if q == "bad" else 0.0 for q in quantities]
+        on_pass = [1.0 if q in ("pass", "bad") else 0.0 for q in quantities]
+        shapes = [x.shape for x in chain(p_first, cost, latency, false_pass or ())
+                  if isinstance(x, np.ndarray) and x.ndim]
+        if not shapes:  # one task: one programme per quantity on plain floats
+            return {q: self._programme(p_first, per_attempt[q], flag[i], on_pass[i])
+                    for i, q in enumerate(quantities)}
+        # Many tasks: all quantities in one programme, each row of a (quantities, tasks)
+        # array doing exactly the arithmetic of its own programme.
+        stacked = np.empty((L, len(quantities), *np.broadcast_shapes(*shapes)))
+        for i, q in enumerate(quantities):
+            for t in range(L):
+                stacked[t, i] = per_attempt[q][t]
+        values = self._programme(p_first, list(stacked), np.array(flag)[:, None],
+                                 np.array(on_pass)[:, None])
+        return {q: [v[i] for v in values] for i, q in enumerate(quantities)}
 
-    def _programme(self, q: str, p_first: Sequence[Any], now: Sequence[Any], flag: float
+    def _programme(self, p_first: Sequence[Any], now: Sequence[Any], flag: Any, on_pass: Any
                    ) -> list[Any]:
-        """One quantity's values from each start tier. An attempt adds `now[t]` (times its
-        pass probability for "pass" and "bad", which count only on a pass); a flagged field
-        at the top of the ladder adds `flag`. Tiers are solved top down, each tier's retry
-        states from the last retry back, so only each tier's first-attempt value is kept."""
+        """A quantity's values from each start tier. An attempt adds `now[t]`, times its
+        pass probability when `on_pass` is 1 ("pass" and "bad" count only on a pass; with 0
+        the factor is exactly 1.0); a flagged field at the top of the ladder adds `flag`.
+        Tiers are solved top down, each tier's retry states from the last retry back, so
+        only each tier's first-attempt value is kept. Floats for one quantity of one task,
+        or arrays with one row per quantity."""
         R = self.catalog.gate.retries_per_tier
         top = len(p_first) - 1
-        on_pass = q in ("pass", "bad")
         first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
         for t in range(top, -1, -1):
             fs, fv, fm, retry_pass = self._tier_constants[t]
             escalate = flag if t == top else first[t + 1]
+            # A failed attempt below the top: a schema error escalates, a severe miss jumps
+            # to the top, a near miss retries (fm x the next state's value, added below).
+            jumps = 0.0 if t == top else fs * escalate + fv * first[top]
+            retry_gain = (retry_pass * on_pass + (1.0 - on_pass)) * now[t]
             value = escalate  # what follows the last retry: escalate, or the flag at the top
             for k in range(R, -1, -1):
                 p = p_first[t] if k == 0 else retry_pass
-                gain = p * now[t] if on_pass else now[t]
-                after = value if t == top else fs * escalate + fv * first[top] + fm * value
+                gain = (p * on_pass + (1.0 - on_pass)) * now[t] if k == 0 else retry_gain
+                after = value if t == top else jumps + fm * value
                 value = gain + (1.0 - p) * after
             first[t] = value
         return first
@@ -235,6 +274,13 @@ class RoutingPolicy:
         self._false_pass = _false_pass_table(errors, catalog, settings.false_pass_rate)
         self._false_pass_model = (errors.get("model") if settings.false_pass_rate is None
                                   else None)
+        spec = artifact.model.spec if artifact else None
+        self._wanted = list(dict.fromkeys([*ROUTING_KEYS, *(spec.wanted if spec else [])]))
+        # Per tier: what its decision records show (model, provider, URL, the ladder from it).
+        self._tier_records = {
+            name: (tier.model_id, tier.provider, tier.base_url,
+                   self.ladder[self.ladder.index(name):] if name in self.ladder else [name])
+            for name, tier in catalog.tiers.items()}
 
     @classmethod
     def from_artifact_path(cls, catalog: Catalog, settings: PolicySettings,
@@ -289,17 +335,17 @@ class RoutingPolicy:
         s = self.settings
         return min(max(s.knob + s.impact_slope * (impact - 5.0), 0.0), 0.999) \
             if isinstance(impact, float | int) else \
-            np.clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
+            _clip(s.knob + s.impact_slope * (impact - 5.0), 0.0, 0.999)
 
     def impact_weight(self, impact: Any) -> Any:
         """w(field): the configured weight of the field's impact score (1..10)."""
         weights = self.settings.impact_weights
         if isinstance(impact, float | int):
             return float(weights[min(max(int(impact), 1), 10) - 1])
-        idx = np.clip(np.asarray(impact, dtype=np.int64), 1, 10) - 1
+        idx = _clip(np.asarray(impact, dtype=np.int64), 1, 10) - 1
         return np.asarray(weights, dtype=float)[idx]
 
-    def false_pass(self, fields: Any, p: Sequence[Any]) -> list[Any]:
+    def false_pass(self, fields: str | Fields | Sequence[str], p: Sequence[Any]) -> list[Any]:
         """Per ladder tier, P(truly failing | the gate accepted) for each task.
 
         With the audit's model (`gate_errors.model`): a logistic function of the tier and
@@ -308,13 +354,19 @@ class RoutingPolicy:
         fitted = self._false_pass_model
         if fitted is not None:
             slope = fitted["slope"]
-            return [_sigmoid(fitted["intercept"].get(t, 0.0) + slope * _logit(p[j]))
-                    for j, t in enumerate(self.ladder)]
+            intercept = [fitted["intercept"].get(t, 0.0) for t in self.ladder]
+            if isinstance(p[0], float):  # one task
+                return [_sigmoid(c + slope * _logit(x)) for c, x in zip(intercept, p,
+                                                                         strict=True)]
+            # Many tasks: all tiers in one pass over a (tasks, tiers) array, element by
+            # element the same operations as one tier at a time.
+            rates = _sigmoid(np.array(intercept) + slope * _logit(np.stack(p, axis=1)))
+            return list(rates.T)
         by_tier, by_field = self._false_pass
         if isinstance(fields, str):
             return [by_field[t].get(fields, by_tier[t]) for t in self.ladder]
-        names = pd.Series(np.asarray(fields, dtype=object))
-        return [names.map(by_field[t]).fillna(by_tier[t]).to_numpy(float) for t in self.ladder]
+        fields = Fields.of(fields)
+        return [fields.lookup(by_field[t], by_tier[t]) for t in self.ladder]
 
     def starts_for(self, plan: Mapping[str, np.ndarray]) -> np.ndarray:
         """Start tiers chosen again from a plan's (n, L) expectations under this policy's
@@ -333,16 +385,20 @@ class RoutingPolicy:
             loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
         loss = np.where(ok, loss, np.inf)
         start = np.argmin(loss, axis=1)
-        return np.where(np.isfinite(loss.min(axis=1)), start, top)
+        # The least loss is the one at `start` (numpy's min along a short axis is slow).
+        least = np.take_along_axis(loss, start[:, None], axis=1)[:, 0]
+        return np.where(np.isfinite(least), start, top)
 
     def plan(self, p: np.ndarray, impact: np.ndarray, prompt_total: np.ndarray,
-             output: np.ndarray, fields: Sequence[str]) -> dict[str, np.ndarray]:
+             output: np.ndarray, fields: Fields | Sequence[str],
+             quantities: Sequence[str] = LadderCostModel.QUANTITIES
+             ) -> dict[str, np.ndarray]:
         """Start tier (ladder index) for each task, with the numbers behind it.
 
         Arrays in, (n,) / (n, L) arrays out; the work is done by `plan_columns`.
         """
         cols = self.plan_columns(list(p.T), impact, prompt_total, output,
-                                 self.false_pass(fields, list(p.T)))
+                                 self.false_pass(fields, list(p.T)), quantities)
         out = {"start": np.asarray(cols.pop("start"), dtype=np.int64),
                "required": np.asarray(cols.pop("required"), dtype=float)}
         return out | {k: np.column_stack(np.broadcast_arrays(*v)) for k, v in cols.items()}
@@ -388,19 +444,21 @@ class RoutingPolicy:
         return [prompt_total + output <= self.catalog.tiers[t].context_window
                 for t in self.ladder]
 
-    def start_tiers(self, tasks: pd.DataFrame, p: np.ndarray | None = None
+    def start_tiers(self, tasks: pd.DataFrame, p: np.ndarray | None = None,
+                    quantities: Sequence[str] = LadderCostModel.QUANTITIES
                     ) -> dict[str, np.ndarray]:
         """Evaluation entry point: a frame of tasks (flat columns) -> plan arrays.
 
         Pass `p` (from an earlier call) to re-plan under other settings without predicting
-        again. The replay sends overflow tasks to the overflow tier whatever the start;
-        without a model the start is the static assignment.
+        again; `quantities`: the expectations to plan (a start needs only cost and bad).
+        The replay sends overflow tasks to the overflow tier whatever the start; without a
+        model the start is the static assignment.
         """
         n = len(tasks)
-        impact = tasks["field"].map(self._impact).fillna(5).to_numpy(float)
+        fields = Fields.of(tasks["field"])
+        impact = fields.lookup(self._impact, 5)
         prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-        median = tasks["field"].astype(str).map(self._median_output).fillna(
-            self.settings.default_output_tokens).to_numpy(float)
+        median = fields.lookup(self._median_output, self.settings.default_output_tokens)
         given = pd.to_numeric(tasks.get("expected_output_tokens", pd.Series(np.nan, tasks.index)),
                               errors="coerce").to_numpy(float)
         output = np.where(np.isnan(given), median, given)
@@ -409,8 +467,8 @@ class RoutingPolicy:
                     "p": np.full((n, len(self.ladder)), np.nan)}
         if p is None:
             p = self._predict_tiers(tasks.assign(expected_output_tokens=output))
-        fields = tasks["field"].astype(str).to_numpy()
-        return {"p": p, "impact": impact, **self.plan(p, impact, prompt_total, output, fields)}
+        return {"p": p, "impact": impact,
+                **self.plan(p, impact, prompt_total, output, fields, quantities)}
 
     def _predict_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
         """(n, L) pass probabilities for a frame of tasks (the model's, or the predictor's)."""
@@ -424,7 +482,7 @@ class RoutingPolicy:
 
     def static_starts(self, fields: pd.Series | Sequence[str]) -> np.ndarray:
         """The seed's static assignment as ladder indices (cheapest for unknown fields)."""
-        return pd.Series(fields).map(self._static).fillna(0).to_numpy(np.int64)
+        return Fields.of(fields).lookup(self._static, 0).astype(np.int64)
 
     def _output_tokens(self, fields: Sequence[Any], given: Sequence[float]) -> list[float]:
         """Expected completion tokens: as given, else the field's logged median."""
@@ -447,38 +505,61 @@ class RoutingPolicy:
         the model's probabilities are still reported when there is a model. Per-task values
         travel as Python lists: numpy pays only where it works on many tasks at once.
         """
-        flat = [flatten_task(t) for t in tasks]
-        n = len(flat)
+        n = len(tasks)
         if n == 0:
             return []
-        fields = [str(t.get("field")) for t in flat]
+        # One task: a walk over its keys; many: one list per key (far fewer Python steps).
+        flat = flatten_task(tasks[0]) if n == 1 else None
+        columns = ({c: [flat.get(c)] for c in ROUTING_KEYS} if flat is not None
+                   else task_columns(tasks, self._wanted))
+        fields = [str(f) for f in columns["field"]]
         impact = [float(self._impact.get(f, 5)) for f in fields]
-        prompt_total = [_tokens(t.get("prompt_tokens")) + _tokens(t.get("context_tokens"))
-                        for t in flat]
-        output = self._output_tokens(fields, [_tokens(t.get("expected_output_tokens"), np.nan)
-                                              for t in flat])
-        for t, out in zip(flat, output, strict=True):
-            t.setdefault("expected_output_tokens", out)
+        prompt_total = [a + b for a, b in zip(_token_list(columns["prompt_tokens"]),
+                                              _token_list(columns["context_tokens"]),
+                                              strict=True)]
+        output = self._output_tokens(fields, _token_list(columns["expected_output_tokens"],
+                                                         np.nan))
         plan = gaps = None
         reason = self.fallback_reason
         if self.learned:
             try:
-                X, gaps = self.artifact.model.spec.encode_with_gaps(flat)
+                X, gaps = self._encode(tasks, flat, columns, output)
                 plan = self._plan_tasks(self._predict_encoded(X), fields, impact,
                                         prompt_total, output)
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
         chosen = self._starts(fields, plan, starts, n)
         shown = self._shown(plan, n)
-        gaps = gaps or [self._gaps(t) for t in flat]
+        if gaps is None:
+            gaps = [self._gaps(t, out) for t, out in zip(tasks, output, strict=True)]
         overflow = self.catalog.gate.context_overflow_tokens
-        return [self._one(fields[i], gaps[i], shown[i], reason, prompt_total[i] > overflow,
-                          chosen[i], router) for i in range(n)]
+        ids, version = _decision_ids(n), self.router_version
+        return [self._one(ids[i], version, fields[i], gaps[i], shown[i], reason,
+                          prompt_total[i] > overflow, chosen[i], router) for i in range(n)]
 
-    def _gaps(self, task: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
-        """(unknown categories, missing features) when the encoder did not report them."""
+    def _encode(self, tasks: Sequence[Mapping[str, Any]], flat: dict[str, Any] | None,
+                columns: dict[str, list[Any]], output: list[float]
+                ) -> tuple[np.ndarray, list[tuple[dict[str, str], list[str]]]]:
+        """The model's rows and each task's gaps. The model sees the expected output as
+        given, or (when absent) the one planned with."""
+        spec = self.artifact.model.spec
+        if flat is not None:
+            flat.setdefault("expected_output_tokens", output[0])
+            return spec.encode_with_gaps([flat])
+        columns["expected_output_tokens"] = [
+            t.get("expected_output_tokens", out) for t, out in zip(tasks, output, strict=True)]
+        return spec.encode_columns(columns, len(tasks))
+
+    def _gaps(self, task: Mapping[str, Any], output: float
+              ) -> tuple[dict[str, str], list[str]]:
+        """(unknown categories, missing features) when the encoder did not report them;
+        an absent expected output counts as the one planned with."""
         spec = self.artifact.model.spec if self.artifact else None
-        return (spec.unknowns(task), spec.missing(task)) if spec else ({}, [])
+        if spec is None:
+            return {}, []
+        flat = flatten_task(task)
+        flat.setdefault("expected_output_tokens", output)
+        return spec.unknowns(flat), spec.missing(flat)
 
     DECISION_QUANTITIES = ("cost", "bad")  # what a start choice and its record use
 
@@ -494,7 +575,7 @@ class RoutingPolicy:
             columns = list(p.T)
             plan = self.plan_columns(columns, np.array(impact), np.array(prompt_total),
                                      np.array(output),
-                                     self.false_pass(np.array(fields, dtype=object), columns),
+                                     self.false_pass(fields, columns),
                                      self.DECISION_QUANTITIES)
         return {**plan, "p_rows": p.tolist()}
 
@@ -534,32 +615,27 @@ class RoutingPolicy:
         return [(s, "exploration" if x else "learned", q) for s, x, q in
                 zip(start.tolist(), explored.tolist(), propensity.tolist(), strict=True)]
 
-    def _one(self, field_name: str, gaps: tuple[dict[str, str], list[str]],
-             shown: dict[str, Any], reason: str | None, overflow: bool,
-             chosen: tuple[int, str, float], router: str | None) -> Decision:
+    def _one(self, decision_id: str, router_version: str, field_name: str,
+             gaps: tuple[dict[str, str], list[str]], shown: dict[str, Any],
+             reason: str | None, overflow: bool, chosen: tuple[int, str, float],
+             router: str | None) -> Decision:
         unknown, missing = gaps
         if field_name not in self._impact:
             unknown.setdefault("field", field_name)
-        extras: dict[str, Any] = {"unknown_categories": unknown, "router": router,
-                                  "missing_features": missing, **shown}
         if overflow:
-            return self._record(self.catalog.gate.overflow_tier, "rules", 1.0,
-                                "context_overflow", **extras)
-        start, source, propensity = chosen
-        fallback = reason if source == "rules" and router is None else None
-        return self._record(self.ladder[start], source, propensity, fallback, **extras)
-
-    def _record(self, start_tier: str, source: str, propensity: float,
-                fallback_reason: str | None, **extras: Any) -> Decision:
-        tier = self.catalog.tiers[start_tier]
-        if start_tier in self.ladder:
-            ladder = self.ladder[self.ladder.index(start_tier):]
+            start_tier, source, propensity, fallback = (
+                self.catalog.gate.overflow_tier, "rules", 1.0, "context_overflow")
         else:
-            ladder = [start_tier]
-        return Decision(decision_id=uuid.uuid4().hex, router_version=self.router_version,
-                        start_tier=start_tier, model=tier.model_id, provider=tier.provider,
-                        base_url=tier.base_url, source=source, propensity=float(propensity),
-                        ladder=ladder, fallback_reason=fallback_reason, **extras)
+            start, source, propensity = chosen
+            start_tier = self.ladder[start]
+            fallback = reason if source == "rules" and router is None else None
+        model, provider, base_url, ladder = self._tier_records[start_tier]
+        return Decision(decision_id=decision_id, router_version=router_version,
+                        start_tier=start_tier, model=model, provider=provider,
+                        base_url=base_url, source=source, propensity=float(propensity),
+                        ladder=list(ladder), fallback_reason=fallback,
+                        unknown_categories=unknown, router=router, missing_features=missing,
+                        **shown)
 
 
 def _false_pass_table(errors: Mapping[str, Any], catalog: Catalog, override: float | None
@@ -581,14 +657,36 @@ def _logit(p: Any) -> Any:
     if isinstance(p, float):
         p = min(max(p, 1e-6), 1 - 1e-6)
         return math.log(p / (1.0 - p))
-    p = np.clip(p, 1e-6, 1 - 1e-6)
+    p = _clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1.0 - p))
+
+
+def _clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`np.clip` (same values, NaN stays NaN) without its Python wrapper, which costs more
+    than the clipping on a batch of tasks."""
+    return np.minimum(np.maximum(x, low), high)
 
 
 def _sigmoid(z: Any) -> Any:
     if isinstance(z, float):
         return 1.0 / (1.0 + math.exp(-z))
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def _decision_ids(n: int) -> list[str]:
+    """`n` random version-4 UUIDs as hex (what `uuid.uuid4().hex` gives), from one call to
+    the OS for all of them instead of one each."""
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i:i + 32] for i in range(0, 32 * n, 32)]
+
+
+def _token_list(values: Sequence[Any], missing: float = 0.0) -> list[float]:
+    """`_tokens` of each value; plain ints and floats (nearly all) without a call each."""
+    return [float(v) if type(v) is int or type(v) is float else _tokens(v, missing)
+            for v in values]
 
 
 def _tokens(value: Any, missing: float = 0.0) -> float:

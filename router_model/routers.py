@@ -95,7 +95,8 @@ class LearnedStart(Router):
         self.policy = policy.with_settings(**settings) if settings else policy
 
     def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
-        return self.policy.start_tiers(tasks)["start"]
+        return self.policy.start_tiers(tasks, quantities=RoutingPolicy.DECISION_QUANTITIES
+                                       )["start"]
 
 
 class PolicyVariant(Router):
@@ -111,7 +112,8 @@ class PolicyVariant(Router):
         self.policy = context.policy.variant(variant, **settings)
 
     def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
-        return self.policy.start_tiers(tasks)["start"]
+        return self.policy.start_tiers(tasks, quantities=RoutingPolicy.DECISION_QUANTITIES
+                                       )["start"]
 
 
 class Oracle(Router):

@@ -10,10 +10,12 @@ import logging
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from router_model.artifact import load_artifact
 from router_model.compiled import cache_key, compile_model
+from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
 from tests.test_hardening_artifact import _fit
 
@@ -120,3 +122,30 @@ def test_decision_records_match_the_plain_lightgbm_path(trained_router, catalog,
     forced = np.arange(20) % len(catalog.ladder)
     _assert_same_records(_records(plain.decide_many(tasks[:20], starts=forced, router="x")),
                          _records(fast.decide_many(tasks[:20], starts=forced, router="x")))
+
+
+def test_many_tasks_encode_column_by_column_as_one_task_walks_its_keys(trained_router, catalog):
+    """encode_columns (many tasks) and encode_with_gaps (one task's walk) give the same
+    matrix and the same gaps; a non-number raises the same error, the first in task order;
+    the frame encoder (codes per distinct value) gives the same rows."""
+    cfg, _ = trained_router
+    spec = load_artifact(cfg.router.artifact).model.spec
+    tasks = _tasks(catalog)
+    tasks[1] = {**tasks[1], "analysis": None}
+    tasks[2] = {**tasks[2], "analysis.domain": "arts"}  # the nested domain wins
+    tasks[4] = {**tasks[4], "analysis.domain": "arts", "analysis": {}}  # the flat one counts
+    tasks[8] = {**tasks[8], "tier": "gpt-oss-20b", "prompt_tokens": np.float64(12.5)}
+    tasks[9] = {**tasks[9], "expected_output_tokens": float("nan"), "field": None}
+    flat = [flatten_task(t) for t in tasks]
+    X, gaps = spec.encode_columns(task_columns(tasks, spec.wanted), len(tasks))
+    walked, walked_gaps = spec.encode_with_gaps(flat)
+    assert np.array_equal(X, walked, equal_nan=True) and gaps == walked_gaps
+    assert np.array_equal(spec.encode(pd.DataFrame(flat)), walked, equal_nan=True)
+    bad = [*tasks[:3], {**tasks[3], "context_tokens": "x", "prompt_tokens": True},
+           {**tasks[4], "prompt_tokens": "y"}]
+    with pytest.raises(FeatureError) as one_by_one:
+        spec.encode_with_gaps([flatten_task(t) for t in bad])
+    with pytest.raises(FeatureError) as columns:
+        spec.encode_columns(task_columns(bad, spec.wanted), len(bad))
+    assert str(columns.value) == str(one_by_one.value) == "feature prompt_tokens=True is not " \
+                                                          "a number"

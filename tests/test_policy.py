@@ -11,7 +11,14 @@ import pytest
 
 from router_model.artifact import load_artifact
 from router_model.config import Catalog
-from router_model.policy import EXAMPLE_TASK, LadderCostModel, PolicySettings, RoutingPolicy
+from router_model.policy import (
+    EXAMPLE_TASK,
+    Fields,
+    LadderCostModel,
+    PolicySettings,
+    RoutingPolicy,
+    _decision_ids,
+)
 from tests.helpers import compose_config
 
 TASK = EXAMPLE_TASK
@@ -193,3 +200,65 @@ def test_missing_or_corrupt_artifact_falls_back_to_rules(catalog, tmp_path, trai
     policy = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(broken))
     assert not policy.learned and "sha256" in policy.fallback_reason
     assert policy.decide(TASK).source == "rules"
+
+
+def test_many_tasks_plan_all_expectations_in_one_programme_with_each_tasks_floats(catalog):
+    """The stacked programme over many tasks gives, bit for bit, what the float programme
+    gives each task alone, for every quantity and for any subset of quantities."""
+    model = LadderCostModel(catalog, PolicySettings())
+    rng = np.random.default_rng(3)
+    p, cost, latency, false_pass = (rng.random((3, 40)) for _ in range(4))
+    cost = cost * 0.01
+    many = model.expectations(list(p), list(cost), list(latency), list(false_pass))
+    for i in range(40):
+        one = model.expectations([float(x) for x in p[:, i]], [float(x) for x in cost[:, i]],
+                                 [float(x) for x in latency[:, i]],
+                                 [float(x) for x in false_pass[:, i]])
+        assert {q: [float(v[i]) for v in values] for q, values in many.items()} == one
+    some = model.expectations(list(p), list(cost), list(latency), list(false_pass),
+                              quantities=("bad", "calls"))
+    for q in ("bad", "calls"):
+        assert all(np.array_equal(a, b) for a, b in zip(some[q], many[q], strict=True))
+
+
+def test_per_field_tables_are_read_once_per_distinct_field(learned):
+    """Fields gives what a per-task Series.map + fillna gives, for a frame's column (with
+    missing and unknown fields) and for a list of names, and static starts agree."""
+    column = pd.Series(["exercise", None, "course_title", "never-seen", "exercise"],
+                       dtype="str")
+    table = learned._median_output
+    expected = column.astype(str).map(table).fillna(123.0).to_numpy(float)
+    assert np.array_equal(Fields.of(column).lookup(table, 123.0), expected, equal_nan=True)
+    names = ["exercise", "never-seen", "exercise"]
+    assert Fields.of(names).lookup(table, 1.0).tolist() == [table["exercise"], 1.0,
+                                                            table["exercise"]]
+    assert learned.static_starts(column).tolist() == \
+        pd.Series(column).map(learned._static).fillna(0).to_numpy(np.int64).tolist()
+
+
+def test_a_start_needs_only_cost_and_bad(learned, catalog):
+    """Planning only cost and bad (what the routers do) gives the same starts and the same
+    values as planning every expectation."""
+    from pipeline.world import simulate_world, task_table
+
+    cfg = compose_config("router_evaluate")
+    world = simulate_world(cfg.simulate, catalog, n_courses=60, seed=3)
+    tasks = task_table(world)
+    for policy in (learned, learned.variant("threshold_policy")):
+        full = policy.start_tiers(tasks)
+        lean = policy.start_tiers(tasks, p=full["p"], quantities=policy.DECISION_QUANTITIES)
+        assert set(lean) == {"p", "impact", "start", "required", "eligible", "expected_cost",
+                             "expected_bad"}
+        for key, value in lean.items():
+            assert np.array_equal(value, full[key]), key
+
+
+def test_decision_ids_are_random_version_4_uuids():
+    import uuid
+
+    ids = _decision_ids(500)
+    assert len(set(ids)) == 500
+    for text in ids:
+        parsed = uuid.UUID(hex=text)
+        assert parsed.hex == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

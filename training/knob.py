@@ -21,6 +21,10 @@ TARGETS = ("bad_vs_static", "first_pass_vs_static", "first_pass_min", "premium_s
 # Dial grids, safest last: a larger lam or knob starts higher on the ladder.
 DIALS = {"expected_loss": ("lam", np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 61)])),
          "threshold": ("knob", np.linspace(0.0, 1.0, 101))}
+# The plan's expectations a target reads, besides cost and bad (what every start uses):
+# the held-out tasks are planned for these only.
+TARGET_QUANTITIES = {"premium_share_max": ("premium_calls", "calls"),
+                     "final_pass_min": ("pass",)}
 
 
 def expected(plan: Mapping[str, np.ndarray], start: np.ndarray, target: str) -> float:
@@ -59,7 +63,8 @@ def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
         return None
     name, value = goal
     dial, grid = DIALS[policy.settings.rule]
-    plan = policy.start_tiers(tasks)  # predicted and planned once; the dial only re-chooses
+    # Predicted and planned once; the dial only re-chooses.
+    plan = policy.start_tiers(tasks, quantities=("cost", "bad", *TARGET_QUANTITIES.get(name, ())))
     if name.endswith("_vs_static"):
         value = expected(plan, policy.static_starts(tasks["field"]), name)
     got = np.array([expected(plan, policy.with_settings(**{dial: float(g)}).starts_for(plan),

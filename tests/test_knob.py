@@ -1,0 +1,63 @@
+"""Dial calibration (training/knob.py): planning only what the target reads, and choosing
+starts without numpy's min along the tiers, gives the very dial the plain path gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from router_model.artifact import load_artifact
+from router_model.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from tests.helpers import compose_config
+from training.knob import calibrate_dial
+
+TARGETS = [{"bad_vs_static": True}, {"first_pass_vs_static": True}, {"first_pass_min": 0.9},
+           {"premium_share_max": 0.05}, {"final_pass_min": 0.99}]
+
+
+def _plain_starts(policy: RoutingPolicy, plan: dict[str, np.ndarray]) -> np.ndarray:
+    """The reference choice: every loss masked, argmin, and the least loss by min."""
+    eligible = np.asarray(plan["eligible"], dtype=bool)
+    top = eligible.shape[1] - 1
+    if policy.settings.rule == "threshold":
+        required = policy.required_pass_prob(plan["impact"])
+        ok = eligible & (plan["p"] >= required[:, None])
+        ok[:, top] = eligible[:, top]
+        loss = plan["expected_cost"]
+    else:
+        ok = eligible
+        price = policy.settings.lam * policy.impact_weight(plan["impact"])
+        loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
+    loss = np.where(ok, loss, np.inf)
+    return np.where(np.isfinite(loss.min(axis=1)), np.argmin(loss, axis=1), top)
+
+
+@pytest.fixture(scope="module")
+def held_out(trained_router, catalog):
+    from pipeline.world import simulate_world, task_table
+
+    cfg, _ = trained_router
+    world = simulate_world(compose_config("router_evaluate").simulate, catalog, n_courses=150,
+                           seed=11)
+    tasks = task_table(world)
+    tasks.loc[tasks.index[::7], "prompt_tokens"] = 400_000  # fits no tier: starts on top
+    return RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)), tasks
+
+
+@pytest.mark.parametrize("key", sorted(POLICY_VARIANTS))
+def test_the_dial_is_the_one_the_plain_path_finds(held_out, monkeypatch, key):
+    policy, tasks = held_out
+    variant = policy.variant(key)
+    fast = [calibrate_dial(variant, tasks, target) for target in TARGETS]
+    full_plan = RoutingPolicy.start_tiers
+
+    def every_expectation(self: RoutingPolicy, frame: Any, p: Any = None,
+                          quantities: Any = None) -> dict[str, np.ndarray]:
+        return full_plan(self, frame, p)
+
+    monkeypatch.setattr(RoutingPolicy, "start_tiers", every_expectation)
+    monkeypatch.setattr(RoutingPolicy, "starts_for", _plain_starts)
+    assert fast == [calibrate_dial(variant, tasks, target) for target in TARGETS]
+    assert calibrate_dial(variant, tasks, None) is None
