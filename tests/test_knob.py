@@ -61,3 +61,28 @@ def test_the_dial_is_the_one_the_plain_path_finds(held_out, monkeypatch, key):
     monkeypatch.setattr(RoutingPolicy, "starts_for", _plain_starts)
     assert fast == [calibrate_dial(variant, tasks, target) for target in TARGETS]
     assert calibrate_dial(variant, tasks, None) is None
+
+
+
+def test_variants_on_the_model_share_its_predictions_and_find_the_same_dials(
+        trained_router, held_out, monkeypatch):
+    from router_model.artifact import RouterArtifact
+    from router_model.config import typed
+    from training.train import calibrate_policies
+
+    cfg, _ = trained_router
+    policy, tasks = held_out
+    artifact = policy.artifact
+    candidate = RouterArtifact(model=artifact.model, path=None,
+                               manifest={**artifact.manifest, "router_version": "candidate"})
+    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
+    separate = {key: calibrate_dial(RoutingPolicy(policy.catalog, settings, candidate)
+                                    .variant(key), tasks, cfg.router.calibrate)
+                for key in POLICY_VARIANTS}
+    predicted = []  # the model's predictions (the lookup variants predict from their table)
+    predict = RoutingPolicy._predict_encoded
+    monkeypatch.setattr(RoutingPolicy, "_predict_encoded",
+                        lambda self, X: predicted.append(len(X)) or predict(self, X))
+    shared = calibrate_policies(cfg, artifact.model, artifact.manifest, tasks)
+    assert shared == separate and shared["policy"] is not None
+    assert predicted == [len(tasks)]  # once, for both variants on the model

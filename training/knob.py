@@ -52,11 +52,13 @@ def one_target(target: Mapping[str, Any] | None) -> tuple[str, Any] | None:
 
 
 def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
-                   target: Mapping[str, Any] | None) -> dict[str, Any] | None:
+                   target: Mapping[str, Any] | None, p: np.ndarray | None = None
+                   ) -> dict[str, Any] | None:
     """The least safe dial value whose expectation meets the target; None without a target.
 
     `*_vs_static` targets take their value from the static assignment under the same
-    predictions (same exposure to failures and gate errors as the seed's rules).
+    predictions (same exposure to failures and gate errors as the seed's rules). `p`: the
+    policy's pass probabilities for `tasks` when the caller has them (`start_tiers`' "p").
     """
     goal = one_target(target)
     if goal is None or not policy.learned:
@@ -64,7 +66,8 @@ def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
     name, value = goal
     dial, grid = DIALS[policy.settings.rule]
     # Predicted and planned once; the dial only re-chooses.
-    plan = policy.start_tiers(tasks, quantities=("cost", "bad", *TARGET_QUANTITIES.get(name, ())))
+    plan = policy.start_tiers(tasks, p, quantities=("cost", "bad",
+                                                    *TARGET_QUANTITIES.get(name, ())))
     if name.endswith("_vs_static"):
         value = expected(plan, policy.static_starts(tasks["field"]), name)
     got = np.array([expected(plan, policy.with_settings(**{dial: float(g)}).starts_for(plan),

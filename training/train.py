@@ -25,7 +25,7 @@ from training.dataset import (
 )
 from training.fitting import Phases, Prepared, estimator_names, fit_pass_model
 from training.guarantee import learn_then_test
-from training.knob import calibrate_dial
+from training.knob import calibrate_dial, one_target
 from training.metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -82,10 +82,14 @@ def calibrate_policies(cfg: DictConfig, model: PassModel, manifest: dict[str, An
     settings = typed(PolicySettings, cfg.router.policy, "router.policy")
     catalog = Catalog.from_config(cfg)
     tasks = rows.drop_duplicates("task_id").reset_index(drop=True)
+    target = cfg.router.get("calibrate")
+    model_p = None  # the variants on the model share its predictions (the lookup's are cheap)
     out = {}
-    for key in POLICY_VARIANTS:
+    for key, (_, on_lookup) in POLICY_VARIANTS.items():
         policy = RoutingPolicy(catalog, settings, candidate).variant(key)
-        out[key] = calibrate_dial(policy, tasks, cfg.router.get("calibrate"))
+        if not on_lookup and model_p is None and one_target(target) and policy.learned:
+            model_p = policy.start_tiers(tasks, quantities=("cost", "bad"))["p"]
+        out[key] = calibrate_dial(policy, tasks, target, None if on_lookup else model_p)
     return out
 
 
