@@ -50,6 +50,16 @@ def _randint(rng: np.random.Generator, bounds: Any, size: int) -> np.ndarray:
     return rng.integers(lo, hi + 1, size=size)
 
 
+def _summed_randint(rng: np.random.Generator, bounds: Any, counts: np.ndarray) -> np.ndarray:
+    """Row i: the sum of counts[i] uniform integer draws (e.g. exercises over a section's
+    lessons). One draw of counts.sum() integers takes the same values from the generator, and
+    leaves it in the same state, as one draw per row in row order: the world is unchanged,
+    without a Python loop over rows."""
+    totals = np.concatenate(([0], np.cumsum(_randint(rng, bounds, int(counts.sum())))))
+    ends = np.cumsum(counts)
+    return totals[ends] - totals[ends - counts]
+
+
 # The world's formulas, on scalars or arrays: shared by the log simulator and the provider
 # simulator (pipeline/provider_sim), so both draw from the same world.
 
@@ -128,9 +138,8 @@ def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog
         if items == "lessons":
             batch = lessons_per_section[course_idx]
         elif items == "exercises":
-            per_lesson = cfg["courses"]["exercises_per_lesson"]
-            batch = np.array([_randint(rng, per_lesson, int(k)).sum()
-                              for k in lessons_per_section[course_idx]])
+            batch = _summed_randint(rng, cfg["courses"]["exercises_per_lesson"],
+                                    lessons_per_section[course_idx])
         else:
             batch = np.ones(course_idx.size, dtype=np.int64)
         parts.append(pd.DataFrame({"course_index": course_idx, "field": name,

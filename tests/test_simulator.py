@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
-from pipeline.world import calibration_summary, simulate_world
+from pipeline.world import _summed_randint, calibration_summary, simulate_world
 from router_model.attempt_log import read_attempts
 from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
@@ -104,3 +104,14 @@ def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, c
 
 def static_starts(tasks, catalog):
     return RoutingPolicy(catalog, PolicySettings()).static_starts(tasks["field"])
+
+
+@pytest.mark.parametrize("bounds", [(1, 2), (0, 5), (3, 3)])
+def test_summed_draws_take_the_same_values_as_one_draw_per_row(bounds):
+    """The vectorised exercise counts must draw what the per-row loop drew (and leave the
+    generator where it left it): the simulated world may not change."""
+    counts = np.random.default_rng(1).integers(0, 7, 500)
+    looped, summed = np.random.default_rng(5), np.random.default_rng(5)
+    expected = [looped.integers(bounds[0], bounds[1] + 1, int(k)).sum() for k in counts]
+    np.testing.assert_array_equal(_summed_randint(summed, bounds, counts), expected)
+    assert looped.bit_generator.state == summed.bit_generator.state
