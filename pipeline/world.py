@@ -120,62 +120,101 @@ def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Gene
     })
 
 
-def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
-                 rng: np.random.Generator) -> pd.DataFrame:
-    """One row per field instance, with token counts and the task's difficulty."""
+def _batch_sizes(cfg: Mapping[str, Any], items: str | None, lessons: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Items per task: Phase-3 fields are generated one batch per section, `items` says what
+    is batched (a section's lessons, or exercises drawn per lesson)."""
+    if items == "lessons":
+        return lessons
+    if items == "exercises":
+        return _summed_randint(rng, cfg["courses"]["exercises_per_lesson"], lessons)
+    return np.ones(lessons.size, dtype=np.int64)
+
+
+def _field_instances(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Course index, field code (position in cfg.fields), ordinal and batch size of every
+    field instance, field by field in config order: the order the exercise counts are drawn."""
     sections = courses["section_count"].to_numpy()
     lessons_per_section = courses["lesson_count"].to_numpy() // np.maximum(sections, 1)
     per_course_counts = {"course": np.ones(len(courses), dtype=np.int64), "section": sections}
     parts = []
-    for name, f in cfg["fields"].items():
+    for code, (name, f) in enumerate(cfg["fields"].items()):
         if name not in catalog.fields:
             raise ValueError(f"simulate.fields.{name} is not a field in conf/fields")
         counts = per_course_counts[f["per"]]
         course_idx = np.repeat(np.arange(len(courses)), counts)
-        ordinal = np.concatenate([np.arange(k) for k in counts])
-        # Phase-3 fields are generated one batch per section: `items` says what is batched.
-        items = f.get("items")
-        if items == "lessons":
-            batch = lessons_per_section[course_idx]
-        elif items == "exercises":
-            batch = _summed_randint(rng, cfg["courses"]["exercises_per_lesson"],
-                                    lessons_per_section[course_idx])
-        else:
-            batch = np.ones(course_idx.size, dtype=np.int64)
-        parts.append(pd.DataFrame({"course_index": course_idx, "field": name,
-                                   "ordinal": ordinal.astype(np.int64), "batch_size": batch}))
-    tasks = pd.concat(parts, ignore_index=True)
-    phase = {n: s.phase for n, s in catalog.fields.items()}
-    tasks["phase"] = tasks["field"].map(phase).astype(np.int64)
-    tasks = tasks.sort_values(["course_index", "phase", "field", "ordinal"], kind="stable",
-                              ignore_index=True)
-    tasks = tasks.merge(courses, on="course_index", how="left")
+        parts.append({
+            "course_index": course_idx, "field": np.full(course_idx.size, code),
+            "ordinal": np.arange(course_idx.size) - np.repeat(np.cumsum(counts) - counts, counts),
+            "batch_size": _batch_sizes(cfg, f.get("items"), lessons_per_section[course_idx], rng),
+        })
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _task_order(rows: Mapping[str, np.ndarray], names: list[str], phase: np.ndarray
+                ) -> np.ndarray:
+    """Tasks by course, phase, field name and ordinal: the order generation runs in."""
+    rank = np.argsort(np.argsort(np.array(names)))
+    code = rows["field"]
+    return np.lexsort((rows["ordinal"], rank[code], phase[code], rows["course_index"]))
+
+
+def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_idx: np.ndarray
+            ) -> pd.Series:
+    """Each task's brief, from one text per field and one per course: the same text as
+    composing it row by row, with string work per course instead of per task."""
+    field_part = pd.array(["Write the " + n.replace("_", " ") for n in names], dtype="str")
+    course_part = (" for a " + courses["audience_level"] + " "
+                   + courses["domain"].str.replace("_", " ") + " course taught in "
+                   + courses["language"] + ", with " + courses["lesson_count"].astype(str)
+                   + " lessons.")
+    return pd.Series(field_part.take(code)) + pd.Series(course_part.array.take(course_idx))
+
+
+def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """One row per field instance, with token counts and the task's difficulty.
+
+    Rows are built as arrays and sorted once, and per-field and per-course values are taken
+    by index rather than merged or looked up per row."""
+    names = list(cfg["fields"])
+    rows = _field_instances(cfg, courses, catalog, rng)
+    phase = np.array([catalog.fields[n].phase for n in names], dtype=np.int64)
+    order = _task_order(rows, names, phase)
+    code, course_idx = rows["field"][order], rows["course_index"][order]
+    tasks = pd.concat([
+        pd.DataFrame({"course_index": course_idx, "field": pd.array(names, dtype="str").take(code),
+                      "ordinal": rows["ordinal"][order], "batch_size": rows["batch_size"][order],
+                      "phase": phase[code]}),
+        courses.drop(columns="course_index").take(course_idx).reset_index(drop=True),
+    ], axis=1)
     fcfg = pd.DataFrame.from_dict({k: dict(v) for k, v in cfg["fields"].items()}, orient="index")
-    f = fcfg.loc[tasks["field"]].reset_index(drop=True)
+
+    def per_task(key: str) -> np.ndarray:
+        return fcfg[key].to_numpy(float)[code]
+
     n = len(tasks)
     batch = tasks["batch_size"].to_numpy(float)
-    prompt = (f["prompt_tokens"].to_numpy(float) * (1.0 + 0.3 * (batch - 1.0))
+    prompt = (per_task("prompt_tokens") * (1.0 + 0.3 * (batch - 1.0))
               * np.exp(rng.normal(0, 0.25, n)))
     prompt += 25.0 * tasks["objective_count"].to_numpy()
-    context = (tasks["source_tokens"].to_numpy() * f["context_share"].to_numpy(float)
+    context = (tasks["source_tokens"].to_numpy() * per_task("context_share")
                * np.exp(rng.normal(0, 0.15, n)))
-    output = (f["output_tokens"].to_numpy(float) * batch * np.exp(rng.normal(0, 0.3, n))
+    output = (per_task("output_tokens") * batch * np.exp(rng.normal(0, 0.3, n))
               * (1.0 + 0.3 * tasks["complexity"].to_numpy()))
     tasks["prompt_tokens"] = np.maximum(1, np.round(prompt)).astype(np.int64)
     tasks["context_tokens"] = np.round(context).astype(np.int64)
     tasks["expected_output_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
     total = tasks["prompt_tokens"] + tasks["context_tokens"]
     tasks["_difficulty"] = task_difficulty(
-        f["difficulty"].to_numpy(float), f["sensitivity"].to_numpy(float),
+        per_task("difficulty"), per_task("sensitivity"),
         tasks["_observable_difficulty"].to_numpy(), total.to_numpy(), batch,
         float(cfg["batch_difficulty"]), tasks["_hidden_difficulty"].to_numpy(),
         rng.normal(0.0, float(cfg["noise"]["task_sd"]), n)
     ) + interaction_difficulty(cfg.get("interactions") or {}, tasks, total.to_numpy())
-    tasks["_structure"] = f["structure"].to_numpy(float)
-    tasks["brief"] = ("Write the " + tasks["field"].str.replace("_", " ") + " for a "
-                      + tasks["audience_level"] + " " + tasks["domain"].str.replace("_", " ")
-                      + " course taught in " + tasks["language"] + ", with "
-                      + tasks["lesson_count"].astype(str) + " lessons.")
+    tasks["_structure"] = per_task("structure")
+    tasks["brief"] = _briefs(courses, names, code, course_idx)
     return tasks
 
 
@@ -279,7 +318,8 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
     tasks = expand_tasks(cfg, courses, catalog, rng)
     world = draw_outcomes(cfg, tasks, catalog, rng)
     prefix = f"c{int(cfg['seed'] if seed is None else seed) % 100000:05d}"
-    world.tasks["course_id"] = [f"{prefix}-{i:06d}" for i in world.tasks["course_index"]]
+    course_ids = pd.array([f"{prefix}-{i:06d}" for i in range(n_courses)], dtype="str")
+    world.tasks["course_id"] = course_ids.take(world.tasks["course_index"].to_numpy())
     world.tasks["task_id"] = (world.tasks["course_id"] + "-" + world.tasks["field"] + "-"
                               + world.tasks["ordinal"].astype(str))
     return world
