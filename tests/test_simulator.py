@@ -10,8 +10,15 @@ import pandas as pd
 import pytest
 
 from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
-from pipeline.world import _summed_randint, calibration_summary, simulate_world
+from pipeline.world import (
+    _normal,
+    _summed_randint,
+    calibration_summary,
+    field_thresholds,
+    simulate_world,
+)
 from router_model.attempt_log import read_attempts
+from router_model.gate import Gate
 from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
 from tests.helpers import compose_config, tmp_paths
@@ -115,3 +122,33 @@ def test_summed_draws_take_the_same_values_as_one_draw_per_row(bounds):
     expected = [looped.integers(bounds[0], bounds[1] + 1, int(k)).sum() for k in counts]
     np.testing.assert_array_equal(_summed_randint(summed, bounds, counts), expected)
     assert looped.bit_generator.state == summed.bit_generator.state
+
+
+@pytest.mark.parametrize("sd", [0.036, 0.25, 1.0])
+def test_fast_normal_draws_numpys_normal_bit_for_bit(sd):
+    """_normal replaces rng.normal(0, sd) everywhere in the world: same bits, same state."""
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    expected = a.normal(0.0, sd, (20_000, 3))
+    np.testing.assert_array_equal(_normal(b, sd, (20_000, 3)).view(np.uint64),
+                                  expected.view(np.uint64))
+    assert a.bit_generator.state == b.bit_generator.state
+
+
+def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
+    """What the array-built task table must keep: generation order, per-course ordinals,
+    each task's own brief, course id and pass threshold."""
+    tasks = simulate_world(cfg.simulate, catalog, n_courses=40, seed=3).tasks
+    keys = ["course_index", "phase", "field", "ordinal"]
+    pd.testing.assert_frame_equal(tasks[keys], tasks[keys].sort_values(keys, ignore_index=True))
+    per_field = tasks.groupby(["course_index", "field"])["ordinal"]
+    assert (tasks["ordinal"] == per_field.cumcount()).all()
+    sections = tasks.groupby("course_index")["section_count"].first()
+    for (course, field), count in per_field.size().items():
+        assert count == (1 if cfg.simulate.fields[field].per == "course" else sections[course])
+    for row in tasks.sample(25, random_state=0).itertuples():
+        assert row.brief == (f"Write the {row.field.replace('_', ' ')} for a "
+                             f"{row.audience_level} {row.domain.replace('_', ' ')} course "
+                             f"taught in {row.language}, with {row.lesson_count} lessons.")
+        assert row.course_id == f"c00003-{row.course_index:06d}"
+    per_task = Gate.from_catalog(catalog).pass_thresholds(list(tasks["field"]), len(tasks))
+    np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
