@@ -326,6 +326,16 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
 
 
+def _task_ids(tasks: pd.DataFrame) -> pd.Series:
+    """course id + "-<field>-<ordinal>": the suffix is composed once per distinct (field,
+    ordinal), so each task costs one string join instead of four and no int formatting."""
+    codes, fields = pd.factorize(tasks["field"])
+    ordinal = tasks["ordinal"].to_numpy()
+    width = int(ordinal.max()) + 1
+    suffixes = pd.array([f"-{f}-{o}" for f in fields for o in range(width)], dtype="str")
+    return tasks["course_id"] + pd.Series(suffixes.take(codes * width + ordinal))
+
+
 def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | None = None,
                    seed: int | None = None) -> SimulatedWorld:
     """Courses -> tasks -> outcome cube, all from one seeded generator."""
@@ -339,8 +349,7 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
     prefix = f"c{int(cfg['seed'] if seed is None else seed) % 100000:05d}"
     course_ids = pd.array([f"{prefix}-{i:06d}" for i in range(n_courses)], dtype="str")
     world.tasks["course_id"] = course_ids.take(world.tasks["course_index"].to_numpy())
-    world.tasks["task_id"] = (world.tasks["course_id"] + "-" + world.tasks["field"] + "-"
-                              + world.tasks["ordinal"].astype(str))
+    world.tasks["task_id"] = _task_ids(world.tasks)
     return world
 
 

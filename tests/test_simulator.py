@@ -150,5 +150,6 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
                              f"{row.audience_level} {row.domain.replace('_', ' ')} course "
                              f"taught in {row.language}, with {row.lesson_count} lessons.")
         assert row.course_id == f"c00003-{row.course_index:06d}"
+        assert row.task_id == f"{row.course_id}-{row.field}-{row.ordinal}"
     per_task = Gate.from_catalog(catalog).pass_thresholds(list(tasks["field"]), len(tasks))
     np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
