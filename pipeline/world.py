@@ -353,6 +353,14 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
     return world
 
 
+def _rows(column: pd.Series, index: np.ndarray) -> Any:
+    """Rows `index` of a task column. String columns are taken in Arrow: going through a
+    numpy object array makes a Python string per row that the frame converts back."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.array.take(index)
+    return column.to_numpy()[index]
+
+
 def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, *,
                  explored: np.ndarray, propensity: np.ndarray, router_version: str,
                  start_time: str, courses_per_day: float,
@@ -367,13 +375,13 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
     tasks = world.tasks
     ti = trace["task"].to_numpy()
     tier_idx = trace["tier"].to_numpy()
-    names = np.array(catalog.tier_names, dtype=object)
-    tiers = [catalog.tiers[t] for t in catalog.tier_names]
+    names = pd.array(catalog.tier_names, dtype="str")
+    models = pd.array([catalog.tiers[t].model_id for t in catalog.tier_names], dtype="str")
     sim = trace["similarity"].to_numpy()
     valid = trace["schema_valid"].to_numpy()
     passed = trace["action"].to_numpy() == 0
-    gate = Gate.from_catalog(catalog)
-    kind = gate.verdict(sim, valid, gate.pass_thresholds(tasks["field"].to_numpy()[ti], ti.size))
+    kind = Gate.from_catalog(catalog).verdict(sim, valid,
+                                              field_thresholds(catalog, tasks["field"])[ti])
     # The reason an attempt happened is the previous attempt's verdict.
     prev_reason = trace.groupby("task")["next_reason"].shift(1)
     overflow = world.cube.overflow[ti]
@@ -390,25 +398,25 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
     frame = pd.DataFrame({
         "schema_version": 1,
         "timestamp": course_start + pd.to_timedelta(elapsed.to_numpy(), unit="ms"),
-        "course_id": tasks["course_id"].to_numpy()[ti],
-        "task_id": tasks["task_id"].to_numpy()[ti],
-        "field": tasks["field"].to_numpy()[ti],
+        "course_id": _rows(tasks["course_id"], ti),
+        "task_id": _rows(tasks["task_id"], ti),
+        "field": _rows(tasks["field"], ti),
         "phase": tasks["phase"].to_numpy()[ti],
         "attempt": trace["attempt"].to_numpy(),
-        "tier": names[tier_idx],
-        "model": np.array([t.model_id for t in tiers], dtype=object)[tier_idx],
+        "tier": names.take(tier_idx),
+        "model": models.take(tier_idx),
         "provider": "simulator",
         "prompt_tokens": tasks["prompt_tokens"].to_numpy()[ti],
         "completion_tokens": world.completion_tokens[ti, tier_idx].astype(np.int64),
         "context_tokens": tasks["context_tokens"].to_numpy()[ti],
-        "brief": tasks["brief"].to_numpy()[ti],
+        "brief": _rows(tasks["brief"], ti),
         "similarity": sim.round(4),
         "schema_valid": valid,
         "passed": passed,
         "error_kind": kind,
         "cost_usd": trace["cost_usd"].to_numpy(),
         "latency_ms": latency_ms.round(1),
-        "decision_id": "dec-" + tasks["task_id"].to_numpy()[ti],
+        "decision_id": _rows("dec-" + tasks["task_id"], ti),
         "router_version": router_version,
         "start_source": source,
         "predicted_pass_prob": np.nan,
@@ -421,7 +429,7 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
         frame["audit_passed"] = pd.array(np.where(audited[course_index], truth, pd.NA),
                                          dtype="boolean")
     for key in ANALYSIS_KEYS:
-        frame[f"analysis.{key}"] = tasks[key].to_numpy()[ti]
+        frame[f"analysis.{key}"] = _rows(tasks[key], ti)
     return frame
 
 
@@ -434,23 +442,25 @@ def task_table(world: SimulatedWorld) -> pd.DataFrame:
 
 
 def outcome_table(world: SimulatedWorld, catalog: Catalog) -> pd.DataFrame:
-    """The counterfactual table in long form: task x tier x attempt."""
+    """The counterfactual table in long form: task x tier x attempt (attempt fastest)."""
     cube = world.cube
     n, n_tiers, n_att = cube.similarity.shape
-    task, tier, att = np.meshgrid(np.arange(n), np.arange(n_tiers), np.arange(n_att),
-                                  indexing="ij")
-    task, tier, att = task.ravel(), tier.ravel(), att.ravel()
+
+    def per_attempt(values: np.ndarray) -> np.ndarray:  # a (task, tier) value on each attempt
+        return np.repeat(np.asarray(values).ravel(), n_att)
+
     return pd.DataFrame({
-        "task_id": world.tasks["task_id"].to_numpy()[task],
-        "tier": np.array(catalog.tier_names, dtype=object)[tier],
-        "attempt": att + 1,
+        "task_id": _rows(world.tasks["task_id"], np.repeat(np.arange(n), n_tiers * n_att)),
+        "tier": pd.array(catalog.tier_names, dtype="str").take(
+            np.tile(np.repeat(np.arange(n_tiers), n_att), n)),
+        "attempt": np.tile(np.arange(1, n_att + 1), n * n_tiers),
         "similarity": cube.similarity.ravel(),
         "quality": cube.quality.ravel(),
         "schema_valid": cube.schema_valid.ravel(),
-        "completion_tokens": world.completion_tokens[task, tier].astype(np.int64),
-        "cost_usd": cube.call_cost[task, tier],
-        "gate_cost_usd": cube.gate_cost[task, tier],
-        "latency_s": cube.latency_s[task, tier],
+        "completion_tokens": per_attempt(world.completion_tokens.astype(np.int64)),
+        "cost_usd": per_attempt(cube.call_cost),
+        "gate_cost_usd": per_attempt(cube.gate_cost),
+        "latency_s": per_attempt(cube.latency_s),
     })
 
 
