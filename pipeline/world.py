@@ -164,10 +164,15 @@ def _field_instances(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Cat
 
 def _task_order(rows: Mapping[str, np.ndarray], names: list[str], phase: np.ndarray
                 ) -> np.ndarray:
-    """Tasks by course, phase, field name and ordinal: the order generation runs in."""
+    """Tasks by course, phase, field name and ordinal: the order generation runs in.
+
+    One mixed-radix key (no two instances share it): a stable sort of it finds the rows'
+    runs (each field's rows are already by course) and is ~10x faster than a lexsort."""
     rank = np.argsort(np.argsort(np.array(names)))
-    code = rows["field"]
-    return np.lexsort((rows["ordinal"], rank[code], phase[code], rows["course_index"]))
+    code, ordinal = rows["field"], rows["ordinal"]
+    key = rows["course_index"] * (int(phase.max()) + 1) + phase[code]
+    key = (key * len(names) + rank[code]) * (int(ordinal.max()) + 1) + ordinal
+    return np.argsort(key, kind="stable")
 
 
 def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_idx: np.ndarray
