@@ -60,11 +60,12 @@ def _summed_randint(rng: np.random.Generator, bounds: Any, counts: np.ndarray) -
     return totals[ends] - totals[ends - counts]
 
 
-def _normal(rng: np.random.Generator, sd: float, size: Any) -> np.ndarray:
+def _normal(rng: np.random.Generator, sd: float, size: Any, out: np.ndarray | None = None
+            ) -> np.ndarray:
     """rng.normal(0, sd, size) bit for bit (numpy computes 0.0 + sd * z from the same
     standard normal draws), at half the cost: numpy's normal with scalar arguments takes a
-    per-draw path, standard_normal a filling one."""
-    draws = rng.standard_normal(size)
+    per-draw path, standard_normal a filling one (into `out` when given)."""
+    draws = rng.standard_normal(size, out=out)
     draws *= sd
     draws += 0.0  # as numpy's loc: -0.0 becomes 0.0
     return draws
@@ -280,6 +281,21 @@ def field_thresholds(catalog: Catalog, fields: pd.Series) -> np.ndarray:
     return Gate.from_catalog(catalog).pass_thresholds(list(names), len(names))[codes]
 
 
+def _tier_attempts(rng: np.random.Generator, tier: Mapping[str, Any], attempt_sd: float,
+                   base: np.ndarray, p_err: np.ndarray, quality: np.ndarray,
+                   schema_valid: np.ndarray, buffer: np.ndarray) -> None:
+    """One tier's attempts, written into its slices of the cube: true quality (fresh noise
+    per attempt) and schema validity. The normal and uniform draws fill `buffer`, reused
+    across tiers: a fresh array this size costs page faults on every tier."""
+    draws = _normal(rng, attempt_sd, buffer.shape, out=buffer)
+    draws += base[:, None]
+    # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
+    off_topic = rng.random(buffer.shape) < float(tier["off_topic"])
+    np.copyto(draws, rng.uniform(0.2, 0.6, buffer.shape), where=off_topic)
+    np.clip(draws, 0.0, 1.0, out=quality)
+    np.greater_equal(rng.random(out=buffer), p_err[:, None], out=schema_valid)
+
+
 def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
                   rng: np.random.Generator) -> SimulatedWorld:
     """Every tier's outcome for every attempt: the counterfactual table, as a cube."""
@@ -301,18 +317,14 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     call_cost = np.empty((n, len(names)))
     gate_cost = np.empty((n, len(names)))
     latency = np.empty((n, len(names)))
+    buffer = np.empty((n, n_att))
     for j, name in enumerate(names):
         t = cfg["tiers"][name]
         penalty = tier_penalty(cfg.get("interactions") or {}, name, tasks)
         margin, base = quality_base(q, t, difficulty + penalty, lang)
-        draws = _normal(rng, float(noise["attempt_sd"]), (n, n_att))
-        draws += base[:, None]
-        # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
-        off_topic = rng.random((n, n_att)) < float(t["off_topic"])
-        np.copyto(draws, rng.uniform(0.2, 0.6, (n, n_att)), where=off_topic)
-        np.clip(draws, 0.0, 1.0, out=quality[:, j, :])
-        p_err = schema_error_probability(t, structure, margin)
-        schema_valid[:, j, :] = rng.random((n, n_att)) >= p_err[:, None]
+        _tier_attempts(rng, t, float(noise["attempt_sd"]), base,
+                       schema_error_probability(t, structure, margin),
+                       quality[:, j, :], schema_valid[:, j, :], buffer)
         completion[:, j] = np.round(expected_out * float(t["completion_scale"]))
         tier = catalog.tiers[name]
         call_cost[:, j] = tier.call_cost(prompt_total, completion[:, j])
