@@ -179,7 +179,8 @@ def _task_order(rows: Mapping[str, np.ndarray], names: list[str], phase: np.ndar
 def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_idx: np.ndarray
             ) -> pd.Series:
     """Each task's brief, from one text per field and one per course: the same text as
-    composing it row by row, with string work per course instead of per task."""
+    composing it row by row, but the replacements and number formatting run per field and
+    per course, and each task costs one join."""
     field_part = pd.array(["Write the " + n.replace("_", " ") for n in names], dtype="str")
     course_part = (" for a " + courses["audience_level"] + " "
                    + courses["domain"].str.replace("_", " ") + " course taught in "
@@ -285,8 +286,8 @@ def _tier_attempts(rng: np.random.Generator, tier: Mapping[str, Any], attempt_sd
                    base: np.ndarray, p_err: np.ndarray, quality: np.ndarray,
                    schema_valid: np.ndarray, buffer: np.ndarray) -> None:
     """One tier's attempts, written into its slices of the cube: true quality (fresh noise
-    per attempt) and schema validity. The normal and uniform draws fill `buffer`, reused
-    across tiers: a fresh array this size costs page faults on every tier."""
+    per attempt) and schema validity. The attempt noise and the schema draws fill `buffer`,
+    reused across tiers: a fresh array this size costs page faults on every tier."""
     draws = _normal(rng, attempt_sd, buffer.shape, out=buffer)
     draws += base[:, None]
     # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
