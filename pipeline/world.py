@@ -60,12 +60,11 @@ def _summed_randint(rng: np.random.Generator, bounds: Any, counts: np.ndarray) -
     return totals[ends] - totals[ends - counts]
 
 
-def _normal(rng: np.random.Generator, sd: float, size: Any, out: np.ndarray | None = None
-            ) -> np.ndarray:
+def _normal(rng: np.random.Generator, sd: float, size: Any) -> np.ndarray:
     """rng.normal(0, sd, size) bit for bit (numpy computes 0.0 + sd * z from the same
     standard normal draws), at half the cost: numpy's normal with scalar arguments takes a
-    per-draw path, standard_normal a filling one (into `out` when given)."""
-    draws = rng.standard_normal(size, out=out)
+    per-draw path, standard_normal a filling one."""
+    draws = rng.standard_normal(size)
     draws *= sd
     draws += 0.0  # as numpy's loc: -0.0 becomes 0.0
     return draws
@@ -282,55 +281,70 @@ def field_thresholds(catalog: Catalog, fields: pd.Series) -> np.ndarray:
     return Gate.from_catalog(catalog).pass_thresholds(list(names), len(names))[codes]
 
 
-def _tier_attempts(rng: np.random.Generator, tier: Mapping[str, Any], attempt_sd: float,
-                   base: np.ndarray, p_err: np.ndarray, quality: np.ndarray,
-                   schema_valid: np.ndarray, buffer: np.ndarray) -> None:
-    """One tier's attempts, written into its slices of the cube: true quality (fresh noise
-    per attempt) and schema validity. The attempt noise and the schema draws fill `buffer`,
-    reused across tiers: a fresh array this size costs page faults on every tier."""
-    draws = _normal(rng, attempt_sd, buffer.shape, out=buffer)
-    draws += base[:, None]
+# Rows per block of a tier's arithmetic: its temporaries stay small (in cache, and reused by
+# the allocator) where whole-table ones cost fresh pages, mostly kernel time, at 100k courses.
+BLOCK_ROWS = 1 << 16
+
+
+def _tier_draws(rng: np.random.Generator, draws: dict[str, np.ndarray]) -> None:
+    """One tier's random numbers for every task and attempt, in the world's draw order
+    (attempt noise, off-topic, off-topic quality, schema), into buffers reused across tiers."""
+    rng.standard_normal(out=draws["noise"])
+    rng.random(out=draws["off_topic"])
+    draws["topic_quality"] = rng.uniform(0.2, 0.6, draws["noise"].shape)
+    rng.random(out=draws["schema"])
+
+
+def _tier_block(cfg: Mapping[str, Any], catalog: Catalog, j: int, rows: slice,
+                task: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray],
+                out: Mapping[str, np.ndarray]) -> None:
+    """Tier j's outcomes for one block of tasks, written into the cube: the same arithmetic,
+    element by element, as on the whole table."""
+    name = catalog.tier_names[j]
+    t = cfg["tiers"][name]
+    margin, base = quality_base(cfg["quality"], t, task["difficulty"][rows], task["lang"][rows])
+    quality = draws["noise"][rows] * float(cfg["noise"]["attempt_sd"])
+    quality += 0.0  # as numpy's normal(0, sd): see _normal
+    quality += base[:, None]
     # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
-    off_topic = rng.random(buffer.shape) < float(tier["off_topic"])
-    np.copyto(draws, rng.uniform(0.2, 0.6, buffer.shape), where=off_topic)
-    np.clip(draws, 0.0, 1.0, out=quality)
-    np.greater_equal(rng.random(out=buffer), p_err[:, None], out=schema_valid)
+    np.copyto(quality, draws["topic_quality"][rows],
+              where=draws["off_topic"][rows] < float(t["off_topic"]))
+    np.clip(quality, 0.0, 1.0, out=out["quality"][rows, j, :])
+    p_err = schema_error_probability(t, task["structure"][rows], margin)
+    np.greater_equal(draws["schema"][rows], p_err[:, None], out=out["schema_valid"][rows, j, :])
+    completion = np.round(task["expected_out"][rows] * float(t["completion_scale"]))
+    tier = catalog.tiers[name]
+    out["completion"][rows, j] = completion
+    out["call_cost"][rows, j] = tier.call_cost(task["prompt_total"][rows], completion)
+    out["gate_cost"][rows, j] = catalog.gate_cost(completion)
+    out["latency"][rows, j] = tier.call_latency_s(completion) + catalog.gate_latency_s()
 
 
 def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
                   rng: np.random.Generator) -> SimulatedWorld:
-    """Every tier's outcome for every attempt: the counterfactual table, as a cube."""
-    n = len(tasks)
-    names = catalog.tier_names
-    n_att = catalog.gate.retries_per_tier + 1
-    q = cfg["quality"]
-    noise = cfg["noise"]
-    difficulty = tasks["_difficulty"].to_numpy()
-    lang = tasks["_language_offset"].to_numpy()
-    structure = tasks["_structure"].to_numpy()
-    prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-    expected_out = tasks["expected_output_tokens"].to_numpy(float)
+    """Every tier's outcome for every attempt: the counterfactual table, as a cube.
 
-    shape = (n, len(names), n_att)
-    quality = np.empty(shape)
-    schema_valid = np.empty(shape, dtype=bool)
-    completion = np.empty((n, len(names)))
-    call_cost = np.empty((n, len(names)))
-    gate_cost = np.empty((n, len(names)))
-    latency = np.empty((n, len(names)))
-    buffer = np.empty((n, n_att))
-    for j, name in enumerate(names):
-        t = cfg["tiers"][name]
-        penalty = tier_penalty(cfg.get("interactions") or {}, name, tasks)
-        margin, base = quality_base(q, t, difficulty + penalty, lang)
-        _tier_attempts(rng, t, float(noise["attempt_sd"]), base,
-                       schema_error_probability(t, structure, margin),
-                       quality[:, j, :], schema_valid[:, j, :], buffer)
-        completion[:, j] = np.round(expected_out * float(t["completion_scale"]))
-        tier = catalog.tiers[name]
-        call_cost[:, j] = tier.call_cost(prompt_total, completion[:, j])
-        gate_cost[:, j] = catalog.gate_cost(completion[:, j])
-        latency[:, j] = tier.call_latency_s(completion[:, j]) + catalog.gate_latency_s()
+    Each tier draws its random numbers for the whole table first (the world's draw order),
+    then its arithmetic runs block by block."""
+    n, n_tiers = len(tasks), len(catalog.tier_names)
+    n_att = catalog.gate.retries_per_tier + 1
+    noise = cfg["noise"]
+    prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
+    task = {"lang": tasks["_language_offset"].to_numpy(), "prompt_total": prompt_total,
+            "structure": tasks["_structure"].to_numpy(),
+            "expected_out": tasks["expected_output_tokens"].to_numpy(float)}
+    shape = (n, n_tiers, n_att)
+    out = {"quality": np.empty(shape), "schema_valid": np.empty(shape, dtype=bool),
+           **{k: np.empty((n, n_tiers)) for k in ("completion", "call_cost", "gate_cost",
+                                                 "latency")}}
+    draws = {k: np.empty((n, n_att)) for k in ("noise", "off_topic", "schema")}
+    for j, name in enumerate(catalog.tier_names):
+        task["difficulty"] = tasks["_difficulty"].to_numpy() + tier_penalty(
+            cfg.get("interactions") or {}, name, tasks)
+        _tier_draws(rng, draws)
+        for start in range(0, n, BLOCK_ROWS):
+            _tier_block(cfg, catalog, j, slice(start, start + BLOCK_ROWS), task, draws, out)
+    quality = out["quality"]
     similarity = _normal(rng, float(noise["gate_sd"]), shape)
     similarity += quality
     np.clip(similarity, 0.0, 1.0, out=similarity)  # in place: the cube's largest arrays
@@ -338,10 +352,11 @@ def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
     similarity = gate_flips(noise, similarity, quality, threshold,
                             catalog.gate.severe_threshold, rng)
     overflow = prompt_total > catalog.gate.context_overflow_tokens
-    cube = OutcomeCube(similarity=similarity, quality=quality, schema_valid=schema_valid,
-                       call_cost=call_cost, gate_cost=gate_cost, latency_s=latency,
+    cube = OutcomeCube(similarity=similarity, quality=quality,
+                       schema_valid=out["schema_valid"], call_cost=out["call_cost"],
+                       gate_cost=out["gate_cost"], latency_s=out["latency"],
                        overflow=overflow, pass_threshold=threshold)
-    return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
+    return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=out["completion"])
 
 
 def _task_ids(tasks: pd.DataFrame) -> pd.Series:

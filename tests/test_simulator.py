@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline.world as world_module
 from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
 from pipeline.world import (
     _normal,
@@ -153,3 +154,15 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
         assert row.task_id == f"{row.course_id}-{row.field}-{row.ordinal}"
     per_task = Gate.from_catalog(catalog).pass_thresholds(list(tasks["field"]), len(tasks))
     np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
+
+
+def test_the_tier_arithmetic_block_size_changes_nothing(catalog, cfg, monkeypatch):
+    """draw_outcomes draws each tier for the whole table, then computes it block by block:
+    any block size must give the same cube (so the blocks never touch the draw order)."""
+    whole = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
+    monkeypatch.setattr(world_module, "BLOCK_ROWS", 7)
+    blocked = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
+    assert len(whole.tasks) > 7
+    for key, value in vars(whole.cube).items():
+        np.testing.assert_array_equal(getattr(blocked.cube, key), value, err_msg=key)
+    np.testing.assert_array_equal(blocked.completion_tokens, whole.completion_tokens)
