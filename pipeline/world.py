@@ -179,13 +179,19 @@ def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_id
             ) -> pd.Series:
     """Each task's brief, from one text per field and one per course: the same text as
     composing it row by row, but the replacements and number formatting run per field and
-    per course, and each task costs one join."""
+    per course, and the two parts are joined once per run of a course's field (the tasks
+    are ordered by course and field), then copied to the run's tasks."""
     field_part = pd.array(["Write the " + n.replace("_", " ") for n in names], dtype="str")
     course_part = (" for a " + courses["audience_level"] + " "
                    + courses["domain"].str.replace("_", " ") + " course taught in "
                    + courses["language"] + ", with " + courses["lesson_count"].astype(str)
                    + " lessons.")
-    return pd.Series(field_part.take(code)) + pd.Series(course_part.array.take(course_idx))
+    new_run = np.ones(code.size, dtype=bool)
+    new_run[1:] = (code[1:] != code[:-1]) | (course_idx[1:] != course_idx[:-1])
+    first = np.flatnonzero(new_run)
+    per_run = (pd.Series(field_part.take(code[first]))
+               + pd.Series(course_part.array.take(course_idx[first])))
+    return pd.Series(per_run.array.take(np.cumsum(new_run) - 1))
 
 
 def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,

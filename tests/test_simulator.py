@@ -146,7 +146,7 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
     sections = tasks.groupby("course_index")["section_count"].first()
     for (course, field), count in per_field.size().items():
         assert count == (1 if cfg.simulate.fields[field].per == "course" else sections[course])
-    for row in tasks.sample(25, random_state=0).itertuples():
+    for row in tasks.itertuples():
         assert row.brief == (f"Write the {row.field.replace('_', ' ')} for a "
                              f"{row.audience_level} {row.domain.replace('_', ' ')} course "
                              f"taught in {row.language}, with {row.lesson_count} lessons.")
