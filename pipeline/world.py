@@ -50,6 +50,26 @@ def _randint(rng: np.random.Generator, bounds: Any, size: int) -> np.ndarray:
     return rng.integers(lo, hi + 1, size=size)
 
 
+def _summed_randint(rng: np.random.Generator, bounds: Any, counts: np.ndarray) -> np.ndarray:
+    """Row i: the sum of counts[i] uniform integer draws (e.g. exercises over a section's
+    lessons). One draw of counts.sum() integers takes the same values from the generator, and
+    leaves it in the same state, as one draw per row in row order: the world is unchanged,
+    without a Python loop over rows."""
+    totals = np.concatenate(([0], np.cumsum(_randint(rng, bounds, int(counts.sum())))))
+    ends = np.cumsum(counts)
+    return totals[ends] - totals[ends - counts]
+
+
+def _normal(rng: np.random.Generator, sd: float, size: Any) -> np.ndarray:
+    """rng.normal(0, sd, size) bit for bit (numpy computes 0.0 + sd * z from the same
+    standard normal draws), at half the cost: numpy's normal with scalar arguments takes a
+    per-draw path, standard_normal a filling one."""
+    draws = rng.standard_normal(size)
+    draws *= sd
+    draws += 0.0  # as numpy's loc: -0.0 becomes 0.0
+    return draws
+
+
 # The world's formulas, on scalars or arrays: shared by the log simulator and the provider
 # simulator (pipeline/provider_sim), so both draw from the same world.
 
@@ -96,9 +116,9 @@ def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Gene
     lessons_per = _randint(rng, c["lessons_per_section"], n_courses)
     objectives = _randint(rng, c["objectives"], n_courses)
     source = np.round(float(c["source_tokens_median"])
-                      * np.exp(rng.normal(0.0, float(c["source_tokens_sigma"]), n_courses)))
+                      * np.exp(_normal(rng, float(c["source_tokens_sigma"]), n_courses)))
     observable = observable_difficulty(c, d_off, a_off, complexity, completeness)
-    hidden = rng.normal(0.0, float(cfg["noise"]["course_sd"]), n_courses)
+    hidden = _normal(rng, float(cfg["noise"]["course_sd"]), n_courses)
     return pd.DataFrame({
         "course_index": np.arange(n_courses),
         "domain": domain, "audience_level": audience, "language": language,
@@ -110,63 +130,113 @@ def simulate_courses(cfg: Mapping[str, Any], n_courses: int, rng: np.random.Gene
     })
 
 
-def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
-                 rng: np.random.Generator) -> pd.DataFrame:
-    """One row per field instance, with token counts and the task's difficulty."""
+def _batch_sizes(cfg: Mapping[str, Any], items: str | None, lessons: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Items per task: Phase-3 fields are generated one batch per section, `items` says what
+    is batched (a section's lessons, or exercises drawn per lesson)."""
+    if items == "lessons":
+        return lessons
+    if items == "exercises":
+        return _summed_randint(rng, cfg["courses"]["exercises_per_lesson"], lessons)
+    return np.ones(lessons.size, dtype=np.int64)
+
+
+def _field_instances(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Course index, field code (position in cfg.fields), ordinal and batch size of every
+    field instance, field by field in config order: the order the exercise counts are drawn."""
     sections = courses["section_count"].to_numpy()
     lessons_per_section = courses["lesson_count"].to_numpy() // np.maximum(sections, 1)
     per_course_counts = {"course": np.ones(len(courses), dtype=np.int64), "section": sections}
     parts = []
-    for name, f in cfg["fields"].items():
+    for code, (name, f) in enumerate(cfg["fields"].items()):
         if name not in catalog.fields:
             raise ValueError(f"simulate.fields.{name} is not a field in conf/fields")
         counts = per_course_counts[f["per"]]
         course_idx = np.repeat(np.arange(len(courses)), counts)
-        ordinal = np.concatenate([np.arange(k) for k in counts])
-        # Phase-3 fields are generated one batch per section: `items` says what is batched.
-        items = f.get("items")
-        if items == "lessons":
-            batch = lessons_per_section[course_idx]
-        elif items == "exercises":
-            per_lesson = cfg["courses"]["exercises_per_lesson"]
-            batch = np.array([_randint(rng, per_lesson, int(k)).sum()
-                              for k in lessons_per_section[course_idx]])
-        else:
-            batch = np.ones(course_idx.size, dtype=np.int64)
-        parts.append(pd.DataFrame({"course_index": course_idx, "field": name,
-                                   "ordinal": ordinal.astype(np.int64), "batch_size": batch}))
-    tasks = pd.concat(parts, ignore_index=True)
-    phase = {n: s.phase for n, s in catalog.fields.items()}
-    tasks["phase"] = tasks["field"].map(phase).astype(np.int64)
-    tasks = tasks.sort_values(["course_index", "phase", "field", "ordinal"], kind="stable",
-                              ignore_index=True)
-    tasks = tasks.merge(courses, on="course_index", how="left")
+        parts.append({
+            "course_index": course_idx, "field": np.full(course_idx.size, code),
+            "ordinal": np.arange(course_idx.size) - np.repeat(np.cumsum(counts) - counts, counts),
+            "batch_size": _batch_sizes(cfg, f.get("items"), lessons_per_section[course_idx], rng),
+        })
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _task_order(rows: Mapping[str, np.ndarray], names: list[str], phase: np.ndarray
+                ) -> np.ndarray:
+    """Tasks by course, phase, field name and ordinal: the order generation runs in.
+
+    One mixed-radix key (no two instances share it): a stable sort of it finds the rows'
+    runs (each field's rows are already by course) and is ~10x faster than a lexsort."""
+    rank = np.argsort(np.argsort(np.array(names)))
+    code, ordinal = rows["field"], rows["ordinal"]
+    key = rows["course_index"] * (int(phase.max()) + 1) + phase[code]
+    key = (key * len(names) + rank[code]) * (int(ordinal.max()) + 1) + ordinal
+    return np.argsort(key, kind="stable")
+
+
+def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_idx: np.ndarray
+            ) -> pd.Series:
+    """Each task's brief, from one text per field and one per course: the same text as
+    composing it row by row, but the replacements and number formatting run per field and
+    per course, and the two parts are joined once per run of a course's field (the tasks
+    are ordered by course and field), then copied to the run's tasks."""
+    field_part = pd.array(["Write the " + n.replace("_", " ") for n in names], dtype="str")
+    course_part = (" for a " + courses["audience_level"] + " "
+                   + courses["domain"].str.replace("_", " ") + " course taught in "
+                   + courses["language"] + ", with " + courses["lesson_count"].astype(str)
+                   + " lessons.")
+    new_run = np.ones(code.size, dtype=bool)
+    new_run[1:] = (code[1:] != code[:-1]) | (course_idx[1:] != course_idx[:-1])
+    first = np.flatnonzero(new_run)
+    per_run = (pd.Series(field_part.take(code[first]))
+               + pd.Series(course_part.array.take(course_idx[first])))
+    return pd.Series(per_run.array.take(np.cumsum(new_run) - 1))
+
+
+def expand_tasks(cfg: Mapping[str, Any], courses: pd.DataFrame, catalog: Catalog,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """One row per field instance, with token counts and the task's difficulty.
+
+    Rows are built as arrays and sorted once, and per-field and per-course values are taken
+    by index rather than merged or looked up per row."""
+    names = list(cfg["fields"])
+    rows = _field_instances(cfg, courses, catalog, rng)
+    phase = np.array([catalog.fields[n].phase for n in names], dtype=np.int64)
+    order = _task_order(rows, names, phase)
+    code, course_idx = rows["field"][order], rows["course_index"][order]
+    tasks = pd.concat([
+        pd.DataFrame({"course_index": course_idx, "field": pd.array(names, dtype="str").take(code),
+                      "ordinal": rows["ordinal"][order], "batch_size": rows["batch_size"][order],
+                      "phase": phase[code]}),
+        courses.drop(columns="course_index").take(course_idx).reset_index(drop=True),
+    ], axis=1)
     fcfg = pd.DataFrame.from_dict({k: dict(v) for k, v in cfg["fields"].items()}, orient="index")
-    f = fcfg.loc[tasks["field"]].reset_index(drop=True)
+
+    def per_task(key: str) -> np.ndarray:
+        return fcfg[key].to_numpy(float)[code]
+
     n = len(tasks)
     batch = tasks["batch_size"].to_numpy(float)
-    prompt = (f["prompt_tokens"].to_numpy(float) * (1.0 + 0.3 * (batch - 1.0))
-              * np.exp(rng.normal(0, 0.25, n)))
+    prompt = (per_task("prompt_tokens") * (1.0 + 0.3 * (batch - 1.0))
+              * np.exp(_normal(rng, 0.25, n)))
     prompt += 25.0 * tasks["objective_count"].to_numpy()
-    context = (tasks["source_tokens"].to_numpy() * f["context_share"].to_numpy(float)
-               * np.exp(rng.normal(0, 0.15, n)))
-    output = (f["output_tokens"].to_numpy(float) * batch * np.exp(rng.normal(0, 0.3, n))
+    context = (tasks["source_tokens"].to_numpy() * per_task("context_share")
+               * np.exp(_normal(rng, 0.15, n)))
+    output = (per_task("output_tokens") * batch * np.exp(_normal(rng, 0.3, n))
               * (1.0 + 0.3 * tasks["complexity"].to_numpy()))
     tasks["prompt_tokens"] = np.maximum(1, np.round(prompt)).astype(np.int64)
     tasks["context_tokens"] = np.round(context).astype(np.int64)
     tasks["expected_output_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
     total = tasks["prompt_tokens"] + tasks["context_tokens"]
     tasks["_difficulty"] = task_difficulty(
-        f["difficulty"].to_numpy(float), f["sensitivity"].to_numpy(float),
+        per_task("difficulty"), per_task("sensitivity"),
         tasks["_observable_difficulty"].to_numpy(), total.to_numpy(), batch,
         float(cfg["batch_difficulty"]), tasks["_hidden_difficulty"].to_numpy(),
-        rng.normal(0.0, float(cfg["noise"]["task_sd"]), n)
+        _normal(rng, float(cfg["noise"]["task_sd"]), n)
     ) + interaction_difficulty(cfg.get("interactions") or {}, tasks, total.to_numpy())
-    tasks["_structure"] = f["structure"].to_numpy(float)
-    tasks["brief"] = ("Write the " + tasks["field"].str.replace("_", " ") + " for a "
-                      + tasks["audience_level"] + " " + tasks["domain"].str.replace("_", " ")
-                      + " course taught in " + tasks["language"] + ", with "
-                      + tasks["lesson_count"].astype(str) + " lessons.")
+    tasks["_structure"] = per_task("structure")
+    tasks["brief"] = _briefs(courses, names, code, course_idx)
     return tasks
 
 
@@ -211,52 +281,98 @@ def gate_flips(noise: Mapping[str, Any], similarity: np.ndarray, quality: np.nda
     return np.where(flip, np.where(truth, below, np.minimum(above, 1.0)), similarity)
 
 
+def field_thresholds(catalog: Catalog, fields: pd.Series) -> np.ndarray:
+    """Each task's pass threshold, looked up once per distinct field rather than per task."""
+    codes, names = pd.factorize(fields)
+    return Gate.from_catalog(catalog).pass_thresholds(list(names), len(names))[codes]
+
+
+# Rows per block of a tier's arithmetic: its temporaries stay small (in cache, and reused by
+# the allocator) where whole-table ones cost fresh pages, mostly kernel time, at 100k courses.
+BLOCK_ROWS = 1 << 16
+
+
+def _tier_draws(rng: np.random.Generator, draws: dict[str, np.ndarray]) -> None:
+    """One tier's random numbers for every task and attempt, in the world's draw order
+    (attempt noise, off-topic, off-topic quality, schema), into buffers reused across tiers."""
+    rng.standard_normal(out=draws["noise"])
+    rng.random(out=draws["off_topic"])
+    draws["topic_quality"] = rng.uniform(0.2, 0.6, draws["noise"].shape)
+    rng.random(out=draws["schema"])
+
+
+def _tier_block(cfg: Mapping[str, Any], catalog: Catalog, j: int, rows: slice,
+                task: Mapping[str, np.ndarray], draws: Mapping[str, np.ndarray],
+                out: Mapping[str, np.ndarray]) -> None:
+    """Tier j's outcomes for one block of tasks, written into the cube: the same arithmetic,
+    element by element, as on the whole table."""
+    name = catalog.tier_names[j]
+    t = cfg["tiers"][name]
+    margin, base = quality_base(cfg["quality"], t, task["difficulty"][rows], task["lang"][rows])
+    quality = draws["noise"][rows] * float(cfg["noise"]["attempt_sd"])
+    quality += 0.0  # as numpy's normal(0, sd): see _normal
+    quality += base[:, None]
+    # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
+    np.copyto(quality, draws["topic_quality"][rows],
+              where=draws["off_topic"][rows] < float(t["off_topic"]))
+    np.clip(quality, 0.0, 1.0, out=out["quality"][rows, j, :])
+    p_err = schema_error_probability(t, task["structure"][rows], margin)
+    np.greater_equal(draws["schema"][rows], p_err[:, None], out=out["schema_valid"][rows, j, :])
+    completion = np.round(task["expected_out"][rows] * float(t["completion_scale"]))
+    tier = catalog.tiers[name]
+    out["completion"][rows, j] = completion
+    out["call_cost"][rows, j] = tier.call_cost(task["prompt_total"][rows], completion)
+    out["gate_cost"][rows, j] = catalog.gate_cost(completion)
+    out["latency"][rows, j] = tier.call_latency_s(completion) + catalog.gate_latency_s()
+
+
 def draw_outcomes(cfg: Mapping[str, Any], tasks: pd.DataFrame, catalog: Catalog,
                   rng: np.random.Generator) -> SimulatedWorld:
-    """Every tier's outcome for every attempt: the counterfactual table, as a cube."""
-    n = len(tasks)
-    names = catalog.tier_names
-    n_att = catalog.gate.retries_per_tier + 1
-    q = cfg["quality"]
-    noise = cfg["noise"]
-    difficulty = tasks["_difficulty"].to_numpy()
-    lang = tasks["_language_offset"].to_numpy()
-    structure = tasks["_structure"].to_numpy()
-    prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
-    expected_out = tasks["expected_output_tokens"].to_numpy(float)
+    """Every tier's outcome for every attempt: the counterfactual table, as a cube.
 
-    shape = (n, len(names), n_att)
-    quality = np.empty(shape)
-    schema_valid = np.empty(shape, dtype=bool)
-    completion = np.empty((n, len(names)))
-    call_cost = np.empty((n, len(names)))
-    gate_cost = np.empty((n, len(names)))
-    latency = np.empty((n, len(names)))
-    for j, name in enumerate(names):
-        t = cfg["tiers"][name]
-        penalty = tier_penalty(cfg.get("interactions") or {}, name, tasks)
-        margin, base = quality_base(q, t, difficulty + penalty, lang)
-        draws = base[:, None] + rng.normal(0.0, float(noise["attempt_sd"]), (n, n_att))
-        # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
-        off_topic = rng.random((n, n_att)) < float(t["off_topic"])
-        draws = np.where(off_topic, rng.uniform(0.2, 0.6, (n, n_att)), draws)
-        quality[:, j, :] = np.clip(draws, 0.0, 1.0)
-        p_err = schema_error_probability(t, structure, margin)
-        schema_valid[:, j, :] = rng.random((n, n_att)) >= p_err[:, None]
-        completion[:, j] = np.round(expected_out * float(t["completion_scale"]))
-        tier = catalog.tiers[name]
-        call_cost[:, j] = tier.call_cost(prompt_total, completion[:, j])
-        gate_cost[:, j] = catalog.gate_cost(completion[:, j])
-        latency[:, j] = tier.call_latency_s(completion[:, j]) + catalog.gate_latency_s()
-    similarity = np.clip(quality + rng.normal(0.0, float(noise["gate_sd"]), shape), 0.0, 1.0)
-    threshold = Gate.from_catalog(catalog).pass_thresholds(tasks["field"].to_numpy(), n)
+    Each tier draws its random numbers for the whole table first (the world's draw order),
+    then its arithmetic runs block by block."""
+    n, n_tiers = len(tasks), len(catalog.tier_names)
+    n_att = catalog.gate.retries_per_tier + 1
+    noise = cfg["noise"]
+    prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
+    task = {"lang": tasks["_language_offset"].to_numpy(), "prompt_total": prompt_total,
+            "structure": tasks["_structure"].to_numpy(),
+            "expected_out": tasks["expected_output_tokens"].to_numpy(float)}
+    shape = (n, n_tiers, n_att)
+    out = {"quality": np.empty(shape), "schema_valid": np.empty(shape, dtype=bool),
+           **{k: np.empty((n, n_tiers)) for k in ("completion", "call_cost", "gate_cost",
+                                                 "latency")}}
+    draws = {k: np.empty((n, n_att)) for k in ("noise", "off_topic", "schema")}
+    for j, name in enumerate(catalog.tier_names):
+        task["difficulty"] = tasks["_difficulty"].to_numpy() + tier_penalty(
+            cfg.get("interactions") or {}, name, tasks)
+        _tier_draws(rng, draws)
+        for start in range(0, n, BLOCK_ROWS):
+            _tier_block(cfg, catalog, j, slice(start, start + BLOCK_ROWS), task, draws, out)
+    quality = out["quality"]
+    similarity = _normal(rng, float(noise["gate_sd"]), shape)
+    similarity += quality
+    np.clip(similarity, 0.0, 1.0, out=similarity)  # in place: the cube's largest arrays
+    threshold = field_thresholds(catalog, tasks["field"])
     similarity = gate_flips(noise, similarity, quality, threshold,
                             catalog.gate.severe_threshold, rng)
     overflow = prompt_total > catalog.gate.context_overflow_tokens
-    cube = OutcomeCube(similarity=similarity, quality=quality, schema_valid=schema_valid,
-                       call_cost=call_cost, gate_cost=gate_cost, latency_s=latency,
+    cube = OutcomeCube(similarity=similarity, quality=quality,
+                       schema_valid=out["schema_valid"], call_cost=out["call_cost"],
+                       gate_cost=out["gate_cost"], latency_s=out["latency"],
                        overflow=overflow, pass_threshold=threshold)
-    return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)
+    return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=out["completion"])
+
+
+def _task_ids(tasks: pd.DataFrame) -> pd.Series:
+    """course id + "-<field>-<ordinal>": the suffix is composed once per distinct (field,
+    ordinal), so each task costs one string join instead of four and no int formatting."""
+    codes, fields = pd.factorize(tasks["field"])
+    ordinal = tasks["ordinal"].to_numpy()
+    width = int(ordinal.max()) + 1
+    suffixes = pd.array([f"-{f}-{o}" for f in fields for o in range(width)], dtype="str")
+    return tasks["course_id"] + pd.Series(suffixes.take(codes * width + ordinal))
 
 
 def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | None = None,
@@ -270,10 +386,18 @@ def simulate_world(cfg: Mapping[str, Any], catalog: Catalog, n_courses: int | No
     tasks = expand_tasks(cfg, courses, catalog, rng)
     world = draw_outcomes(cfg, tasks, catalog, rng)
     prefix = f"c{int(cfg['seed'] if seed is None else seed) % 100000:05d}"
-    world.tasks["course_id"] = [f"{prefix}-{i:06d}" for i in world.tasks["course_index"]]
-    world.tasks["task_id"] = (world.tasks["course_id"] + "-" + world.tasks["field"] + "-"
-                              + world.tasks["ordinal"].astype(str))
+    course_ids = pd.array([f"{prefix}-{i:06d}" for i in range(n_courses)], dtype="str")
+    world.tasks["course_id"] = course_ids.take(world.tasks["course_index"].to_numpy())
+    world.tasks["task_id"] = _task_ids(world.tasks)
     return world
+
+
+def _rows(column: pd.Series, index: np.ndarray) -> Any:
+    """Rows `index` of a task column. String columns are taken in Arrow: going through a
+    numpy object array makes a Python string per row that the frame converts back."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return column.array.take(index)
+    return column.to_numpy()[index]
 
 
 def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, *,
@@ -290,13 +414,13 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
     tasks = world.tasks
     ti = trace["task"].to_numpy()
     tier_idx = trace["tier"].to_numpy()
-    names = np.array(catalog.tier_names, dtype=object)
-    tiers = [catalog.tiers[t] for t in catalog.tier_names]
+    names = pd.array(catalog.tier_names, dtype="str")
+    models = pd.array([catalog.tiers[t].model_id for t in catalog.tier_names], dtype="str")
     sim = trace["similarity"].to_numpy()
     valid = trace["schema_valid"].to_numpy()
     passed = trace["action"].to_numpy() == 0
-    gate = Gate.from_catalog(catalog)
-    kind = gate.verdict(sim, valid, gate.pass_thresholds(tasks["field"].to_numpy()[ti], ti.size))
+    kind = Gate.from_catalog(catalog).verdict(sim, valid,
+                                              field_thresholds(catalog, tasks["field"])[ti])
     # The reason an attempt happened is the previous attempt's verdict.
     prev_reason = trace.groupby("task")["next_reason"].shift(1)
     overflow = world.cube.overflow[ti]
@@ -313,25 +437,25 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
     frame = pd.DataFrame({
         "schema_version": 1,
         "timestamp": course_start + pd.to_timedelta(elapsed.to_numpy(), unit="ms"),
-        "course_id": tasks["course_id"].to_numpy()[ti],
-        "task_id": tasks["task_id"].to_numpy()[ti],
-        "field": tasks["field"].to_numpy()[ti],
+        "course_id": _rows(tasks["course_id"], ti),
+        "task_id": _rows(tasks["task_id"], ti),
+        "field": _rows(tasks["field"], ti),
         "phase": tasks["phase"].to_numpy()[ti],
         "attempt": trace["attempt"].to_numpy(),
-        "tier": names[tier_idx],
-        "model": np.array([t.model_id for t in tiers], dtype=object)[tier_idx],
+        "tier": names.take(tier_idx),
+        "model": models.take(tier_idx),
         "provider": "simulator",
         "prompt_tokens": tasks["prompt_tokens"].to_numpy()[ti],
         "completion_tokens": world.completion_tokens[ti, tier_idx].astype(np.int64),
         "context_tokens": tasks["context_tokens"].to_numpy()[ti],
-        "brief": tasks["brief"].to_numpy()[ti],
+        "brief": _rows(tasks["brief"], ti),
         "similarity": sim.round(4),
         "schema_valid": valid,
         "passed": passed,
         "error_kind": kind,
         "cost_usd": trace["cost_usd"].to_numpy(),
         "latency_ms": latency_ms.round(1),
-        "decision_id": "dec-" + tasks["task_id"].to_numpy()[ti],
+        "decision_id": _rows("dec-" + tasks["task_id"], ti),
         "router_version": router_version,
         "start_source": source,
         "predicted_pass_prob": np.nan,
@@ -344,7 +468,7 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog, 
         frame["audit_passed"] = pd.array(np.where(audited[course_index], truth, pd.NA),
                                          dtype="boolean")
     for key in ANALYSIS_KEYS:
-        frame[f"analysis.{key}"] = tasks[key].to_numpy()[ti]
+        frame[f"analysis.{key}"] = _rows(tasks[key], ti)
     return frame
 
 
@@ -357,23 +481,25 @@ def task_table(world: SimulatedWorld) -> pd.DataFrame:
 
 
 def outcome_table(world: SimulatedWorld, catalog: Catalog) -> pd.DataFrame:
-    """The counterfactual table in long form: task x tier x attempt."""
+    """The counterfactual table in long form: task x tier x attempt (attempt fastest)."""
     cube = world.cube
     n, n_tiers, n_att = cube.similarity.shape
-    task, tier, att = np.meshgrid(np.arange(n), np.arange(n_tiers), np.arange(n_att),
-                                  indexing="ij")
-    task, tier, att = task.ravel(), tier.ravel(), att.ravel()
+
+    def per_attempt(values: np.ndarray) -> np.ndarray:  # a (task, tier) value on each attempt
+        return np.repeat(np.asarray(values).ravel(), n_att)
+
     return pd.DataFrame({
-        "task_id": world.tasks["task_id"].to_numpy()[task],
-        "tier": np.array(catalog.tier_names, dtype=object)[tier],
-        "attempt": att + 1,
+        "task_id": _rows(world.tasks["task_id"], np.repeat(np.arange(n), n_tiers * n_att)),
+        "tier": pd.array(catalog.tier_names, dtype="str").take(
+            np.tile(np.repeat(np.arange(n_tiers), n_att), n)),
+        "attempt": np.tile(np.arange(1, n_att + 1), n * n_tiers),
         "similarity": cube.similarity.ravel(),
         "quality": cube.quality.ravel(),
         "schema_valid": cube.schema_valid.ravel(),
-        "completion_tokens": world.completion_tokens[task, tier].astype(np.int64),
-        "cost_usd": cube.call_cost[task, tier],
-        "gate_cost_usd": cube.gate_cost[task, tier],
-        "latency_s": cube.latency_s[task, tier],
+        "completion_tokens": per_attempt(world.completion_tokens.astype(np.int64)),
+        "cost_usd": per_attempt(cube.call_cost),
+        "gate_cost_usd": per_attempt(cube.gate_cost),
+        "latency_s": per_attempt(cube.latency_s),
     })
 
 

@@ -9,9 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import pipeline.world as world_module
 from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
-from pipeline.world import calibration_summary, simulate_world
+from pipeline.world import (
+    _normal,
+    _summed_randint,
+    calibration_summary,
+    field_thresholds,
+    simulate_world,
+)
 from router_model.attempt_log import read_attempts
+from router_model.gate import Gate
 from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
 from tests.helpers import compose_config, tmp_paths
@@ -104,3 +112,57 @@ def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, c
 
 def static_starts(tasks, catalog):
     return RoutingPolicy(catalog, PolicySettings()).static_starts(tasks["field"])
+
+
+@pytest.mark.parametrize("bounds", [(1, 2), (0, 5), (3, 3)])
+def test_summed_draws_take_the_same_values_as_one_draw_per_row(bounds):
+    """The vectorised exercise counts must draw what the per-row loop drew (and leave the
+    generator where it left it): the simulated world may not change."""
+    counts = np.random.default_rng(1).integers(0, 7, 500)
+    looped, summed = np.random.default_rng(5), np.random.default_rng(5)
+    expected = [looped.integers(bounds[0], bounds[1] + 1, int(k)).sum() for k in counts]
+    np.testing.assert_array_equal(_summed_randint(summed, bounds, counts), expected)
+    assert looped.bit_generator.state == summed.bit_generator.state
+
+
+@pytest.mark.parametrize("sd", [0.036, 0.25, 1.0])
+def test_fast_normal_draws_numpys_normal_bit_for_bit(sd):
+    """_normal replaces rng.normal(0, sd) everywhere in the world: same bits, same state."""
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    expected = a.normal(0.0, sd, (20_000, 3))
+    np.testing.assert_array_equal(_normal(b, sd, (20_000, 3)).view(np.uint64),
+                                  expected.view(np.uint64))
+    assert a.bit_generator.state == b.bit_generator.state
+
+
+def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
+    """What the array-built task table must keep: generation order, per-course ordinals,
+    each task's own brief, course id and pass threshold."""
+    tasks = simulate_world(cfg.simulate, catalog, n_courses=40, seed=3).tasks
+    keys = ["course_index", "phase", "field", "ordinal"]
+    pd.testing.assert_frame_equal(tasks[keys], tasks[keys].sort_values(keys, ignore_index=True))
+    per_field = tasks.groupby(["course_index", "field"])["ordinal"]
+    assert (tasks["ordinal"] == per_field.cumcount()).all()
+    sections = tasks.groupby("course_index")["section_count"].first()
+    for (course, field), count in per_field.size().items():
+        assert count == (1 if cfg.simulate.fields[field].per == "course" else sections[course])
+    for row in tasks.itertuples():
+        assert row.brief == (f"Write the {row.field.replace('_', ' ')} for a "
+                             f"{row.audience_level} {row.domain.replace('_', ' ')} course "
+                             f"taught in {row.language}, with {row.lesson_count} lessons.")
+        assert row.course_id == f"c00003-{row.course_index:06d}"
+        assert row.task_id == f"{row.course_id}-{row.field}-{row.ordinal}"
+    per_task = Gate.from_catalog(catalog).pass_thresholds(list(tasks["field"]), len(tasks))
+    np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
+
+
+def test_the_tier_arithmetic_block_size_changes_nothing(catalog, cfg, monkeypatch):
+    """draw_outcomes draws each tier for the whole table, then computes it block by block:
+    any block size must give the same cube (so the blocks never touch the draw order)."""
+    whole = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
+    monkeypatch.setattr(world_module, "BLOCK_ROWS", 7)
+    blocked = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
+    assert len(whole.tasks) > 7
+    for key, value in vars(whole.cube).items():
+        np.testing.assert_array_equal(getattr(blocked.cube, key), value, err_msg=key)
+    np.testing.assert_array_equal(blocked.completion_tokens, whole.completion_tokens)
