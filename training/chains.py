@@ -80,8 +80,16 @@ class Chains:
 
     def tiers_tried(self) -> np.ndarray:
         """How many distinct tiers each chain tried."""
-        pairs = np.unique(self.chain * len(self.tier_names) + self.tier)
-        return np.bincount(pairs // len(self.tier_names), minlength=self.n_chains)
+        tried = np.zeros((self.n_chains, len(self.tier_names)), dtype=bool)
+        tried[self.chain, self.tier] = True
+        return tried.sum(axis=1)
+
+    def retries(self) -> np.ndarray:
+        """Sorted-row indices of judged attempts after their tier's first verdict in the
+        chain: the same-tier retries."""
+        retry = self.judged.copy()
+        retry[self.first_judged(by_tier=True)] = False
+        return np.flatnonzero(retry)
 
     def total(self, values: np.ndarray) -> np.ndarray:
         """Sum over each chain of `values` (one per sorted row)."""

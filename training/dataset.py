@@ -76,9 +76,7 @@ def ladder_statistics(attempts: pd.DataFrame, chains: Chains | None = None
     failed = judged[~judged["passed"]]
     by_tier: dict[str, dict[str, float]] = {}
     chains = chains if chains is not None else Chains.of(attempts)
-    # a retry: a judged attempt after its tier's first verdict
-    retry = np.setdiff1d(np.flatnonzero(chains.judged), chains.first_judged(by_tier=True))
-    retries = attempts[["tier", "passed"]].iloc[chains.order[retry]]
+    retries = attempts[["tier", "passed"]].iloc[chains.order[chains.retries()]]
     for tier in sorted(judged["tier"].unique()):
         f = failed[failed["tier"] == tier]
         r = retries[retries["tier"] == tier]
