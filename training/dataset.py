@@ -27,14 +27,11 @@ from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
 from router_model.files import stable_hash32
 from router_model.log_store import LogSource, expand_log_paths, fingerprint, same_file
-from training.chains import Chains
+from training.chains import OUTCOME_COLUMNS, Chains
 from training.reference import reference_profile
 
 # Bump when the example-building logic changes, so stale caches are never reused.
 DATASET_VERSION = 4  # 4: the drift reference travels with the examples
-
-
-OUTCOME_COLUMNS = ("passed", "similarity", "schema_valid", "cost_usd", "latency_ms")
 
 
 def build_examples(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.chains import Chains
+from training.chains import OUTCOME_COLUMNS, Chains
 
 BASE_FEATURES = ("field", "phase", "prompt_tokens", "context_tokens", "expected_output_tokens")
 MAX_DISCRETE_VALUES = 20  # a numeric column with at most this many values is tested as counts
@@ -36,8 +36,8 @@ def task_frame(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataF
     attempts' chains when the caller has them already."""
     chains = chains if chains is not None else Chains.of(attempts)
     passed = attempts["passed"].to_numpy(bool)[chains.order]
-    keep = ["task_id", *(c for c in attempts.columns if c not in (
-        "task_id", "passed", "similarity", "schema_valid", "cost_usd", "latency_ms", "attempt"))]
+    keep = ["task_id", *(c for c in attempts.columns
+                         if c not in ("task_id", "attempt", *OUTCOME_COLUMNS))]
     tasks = attempts[keep].iloc[chains.order[chains.first]].reset_index(drop=True)
     tasks = tasks.rename(columns={"tier": "start_tier"})
     on_start = chains.first_of(np.flatnonzero(chains.judged
