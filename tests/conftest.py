@@ -67,6 +67,16 @@ def trained_router(tmp_path_factory):
     return cfg, run_train(cfg, progress=False)
 
 
+@pytest.fixture(scope="session")
+def embedder():
+    """The real MiniLM behind the gate and the provider simulator, loaded once. Its memory
+    of vectors is shared by the generator tests: a text's vector never depends on which test
+    asked first, and the two loop tests replay many of the same synthetic courses."""
+    from pipeline.generator.gate import Embedder
+
+    return Embedder()
+
+
 # Fixtures that train a real model or simulate thousands of courses: a test that uses one
 # (directly or through another fixture) is slow, and `make test-fast` skips it.
 HEAVY_FIXTURES = {"trained_router", "simulated"}

@@ -16,7 +16,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.generator.cli import load_inputs, run
-from pipeline.generator.gate import Embedder
 from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
@@ -27,11 +26,6 @@ from tests.generator_helpers import EXAMPLES, generate_config, simulator
 from tests.helpers import compose_config
 
 KEY = "sim-test-key"
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
 
 
 @pytest.fixture(autouse=True)

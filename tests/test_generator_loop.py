@@ -14,7 +14,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.generator.cli import run
-from pipeline.generator.gate import Embedder
 from pipeline.generator.inputs import parse_analysis_result
 from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config, tmp_paths
@@ -24,11 +23,11 @@ N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "30"))
 
 
 @pytest.mark.slow
-def test_retraining_on_generator_logs_is_cheaper_at_equal_gate_pass(tmp_path, monkeypatch):
+def test_retraining_on_generator_logs_is_cheaper_at_equal_gate_pass(tmp_path, monkeypatch,
+                                                                   embedder):
     from training.train import run_train
 
     monkeypatch.setenv("PROVIDER_SIM_API_KEY", "k")
-    embedder = Embedder()
     train_courses = [parse_analysis_result(synthetic_result(i, seed=1)) for i in range(N_TRAIN)]
     eval_courses = [parse_analysis_result(synthetic_result(i, seed=2)) for i in range(N_EVAL)]
     with simulator(embedder) as (url, _):

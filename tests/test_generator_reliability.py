@@ -14,17 +14,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.generator.cli import load_inputs, run
-from pipeline.generator.gate import Embedder
 from pipeline.generator.llm_client import ProviderConfigError
 from router_model.attempt_log import read_attempts
 from tests.generator_helpers import EXAMPLES, generate_config, simulator
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
 
 
 def check_logs(out: Path, catalog) -> None:

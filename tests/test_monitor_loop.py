@@ -16,7 +16,6 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.generator.cli import run
-from pipeline.generator.gate import Embedder
 from pipeline.generator.inputs import parse_analysis_result
 from router_model.artifact import LATEST_FILE
 from tests.generator_helpers import generate_config, simulator, synthetic_result
@@ -33,13 +32,12 @@ def resolved(name: str, overrides: list[str]):
 
 
 @pytest.mark.slow
-def test_generate_monitor_retrain_promote(tmp_path, monkeypatch):
+def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
     from training.monitoring.monitor import run_monitor
     from training.monitoring.promote import run_promote
     from training.train import run_train
 
     monkeypatch.setenv("PROVIDER_SIM_API_KEY", "k")
-    embedder = Embedder()
     serving = tmp_path / "serving"
     first = [parse_analysis_result(synthetic_result(i, seed=1)) for i in range(N_FIRST)]
     served = [parse_analysis_result(synthetic_result(i, seed=2)) for i in range(N_SERVED)]
