@@ -27,11 +27,15 @@ demo: install  ## simulate logs, train, evaluate; then generate the example cour
 	$(BIN)/course-generate data/examples/ generate.compare_with_rules=true provider.cache=true \
 	  generate.fresh=true
 
-test: install  ## the whole test suite (real files, servers and models)
-	$(BIN)/python -m pytest
+# Tests run on every core (pytest-xdist); the two generator loops share a worker, so the
+# second reuses the first's MiniLM vectors. OpenMP threads sleep instead of spinning while
+# they wait, or LightGBM in one worker stalls behind the other worker's threads.
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
+test: install  ## the whole test suite (real files, servers and models), on every core
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 test-fast: install  ## the suite without the tests marked slow (training, servers, benchmarks)
-	$(BIN)/python -m pytest -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "30"))
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("generator_loops")  # one worker: the second reuses the vectors
 def test_retraining_on_generator_logs_is_cheaper_at_equal_gate_pass(tmp_path, monkeypatch,
                                                                    embedder):
     from training.train import run_train

@@ -32,6 +32,7 @@ def resolved(name: str, overrides: list[str]):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("generator_loops")  # one worker: the second reuses the vectors
 def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
     from training.monitoring.monitor import run_monitor
     from training.monitoring.promote import run_promote
