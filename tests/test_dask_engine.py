@@ -161,7 +161,7 @@ def test_the_cluster_comes_from_an_address_or_a_target(logs, tmp_path):
 
     root, _ = logs
     quick = "train.lightgbm.n_estimators=20"
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None,
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
                       scheduler_kwargs={"dashboard": False}) as cluster:
         _, by_address = train(tmp_path / "a", root, "dask", quick,
                               f"train.dask.address='{cluster.scheduler_address}'")
@@ -169,6 +169,6 @@ def test_the_cluster_comes_from_an_address_or_a_target(logs, tmp_path):
     assert by_address.metrics["engine"]["workers"] == 1
     _, by_target = train(tmp_path / "t", root, "dask", quick, (
         "train.dask.cluster={_target_:distributed.LocalCluster,n_workers:1,"
-        "threads_per_worker:1,dashboard_address:null}"))
+        "threads_per_worker:1,dashboard_address:':0'}"))
     assert by_target.metrics["engine"]["workers"] == 1
     assert by_target.metrics["data"]["valid"] == by_address.metrics["data"]["valid"]

@@ -59,10 +59,12 @@ def dask_client(settings: DaskSettings) -> Iterator[Any]:
         with client:
             yield client
         return
+    # Without a dashboard the scheduler still serves HTTP (health, metrics); ":0" takes any
+    # free port instead of 8787, which another cluster on the machine may hold.
     with LocalCluster(n_workers=settings.n_workers,
                       threads_per_worker=settings.threads_per_worker,
                       memory_limit=settings.memory_limit,
-                      dashboard_address=settings.dashboard_address,
+                      dashboard_address=settings.dashboard_address or ":0",
                       scheduler_kwargs={"dashboard": settings.dashboard_address is not None},
                       processes=True) as cluster, Client(cluster) as client:
         yield client
