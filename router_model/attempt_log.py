@@ -670,12 +670,32 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
     if len(frame):
         frame, duplicates = _quarantine_duplicates(frame, origins)
         bad_rows += duplicates
+        frame = _contiguous_text(frame)
     # object dtype: row numbers stay ints and a skipped file's row stays None
     quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"],
                                dtype=object)
     counts = {"files": len(files), "valid": len(frame), "quarantined": len(quarantined),
               "files_quarantined": files_quarantined}
     return LoadResult(frame=frame, quarantined=quarantined, counts=counts)
+
+
+ONE_CHUNK_MAX_BYTES = 2**31 - 2**20  # Arrow's 32-bit string offsets, with some margin
+
+
+def _contiguous_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as one Arrow chunk each. Concatenated files leave a chunk per file (and
+    per row group), and every later row selection on a many-chunk column is several times
+    slower (examples, splits and groupings select rows of 1M-row logs a dozen times). A
+    column too large for one chunk stays as it is."""
+    for name in frame.columns:
+        values = frame[name].array
+        if not isinstance(values, pd.arrays.ArrowStringArray):
+            continue
+        chunked = values.__arrow_array__()
+        if chunked.num_chunks > 1 and chunked.nbytes < ONE_CHUNK_MAX_BYTES:
+            frame[name] = pd.Series(type(values)(pa.chunked_array([chunked.combine_chunks()])),
+                                    index=frame.index, dtype=frame[name].dtype)
+    return frame
 
 
 def _quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarray]]

@@ -139,6 +139,23 @@ def test_folders_are_expanded_and_all_files_read(tmp_path):
     assert loaded.counts == {"files": 2, "valid": 2, "quarantined": 0, "files_quarantined": 0}
 
 
+@pytest.mark.parametrize("limit", [None, 0])
+def test_text_read_from_many_files_is_one_arrow_chunk_unless_too_large(tmp_path, monkeypatch,
+                                                                        limit):
+    import router_model.attempt_log as attempt_log
+
+    if limit is not None:  # as if every column were over Arrow's 2 GB string limit
+        monkeypatch.setattr(attempt_log, "ONE_CHUNK_MAX_BYTES", limit)
+    for day in range(3):
+        write_attempts([record(task_id=f"c{day}-t{i}", course_id=f"c{day}") for i in range(4)],
+                       tmp_path / "logs" / f"day{day}.parquet")
+    frame = read_attempts(tmp_path / "logs").frame
+    chunks = frame["task_id"].array.__arrow_array__().num_chunks
+    assert chunks == (1 if limit is None else 3)
+    assert frame["task_id"].tolist() == [f"c{d}-t{i}" for d in range(3) for i in range(4)]
+    assert frame["course_id"].iloc[[11, 0, 5]].tolist() == ["c2", "c0", "c1"]
+
+
 def test_lone_surrogates_huge_integers_and_huge_values_are_quarantined_briefly(tmp_path):
     path = tmp_path / "log.jsonl"
     lines = [json.dumps(record()),
