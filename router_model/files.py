@@ -24,10 +24,10 @@ def sha256_file(path: str | Path, h: hashlib._Hash | None = None) -> str:
 def stable_hash32(values: pd.Series | Sequence[str], salt: str = "") -> np.ndarray:
     """The first 32 bits of sha256(salt + value) per value, as integers: the same on every
     machine and in every process (Python's own hash is salted per process)."""
-    ids = pd.Series(values, dtype=str)
-    table = {v: int(hashlib.sha256(f"{salt}{v}".encode()).hexdigest()[:8], 16)
-             for v in ids.unique()}
-    return ids.map(table).to_numpy(np.int64)
+    codes, uniques = pd.factorize(pd.Series(values, dtype=str), use_na_sentinel=False)
+    table = np.fromiter((int(hashlib.sha256(f"{salt}{v}".encode()).hexdigest()[:8], 16)
+                         for v in uniques), dtype=np.int64, count=len(uniques))
+    return table[codes]  # hashed once per distinct value (courses, not rows)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -221,3 +221,18 @@ def test_router_train_ends_bad_input_with_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("router-train: log path"), lines[-3:]
+
+
+def test_course_hashes_are_sha256_of_salt_and_id_whatever_the_input_container():
+    """Shards, splits and hold-outs hash course ids the same on every machine and engine."""
+    import hashlib
+
+    import numpy as np
+
+    from router_model.files import stable_hash32
+
+    ids = ["course-b", "course-a", "course-b", "kurs-ü"]
+    expected = [int(hashlib.sha256(f"split-3:{v}".encode()).hexdigest()[:8], 16) for v in ids]
+    for container in (ids, pd.Series(ids, dtype="str"), np.array(ids, dtype=object)):
+        assert stable_hash32(container, "split-3:").tolist() == expected
+    assert stable_hash32([], "x").tolist() == []
