@@ -381,8 +381,12 @@ class PassModel:
         return self.predict_matrix(self.spec.encode(frame))
 
     def raw_and_calibrated(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Uncalibrated and calibrated probabilities (for reliability reports)."""
-        return self.estimator.predict_proba(X)[:, 1], self.predict_matrix(X)
+        """Uncalibrated and calibrated probabilities (for reliability reports). LightGBM's
+        raw score is its probability, so its trees run once for both."""
+        score = self._raw_score(X)
+        raw = (score if self.is_lightgbm and self.compiled is None
+               else self.estimator.predict_proba(X)[:, 1])
+        return raw, apply_calibrator(self.calibrator, score)
 
     def explain(self, X: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
         """The largest per-feature contributions (log-odds, before calibration) for one row.

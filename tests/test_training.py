@@ -118,6 +118,23 @@ def test_large_training_sets_calibrate_on_held_out_courses(holdout_from):
         assert abs(p[held].mean() - rows["label"][held].mean()) > 0.3
 
 
+@pytest.mark.parametrize("kind", ["lightgbm", "logreg"])
+def test_raw_and_calibrated_probabilities_are_the_estimators_and_the_calibrated_models(kind):
+    """Evaluation reads both from one prediction for LightGBM; they must be what the
+    estimator and the calibrated model each give on their own."""
+    from training.fitting import fit_pass_model
+
+    rows = calibration_rows()
+    spec = FeatureSpec(categorical=("field", "tier"), numeric=("prompt_tokens",)).fit(rows)
+    model = fit_pass_model(kind, rows, spec, train_settings(lightgbm={"n_estimators": 30}))
+    X = spec.encode(rows)
+    raw, calibrated = model.raw_and_calibrated(X)
+    np.testing.assert_array_equal(raw, model.estimator.predict_proba(X)[:, 1])
+    np.testing.assert_allclose(calibrated, model.calibrated.predict_proba(X)[:, 1],
+                               rtol=0, atol=1e-12)
+    assert not np.allclose(raw, calibrated)
+
+
 def test_a_calibration_share_outside_zero_and_one_is_refused():
     from training.fitting import fit_pass_model
 
