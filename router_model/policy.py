@@ -371,23 +371,28 @@ class RoutingPolicy:
     def starts_for(self, plan: Mapping[str, np.ndarray]) -> np.ndarray:
         """Start tiers chosen again from a plan's (n, L) expectations under this policy's
         settings: a dial sweep without predicting or running the ladder model again. The
-        same choice as `plan_columns` (first tier on ties, premium when nothing qualifies)."""
+        same choice as `plan_columns`, tier by tier (first tier on ties, premium when
+        nothing qualifies); a column at a time beats numpy's argmin along a short axis."""
         eligible = np.asarray(plan["eligible"], dtype=bool)
-        top = eligible.shape[1] - 1
-        if self.settings.rule == "threshold":
+        cost = plan["expected_cost"]
+        n, top = len(cost), cost.shape[1] - 1
+        threshold_rule = self.settings.rule == "threshold"
+        if threshold_rule:
             required = self.required_pass_prob(plan["impact"])
-            ok = eligible & (plan["p"] >= required[:, None])
-            ok[:, top] = eligible[:, top]
-            loss = plan["expected_cost"]
         else:
-            ok = eligible
             price = self.settings.lam * self.impact_weight(plan["impact"])
-            loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
-        loss = np.where(ok, loss, np.inf)
-        start = np.argmin(loss, axis=1)
-        # The least loss is the one at `start` (numpy's min along a short axis is slow).
-        least = np.take_along_axis(loss, start[:, None], axis=1)[:, 0]
-        return np.where(np.isfinite(least), start, top)
+        start, best = np.full(n, top), np.full(n, np.inf)
+        for t in range(top + 1):
+            ok = eligible[:, t]
+            if threshold_rule:
+                ok = ok if t == top else ok & (plan["p"][:, t] >= required)
+                loss = cost[:, t]
+            else:
+                loss = cost[:, t] + price * plan["expected_bad"][:, t]
+            better = ok & (loss < best)
+            best = np.where(better, loss, best)
+            start = np.where(better, t, start)
+        return start
 
     def plan(self, p: np.ndarray, impact: np.ndarray, prompt_total: np.ndarray,
              output: np.ndarray, fields: Fields | Sequence[str],
