@@ -15,22 +15,26 @@ are scaled linearly to the size used (stated in the table).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from policy_speed import (
     TASK,
     decision_figures,
     evaluate_config,
     profile_breakdown,
     replay_figures,
+    timed_us,
 )
 from serve_speed import serve_figures
 from train_scale import train_figures
@@ -125,15 +129,14 @@ def train_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def request_profile(n: int = 2000) -> list[dict[str, Any]]:
-    """Where a request's time goes past the framework: validation, routing, the decision
-    log, the JSON answer (in-process: HTTP parsing is uvicorn's and not profiled here)."""
-    import orjson
+@contextlib.contextmanager
+def local_service() -> Iterator[Any]:
+    """The serving object on the demo artifact, its decision log and compiled trees in a
+    temporary folder (no HTTP: what a request costs past the framework)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from router_model.config import CONF_DIR
-    from router_model.requests import TaskIn
     from router_model.serving import RouterService
 
     with tempfile.TemporaryDirectory() as tmp, \
@@ -142,6 +145,20 @@ def request_profile(n: int = 2000) -> list[dict[str, Any]]:
             f"serve.decision_log={tmp}/d.jsonl", f"serve.compiled_cache={tmp}",
             f"serve.artifact={ROOT / 'artifacts/router'}"])
         service = RouterService.from_config(OmegaConf.to_container(cfg, resolve=True))
+        try:
+            yield service
+        finally:
+            service.close()
+
+
+def request_profile(n: int = 2000) -> list[dict[str, Any]]:
+    """Where a request's time goes past the framework: validation, routing, the decision
+    log, the JSON answer (in-process: HTTP parsing is uvicorn's and not profiled here)."""
+    import orjson
+
+    from router_model.requests import TaskIn
+
+    with local_service() as service:
         body = orjson.dumps(TASK)
 
         def one() -> bytes:
@@ -150,9 +167,35 @@ def request_profile(n: int = 2000) -> list[dict[str, Any]]:
 
         for _ in range(300):
             one()
-        out = profile_breakdown(one, n)
-        service.close()
-    return out
+        return profile_breakdown(one, n)
+
+
+def batch_steps(n: int = 400, size: int = 50) -> dict[str, float]:
+    """p50 microseconds per batch of `size` of each step of `POST /v1/route/batch` past the
+    framework, timed without a profiler: where the batch endpoint's time goes."""
+    import orjson
+
+    from router_model.requests import BatchIn
+
+    with local_service() as service:
+        body = orjson.dumps({"tasks": [TASK] * size})
+        tasks = [t.model_dump(exclude_none=True) for t in BatchIn.model_validate_json(body).tasks]
+        batch = BatchIn.model_validate_json(body)
+        decisions = service.route_batch(tasks)
+        steps = {"validate the body (pydantic + plain-JSON checks)":
+                 lambda: BatchIn.model_validate_json(body),
+                 "model_dump of each task": lambda: [t.model_dump(exclude_none=True)
+                                                     for t in batch.tasks],
+                 "decide_many (encode, predict, plan, records)":
+                 lambda: service.policy.decide_many(tasks),
+                 "route_batch (decide_many + dicts + decision log)":
+                 lambda: service.route_batch(tasks),
+                 "encode the answer (orjson)": lambda: orjson.dumps({"decisions": decisions})}
+        out = {}
+        for name, step in steps.items():
+            timed_us(step, 50)
+            out[name] = float(np.median(timed_us(step, n)))
+        return out
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -202,6 +245,7 @@ def main() -> None:
         rows += decision_rows(decision, args.decisions)
         report["profile_decision"] = decision.pop("profile")
         report["profile_request"] = request_profile()
+        report["batch_steps_us"] = batch_steps()
         report["decision"] = decision
         if "serve" not in args.skip:
             report["serve"] = serve_figures(args.serve_seconds, 16,
@@ -221,6 +265,9 @@ def main() -> None:
     print_profile("one decision, compiled trees", report["profile_decision"])
     print_profile("one request past the framework (validate, route, log, encode)",
                   report["profile_request"])
+    print("\na batch of 50 past the framework, p50 per batch (no profiler):")
+    for name, us in report["batch_steps_us"].items():
+        print(f"  {us:8.1f} us  ({us / 50:5.1f} us per task)  {name}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
