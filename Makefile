@@ -31,11 +31,12 @@ demo: install  ## simulate logs, train, evaluate; then generate the example cour
 # second reuses the first's MiniLM vectors. OpenMP threads sleep instead of spinning while
 # they wait, or LightGBM in one worker stalls behind the other worker's threads.
 PYTEST_PARALLEL ?= -n auto --dist loadgroup
+PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_PARALLEL)
 test: install  ## the whole test suite (real files, servers and models), on every core
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(PYTEST)
 
 test-fast: install  ## the suite without the tests marked slow (training, servers, benchmarks)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -179,8 +179,8 @@ def batch_steps(n: int = 400, size: int = 50) -> dict[str, float]:
 
     with local_service() as service:
         body = orjson.dumps({"tasks": [TASK] * size})
-        tasks = [t.model_dump(exclude_none=True) for t in BatchIn.model_validate_json(body).tasks]
         batch = BatchIn.model_validate_json(body)
+        tasks = [t.model_dump(exclude_none=True) for t in batch.tasks]
         decisions = service.route_batch(tasks)
         steps = {"validate the body (pydantic + plain-JSON checks)":
                  lambda: BatchIn.model_validate_json(body),

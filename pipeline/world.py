@@ -60,14 +60,19 @@ def _summed_randint(rng: np.random.Generator, bounds: Any, counts: np.ndarray) -
     return totals[ends] - totals[ends - counts]
 
 
+def _scaled_normal(z: np.ndarray, sd: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Standard normal draws `z` as numpy's normal(0, sd) turns them into values, bit for bit:
+    0.0 + sd * z (the added loc makes -0.0 into 0.0)."""
+    out = np.multiply(z, sd, out=out)
+    out += 0.0
+    return out
+
+
 def _normal(rng: np.random.Generator, sd: float, size: Any) -> np.ndarray:
-    """rng.normal(0, sd, size) bit for bit (numpy computes 0.0 + sd * z from the same
-    standard normal draws), at half the cost: numpy's normal with scalar arguments takes a
-    per-draw path, standard_normal a filling one."""
+    """rng.normal(0, sd, size) bit for bit, at half the cost: numpy's normal with scalar
+    arguments takes a per-draw path, standard_normal a filling one."""
     draws = rng.standard_normal(size)
-    draws *= sd
-    draws += 0.0  # as numpy's loc: -0.0 becomes 0.0
-    return draws
+    return _scaled_normal(draws, sd, out=draws)
 
 
 # The world's formulas, on scalars or arrays: shared by the log simulator and the provider
@@ -309,8 +314,7 @@ def _tier_block(cfg: Mapping[str, Any], catalog: Catalog, j: int, rows: slice,
     name = catalog.tier_names[j]
     t = cfg["tiers"][name]
     margin, base = quality_base(cfg["quality"], t, task["difficulty"][rows], task["lang"][rows])
-    quality = draws["noise"][rows] * float(cfg["noise"]["attempt_sd"])
-    quality += 0.0  # as numpy's normal(0, sd): see _normal
+    quality = _scaled_normal(draws["noise"][rows], float(cfg["noise"]["attempt_sd"]))
     quality += base[:, None]
     # Rare off-topic outputs: similarity collapses whatever the task's difficulty.
     np.copyto(quality, draws["topic_quality"][rows],
