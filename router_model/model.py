@@ -356,7 +356,7 @@ class PassModel:
         tasks go in one predict call (the call's own cost dominates); many go in one call
         per tier on one reused copy of the matrix (memory stays at one copy).
         """
-        tier_col, codes = self._tier_codes(tuple(tiers))
+        tier_col, codes = self.tier_codes(tuple(tiers))
         if len(X_tasks) * len(tiers) <= SMALL_BATCH:
             X = np.repeat(X_tasks, len(tiers), axis=0)
             X.reshape(len(X_tasks), len(tiers), -1)[:, :, tier_col] = codes
@@ -368,7 +368,7 @@ class PassModel:
             out[:, j] = self.predict_matrix(X)
         return out
 
-    def _tier_codes(self, tiers: tuple[str, ...]) -> tuple[int, np.ndarray]:
+    def tier_codes(self, tiers: tuple[str, ...]) -> tuple[int, np.ndarray]:
         """The tier column and each tier's code, worked out once per ladder (hot path)."""
         cache = self.__dict__.setdefault("_tier_code_cache", {})
         if tiers not in cache:

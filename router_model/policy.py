@@ -35,6 +35,7 @@ from router_model.config import Catalog, check
 from router_model.contract import Decision
 from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.lookup import LookupTable
+from router_model.one_task import build_planner
 
 RULES_VERSION = "rules-static-v1"
 # A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.
@@ -161,7 +162,7 @@ class LadderCostModel:
         self.retry_pass = np.where(np.isnan(retry), settings.default_retry_pass_rate, retry)
         # Per tier (schema share, severe share, near-miss share, retry pass rate) as Python
         # floats: the one-task programme runs on floats, where numpy scalars cost far more.
-        self._tier_constants = [
+        self.tier_constants = [
             (float(fs), float(fv), 1.0 - float(fs) - float(fv), float(rp)) for fs, fv, rp
             in zip(self.schema_share, self.severe_share, self.retry_pass, strict=True)]
 
@@ -227,7 +228,7 @@ class LadderCostModel:
         top = len(p_first) - 1
         first: list[Any] = [0.0] * (top + 1)  # the value of a first attempt at each tier
         for t in range(top, -1, -1):
-            fs, fv, fm, retry_pass = self._tier_constants[t]
+            fs, fv, fm, retry_pass = self.tier_constants[t]
             escalate = flag if t == top else first[t + 1]
             # A failed attempt below the top: a schema error escalates, a severe miss jumps
             # to the top, a near miss retries (fm x the next state's value, added below).
@@ -281,6 +282,11 @@ class RoutingPolicy:
             name: (tier.model_id, tier.provider, tier.base_url,
                    self.ladder[self.ladder.index(name):] if name in self.ladder else [name])
             for name, tier in catalog.tiers.items()}
+        # One decision's plan in C, when it applies (compiled trees, no lookup predictor).
+        self._impact_terms: dict[float, tuple[float, float]] = {}
+        self._one_task = build_planner(
+            artifact.model if artifact and predictor is None else None, catalog, settings,
+            self.cost_model.tier_constants, self._false_pass_model)
 
     @classmethod
     def from_artifact_path(cls, catalog: Catalog, settings: PolicySettings,
@@ -529,8 +535,10 @@ class RoutingPolicy:
         if self.learned:
             try:
                 X, gaps = self._encode(tasks, flat, columns, output)
-                plan = self._plan_tasks(self._predict_encoded(X), fields, impact,
-                                        prompt_total, output)
+                plan = (self._plan_one(X, fields[0], impact[0], prompt_total[0], output[0])
+                        if n == 1 and self._one_task is not None else
+                        self._plan_tasks(self._predict_encoded(X), fields, impact,
+                                         prompt_total, output))
             except FeatureError as exc:
                 reason = f"invalid_features: {exc}"
         chosen = self._starts(fields, plan, starts, n)
@@ -583,6 +591,21 @@ class RoutingPolicy:
                                      self.false_pass(fields, columns),
                                      self.DECISION_QUANTITIES)
         return {**plan, "p_rows": p.tolist()}
+
+    def _plan_one(self, X: np.ndarray, field_name: str, impact: float, prompt_total: float,
+                  output: float) -> dict[str, Any]:
+        """`_plan_tasks` for one task by the compiled planner: the same numbers (tested)."""
+        rates = None if self._false_pass_model is not None else self.false_pass(field_name,
+                                                                                [])
+        terms = self._impact_terms.get(impact)
+        if terms is None:  # once per impact score: lam x w(field) and the required pass
+            terms = self._impact_terms[impact] = (
+                self.settings.lam * self.impact_weight(impact), self.required_pass_prob(impact))
+        price, required = terms
+        start, p, cost, eligible = self._one_task.plan(X, prompt_total, output, rates, price,
+                                                       required)
+        return {"start": start, "p_rows": [p], "expected_cost": cost, "eligible": eligible,
+                "required": required}
 
     def _shown(self, plan: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
         """Per task, what the record shows of the plan: probabilities, expected costs and
@@ -680,7 +703,10 @@ def _sigmoid(z: Any) -> Any:
 
 def _decision_ids(n: int) -> list[str]:
     """`n` random version-4 UUIDs as hex (what `uuid.uuid4().hex` gives), from one call to
-    the OS for all of them instead of one each."""
+    the OS for all of them instead of one each; one id by string slicing (cheaper still)."""
+    if n == 1:
+        h = os.urandom(16).hex()  # version nibble -> 4, variant nibble -> 8, 9, a or b
+        return [f"{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}"]
     raw = bytearray(os.urandom(16 * n))
     raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
     raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant

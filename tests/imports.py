@@ -10,10 +10,10 @@ PACKAGES = ("router_model", "pipeline", "training")
 
 
 def module_files() -> dict[str, Path]:
-    """Every project module by dotted name."""
+    """Every project module by dotted name (Cython sources too: they are code a stage runs)."""
     out = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in sorted([*(ROOT / package).rglob("*.py"), *(ROOT / package).rglob("*.pyx")]):
             parts = path.relative_to(ROOT).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             out[name] = path
@@ -21,7 +21,10 @@ def module_files() -> dict[str, Path]:
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
-    """Project modules that `path` imports anywhere (top level or inside functions)."""
+    """Project modules that `path` imports anywhere (top level or inside functions); a
+    Cython module imports none of them."""
+    if path.suffix == ".pyx":
+        return set()
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

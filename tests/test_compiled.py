@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from router_model.artifact import load_artifact
-from router_model.compiled import cache_key, compile_model
+from router_model.compiled import SMALL_BATCH, cache_key, compile_model
 from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
 from tests.test_hardening_artifact import _fit
@@ -35,6 +35,31 @@ def test_compiled_trees_give_lightgbm_probabilities(tmp_path, method):
     missing = np.full((3, X.shape[1]), np.nan)
     np.testing.assert_allclose(model.predict_matrix(missing),
                                model.calibrated.predict_proba(missing)[:, 1], rtol=0, atol=1e-9)
+
+
+def test_a_few_rows_call_the_compiled_function_directly_with_lleaves_numbers(tmp_path):
+    """The direct call (up to SMALL_BATCH rows) is lleaves' own function: bit for bit what
+    lleaves' `predict` gives, for any input layout; without the entry point the model
+    predicts through lleaves; a wrong width is refused, naming the width."""
+    model, X = _fit("lightgbm", "isotonic")
+    model.compile(tmp_path)
+    booster = model.compiled
+    rows = X[:SMALL_BATCH].copy()
+    rows[::7, 3] = np.nan
+    expected = booster._model.predict(rows, n_jobs=1)
+    assert booster._forest is not None
+    for layout in (rows, np.asfortranarray(rows), rows.astype(np.float32).astype(float),
+                   rows[::-1][::-1], rows.tolist()):
+        got = booster.predict(np.asarray(layout))
+        np.testing.assert_array_equal(got, expected)
+    one = booster.predict(rows[:1])
+    np.testing.assert_array_equal(one, expected[:1])
+    np.testing.assert_allclose(one, model.estimator.booster_.predict(rows[:1]), rtol=0,
+                               atol=1e-9)
+    with pytest.raises(ValueError, match=rf"\(n, {X.shape[1]}\)"):
+        booster.predict(rows[:, :-1])
+    booster._forest = None  # an lleaves build without the entry point this path uses
+    np.testing.assert_array_equal(booster.predict(rows), expected)
 
 
 def test_the_compiled_object_is_cached_by_model_hash(tmp_path):

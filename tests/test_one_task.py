@@ -1,0 +1,173 @@
+"""The compiled one-task planner (issue 14) plans exactly as the Python path does: the same
+start, the same probabilities and expected costs to the last bit, under both rules, with the
+false-pass model or the audit's rates, isotonic or Platt calibration; its calibration is
+numpy's interpolation at every edge; threads never mix their decisions; and without the
+extension the policy decides in Python and says why. No timing is asserted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from router_model import one_task
+from router_model.artifact import load_artifact
+from router_model.features import flatten_task
+from router_model.policy import PolicySettings, RoutingPolicy
+from tests.test_compiled import _records, _tasks
+from tests.test_hardening_artifact import _fit
+
+
+def _policy(cfg, catalog, tmp_path, **settings) -> RoutingPolicy:
+    policy = RoutingPolicy.from_artifact_path(
+        catalog, replace(PolicySettings(), **settings), cfg.router.artifact,
+        compiled_cache=str(tmp_path))
+    assert policy._one_task is not None, "the compiled planner was not built: make install"
+    return policy
+
+
+def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
+    """One task planned by the compiled planner and by the Python path."""
+    flat = flatten_task(task)
+    field = str(flat.get("field"))
+    impact = float(policy._impact.get(field, 5))
+    prompt = float(flat.get("prompt_tokens") or 0) + float(flat.get("context_tokens") or 0)
+    output = policy._output_tokens([field], [float(flat.get("expected_output_tokens",
+                                                            np.nan))])[0]
+    flat.setdefault("expected_output_tokens", output)
+    X, _ = policy.artifact.model.spec.encode_with_gaps([flat])
+    compiled = policy._plan_one(X, field, impact, prompt, output)
+    python = policy._plan_tasks(policy._predict_encoded(X), [field], [impact], [prompt],
+                                [output])
+    return compiled, python
+
+
+@pytest.mark.parametrize("settings", [{}, {"rule": "threshold"}, {"false_pass_rate": 0.03},
+                                      {"rule": "threshold", "false_pass_rate": 0.0},
+                                      {"latency_price_per_s": 0.002, "lam": 0.5}])
+def test_the_compiled_plan_is_the_python_plan_to_the_last_bit(trained_router, catalog,
+                                                              tmp_path, settings):
+    cfg, _ = trained_router
+    policy = _policy(cfg, catalog, tmp_path, **settings)
+    starts = set()
+    for task in _tasks(catalog, 150):
+        compiled, python = _both_plans(policy, task)
+        assert compiled["start"] == int(python["start"])
+        assert compiled["p_rows"] == python["p_rows"]
+        assert compiled["expected_cost"] == [float(c) for c in python["expected_cost"]]
+        assert compiled["eligible"] == [bool(e) for e in python["eligible"]]
+        assert compiled["required"] == python["required"]
+        starts.add(compiled["start"])
+    assert len(starts) > 1  # the tasks reach more than one start tier
+
+
+def test_calibration_is_numpys_interpolation_at_every_edge(tmp_path):
+    """Thresholds placed on, between, below and above the trees' own outputs, repeated
+    values and a flat stretch: the planner's probabilities are `np.interp`'s."""
+    model, X = _fit("lightgbm", "isotonic")
+    model.compile(tmp_path)
+    compiled = model.compiled
+    tier_col = 1
+    codes = [0.0, 1.0, float("nan")]
+    rows = np.repeat(X[:1], 3, axis=0)
+    rows[:, tier_col] = codes
+    raw = compiled.predict(rows)
+    lo, hi = float(raw.min()), float(raw.max())
+    cases = [([raw[0], raw[1], raw[2] + 1e-3], [0.1, 0.5, 0.9]),   # exactly on thresholds
+             ([lo - 1.0, hi + 1.0], [0.2, 0.7]),                      # between two
+             ([hi + 0.1, hi + 0.2], [0.3, 0.6]),                      # all below: first value
+             ([lo - 0.2, lo - 0.1], [0.3, 0.6]),                      # all above: last value
+             ([lo - 0.1, (lo + hi) / 2, hi + 0.1], [0.4, 0.4, 0.8]),  # a flat stretch
+             ([lo], [0.25])]                                          # one threshold
+    tiers = [(1.0, 2.0, 0.5, 100.0, 1e9)] * 3
+    gate = ((0.1, 0.2), 50.0, 10.0, 0.02, 0.3, 0.0)
+    ladder = [(0.1, 0.1, 0.8, 0.5)] * 3
+    for xs, ys in cases:
+        xs = sorted(float(x) for x in xs)
+        planner = one_task._planner_class()(
+            compiled, compiled.entry_address, X.shape[1], tier_col, codes,
+            ("isotonic", xs, ys), tiers, gate, ladder, None, 1, False)
+        _, p, _, _ = planner.plan(np.ascontiguousarray(X[:1]), 100.0, 50.0, [0.0] * 3, 0.0,
+                                  0.0)
+        assert p == np.interp(raw, xs, ys).tolist(), (xs, ys)
+
+
+def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalog, tmp_path):
+    """Platt scaling goes through numpy's exp on the Python path and the C library's here:
+    the same formula, equal to 1e-12."""
+    cfg, _ = trained_router
+    policy = _policy(cfg, catalog, tmp_path)
+    platt = type("Platt", (), {"a_": -4.0, "b_": 2.0})()
+    policy.artifact.model.calibrator = platt
+    policy._one_task = one_task.build_planner(
+        policy.artifact.model, catalog, policy.settings, policy.cost_model.tier_constants,
+        policy._false_pass_model)
+    for task in _tasks(catalog, 60):
+        compiled, python = _both_plans(policy, task)
+        assert compiled["start"] == int(python["start"])
+        np.testing.assert_allclose(compiled["p_rows"], python["p_rows"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(compiled["expected_cost"], python["expected_cost"],
+                                   rtol=1e-12, atol=0)
+
+
+def test_a_row_of_the_wrong_width_is_refused_naming_both_widths(trained_router, catalog,
+                                                                 tmp_path):
+    cfg, _ = trained_router
+    policy = _policy(cfg, catalog, tmp_path)
+    width = len(policy.artifact.model.spec.columns)
+    with pytest.raises(ValueError, match=f"one row of {width} features, not 1 x {width - 1}"):
+        policy._one_task.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
+
+
+def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalog, tmp_path):
+    """The planner's scratch rows belong to the object: several threads deciding together
+    get exactly the records one thread gets."""
+    cfg, _ = trained_router
+    policy = _policy(cfg, catalog, tmp_path)
+    tasks = _tasks(catalog, 200)
+    expected = _records([policy.decide(t) for t in tasks])
+    results: dict[int, list] = {}
+
+    def decide_all(k: int) -> None:
+        results[k] = _records([policy.decide(t) for t in tasks])
+
+    threads = [threading.Thread(target=decide_all, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[k] == expected for k in range(4))
+
+
+def test_without_the_extension_the_policy_decides_in_python_and_says_so(
+        trained_router, catalog, tmp_path, monkeypatch, caplog):
+    cfg, _ = trained_router
+    fast = _policy(cfg, catalog, tmp_path)
+    monkeypatch.setitem(sys.modules, "router_model._one_task", None)  # import fails
+    with caplog.at_level(logging.WARNING, logger="stage5_router.one_task"):
+        assert one_task._planner_class.__wrapped__() is None
+    assert "the compiled planner is not built" in caplog.text
+    monkeypatch.setattr(one_task, "_planner_class", lambda: None)
+    python = RoutingPolicy(catalog, fast.settings, fast.artifact)
+    assert python._one_task is None
+    tasks = _tasks(catalog, 40)
+    assert _records([python.decide(t) for t in tasks]) == _records([fast.decide(t)
+                                                                    for t in tasks])
+
+
+def test_without_compiled_trees_or_with_a_lookup_table_there_is_no_planner(
+        trained_router, catalog, tmp_path):
+    cfg, _ = trained_router
+    assert RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)
+                         )._one_task is None  # trees not compiled
+    assert RoutingPolicy(catalog, PolicySettings(), None)._one_task is None
+    fast = _policy(cfg, catalog, tmp_path)
+    lookup = fast.variant("lookup_policy")
+    assert lookup._one_task is None  # the table predicts, not the trees
+    tasks = _tasks(catalog, 30)
+    assert [d.start_tier for d in lookup.decide_many(tasks)] == \
+           [lookup.decide(t).start_tier for t in tasks]
