@@ -16,9 +16,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from router_model.artifact import LATEST_FILE, resolve_version_dir, save_artifact
+from router_model.contract import Analysis
 from router_model.decision_log import DecisionLog
 from router_model.policy import EXAMPLE_TASK
-from router_model.requests import EscalateIn, TaskIn
+from router_model.requests import (
+    EscalateIn,
+    RequestValueError,
+    TaskIn,
+    check_plain_json,
+    surely_plain,
+)
 from tests.helpers import metric_samples, metric_values
 from tests.test_hardening_artifact import _fit
 from tests.test_service import running
@@ -116,6 +123,53 @@ def test_the_in_process_client_refuses_the_same_values(task):
         "finite", "surrogate", "unicode string", "greater than", "less than"))
     with pytest.raises(ValidationError):
         EscalateIn.model_validate({"schema_valid": True, "similarity": float("nan")})
+
+
+# Any BMP character, lone surrogates included (hypothesis leaves them out by default).
+_TEXT = st.characters(min_codepoint=0, max_codepoint=0xFFFF, exclude_categories=())
+_ANALYSIS_VALUES = st.one_of(
+    st.none(), st.booleans(), st.floats(), st.integers(min_value=-2**70, max_value=2**70),
+    st.text(alphabet=_TEXT, max_size=8))
+
+
+@given(st.dictionaries(st.sampled_from(sorted(Analysis.model_fields)), _ANALYSIS_VALUES,
+                       max_size=4),
+       st.text(alphabet=_TEXT, min_size=1, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_the_quick_plain_check_refuses_exactly_what_the_full_walk_refuses(analysis, field):
+    """`surely_plain` only decides when the walk may be skipped: a task is refused by the
+    plain-JSON checks, with the walk's message, exactly when walking every value would
+    refuse it (pydantic refuses some values first, e.g. a surrogate in a length-capped
+    string)."""
+    task = {**TASK, "field": field, "analysis": analysis}
+    try:
+        parsed = Analysis.model_validate(analysis)
+    except ValidationError:  # refused by type or range before any plain-JSON check
+        return
+    expected = []  # what the walk says of each part (the model reports one of them)
+    for value, where in (({k: getattr(parsed, k) for k in Analysis.model_fields},
+                          ("analysis",)), (field, ("field",))):
+        try:
+            check_plain_json(value, where)
+        except RequestValueError as exc:
+            expected.append(exc.message)
+    try:
+        TaskIn.model_validate(task)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] != "value_error":  # pydantic's own refusal (type, length, unicode)
+            return
+        assert any(message in error["msg"] for message in expected), (error, expected)
+    else:
+        assert not expected
+
+
+@given(st.lists(_ANALYSIS_VALUES, max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_surely_plain_values_pass_the_full_walk(values):
+    """Whatever `surely_plain` lets skip the walk, the walk would have let through."""
+    if surely_plain(values):
+        check_plain_json(values)
 
 
 # ---- item 5: admin auth -------------------------------------------------------------------------
