@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: demo test test-fast install lint repro perf benchmark evaluate-seeds clean
 
 # Reinstall whenever pyproject.toml changes; the stamp file records the last install.
-$(VENV)/.installed: pyproject.toml router_model/_one_task.pyx
+$(VENV)/.installed: pyproject.toml router_model/_planner.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@

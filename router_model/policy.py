@@ -35,7 +35,7 @@ from router_model.config import Catalog, check
 from router_model.contract import Decision
 from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.lookup import LookupTable
-from router_model.one_task import build_planner
+from router_model.planner import build_planner
 
 RULES_VERSION = "rules-static-v1"
 # A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.
@@ -282,9 +282,9 @@ class RoutingPolicy:
             name: (tier.model_id, tier.provider, tier.base_url,
                    self.ladder[self.ladder.index(name):] if name in self.ladder else [name])
             for name, tier in catalog.tiers.items()}
-        # One decision's plan in C, when it applies (compiled trees, no lookup predictor).
+        # Decisions' plans in C, when it applies (compiled trees, no lookup predictor).
         self._impact_terms: dict[float, tuple[float, float]] = {}
-        self._one_task = build_planner(
+        self._planner = build_planner(
             artifact.model if artifact and predictor is None else None, catalog, settings,
             self.cost_model.tier_constants, self._false_pass_model)
 
@@ -535,8 +535,8 @@ class RoutingPolicy:
         if self.learned:
             try:
                 X, gaps = self._encode(tasks, flat, columns, output)
-                plan = (self._plan_one(X, fields[0], impact[0], prompt_total[0], output[0])
-                        if n == 1 and self._one_task is not None else
+                plan = (self._plan_compiled(X, fields, impact, prompt_total, output)
+                        if self._planner is not None else
                         self._plan_tasks(self._predict_encoded(X), fields, impact,
                                          prompt_total, output))
             except FeatureError as exc:
@@ -592,20 +592,33 @@ class RoutingPolicy:
                                      self.DECISION_QUANTITIES)
         return {**plan, "p_rows": p.tolist()}
 
-    def _plan_one(self, X: np.ndarray, field_name: str, impact: float, prompt_total: float,
-                  output: float) -> dict[str, Any]:
-        """`_plan_tasks` for one task by the compiled planner: the same numbers (tested)."""
-        rates = None if self._false_pass_model is not None else self.false_pass(field_name,
-                                                                                [])
+    def _plan_compiled(self, X: np.ndarray, fields: list[str], impact: list[float],
+                       prompt_total: list[float], output: list[float]) -> dict[str, Any]:
+        """`_plan_tasks` by the compiled planner: the same numbers (tested). Without the
+        audit's false-pass model the planner takes the audit's rates by field and tier."""
+        table = self._false_pass_model is None
+        if len(fields) == 1:
+            price, required = self._impact_terms_of(impact[0])
+            start, p, cost, eligible = self._planner.plan(
+                X, prompt_total[0], output[0], self.false_pass(fields[0], []) if table
+                else None, price, required)
+            return {"start": start, "p_rows": [p], "expected_cost": cost,
+                    "eligible": eligible, "required": required}
+        terms = [self._impact_terms_of(i) for i in impact]
+        required = [t[1] for t in terms]
+        start, p_rows, cost, eligible = self._planner.plan_many(
+            X, prompt_total, output, [self.false_pass(f, []) for f in fields] if table
+            else None, [t[0] for t in terms], required)
+        return {"start": start, "p_rows": p_rows, "expected_cost": cost,
+                "eligible": eligible, "required": required}
+
+    def _impact_terms_of(self, impact: float) -> tuple[float, float]:
+        """lam x w(field) and the required pass probability, worked out once per score."""
         terms = self._impact_terms.get(impact)
-        if terms is None:  # once per impact score: lam x w(field) and the required pass
+        if terms is None:
             terms = self._impact_terms[impact] = (
                 self.settings.lam * self.impact_weight(impact), self.required_pass_prob(impact))
-        price, required = terms
-        start, p, cost, eligible = self._one_task.plan(X, prompt_total, output, rates, price,
-                                                       required)
-        return {"start": start, "p_rows": [p], "expected_cost": cost, "eligible": eligible,
-                "required": required}
+        return terms
 
     def _shown(self, plan: dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
         """Per task, what the record shows of the plan: probabilities, expected costs and

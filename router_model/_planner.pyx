@@ -1,11 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""One task's plan in C: the arithmetic of `RoutingPolicy.plan_columns` on floats.
+"""Serving decisions' plans in C: the arithmetic of `RoutingPolicy.plan_columns`, task by task.
 
-Scores the encoded row on every ladder tier through lleaves' compiled trees, calibrates,
-prices each attempt, runs the ladder's dynamic programme for cost and bad outcome, and
-picks the start tier. Every step is the Python path's own formula in the same order
-(`tests/test_one_task.py` holds them together), so the answers are the same numbers; in
-Python the same work is a hundred interpreter steps, most of a decision's time.
+For each encoded row: scores it on every ladder tier through lleaves' compiled trees,
+calibrates, prices each attempt, runs the ladder's dynamic programme for cost and bad
+outcome, and picks the start tier. Every step is the Python path's own formula in the same
+order (`tests/test_planner.py` holds them together), so the answers are the same numbers;
+in Python the same work is a hundred interpreter steps, most of a decision's time.
 
 Holds the GIL throughout: its scratch buffers are the object's own, so calls from several
 threads never interleave.
@@ -26,7 +26,7 @@ cdef double[::1] _doubles(values):
     return out
 
 
-cdef class OneTaskPlanner:
+cdef class CompiledPlanner:
     cdef forest_fn forest
     cdef int width, tiers, tier_col, retries, isotonic, threshold_rule, fp_model
     cdef double[::1] codes, xs, ys, price_in, price_out, first_s, per_s, window
@@ -85,8 +85,48 @@ cdef class OneTaskPlanner:
         """(start, pass probabilities, expected costs, fits the context) for one encoded
         row. `rates`: the false-pass rate per tier when there is no false-pass model.
         `price`: lam x w(field); `required`: the threshold rule's pass probability."""
-        if X.shape[0] != 1 or X.shape[1] != self.width:
-            raise ValueError(f"one row of {self.width} features, not {X.shape[0]} x {X.shape[1]}")
+        self._check_width(X, 1)
+        start = self._plan_row(&X[0, 0], prompt_total, output, rates, price, required)
+        cdef int L = self.tiers, t
+        cdef double *p = self.scratch
+        cdef double *cost_first = self.scratch + 3 * L
+        tokens = prompt_total + output
+        return (start, [p[t] for t in range(L)], [cost_first[t] for t in range(L)],
+                [tokens <= self.window[t] for t in range(L)])
+
+    def plan_many(self, const double[:, ::1] X, prompt_total, output, rates, price,
+                  required):
+        """`plan` for each row of X (per-task lists of the same arguments; `rates` None
+        with a false-pass model): (starts, probability rows, expected-cost columns,
+        fits-the-context columns), the layout of `RoutingPolicy.plan_columns`."""
+        cdef Py_ssize_t n = X.shape[0], i
+        self._check_width(X, n)
+        cdef int L = self.tiers, t
+        cdef double *p = self.scratch
+        cdef double *cost_first = self.scratch + 3 * L
+        starts, p_rows = [], []
+        cost_columns = [[] for _ in range(L)]
+        fit_columns = [[] for _ in range(L)]
+        for i in range(n):
+            starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i],
+                                         None if rates is None else rates[i], price[i],
+                                         required[i]))
+            p_rows.append([p[t] for t in range(L)])
+            tokens = prompt_total[i] + output[i]
+            for t in range(L):
+                cost_columns[t].append(cost_first[t])
+                fit_columns[t].append(tokens <= self.window[t])
+        return starts, p_rows, cost_columns, fit_columns
+
+    cdef void _check_width(self, const double[:, ::1] X, Py_ssize_t rows) except *:
+        if X.shape[0] != rows or X.shape[1] != self.width:
+            raise ValueError(f"{rows} row(s) of {self.width} features, not "
+                             f"{X.shape[0]} x {X.shape[1]}")
+
+    cdef int _plan_row(self, const double *row, double prompt_total, double output, rates,
+                       double price, double required) except -1:
+        """One task into the scratch buffers (p, cost, fp, cost from each start, bad from
+        each start); returns its start tier."""
         cdef int L = self.tiers, t, j
         cdef double *p = self.scratch
         cdef double *cost = self.scratch + L
@@ -95,7 +135,7 @@ cdef class OneTaskPlanner:
         cdef double *bad_first = self.scratch + 4 * L
         for t in range(L):
             for j in range(self.width):
-                self.rows[t * self.width + j] = X[0, j]
+                self.rows[t * self.width + j] = row[j]
             self.rows[t * self.width + self.tier_col] = self.codes[t]
             p[t] = 0.0
         self.forest(self.rows, p, 0, L)
@@ -171,16 +211,14 @@ cdef class OneTaskPlanner:
                 value = gain + (1.0 - p) * after
             first[t] = value
 
-    cdef tuple _choose(self, double *p, double *cost, double *bad, double tokens,
-                       double price, double required):
+    cdef int _choose(self, double *p, double *cost, double *bad, double tokens,
+                     double price, double required):
         """The tier with the least loss among those that qualify (premium when none)."""
         cdef int top = self.tiers - 1, start = top, t
         cdef double best = INFINITY, loss
         cdef bint fits, ok
-        eligible = []
         for t in range(self.tiers):
             fits = tokens <= self.window[t]
-            eligible.append(fits)
             if self.threshold_rule:
                 ok = fits if t == top else fits and p[t] >= required
                 loss = cost[t]
@@ -188,5 +226,4 @@ cdef class OneTaskPlanner:
                 ok, loss = fits, cost[t] + price * bad[t]
             if ok and loss < best:
                 best, start = loss, t
-        return (start, [p[t] for t in range(self.tiers)],
-                [cost[t] for t in range(self.tiers)], eligible)
+        return start

@@ -1,6 +1,7 @@
-"""The compiled one-task planner (issue 14) plans exactly as the Python path does: the same
-start, the same probabilities and expected costs to the last bit, under both rules, with the
-false-pass model or the audit's rates, isotonic or Platt calibration; its calibration is
+"""The compiled planner (issue 14) plans exactly as the Python path does: for one task the
+same start, probabilities and expected costs to the last bit, under both rules, with the
+false-pass model or the audit's rates, isotonic or Platt calibration; a batch the same to
+1e-12 (numpy's vectorised exp and log round on their own); its calibration is
 numpy's interpolation at every edge; threads never mix their decisions; and without the
 extension the policy decides in Python and says why. No timing is asserted."""
 
@@ -14,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from router_model import one_task
+from router_model import planner
 from router_model.artifact import load_artifact
 from router_model.features import flatten_task
 from router_model.policy import PolicySettings, RoutingPolicy
@@ -26,7 +27,7 @@ def _policy(cfg, catalog, tmp_path, **settings) -> RoutingPolicy:
     policy = RoutingPolicy.from_artifact_path(
         catalog, replace(PolicySettings(), **settings), cfg.router.artifact,
         compiled_cache=str(tmp_path))
-    assert policy._one_task is not None, "the compiled planner was not built: make install"
+    assert policy._planner is not None, "the compiled planner was not built: make install"
     return policy
 
 
@@ -40,7 +41,7 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
                                                             np.nan))])[0]
     flat.setdefault("expected_output_tokens", output)
     X, _ = policy.artifact.model.spec.encode_with_gaps([flat])
-    compiled = policy._plan_one(X, field, impact, prompt, output)
+    compiled = policy._plan_compiled(X, [field], [impact], [prompt], [output])
     python = policy._plan_tasks(policy._predict_encoded(X), [field], [impact], [prompt],
                                 [output])
     return compiled, python
@@ -49,7 +50,7 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
 @pytest.mark.parametrize("settings", [{}, {"rule": "threshold"}, {"false_pass_rate": 0.03},
                                       {"rule": "threshold", "false_pass_rate": 0.0},
                                       {"latency_price_per_s": 0.002, "lam": 0.5}])
-def test_the_compiled_plan_is_the_python_plan_to_the_last_bit(trained_router, catalog,
+def test_one_task_planned_in_c_is_the_python_plan_to_the_last_bit(trained_router, catalog,
                                                               tmp_path, settings):
     cfg, _ = trained_router
     policy = _policy(cfg, catalog, tmp_path, **settings)
@@ -63,6 +64,33 @@ def test_the_compiled_plan_is_the_python_plan_to_the_last_bit(trained_router, ca
         assert compiled["required"] == python["required"]
         starts.add(compiled["start"])
     assert len(starts) > 1  # the tasks reach more than one start tier
+
+
+@pytest.mark.parametrize("settings", [{}, {"rule": "threshold", "false_pass_rate": 0.03}])
+def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, catalog,
+                                                            tmp_path, settings):
+    """Many tasks at once: the planner's rows and columns against numpy's arrays. numpy's
+    vectorised exp and log may round the last bit differently from the C library's."""
+    cfg, _ = trained_router
+    policy = _policy(cfg, catalog, tmp_path, **settings)
+    tasks = _tasks(catalog, 150)
+    flat = [flatten_task(t) for t in tasks]
+    fields = [str(f.get("field")) for f in flat]
+    impact = [float(policy._impact.get(f, 5)) for f in fields]
+    prompt = [float(f["prompt_tokens"]) + float(f["context_tokens"]) for f in flat]
+    output = policy._output_tokens(fields, [float(f.get("expected_output_tokens", np.nan))
+                                            for f in flat])
+    for f, out in zip(flat, output, strict=True):
+        f.setdefault("expected_output_tokens", out)
+    X, _ = policy.artifact.model.spec.encode_with_gaps(flat)
+    compiled = policy._plan_compiled(X, fields, impact, prompt, output)
+    python = policy._plan_tasks(policy._predict_encoded(X), fields, impact, prompt, output)
+    assert compiled["start"] == np.asarray(python["start"]).tolist()
+    np.testing.assert_allclose(compiled["p_rows"], python["p_rows"], rtol=0, atol=1e-12)
+    for c, p in zip(compiled["expected_cost"], python["expected_cost"], strict=True):
+        np.testing.assert_allclose(c, p, rtol=1e-12, atol=0)
+    assert [list(map(bool, e)) for e in python["eligible"]] == compiled["eligible"]
+    assert np.asarray(python["required"]).tolist() == compiled["required"]
 
 
 def test_calibration_is_numpys_interpolation_at_every_edge(tmp_path):
@@ -88,10 +116,10 @@ def test_calibration_is_numpys_interpolation_at_every_edge(tmp_path):
     ladder = [(0.1, 0.1, 0.8, 0.5)] * 3
     for xs, ys in cases:
         xs = sorted(float(x) for x in xs)
-        planner = one_task._planner_class()(
+        edge_planner = planner._planner_class()(
             compiled, compiled.entry_address, X.shape[1], tier_col, codes,
             ("isotonic", xs, ys), tiers, gate, ladder, None, 1, False)
-        _, p, _, _ = planner.plan(np.ascontiguousarray(X[:1]), 100.0, 50.0, [0.0] * 3, 0.0,
+        _, p, _, _ = edge_planner.plan(np.ascontiguousarray(X[:1]), 100.0, 50.0, [0.0] * 3, 0.0,
                                   0.0)
         assert p == np.interp(raw, xs, ys).tolist(), (xs, ys)
 
@@ -103,7 +131,7 @@ def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalo
     policy = _policy(cfg, catalog, tmp_path)
     platt = type("Platt", (), {"a_": -4.0, "b_": 2.0})()
     policy.artifact.model.calibrator = platt
-    policy._one_task = one_task.build_planner(
+    policy._planner = planner.build_planner(
         policy.artifact.model, catalog, policy.settings, policy.cost_model.tier_constants,
         policy._false_pass_model)
     for task in _tasks(catalog, 60):
@@ -119,8 +147,8 @@ def test_a_row_of_the_wrong_width_is_refused_naming_both_widths(trained_router, 
     cfg, _ = trained_router
     policy = _policy(cfg, catalog, tmp_path)
     width = len(policy.artifact.model.spec.columns)
-    with pytest.raises(ValueError, match=f"one row of {width} features, not 1 x {width - 1}"):
-        policy._one_task.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
+    with pytest.raises(ValueError, match=f"1 row\\(s\\) of {width} features, not 1 x {width - 1}"):
+        policy._planner.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
 
 
 def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalog, tmp_path):
@@ -147,13 +175,13 @@ def test_without_the_extension_the_policy_decides_in_python_and_says_so(
         trained_router, catalog, tmp_path, monkeypatch, caplog):
     cfg, _ = trained_router
     fast = _policy(cfg, catalog, tmp_path)
-    monkeypatch.setitem(sys.modules, "router_model._one_task", None)  # import fails
-    with caplog.at_level(logging.WARNING, logger="stage5_router.one_task"):
-        assert one_task._planner_class.__wrapped__() is None
+    monkeypatch.setitem(sys.modules, "router_model._planner", None)  # import fails
+    with caplog.at_level(logging.WARNING, logger="stage5_router.planner"):
+        assert planner._planner_class.__wrapped__() is None
     assert "the compiled planner is not built" in caplog.text
-    monkeypatch.setattr(one_task, "_planner_class", lambda: None)
+    monkeypatch.setattr(planner, "_planner_class", lambda: None)
     python = RoutingPolicy(catalog, fast.settings, fast.artifact)
-    assert python._one_task is None
+    assert python._planner is None
     tasks = _tasks(catalog, 40)
     assert _records([python.decide(t) for t in tasks]) == _records([fast.decide(t)
                                                                     for t in tasks])
@@ -163,11 +191,11 @@ def test_without_compiled_trees_or_with_a_lookup_table_there_is_no_planner(
         trained_router, catalog, tmp_path):
     cfg, _ = trained_router
     assert RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)
-                         )._one_task is None  # trees not compiled
-    assert RoutingPolicy(catalog, PolicySettings(), None)._one_task is None
+                         )._planner is None  # trees not compiled
+    assert RoutingPolicy(catalog, PolicySettings(), None)._planner is None
     fast = _policy(cfg, catalog, tmp_path)
     lookup = fast.variant("lookup_policy")
-    assert lookup._one_task is None  # the table predicts, not the trees
+    assert lookup._planner is None  # the table predicts, not the trees
     tasks = _tasks(catalog, 30)
     assert [d.start_tier for d in lookup.decide_many(tasks)] == \
            [lookup.decide(t).start_tier for t in tasks]

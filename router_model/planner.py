@@ -1,8 +1,9 @@
-"""The compiled one-task planner (`_one_task.pyx`), built from a policy's parts.
+"""The compiled planner (`_planner.pyx`) of serving decisions, built from a policy's parts.
 
 A single decision spends most of its time on Python steps of a few microseconds each:
 three tier rows, the trees, calibration, false-pass rates, attempt prices, two dynamic
-programmes and the choice. The planner does all of them in one C call. It applies when the
+programmes and the choice. The planner does all of them in one C call per decision (or per
+batch). It applies when the
 trees are compiled and the calibrator is isotonic or Platt; otherwise (or when the
 extension was not built, e.g. no C compiler at install) the policy plans in Python, with
 the same numbers, and the log says why once.
@@ -14,13 +15,13 @@ import logging
 from functools import cache
 from typing import Any
 
-log = logging.getLogger("stage5_router.one_task")
+log = logging.getLogger("stage5_router.planner")
 
 
 def build_planner(model: Any, catalog: Any, settings: Any,
                   tier_constants: list[tuple[float, float, float, float]],
                   false_pass_model: dict[str, Any] | None) -> Any:
-    """An `OneTaskPlanner` for a policy's model (a `PassModel`, None for none or a lookup
+    """A `CompiledPlanner` for a policy's model (a `PassModel`, None for none or a lookup
     table) and settings; None where it does not apply (trees not compiled, another
     calibrator, the extension not built). `tier_constants`: the cost model's per-tier
     (schema share, severe share, near-miss share, retry pass rate)."""
@@ -46,12 +47,12 @@ def build_planner(model: Any, catalog: Any, settings: Any,
 def _planner_class() -> Any:
     """The extension's class, or None (said once) when it was not built."""
     try:
-        from router_model._one_task import OneTaskPlanner
+        from router_model._planner import CompiledPlanner
     except ImportError as exc:
         log.warning("deciding in Python: the compiled planner is not built (%s); "
                     "reinstall with a C compiler (make install)", exc)
         return None
-    return OneTaskPlanner
+    return CompiledPlanner
 
 
 def _calibrator(calibrator: Any) -> tuple[str, Any, Any] | None:
