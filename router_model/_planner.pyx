@@ -7,8 +7,8 @@ outcome, and picks the start tier. Every step is the Python path's own formula i
 order (`tests/test_planner.py` holds them together), so the answers are the same numbers;
 in Python the same work is a hundred interpreter steps, most of a decision's time.
 
-Holds the GIL throughout: its scratch buffers are the object's own, so calls from several
-threads never interleave.
+Each call works in buffers of its own, so threads may share one planner (with the GIL or
+without: nothing in the object changes after it is built).
 """
 
 from libc.math cimport exp, log, INFINITY
@@ -33,13 +33,7 @@ cdef class CompiledPlanner:
     cdef double[::1] fs, fv, fm, retry_pass, intercept
     cdef double a, b, slope, gate_in, gate_out, gate_overhead, gate_tokens, embed_price
     cdef double gate_s, latency_price
-    cdef double *rows
-    cdef double *scratch
     cdef object owner  # keeps the compiled trees (and so `forest`) alive
-
-    def __cinit__(self, *args, **kwargs):
-        self.rows = NULL
-        self.scratch = NULL
 
     def __init__(self, owner, uintptr_t forest_address, int width, int tier_col, codes,
                  calibrator, tiers, gate, ladder, false_pass_model, int retries,
@@ -71,14 +65,6 @@ cdef class CompiledPlanner:
         self.fp_model = false_pass_model is not None
         self.slope = false_pass_model[0] if self.fp_model else 0.0
         self.intercept = _doubles(false_pass_model[1] if self.fp_model else [])
-        self.rows = <double *>malloc(sizeof(double) * self.tiers * width)
-        self.scratch = <double *>malloc(sizeof(double) * self.tiers * 5)
-        if self.rows == NULL or self.scratch == NULL:
-            raise MemoryError()
-
-    def __dealloc__(self):
-        free(self.rows)
-        free(self.scratch)
 
     def plan(self, const double[:, ::1] X, double prompt_total, double output,
              rates, double price, double required):
@@ -86,13 +72,18 @@ cdef class CompiledPlanner:
         row. `rates`: the false-pass rate per tier when there is no false-pass model.
         `price`: lam x w(field); `required`: the threshold rule's pass probability."""
         self._check_width(X, 1)
-        start = self._plan_row(&X[0, 0], prompt_total, output, rates, price, required)
-        cdef int L = self.tiers, t
-        cdef double *p = self.scratch
-        cdef double *cost_first = self.scratch + 3 * L
-        tokens = prompt_total + output
-        return (start, [p[t] for t in range(L)], [cost_first[t] for t in range(L)],
-                [tokens <= self.window[t] for t in range(L)])
+        cdef int L = self.tiers, t, start
+        cdef double *buffer = self._buffer()
+        cdef double *p = buffer
+        cdef double *cost_first = buffer + 3 * L
+        try:
+            start = self._plan_row(&X[0, 0], prompt_total, output, rates, price, required,
+                                   buffer)
+            tokens = prompt_total + output
+            return (start, [p[t] for t in range(L)], [cost_first[t] for t in range(L)],
+                    [tokens <= self.window[t] for t in range(L)])
+        finally:
+            free(buffer)
 
     def plan_many(self, const double[:, ::1] X, prompt_total, output, rates, price,
                   required):
@@ -102,20 +93,24 @@ cdef class CompiledPlanner:
         cdef Py_ssize_t n = X.shape[0], i
         self._check_width(X, n)
         cdef int L = self.tiers, t
-        cdef double *p = self.scratch
-        cdef double *cost_first = self.scratch + 3 * L
+        cdef double *buffer = self._buffer()
+        cdef double *p = buffer
+        cdef double *cost_first = buffer + 3 * L
         starts, p_rows = [], []
         cost_columns = [[] for _ in range(L)]
         fit_columns = [[] for _ in range(L)]
-        for i in range(n):
-            starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i],
-                                         None if rates is None else rates[i], price[i],
-                                         required[i]))
-            p_rows.append([p[t] for t in range(L)])
-            tokens = prompt_total[i] + output[i]
-            for t in range(L):
-                cost_columns[t].append(cost_first[t])
-                fit_columns[t].append(tokens <= self.window[t])
+        try:
+            for i in range(n):
+                starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i],
+                                             None if rates is None else rates[i], price[i],
+                                             required[i], buffer))
+                p_rows.append([p[t] for t in range(L)])
+                tokens = prompt_total[i] + output[i]
+                for t in range(L):
+                    cost_columns[t].append(cost_first[t])
+                    fit_columns[t].append(tokens <= self.window[t])
+        finally:
+            free(buffer)
         return starts, p_rows, cost_columns, fit_columns
 
     cdef void _check_width(self, const double[:, ::1] X, Py_ssize_t rows) except *:
@@ -123,22 +118,30 @@ cdef class CompiledPlanner:
             raise ValueError(f"{rows} row(s) of {self.width} features, not "
                              f"{X.shape[0]} x {X.shape[1]}")
 
+    cdef double *_buffer(self) except NULL:
+        """One call's scratch: p, cost, false pass, cost and bad from each start (one
+        entry per tier each), then the tier rows for the trees."""
+        cdef double *buffer = <double *>malloc(sizeof(double) * self.tiers * (5 + self.width))
+        if buffer == NULL:
+            raise MemoryError()
+        return buffer
+
     cdef int _plan_row(self, const double *row, double prompt_total, double output, rates,
-                       double price, double required) except -1:
-        """One task into the scratch buffers (p, cost, fp, cost from each start, bad from
-        each start); returns its start tier."""
+                       double price, double required, double *buffer) except -1:
+        """One task into `buffer` (see `_buffer`); returns its start tier."""
         cdef int L = self.tiers, t, j
-        cdef double *p = self.scratch
-        cdef double *cost = self.scratch + L
-        cdef double *fp = self.scratch + 2 * L
-        cdef double *cost_first = self.scratch + 3 * L
-        cdef double *bad_first = self.scratch + 4 * L
+        cdef double *p = buffer
+        cdef double *cost = buffer + L
+        cdef double *fp = buffer + 2 * L
+        cdef double *cost_first = buffer + 3 * L
+        cdef double *bad_first = buffer + 4 * L
+        cdef double *rows = buffer + 5 * L
         for t in range(L):
             for j in range(self.width):
-                self.rows[t * self.width + j] = row[j]
-            self.rows[t * self.width + self.tier_col] = self.codes[t]
+                rows[t * self.width + j] = row[j]
+            rows[t * self.width + self.tier_col] = self.codes[t]
             p[t] = 0.0
-        self.forest(self.rows, p, 0, L)
+        self.forest(rows, p, 0, L)
         for t in range(L):
             p[t] = self._calibrated(p[t])
             fp[t] = self._false_pass(t, p[t]) if self.fp_model else rates[t]

@@ -23,10 +23,16 @@ from tests.test_compiled import _records, _tasks
 from tests.test_hardening_artifact import _fit
 
 
-def _policy(cfg, catalog, tmp_path, **settings) -> RoutingPolicy:
+@pytest.fixture(scope="module")
+def compiled_cache(tmp_path_factory):
+    """One cache for the module: the trained model's trees are compiled once (seconds)."""
+    return tmp_path_factory.mktemp("compiled")
+
+
+def _policy(cfg, catalog, cache, **settings) -> RoutingPolicy:
     policy = RoutingPolicy.from_artifact_path(
         catalog, replace(PolicySettings(), **settings), cfg.router.artifact,
-        compiled_cache=str(tmp_path))
+        compiled_cache=str(cache))
     assert policy._planner is not None, "the compiled planner was not built: make install"
     return policy
 
@@ -51,9 +57,9 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
                                       {"rule": "threshold", "false_pass_rate": 0.0},
                                       {"latency_price_per_s": 0.002, "lam": 0.5}])
 def test_one_task_planned_in_c_is_the_python_plan_to_the_last_bit(trained_router, catalog,
-                                                              tmp_path, settings):
+                                                              compiled_cache, settings):
     cfg, _ = trained_router
-    policy = _policy(cfg, catalog, tmp_path, **settings)
+    policy = _policy(cfg, catalog, compiled_cache, **settings)
     starts = set()
     for task in _tasks(catalog, 150):
         compiled, python = _both_plans(policy, task)
@@ -68,11 +74,11 @@ def test_one_task_planned_in_c_is_the_python_plan_to_the_last_bit(trained_router
 
 @pytest.mark.parametrize("settings", [{}, {"rule": "threshold", "false_pass_rate": 0.03}])
 def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, catalog,
-                                                            tmp_path, settings):
+                                                            compiled_cache, settings):
     """Many tasks at once: the planner's rows and columns against numpy's arrays. numpy's
     vectorised exp and log may round the last bit differently from the C library's."""
     cfg, _ = trained_router
-    policy = _policy(cfg, catalog, tmp_path, **settings)
+    policy = _policy(cfg, catalog, compiled_cache, **settings)
     tasks = _tasks(catalog, 150)
     flat = [flatten_task(t) for t in tasks]
     fields = [str(f.get("field")) for f in flat]
@@ -124,11 +130,11 @@ def test_calibration_is_numpys_interpolation_at_every_edge(tmp_path):
         assert p == np.interp(raw, xs, ys).tolist(), (xs, ys)
 
 
-def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalog, tmp_path):
+def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalog, compiled_cache):
     """Platt scaling goes through numpy's exp on the Python path and the C library's here:
     the same formula, equal to 1e-12."""
     cfg, _ = trained_router
-    policy = _policy(cfg, catalog, tmp_path)
+    policy = _policy(cfg, catalog, compiled_cache)
     platt = type("Platt", (), {"a_": -4.0, "b_": 2.0})()
     policy.artifact.model.calibrator = platt
     policy._planner = planner.build_planner(
@@ -143,19 +149,19 @@ def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalo
 
 
 def test_a_row_of_the_wrong_width_is_refused_naming_both_widths(trained_router, catalog,
-                                                                 tmp_path):
+                                                                 compiled_cache):
     cfg, _ = trained_router
-    policy = _policy(cfg, catalog, tmp_path)
+    policy = _policy(cfg, catalog, compiled_cache)
     width = len(policy.artifact.model.spec.columns)
     with pytest.raises(ValueError, match=f"1 row\\(s\\) of {width} features, not 1 x {width - 1}"):
         policy._planner.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
 
 
-def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalog, tmp_path):
-    """The planner's scratch rows belong to the object: several threads deciding together
-    get exactly the records one thread gets."""
+def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalog, compiled_cache):
+    """Each planner call works in buffers of its own: several threads deciding together
+    on one policy get exactly the records one thread gets."""
     cfg, _ = trained_router
-    policy = _policy(cfg, catalog, tmp_path)
+    policy = _policy(cfg, catalog, compiled_cache)
     tasks = _tasks(catalog, 200)
     expected = _records([policy.decide(t) for t in tasks])
     results: dict[int, list] = {}
@@ -172,9 +178,9 @@ def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalo
 
 
 def test_without_the_extension_the_policy_decides_in_python_and_says_so(
-        trained_router, catalog, tmp_path, monkeypatch, caplog):
+        trained_router, catalog, compiled_cache, monkeypatch, caplog):
     cfg, _ = trained_router
-    fast = _policy(cfg, catalog, tmp_path)
+    fast = _policy(cfg, catalog, compiled_cache)
     monkeypatch.setitem(sys.modules, "router_model._planner", None)  # import fails
     with caplog.at_level(logging.WARNING, logger="stage5_router.planner"):
         assert planner._planner_class.__wrapped__() is None
@@ -188,12 +194,12 @@ def test_without_the_extension_the_policy_decides_in_python_and_says_so(
 
 
 def test_without_compiled_trees_or_with_a_lookup_table_there_is_no_planner(
-        trained_router, catalog, tmp_path):
+        trained_router, catalog, compiled_cache):
     cfg, _ = trained_router
     assert RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)
                          )._planner is None  # trees not compiled
     assert RoutingPolicy(catalog, PolicySettings(), None)._planner is None
-    fast = _policy(cfg, catalog, tmp_path)
+    fast = _policy(cfg, catalog, compiled_cache)
     lookup = fast.variant("lookup_policy")
     assert lookup._planner is None  # the table predicts, not the trees
     tasks = _tasks(catalog, 30)
