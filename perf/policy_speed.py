@@ -45,14 +45,14 @@ def timed_us(fn: Callable[[], Any], n: int) -> np.ndarray:
     return out
 
 
-def timed_together(fns: dict[str, Callable[[], Any]], n: int, block: int = 100
+def timed_together(fns: dict[str, tuple[Callable[[], Any], int]], rounds: int
                    ) -> dict[str, np.ndarray]:
-    """`timed_us` of each function, `n` runs each, taken in turns of `block` runs: on a
-    shared machine whose speed drifts by a third within seconds, every function meets the
-    same slow and fast spells, so their ratio holds from run to run."""
+    """`timed_us` of each (function, block): `rounds` turns, each running every function
+    `block` times. On a shared machine whose speed drifts by a third within seconds, every
+    function meets the same slow and fast spells, so their ratios hold from run to run."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in fns}
-    for _ in range(max(1, n // block)):
-        for name, fn in fns.items():
+    for _ in range(max(1, rounds)):
+        for name, (fn, block) in fns.items():
             parts[name].append(timed_us(fn, block))
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
@@ -96,12 +96,12 @@ def decision_figures(cfg: DictConfig, decisions: int, cache: str) -> dict[str, A
         plain.decide(TASK)
         booster.predict(row, num_threads=1)
     compiled = fast.artifact.model.compiled or plain.artifact.model.estimator
-    runs = timed_together({"bare": lambda: booster.predict(row, num_threads=1),
-                           "compiled_predict": lambda: compiled.predict(row),
-                           "fast": lambda: fast.decide(TASK),
-                           "plain": lambda: plain.decide(TASK)}, decisions)
-    runs["batch"] = timed_together({"batch": lambda: fast.decide_many(batch)},
-                                   max(100, decisions // 50), block=10)["batch"] / 50
+    runs = timed_together({"bare": (lambda: booster.predict(row, num_threads=1), 100),
+                           "compiled_predict": (lambda: compiled.predict(row), 100),
+                           "fast": (lambda: fast.decide(TASK), 100),
+                           "plain": (lambda: plain.decide(TASK), 100),
+                           "batch": (lambda: fast.decide_many(batch), 2)}, decisions // 100)
+    runs["batch"] = runs["batch"] / 50
     out = {k: {"p50_us": float(np.median(v)), "p99_us": float(np.percentile(v, 99))}
            for k, v in runs.items()}
     out["compiled"] = fast.artifact.model.compiled is not None
