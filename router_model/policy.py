@@ -20,7 +20,6 @@ evaluated is what is served.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
@@ -33,6 +32,7 @@ from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
 from router_model.compiled import compile_model
 from router_model.config import Catalog, check
 from router_model.contract import Decision
+from router_model.decision_ids import decision_ids
 from router_model.features import FeatureError, flatten_task, task_columns
 from router_model.lookup import LookupTable
 from router_model.planner import build_planner
@@ -546,7 +546,7 @@ class RoutingPolicy:
         if gaps is None:
             gaps = [self._gaps(t, out) for t, out in zip(tasks, output, strict=True)]
         overflow = self.catalog.gate.context_overflow_tokens
-        ids, version = _decision_ids(n), self.router_version
+        ids, version = decision_ids(n), self.router_version
         return [self._one(ids[i], version, fields[i], gaps[i], shown[i], reason,
                           prompt_total[i] > overflow, chosen[i], router) for i in range(n)]
 
@@ -712,19 +712,6 @@ def _sigmoid(z: Any) -> Any:
     if isinstance(z, float):
         return 1.0 / (1.0 + math.exp(-z))
     return 1.0 / (1.0 + np.exp(-z))
-
-
-def _decision_ids(n: int) -> list[str]:
-    """`n` random version-4 UUIDs as hex (what `uuid.uuid4().hex` gives), from one call to
-    the OS for all of them instead of one each; one id by string slicing (cheaper still)."""
-    if n == 1:
-        h = os.urandom(16).hex()  # version nibble -> 4, variant nibble -> 8, 9, a or b
-        return [f"{h[:12]}4{h[13:16]}{'89ab'[int(h[16], 16) & 3]}{h[17:]}"]
-    raw = bytearray(os.urandom(16 * n))
-    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
-    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
-    text = raw.hex()
-    return [text[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
 def _token_list(values: Sequence[Any], missing: float = 0.0) -> list[float]:

@@ -17,7 +17,6 @@ from router_model.policy import (
     LadderCostModel,
     PolicySettings,
     RoutingPolicy,
-    _decision_ids,
 )
 from tests.helpers import compose_config
 
@@ -253,15 +252,3 @@ def test_a_start_needs_only_cost_and_bad(learned, catalog):
             assert np.array_equal(value, full[key]), key
 
 
-def test_decision_ids_are_random_version_4_uuids():
-    import uuid
-
-    ids = _decision_ids(500)
-    singles = [_decision_ids(1)[0] for _ in range(500)]  # one id takes another path
-    assert len(set(ids)) == 500 and len(set(singles)) == 500
-    variant_nibbles = {text[16] for text in singles}
-    assert variant_nibbles == {"8", "9", "a", "b"}  # all four, drawn at random
-    for text in [*ids, *singles]:
-        parsed = uuid.UUID(hex=text)
-        assert parsed.hex == text and parsed.version == 4
-        assert parsed.variant == uuid.RFC_4122
