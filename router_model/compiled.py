@@ -23,8 +23,10 @@ import numpy as np
 log = logging.getLogger("stage5_router.compiled")
 SMALL_BATCH = 256  # rows up to which one thread beats starting more (LightGBM and lleaves)
 # lleaves' compiled entry point, forest(rows, out, first_row, end_row), typed to take the
-# arrays' addresses as plain integers (its own type wants ctypes pointer objects).
-_FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+# arrays' addresses as plain integers (its own type wants ctypes pointer objects), and
+# called keeping the GIL: releasing it for a few microseconds of trees can cost
+# milliseconds to get it back from a busy thread (see decision_ids).
+_FOREST = ctypes.PYFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
 
 
 class CompiledBooster:
