@@ -93,6 +93,22 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused(contenders, tmp_path)
         result["reasons"]
 
 
+def test_a_pipeline_can_keep_the_candidates_folder_untouched(contenders, tmp_path):
+    """promote.beside_candidate=false (dvc.yaml): the candidate's folder, another stage's
+    output, is left byte for byte as it was; the history still gets its line."""
+    root = serving_root(contenders, tmp_path)
+    candidate = tmp_path / "candidates" / contenders["degraded"].name
+    shutil.copytree(contenders["degraded"], candidate)
+    (candidate / PROMOTION_FILE).unlink(missing_ok=True)
+    before = {f.name: f.read_bytes() for f in candidate.iterdir()}
+    cfg = promote_config(root, contenders["judge"], "promote.beside_candidate=false")
+    result = run_promote(cfg, str(candidate))
+    assert not result["promoted"]
+    assert {f.name: f.read_bytes() for f in candidate.iterdir()} == before
+    history = [json.loads(x) for x in (root / HISTORY_FILE).read_text().splitlines()]
+    assert [h["candidate"] for h in history] == [result["candidate"]]
+
+
 def test_force_promotes_a_refused_candidate_and_says_so(contenders, tmp_path):
     root = serving_root(contenders, tmp_path)
     result = run_promote(promote_config(root, contenders["judge"]),

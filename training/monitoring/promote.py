@@ -319,9 +319,12 @@ def compare(cfg: DictConfig, catalog: Catalog, champion: RouterArtifact,
             "non_inferior": not reasons, "reasons": reasons}
 
 
-def record(root: Path, candidate: RouterArtifact, result: dict[str, Any]) -> None:
-    """The comparison beside the candidate, and one line in the root's promotion history."""
-    atomic_write_text(candidate.path / PROMOTION_FILE, json.dumps(result, indent=2))
+def record(root: Path, candidate: RouterArtifact, result: dict[str, Any],
+           beside_candidate: bool = True) -> None:
+    """The comparison beside the candidate (unless told not to write into its folder), and
+    one line in the root's promotion history."""
+    if beside_candidate:
+        atomic_write_text(candidate.path / PROMOTION_FILE, json.dumps(result, indent=2))
     root.mkdir(parents=True, exist_ok=True)
     with (root / HISTORY_FILE).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(result) + "\n")
@@ -354,5 +357,5 @@ def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> di
     if result["promoted"]:
         candidate = install(candidate, root)
         atomic_write_text(root / LATEST_FILE, candidate.path.name)
-    record(root, candidate, result)
+    record(root, candidate, result, cfg.promote.get("beside_candidate", True))
     return result
