@@ -26,6 +26,11 @@ cdef double[::1] _doubles(values):
     return out
 
 
+cdef void _require(bint ok, str what) except *:
+    if not ok:
+        raise ValueError(f"CompiledPlanner {what}")
+
+
 cdef class CompiledPlanner:
     cdef forest_fn forest
     cdef int width, tiers, tier_col, retries, isotonic, threshold_rule, fp_model
@@ -65,6 +70,14 @@ cdef class CompiledPlanner:
         self.fp_model = false_pass_model is not None
         self.slope = false_pass_model[0] if self.fp_model else 0.0
         self.intercept = _doubles(false_pass_model[1] if self.fp_model else [])
+        _require(self.tiers >= 1 and width >= 1 and 0 <= tier_col < width and retries >= 0,
+                 "needs tiers, features, a tier column among them and retries >= 0")
+        _require(len(tiers) == len(ladder) == self.tiers and len(columns) == 5,
+                 "needs one (5 prices and speeds) and one (4 shares) per tier")
+        _require(not self.isotonic or len(first) == len(second) >= 1,
+                 "needs as many isotonic thresholds as values, at least one")
+        _require(not self.fp_model or len(false_pass_model[1]) == self.tiers,
+                 "needs one false-pass intercept per tier")
 
     def plan(self, const double[:, ::1] X, double prompt_total, double output,
              rates, double price, double required):
@@ -77,8 +90,8 @@ cdef class CompiledPlanner:
         cdef double *p = buffer
         cdef double *cost_first = buffer + 3 * L
         try:
-            start = self._plan_row(&X[0, 0], prompt_total, output, rates, price, required,
-                                   buffer)
+            self._fill_rates(rates, buffer + 2 * L)
+            start = self._plan_row(&X[0, 0], prompt_total, output, price, required, buffer)
             tokens = prompt_total + output
             return (start, [p[t] for t in range(L)], [cost_first[t] for t in range(L)],
                     [tokens <= self.window[t] for t in range(L)])
@@ -92,6 +105,9 @@ cdef class CompiledPlanner:
         fits-the-context columns), the layout of `RoutingPolicy.plan_columns`."""
         cdef Py_ssize_t n = X.shape[0], i
         self._check_width(X, n)
+        _require(len(prompt_total) == len(output) == len(price) == len(required) == n and (
+            self.fp_model or rates is not None and len(rates) == n),
+            f"plan_many needs one value per task ({n}) in every list")
         cdef int L = self.tiers, t
         cdef double *buffer = self._buffer()
         cdef double *p = buffer
@@ -101,8 +117,8 @@ cdef class CompiledPlanner:
         fit_columns = [[] for _ in range(L)]
         try:
             for i in range(n):
-                starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i],
-                                             None if rates is None else rates[i], price[i],
+                self._fill_rates(None if self.fp_model else rates[i], buffer + 2 * L)
+                starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i], price[i],
                                              required[i], buffer))
                 p_rows.append([p[t] for t in range(L)])
                 tokens = prompt_total[i] + output[i]
@@ -126,9 +142,20 @@ cdef class CompiledPlanner:
             raise MemoryError()
         return buffer
 
-    cdef int _plan_row(self, const double *row, double prompt_total, double output, rates,
+    cdef void _fill_rates(self, rates, double *fp) except *:
+        """The false-pass rates given per task (no false-pass model) into `fp`."""
+        cdef int t
+        if self.fp_model:
+            return
+        _require(rates is not None and len(rates) == self.tiers,
+                 f"needs one false-pass rate per tier ({self.tiers}) without a model")
+        for t in range(self.tiers):
+            fp[t] = rates[t]
+
+    cdef int _plan_row(self, const double *row, double prompt_total, double output,
                        double price, double required, double *buffer) except -1:
-        """One task into `buffer` (see `_buffer`); returns its start tier."""
+        """One task into `buffer` (see `_buffer`; the rates already in place without a
+        false-pass model); returns its start tier."""
         cdef int L = self.tiers, t, j
         cdef double *p = buffer
         cdef double *cost = buffer + L
@@ -144,7 +171,8 @@ cdef class CompiledPlanner:
         self.forest(rows, p, 0, L)
         for t in range(L):
             p[t] = self._calibrated(p[t])
-            fp[t] = self._false_pass(t, p[t]) if self.fp_model else rates[t]
+            if self.fp_model:
+                fp[t] = self._false_pass(t, p[t])
         self._attempt_costs(prompt_total, output, cost)
         self._programme(p, cost, 0.0, 0.0, cost_first)
         self._programme(p, fp, 1.0, 1.0, bad_first)

@@ -36,11 +36,16 @@ def build_planner(model: Any, catalog: Any, settings: Any,
     false_pass = None if false_pass_model is None else (
         float(false_pass_model["slope"]),
         [float(false_pass_model["intercept"].get(t, 0.0)) for t in ladder])
-    return planner_class(
-        compiled, address, len(model.spec.columns), tier_col, codes.tolist(), calibrator,
-        [_tier_numbers(catalog.tiers[t]) for t in ladder], _gate_numbers(catalog, settings),
-        tier_constants, false_pass, catalog.gate.retries_per_tier,
-        settings.rule == "threshold")
+    try:
+        return planner_class(
+            compiled, address, len(model.spec.columns), tier_col, codes.tolist(), calibrator,
+            [_tier_numbers(catalog.tiers[t]) for t in ladder], _gate_numbers(catalog, settings),
+            tier_constants, false_pass, catalog.gate.retries_per_tier,
+            settings.rule == "threshold")
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. retries past a C int
+        log.warning("deciding in Python: the compiled planner cannot take this model or "
+                    "config (%s)", exc)
+        return None
 
 
 @cache

@@ -148,13 +148,41 @@ def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalo
                                    rtol=1e-12, atol=0)
 
 
-def test_a_row_of_the_wrong_width_is_refused_naming_both_widths(trained_router, catalog,
-                                                                 compiled_cache):
+def test_wrong_arguments_raise_clean_errors_never_crash(trained_router, catalog,
+                                                        compiled_cache):
+    """Wrong widths, too short or missing lists (an independent audit crashed the process
+    with short lists before their lengths were checked) raise ValueError."""
     cfg, _ = trained_router
     policy = _policy(cfg, catalog, compiled_cache)
+    planner_ = policy._planner
     width = len(policy.artifact.model.spec.columns)
+    X = np.zeros((3, width))
     with pytest.raises(ValueError, match=f"1 row\\(s\\) of {width} features, not 1 x {width - 1}"):
-        policy._planner.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
+        planner_.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
+    for short in range(4):  # each per-task list one short in turn
+        lists = [[1.0] * (2 if k == short else 3) for k in range(4)]
+        with pytest.raises(ValueError, match="one value per task"):
+            planner_.plan_many(X, lists[0], lists[1], None, lists[2], lists[3])
+    table = _policy(cfg, catalog, compiled_cache, false_pass_rate=0.03)._planner
+    for rates in (None, [0.03, 0.03], [0.03] * 4):
+        with pytest.raises(ValueError, match="one false-pass rate per tier"):
+            table.plan(X[:1], 1.0, 1.0, rates, 0.1, 0.5)
+        with pytest.raises(ValueError):
+            table.plan_many(X, [1.0] * 3, [1.0] * 3, [rates] * 3, [0.1] * 3, [0.5] * 3)
+    assert table.plan_many(X, [1.0] * 3, [1.0] * 3, [[0.03] * 3] * 3, [0.1] * 3,
+                           [0.5] * 3)[0] == [table.plan(X[:1], 1.0, 1.0, [0.03] * 3, 0.1,
+                                                        0.5)[0]] * 3
+
+
+def test_a_config_the_planner_cannot_take_falls_back_to_python(trained_router, catalog,
+                                                               compiled_cache, caplog):
+    """Retries past a C int: the policy still loads, to decide in Python, and says why."""
+    cfg, _ = trained_router
+    huge = replace(catalog, gate=replace(catalog.gate, retries_per_tier=2**31))
+    with caplog.at_level(logging.WARNING, logger="stage5_router.planner"):
+        policy = RoutingPolicy.from_artifact_path(huge, PolicySettings(), cfg.router.artifact,
+                                                  compiled_cache=str(compiled_cache))
+    assert policy._planner is None and "cannot take this model or config" in caplog.text
 
 
 def test_threads_deciding_at_once_get_their_own_decisions(trained_router, catalog, compiled_cache):
