@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -159,24 +159,34 @@ class DecisionLog:
     def write(self, endpoint: str, task: Mapping[str, Any], decision: dict[str, Any],
               shadow: dict[str, Any] | None = None) -> None:
         """Encode one decision and queue it (the file is written by the flusher)."""
+        self.write_many(endpoint, [(task, decision, shadow)])
+
+    def write_many(self, endpoint: str, rows: Sequence[tuple[Mapping[str, Any],
+                                                             dict[str, Any],
+                                                             dict[str, Any] | None]]) -> None:
+        """Encode the (task, decision, shadow) rows of one request and queue them: one
+        timestamp (they were decided together) and one lock for the whole request."""
         if self._stream is None:
             return
-        record = {"schema_version": DECISION_LOG_VERSION,
-                  "timestamp": datetime.now(UTC).isoformat(), "replica": self.replica,
-                  "endpoint": endpoint, "task": task, "decision": decision, "shadow": shadow}
-        try:
-            # orjson writes NaN as null: never change a value. The task was checked finite
-            # at the service's door (router_model.requests), so only what we computed is.
-            if not (_finite(decision) and _finite(shadow)):
-                raise ValueError("it holds NaN or Infinity")
-            line = orjson.dumps(record, default=str, option=_ORJSON_OPTIONS)
-        except (ValueError, orjson.JSONEncodeError) as exc:  # e.g. a lone surrogate
-            with self._lock:
-                self.dropped["unwritten_lines"] += 1
-            log.warning("decision %s not logged: %s", decision.get("decision_id"), exc)
-            return
+        stamp = datetime.now(UTC).isoformat()
+        lines, unwritten = [], 0
+        for task, decision, shadow in rows:
+            record = {"schema_version": DECISION_LOG_VERSION, "timestamp": stamp,
+                      "replica": self.replica, "endpoint": endpoint, "task": task,
+                      "decision": decision, "shadow": shadow}
+            try:
+                # orjson writes NaN as null: never change a value. The task was checked
+                # finite at the service's door (router_model.requests), so only what we
+                # computed is.
+                if not (_finite(decision) and _finite(shadow)):
+                    raise ValueError("it holds NaN or Infinity")
+                lines.append(orjson.dumps(record, default=str, option=_ORJSON_OPTIONS))
+            except (ValueError, orjson.JSONEncodeError) as exc:  # e.g. a lone surrogate
+                unwritten += 1
+                log.warning("decision %s not logged: %s", decision.get("decision_id"), exc)
         with self._lock:
-            self._queued.append(line)
+            self.dropped["unwritten_lines"] += unwritten
+            self._queued.extend(lines)
 
     def _flush_every(self) -> None:
         while not self._closing.wait(self.flush_s):
@@ -238,18 +248,26 @@ _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 
 
 def _finite(value: Any) -> bool:
-    """No NaN or Infinity anywhere in a JSON-like value (floats, numpy's too)."""
+    """No NaN or Infinity anywhere in a JSON-like value (floats, numpy's too). A container's
+    plain floats and texts are looked at in place, only containers (and other values) are
+    stacked: a decision record is one pass over its values, not one stack step each."""
     stack = [value]
     while stack:
         v = stack.pop()
         kind = type(v)
-        if kind is str or v is None:
-            continue
-        if kind is float or isinstance(v, float):
-            if v - v != 0.0:  # NaN - NaN and inf - inf are NaN
-                return False
-        elif kind is dict:
-            stack.extend(v.values())
+        if kind is dict:
+            children: Any = v.values()
         elif kind is list or kind is tuple:
-            stack.extend(v)
+            children = v
+        else:
+            if (kind is float or isinstance(v, float)) and v - v != 0.0:
+                return False  # NaN - NaN and inf - inf are NaN
+            continue
+        for child in children:
+            kind = type(child)
+            if kind is float:
+                if child - child != 0.0:
+                    return False
+            elif kind is not str and child is not None:
+                stack.append(child)
     return True

@@ -191,15 +191,15 @@ class RouterService:
         policy = self.policy  # one reference for the whole request: a reload cannot split it
         decisions = self._decide(policy, tasks)
         shadows = self._decide(self.shadow, tasks) if self.shadow else [None] * len(tasks)
-        out = []
+        out, logged = [], []
         for task, decision, shadow in zip(tasks, decisions, shadows, strict=True):
             record = decision.to_dict()
             self._remember(decision.decision_id, decision.start_tier, task.get("field"))
-            self.decision_log.write(endpoint, task, record,
-                                    shadow.to_dict() if shadow else None)
+            logged.append((task, record, shadow.to_dict() if shadow else None))
             if explain:
                 record = {**record, "explanation": self._explain(policy, task, decision)}
             out.append(record)
+        self.decision_log.write_many(endpoint, logged)
         return out
 
     def _decide(self, policy: RoutingPolicy, tasks: Sequence[Mapping[str, Any]]

@@ -9,8 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from router_model.contract import Decision, DecisionLogRecord
-from router_model.decision_log import DecisionLog
+from router_model.decision_log import DecisionLog, _finite
 
 DECISION = Decision(decision_id="x" * 32, router_version="v", start_tier="gpt-oss-20b",
                     model="openai/gpt-oss-20b", provider="openrouter", base_url="-",
@@ -63,3 +68,50 @@ def test_values_json_cannot_carry_are_counted_not_written(tmp_path):
     log.close()
     assert _ids(tmp_path / "d.jsonl") == [DECISION["decision_id"]]
     assert log.dropped["unwritten_lines"] == 2
+
+
+
+def test_a_requests_decisions_share_one_timestamp_and_a_bad_one_drops_alone(tmp_path):
+    log = DecisionLog(tmp_path / "d.jsonl")
+    rows = [({"field": "exercise"}, {**DECISION, "decision_id": f"{i}"}, None)
+            for i in range(5)]
+    rows[2] = ({"field": "exercise"}, {**DECISION, "decision_id": "2",
+                                       "expected_costs": {"t": float("nan")}}, None)
+    log.write_many("route_batch", rows)
+    log.write_many("route_batch", [])  # nothing to write: no line, no error
+    log.close()
+    assert _ids(tmp_path / "d.jsonl") == ["0", "1", "3", "4"]
+    stamps = {json.loads(line)["timestamp"] for line in
+              (tmp_path / "d.jsonl").read_text().splitlines()}
+    assert len(stamps) == 1 and log.dropped["unwritten_lines"] == 1
+
+def _finite_by_steps(value) -> bool:
+    """The NaN check as first written, one stack step per value: the oracle."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is str or v is None:
+            continue
+        if kind is float or isinstance(v, float):
+            if v - v != 0.0:
+                return False
+        elif kind is dict:
+            stack.extend(v.values())
+        elif kind is list or kind is tuple:
+            stack.extend(v)
+    return True
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3),
+                    st.floats().map(np.float64), st.integers(0, 3).map(np.int64))
+
+
+@given(st.recursive(_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+    st.dictionaries(st.text(max_size=2), inner, max_size=4)), max_leaves=20))
+@settings(max_examples=500, deadline=None)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy's inf - inf, as in production
+def test_the_nan_check_sees_what_the_step_by_step_walk_sees(value):
+    assert _finite(value) == _finite_by_steps(value)
+    assert _finite({**DECISION, "pass_probabilities": {"a": value}}) == _finite_by_steps(value)
