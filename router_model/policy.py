@@ -282,8 +282,8 @@ class RoutingPolicy:
             name: (tier.model_id, tier.provider, tier.base_url,
                    self.ladder[self.ladder.index(name):] if name in self.ladder else [name])
             for name, tier in catalog.tiers.items()}
+        self._impact_terms: dict[float, tuple[float, float]] = {}  # see _impact_terms_of
         # Decisions' plans in C, when it applies (compiled trees, no lookup predictor).
-        self._impact_terms: dict[float, tuple[float, float]] = {}
         self._planner = build_planner(
             artifact.model if artifact and predictor is None else None, catalog, settings,
             self.cost_model.tier_constants, self._false_pass_model)
