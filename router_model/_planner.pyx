@@ -7,8 +7,9 @@ outcome, and picks the start tier. Every step is the Python path's own formula i
 order (`tests/test_planner.py` holds them together), so the answers are the same numbers;
 in Python the same work is a hundred interpreter steps, most of a decision's time.
 
-Each call works in buffers of its own, so threads may share one planner (with the GIL or
-without: nothing in the object changes after it is built).
+Each call works in buffers of its own and nothing in the object changes after it is built,
+so threads may share one planner. Argument lengths are checked up front: indexing is
+unchecked for speed (boundscheck=False) past that point.
 """
 
 from libc.math cimport exp, log, INFINITY
