@@ -36,7 +36,10 @@ class CompiledBooster:
         self._model = model
         self._threads = os.cpu_count() or 1
         self._n_features = model.num_feature()
-        self._forest = _direct_entry(model)
+        # The compiled function's address, for callers in C (the planner), and the same
+        # function callable from Python; None when this lleaves build does not expose it.
+        self.entry_address = _entry_address(model)
+        self._forest = None if self.entry_address is None else _FOREST(self.entry_address)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if len(X) > SMALL_BATCH:
@@ -44,12 +47,6 @@ class CompiledBooster:
         if self._forest is None:
             return self._model.predict(X, n_jobs=1)
         return self._predict_small(X)
-
-    @property
-    def entry_address(self) -> int | None:
-        """The compiled function's address, for callers in C (the one-task planner)."""
-        return None if self._forest is None else ctypes.cast(self._forest,
-                                                             ctypes.c_void_p).value
 
     def _predict_small(self, X: np.ndarray) -> np.ndarray:
         """A few rows straight through the compiled function: the call lleaves' `predict`
@@ -63,15 +60,15 @@ class CompiledBooster:
         return out
 
 
-def _direct_entry(model: Any) -> Any:
-    """The compiled function for direct calls, when this lleaves build exposes it as the
+def _entry_address(model: Any) -> int | None:
+    """The compiled function's address, when this lleaves build exposes it as the
     single-output double-precision function this module was written for; else None (the
     model then predicts through lleaves' own `predict`)."""
     entry = getattr(model, "_c_entry_func", None)
     if entry is None or not getattr(model, "use_fp64", False) or getattr(
             model, "_n_classes", None) != 1:
         return None
-    return _FOREST(ctypes.cast(entry, ctypes.c_void_p).value)
+    return ctypes.cast(entry, ctypes.c_void_p).value
 
 
 def cache_key(model_text: str) -> str:
