@@ -19,7 +19,9 @@ from router_model.serving import RouterService
 from tests.helpers import compose_config, tmp_paths
 from training.dataset import build_examples
 
-pytestmark = pytest.mark.slow
+# One worker runs the whole module, so its fixtures (simulated logs, a local cluster and a
+# trained artifact) are built once, not once per pytest-xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask_engine")]
 
 SMALL = ["train.lightgbm.n_estimators=80", "train.split=hash", "train.baseline=null",
          "train.dask.n_workers=2"]

@@ -16,6 +16,10 @@ from tests.helpers import compose_config, tmp_paths
 from training.monitoring.cli import promote_overrides
 from training.monitoring.promote import HISTORY_FILE, PROMOTION_FILE, run_promote
 
+# One worker runs the whole module, so its fixture (the simulated and trained champion) is
+# built once, not once per pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("promote")
+
 
 def train(tmp: Path, root: Path, *overrides: str) -> Path:
     from training.train import run_train

@@ -29,6 +29,10 @@ from tests.helpers import compose_config, metric_samples, metric_values, tmp_pat
 from tests.test_hardening_artifact import _fit
 from tests.test_service import free_port
 
+# One worker runs the whole module, so its fixture (the two-replica fleet) is built once, not once
+# per pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("replicas")
+
 REPO = Path(__file__).resolve().parents[1]
 ROUTER_SERVE = Path(sys.executable).with_name("router-serve")
 PICKUP_TIMEOUT_S = 60  # generous: the watch polls every 0.2 s; the machine may be busy

@@ -24,6 +24,10 @@ from router_model.policy import PolicySettings, RoutingPolicy
 from router_model.replay import cube_from_table, replay
 from tests.helpers import compose_config, tmp_paths
 
+# One worker runs the whole module, so its fixture (the simulated logs) is built once, not once
+# per pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("simulator")
+
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
