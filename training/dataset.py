@@ -114,7 +114,7 @@ def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
 def start_cells(examples: pd.DataFrame) -> pd.DataFrame:
     """Passes and counts of first attempts per (field, tier) among chains that started there:
     what the lookup table is made of, and what partitions add up."""
-    started = examples[examples["is_start"].astype(bool)]
+    started = examples.loc[examples["is_start"].to_numpy(bool), ["field", "tier", "label"]]
     return started.groupby(["field", "tier"], observed=True)["label"].agg(
         passes="sum", n="size").reset_index()
 
