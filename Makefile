@@ -12,11 +12,13 @@ export TRANSFORMERS_OFFLINE := 1
 # uv installs in under half a minute where pip takes over three. It does not read pip's
 # configuration, so the wheel folders pip is told about (PIP_FIND_LINKS or pip.conf) are
 # passed on: that is where this machine keeps the CPU build of torch. If uv cannot be had,
-# or fails (it does not read pip's extra indexes either), pip installs the same packages.
+# or fails (it does not read pip's extra indexes either), pip installs instead; it resolves
+# on its own, so a few indirect dependencies may differ (e.g. celery, python-dateutil).
+# Recursive variables: pip's configuration is only read when an install runs.
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
-UV_INSTALL  := $(BIN)/uv pip install --quiet --python $(BIN)/python \
-               $(foreach links,$(FIND_LINKS),--find-links $(links))
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
+UV_INSTALL  = $(BIN)/uv pip install --quiet --python $(BIN)/python \
+              $(foreach links,$(FIND_LINKS),--find-links $(links))
 $(VENV)/.installed: pyproject.toml router_model/_planner.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP_INSTALL) uv 2>/dev/null && $(UV_INSTALL) -e '.[dev]' \

@@ -93,14 +93,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+LOST_GROUPS = pytest.StashKey[list[str]]()
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Say so when `--dist loadgroup` did not group: pytest 9.2 drops the group suffix that
-    pytest-xdist 3.8 adds to node ids (pytest-xdist#1386), and grouped modules then build
-    their fixtures once per worker, minutes of the suite, without any test failing."""
-    if not getattr(session.config.option, "loadgroup", False):
-        return
-    lost = [item.nodeid for item in session.items
-            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    """Note the tests whose xdist_group `--dist loadgroup` did not keep: pytest 9.2 drops
+    the suffix pytest-xdist 3.8 adds to node ids (pytest-xdist#1386), and grouped modules
+    then build their fixtures once per worker, minutes of the suite, with no test failing."""
+    grouping = getattr(session.config.option, "loadgroup", False)
+    session.config.stash[LOST_GROUPS] = [
+        item.nodeid for item in session.items
+        if grouping and item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xdist_groups_hold(request: pytest.FixtureRequest) -> None:
+    """Warn about lost groups from a fixture, not from the collection hook: under
+    `-W error` a test then fails with the message instead of pytest-xdist crashing."""
+    lost = request.config.stash.get(LOST_GROUPS, [])
     if lost:
         warnings.warn(pytest.PytestWarning(
             f"--dist loadgroup ignored the xdist_group of {len(lost)} tests (e.g. {lost[0]}):"
