@@ -70,7 +70,6 @@ def test_values_json_cannot_carry_are_counted_not_written(tmp_path):
     assert log.dropped["unwritten_lines"] == 2
 
 
-
 def test_a_requests_decisions_share_one_timestamp_and_a_bad_one_drops_alone(tmp_path):
     log = DecisionLog(tmp_path / "d.jsonl")
     rows = [({"field": "exercise"}, {**DECISION, "decision_id": f"{i}"}, None)
@@ -84,6 +83,7 @@ def test_a_requests_decisions_share_one_timestamp_and_a_bad_one_drops_alone(tmp_
     stamps = {json.loads(line)["timestamp"] for line in
               (tmp_path / "d.jsonl").read_text().splitlines()}
     assert len(stamps) == 1 and log.dropped["unwritten_lines"] == 1
+
 
 def _finite_by_steps(value) -> bool:
     """The NaN check as first written, one stack step per value: the oracle."""

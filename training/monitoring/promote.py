@@ -320,7 +320,7 @@ def compare(cfg: DictConfig, catalog: Catalog, champion: RouterArtifact,
 
 
 def record(root: Path, candidate: RouterArtifact, result: dict[str, Any],
-           beside_candidate: bool = True) -> None:
+           beside_candidate: bool) -> None:
     """The comparison beside the candidate (unless told not to write into its folder), and
     one line in the root's promotion history."""
     if beside_candidate:
@@ -357,5 +357,5 @@ def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> di
     if result["promoted"]:
         candidate = install(candidate, root)
         atomic_write_text(root / LATEST_FILE, candidate.path.name)
-    record(root, candidate, result, cfg.promote.get("beside_candidate", True))
+    record(root, candidate, result, bool(cfg.promote.beside_candidate))
     return result
