@@ -19,7 +19,7 @@ FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 UV_INSTALL  = $(BIN)/uv pip install --quiet --python $(BIN)/python \
               $(foreach links,$(FIND_LINKS),--find-links $(links))
-$(VENV)/.installed: pyproject.toml router_model/_planner.pyx
+$(VENV)/.installed: pyproject.toml router_model/decide/_planner.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP_INSTALL) uv 2>/dev/null && $(UV_INSTALL) -e '.[dev]' \
 	 || { echo "uv unavailable or failed; installing with pip"; $(PIP_INSTALL) -e '.[dev]'; }

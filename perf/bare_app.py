@@ -8,7 +8,7 @@ import os
 import numpy as np
 from fastapi import FastAPI
 
-from router_model.artifact import load_artifact
+from router_model.model.artifact import load_artifact
 
 app = FastAPI()
 _model = load_artifact(os.environ["BENCH_ARTIFACT"]).model

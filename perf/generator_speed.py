@@ -35,10 +35,10 @@ from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
 from pipeline.provider_sim.cli import build_simulator
 from pipeline.provider_sim.server import parse_task
-from router_model.client import LocalRouterClient
 from router_model.config import Catalog
 from router_model.contract import AttemptRecord
-from router_model.serving import RouterService
+from router_model.serve.client import LocalRouterClient
+from router_model.serve.core import RouterService
 from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config
 

@@ -137,7 +137,7 @@ def local_service() -> Iterator[Any]:
     from omegaconf import OmegaConf
 
     from router_model.config import CONF_DIR
-    from router_model.serving import RouterService
+    from router_model.serve.core import RouterService
 
     with tempfile.TemporaryDirectory() as tmp, \
             initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -156,7 +156,7 @@ def request_profile(n: int = 2000) -> list[dict[str, Any]]:
     log, the JSON answer (in-process: HTTP parsing is uvicorn's and not profiled here)."""
     import orjson
 
-    from router_model.requests import TaskIn
+    from router_model.serve.requests import TaskIn
 
     with local_service() as service:
         body = orjson.dumps(TASK)
@@ -175,7 +175,7 @@ def batch_steps(n: int = 400, size: int = 50) -> dict[str, float]:
     framework, timed without a profiler: where the batch endpoint's time goes."""
     import orjson
 
-    from router_model.requests import BatchIn
+    from router_model.serve.requests import BatchIn
 
     with local_service() as service:
         body = orjson.dumps({"tasks": [TASK] * size})

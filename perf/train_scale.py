@@ -46,7 +46,7 @@ def bare_fit_seconds(cfg) -> float:
     reading logs, calibration folds, evaluation or saving."""
     from hydra.utils import instantiate
 
-    from router_model.features import FeatureSpec
+    from router_model.model.features import FeatureSpec
     from training.train import load_training_examples, split_examples
 
     examples = load_training_examples(cfg).examples

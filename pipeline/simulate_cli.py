@@ -18,11 +18,11 @@ from pipeline.world import (
     simulate_world,
     task_table,
 )
-from router_model.attempt_log import clear_log_dataset, log_dataset_parts, write_attempts
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog
-from router_model.policy import PolicySettings, RoutingPolicy, explore
-from router_model.replay import replay
+from router_model.decide.policy import PolicySettings, RoutingPolicy, explore
+from router_model.decide.replay import replay
+from router_model.logs.attempts import clear_log_dataset, log_dataset_parts, write_attempts
 
 # The seed note's predictions for the rule policy; the summary checks each one.
 SEED_RANGES = {

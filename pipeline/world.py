@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
-from router_model.gate import Gate
-from router_model.replay import OutcomeCube, ReplayResult
+from router_model.decide.gate import Gate
+from router_model.decide.replay import OutcomeCube, ReplayResult
 
 # The Stage-4 analysis keys the world draws; logs and task tables carry them as analysis.<key>.
 ANALYSIS_KEYS = ("domain", "audience_level", "language", "complexity", "analysis_completeness",

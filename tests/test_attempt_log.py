@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from router_model.attempt_log import (
+from router_model.contract import AttemptRecord
+from router_model.logs.attempts import (
     LogReadError,
     arrow_schema,
     read_attempts,
     write_attempts,
 )
-from router_model.contract import AttemptRecord
 
 FIELDS = ["course_title", "lesson_content"]
 TIERS = ["gpt-oss-20b", "qwen3-max"]
@@ -142,7 +142,7 @@ def test_folders_are_expanded_and_all_files_read(tmp_path):
 @pytest.mark.parametrize("limit", [None, 0])
 def test_text_read_from_many_files_is_one_arrow_chunk_unless_too_large(tmp_path, monkeypatch,
                                                                         limit):
-    import router_model.attempt_log as attempt_log
+    import router_model.logs.attempts as attempt_log
 
     if limit is not None:  # as if every column were over Arrow's 2 GB string limit
         monkeypatch.setattr(attempt_log, "ONE_CHUNK_MAX_BYTES", limit)

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_model.artifact import load_artifact
-from router_model.compiled import SMALL_BATCH, cache_key, compile_model
-from router_model.features import FeatureError, flatten_task, task_columns
-from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+from router_model.decide.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+from router_model.model.artifact import load_artifact
+from router_model.model.compiled import SMALL_BATCH, cache_key, compile_model
+from router_model.model.features import FeatureError, flatten_task, task_columns
 from tests.test_hardening_artifact import _fit
 
 

@@ -12,10 +12,10 @@ import fsspec
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.artifact import load_artifact
-from router_model.attempt_log import read_attempts
-from router_model.policy import EXAMPLE_TASK
-from router_model.serving import RouterService
+from router_model.decide.policy import EXAMPLE_TASK
+from router_model.logs.attempts import read_attempts
+from router_model.model.artifact import load_artifact
+from router_model.serve.core import RouterService
 from tests.helpers import compose_config, tmp_paths
 from training.dataset import build_examples
 

@@ -7,7 +7,7 @@ import os
 import threading
 import uuid
 
-from router_model.decision_ids import POOL_BYTES, decision_ids
+from router_model.logs.decision_ids import POOL_BYTES, decision_ids
 
 
 def _check(ids: list[str]) -> None:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router_model.contract import Decision, DecisionLogRecord
-from router_model.decision_log import DecisionLog, _finite
+from router_model.logs.decisions import DecisionLog, _finite
 
 DECISION = Decision(decision_id="x" * 32, router_version="v", start_tier="gpt-oss-20b",
                     model="openai/gpt-oss-20b", provider="openrouter", base_url="-",
@@ -49,7 +49,7 @@ def test_the_timer_writes_without_a_close(tmp_path):
 
 def test_an_exiting_interpreter_writes_the_queue(tmp_path):
     path = tmp_path / "d.jsonl"
-    code = ("from router_model.decision_log import DecisionLog\n"
+    code = ("from router_model.logs.decisions import DecisionLog\n"
             f"log = DecisionLog({str(path)!r}, flush_s=3600)\n"
             "for i in range(100):\n"
             "    log.write('route', {'field': 'exercise'}, {'decision_id': str(i)})\n")

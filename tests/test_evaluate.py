@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.world import simulate_world
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.replay import OutcomeCube
-from router_model.routers import Oracle, RouterContext
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.replay import OutcomeCube
+from router_model.decide.routers import Oracle, RouterContext
 from tests.helpers import compose_config
 from training.evaluation.evaluate import flip_gate, run_evaluate
 from training.evaluation.off_policy import NoExplorationError, estimate

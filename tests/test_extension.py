@@ -10,10 +10,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from router_model.config import Catalog
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.replay import cube_from_table, replay
-from router_model.routers import Router, RouterContext, build_router
-from router_model.serving import RouterService
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.replay import cube_from_table, replay
+from router_model.decide.routers import Router, RouterContext, build_router
+from router_model.serve.core import RouterService
 from tests.helpers import compose_config, tmp_paths
 
 FIFTH_TIER = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router_model.gate import Action, Gate
-from router_model.replay import OutcomeCube, replay
+from router_model.decide.gate import Action, Gate
+from router_model.decide.replay import OutcomeCube, replay
 
 RULES = Gate(n_ladder=3, retries_per_tier=2, pass_threshold=0.75, severe_threshold=0.60)
 

@@ -20,8 +20,8 @@ from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
-from router_model.attempt_log import read_attempts
 from router_model.config import Catalog
+from router_model.logs.attempts import read_attempts
 from tests.generator_helpers import EXAMPLES, generate_config, simulator
 from tests.helpers import compose_config
 
@@ -192,8 +192,8 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
     import uvicorn
 
     from pipeline.provider_sim.cli import free_port
-    from router_model.service import create_app
-    from router_model.serving import RouterService
+    from router_model.serve.app import create_app
+    from router_model.serve.core import RouterService
 
     serve_cfg = compose_config("router_serve", [f"serve.decision_log={tmp_path}/served.jsonl",
                                                 "serve.artifact=null", "serve.reload_poll_s=0"])
@@ -225,8 +225,8 @@ def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embed
     from pipeline.generator.llm_client import CallResult
     from pipeline.generator.runner import AttemptJournal, Generator
     from pipeline.provider_sim.server import parse_task
-    from router_model.client import LocalRouterClient
-    from router_model.serving import RouterService
+    from router_model.serve.client import LocalRouterClient
+    from router_model.serve.core import RouterService
 
     class ScriptedProvider:
         """Answers each lesson with its own brief; the first answer breaks one item."""

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.generator.cli import load_inputs, run
 from pipeline.generator.llm_client import ProviderConfigError
-from router_model.attempt_log import read_attempts
+from router_model.logs.attempts import read_attempts
 from tests.generator_helpers import EXAMPLES, generate_config, simulator
 
 pytestmark = pytest.mark.slow

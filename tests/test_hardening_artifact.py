@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_model.artifact import (
+from router_model.model.artifact import (
     BOOSTER_FILE,
     LATEST_FILE,
     MODEL_FILE,
@@ -22,8 +22,8 @@ from router_model.artifact import (
     resolve_version_dir,
     save_artifact,
 )
-from router_model.features import FeatureSpec
-from router_model.model import LightGBMPassClassifier, PassModel, logistic_baseline
+from router_model.model.features import FeatureSpec
+from router_model.model.pass_model import LightGBMPassClassifier, PassModel, logistic_baseline
 
 
 def _rows(n: int, seed: int) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router_model.attempt_log import read_attempts, write_attempts
 from router_model.contract import AttemptRecord
+from router_model.logs.attempts import read_attempts, write_attempts
 
 GOOD = AttemptRecord(
     timestamp=datetime(2025, 9, 1, 12, 0, tzinfo=UTC), course_id="c1", task_id="c1-t0",

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from router_model.artifact import LATEST_FILE, resolve_version_dir, save_artifact
 from router_model.contract import Analysis
-from router_model.decision_log import DecisionLog
-from router_model.policy import EXAMPLE_TASK
-from router_model.requests import (
+from router_model.decide.policy import EXAMPLE_TASK
+from router_model.logs.decisions import DecisionLog
+from router_model.model.artifact import LATEST_FILE, resolve_version_dir, save_artifact
+from router_model.serve.requests import (
     EscalateIn,
     RequestValueError,
     TaskIn,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from router_model.artifact import load_artifact
-from router_model.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.model.artifact import load_artifact
 from tests.helpers import compose_config
 from training.knob import calibrate_dial
 
@@ -66,8 +66,8 @@ def test_the_dial_is_the_one_the_plain_path_finds(held_out, monkeypatch, key):
 
 def test_variants_on_the_model_share_its_predictions_and_find_the_same_dials(
         trained_router, held_out, monkeypatch):
-    from router_model.artifact import RouterArtifact
     from router_model.config import typed
+    from router_model.model.artifact import RouterArtifact
     from training.train import calibrate_policies
 
     cfg, _ = trained_router

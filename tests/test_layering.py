@@ -1,17 +1,27 @@
-"""The house's floors: the contract at the bottom, no import running back up, no circles."""
+"""The house's floors: the contract at the bottom, no import running back up, no circles.
+
+Inside `router_model` the rooms have floors of their own: the ground (contract, config,
+files), then `logs/` and `model/` side by side, then `decide/`, then `serve/`.
+"""
 
 from __future__ import annotations
 
 from tests.imports import import_graph
 
-# Lowest first; a module may import its own floor or any floor below it.
-FLOORS = ("router_model.contract", "router_model", "pipeline", "training",
-          "training.evaluation", "training.monitoring", "training.benchmarks")
+# Lowest first; a module may import its own floor or any floor below it. Rooms that share a
+# floor (logs and model) may not import each other.
+FLOORS = (("router_model.contract",), ("router_model",), ("router_model.logs",
+          "router_model.model"), ("router_model.decide",), ("router_model.serve",),
+          ("pipeline",), ("training",), ("training.evaluation",), ("training.monitoring",),
+          ("training.benchmarks",))
 
 
-def floor(module: str) -> int:
-    """The highest floor whose name prefixes the module."""
-    return max(i for i, f in enumerate(FLOORS) if module == f or module.startswith(f + "."))
+def room(module: str) -> tuple[int, str]:
+    """(floor, room) of a module: the longest room name that prefixes it."""
+    found = [(len(r), i, r) for i, rooms in enumerate(FLOORS) for r in rooms
+             if module == r or module.startswith(r + ".")]
+    _, floor, name = max(found)
+    return floor, name
 
 
 def test_the_contract_imports_no_project_code():
@@ -20,8 +30,14 @@ def test_the_contract_imports_no_project_code():
 
 def test_no_import_runs_back_up_a_floor():
     upward = [(m, d) for m, deps in import_graph().items() for d in deps
-              if floor(d) > floor(m)]
+              if room(d)[0] > room(m)[0]]
     assert not upward, f"imports that run up a floor: {upward}"
+
+
+def test_rooms_on_one_floor_keep_to_themselves():
+    sideways = [(m, d) for m, deps in import_graph().items() for d in deps
+                if room(d)[0] == room(m)[0] and room(d)[1] != room(m)[1]]
+    assert not sideways, f"imports between rooms of one floor: {sideways}"
 
 
 def test_router_model_needs_neither_pipeline_nor_training():

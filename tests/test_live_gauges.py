@@ -7,8 +7,8 @@ import math
 import httpx
 import pytest
 
-from router_model.live_gauges import LiveGauges
-from router_model.policy import EXAMPLE_TASK
+from router_model.decide.policy import EXAMPLE_TASK
+from router_model.serve.live_gauges import LiveGauges
 from tests.helpers import metric_samples
 from tests.test_service import running
 

@@ -11,14 +11,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.simulate_cli import run_simulate
-from router_model.attempt_log import (
+from router_model.logs.attempts import (
     clear_log_dataset,
     read_attempts,
     validate_sources,
     write_attempts,
     write_log_dataset,
 )
-from router_model.log_store import LogReadError, expand_log_paths
+from router_model.logs.store import LogReadError, expand_log_paths
 from tests.helpers import compose_config, tmp_paths
 
 KEY = ["task_id", "attempt"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.attempt_log import read_attempts
+from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config, tmp_paths
 from training.monitoring.drift import (
     DriftSettings,

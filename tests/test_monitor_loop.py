@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from pipeline.generator.cli import run
 from pipeline.generator.inputs import parse_analysis_result
-from router_model.artifact import LATEST_FILE
+from router_model.model.artifact import LATEST_FILE
 from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config, tmp_paths
 

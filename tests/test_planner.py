@@ -15,10 +15,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from router_model import planner
-from router_model.artifact import load_artifact
-from router_model.features import flatten_task
-from router_model.policy import PolicySettings, RoutingPolicy
+from router_model.decide import planner
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.model.artifact import load_artifact
+from router_model.model.features import flatten_task
 from tests.test_compiled import _records, _tasks
 from tests.test_hardening_artifact import _fit
 
@@ -209,7 +209,7 @@ def test_without_the_extension_the_policy_decides_in_python_and_says_so(
         trained_router, catalog, compiled_cache, monkeypatch, caplog):
     cfg, _ = trained_router
     fast = _policy(cfg, catalog, compiled_cache)
-    monkeypatch.setitem(sys.modules, "router_model._planner", None)  # import fails
+    monkeypatch.setitem(sys.modules, "router_model.decide._planner", None)  # import fails
     with caplog.at_level(logging.WARNING, logger="stage5_router.planner"):
         assert planner._planner_class.__wrapped__() is None
     assert "the compiled planner is not built" in caplog.text

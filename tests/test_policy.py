@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_model.artifact import load_artifact
 from router_model.config import Catalog
-from router_model.policy import (
+from router_model.decide.policy import (
     EXAMPLE_TASK,
     Fields,
     LadderCostModel,
     PolicySettings,
     RoutingPolicy,
 )
+from router_model.model.artifact import load_artifact
 from tests.helpers import compose_config
 
 TASK = EXAMPLE_TASK

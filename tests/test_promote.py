@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.artifact import LATEST_FILE, ArtifactError
+from router_model.model.artifact import LATEST_FILE, ArtifactError
 from tests.helpers import compose_config, tmp_paths
 from training.monitoring.cli import promote_overrides
 from training.monitoring.promote import HISTORY_FILE, PROMOTION_FILE, run_promote
@@ -164,8 +164,8 @@ def test_shadow_decisions_in_the_decision_log_are_what_the_candidate_is_scored_o
         contenders, trained_router, tmp_path):
     """Off-policy, on logs: where the candidate ran as the shadow artifact, its logged choices
     count, not a re-scoring. A log whose shadow always chose premium makes it far dearer."""
-    from router_model.artifact import load_artifact
-    from router_model.attempt_log import read_attempts
+    from router_model.logs.attempts import read_attempts
+    from router_model.model.artifact import load_artifact
 
     train_cfg, _ = trained_router
     logs = f"{train_cfg.paths.data_dir}/attempt_logs.parquet"
@@ -232,7 +232,7 @@ def test_a_candidate_under_another_versions_name_is_refused(contenders, tmp_path
 
 def test_logs_without_exploration_give_no_off_policy_verdict(contenders, trained_router,
                                                                tmp_path):
-    from router_model.attempt_log import read_attempts, write_attempts
+    from router_model.logs.attempts import read_attempts, write_attempts
     from training.monitoring.promote import PromotionError
 
     train_cfg, _ = trained_router

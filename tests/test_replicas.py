@@ -19,12 +19,12 @@ import httpx
 import pytest
 import yaml
 
-from router_model.artifact import save_artifact
 from router_model.config import ConfigError, typed
 from router_model.contract import Decision, DecisionLogRecord
-from router_model.decision_log import DecisionLog
-from router_model.policy import EXAMPLE_TASK
-from router_model.serving import ServeSettings
+from router_model.decide.policy import EXAMPLE_TASK
+from router_model.logs.decisions import DecisionLog
+from router_model.model.artifact import save_artifact
+from router_model.serve.core import ServeSettings
 from tests.helpers import compose_config, metric_samples, metric_values, tmp_paths
 from tests.test_hardening_artifact import _fit
 from tests.test_service import free_port
@@ -80,7 +80,7 @@ def _decision(i: int) -> dict:
 
 def test_a_second_process_on_the_same_decision_log_is_refused(tmp_path):
     path = tmp_path / "decisions.jsonl"
-    code = ("import sys\nfrom router_model.decision_log import DecisionLog\n"
+    code = ("import sys\nfrom router_model.logs.decisions import DecisionLog\n"
             "log = DecisionLog(sys.argv[1], replica='other')\n"
             "log.write('route', {'field': 'exercise'}, {'decision_id': 'from-other'})\n"
             "log.close()\n")

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from router_model.artifact import LATEST_FILE
-from router_model.client import HttpRouterClient, LocalRouterClient
 from router_model.contract import Decision, DecisionLogRecord
-from router_model.policy import EXAMPLE_TASK
-from router_model.service import create_app
-from router_model.serving import RouterService
+from router_model.decide.policy import EXAMPLE_TASK
+from router_model.model.artifact import LATEST_FILE
+from router_model.serve.app import create_app
+from router_model.serve.client import HttpRouterClient, LocalRouterClient
+from router_model.serve.core import RouterService
 from tests.helpers import compose_config, metric_values
 
 TASK = EXAMPLE_TASK
@@ -356,8 +356,8 @@ def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root, 
     log = tmp_path / "decisions.jsonl"
     code = (
         "import sys\n"
-        "from router_model.service import create_app\n"
-        "from router_model.serving import RouterService\n"
+        "from router_model.serve.app import create_app\n"
+        "from router_model.serve.core import RouterService\n"
         "from tests.helpers import compose_config\n"
         f"cfg = compose_config('router_serve', ['serve.artifact={artifact_root}', "
         f"'serve.decision_log={log}'])\n"
@@ -375,7 +375,7 @@ def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root, 
 
 
 def test_the_decision_log_rotates_by_size(tmp_path):
-    from router_model.decision_log import DecisionLog
+    from router_model.logs.decisions import DecisionLog
 
     log = DecisionLog(tmp_path / "d.jsonl", max_bytes=2000, backups=2)
     decision = Decision(decision_id="x" * 32, router_version="v", start_tier="gpt-oss-20b",

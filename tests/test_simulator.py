@@ -18,10 +18,10 @@ from pipeline.world import (
     field_thresholds,
     simulate_world,
 )
-from router_model.attempt_log import read_attempts
-from router_model.gate import Gate
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.replay import cube_from_table, replay
+from router_model.decide.gate import Gate
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.replay import cube_from_table, replay
+from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config, tmp_paths
 
 # One worker runs the whole module, so its fixture (the simulated logs) is built once, not once

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.artifact import (
+from router_model.model.artifact import (
     ArtifactError,
     load_artifact,
     resolve_version_dir,
 )
-from router_model.features import FeatureSpec
+from router_model.model.features import FeatureSpec
 from tests.helpers import compose_config
 from training.dataset import build_examples, load_examples, split_examples
 
@@ -271,7 +271,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from omegaconf import OmegaConf
 
     from pipeline.simulate_cli import run_simulate
-    from router_model.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+    from router_model.decide.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
     from tests.helpers import compose_config, tmp_paths
     from training.train import run_train
 

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.attempt_log import read_attempts
 from router_model.config import Catalog
 from router_model.contract import GATE_VERDICTS
 from router_model.files import stable_hash32
-from router_model.log_store import LogSource, expand_log_paths, fingerprint, same_file
+from router_model.logs.attempts import read_attempts
+from router_model.logs.store import LogSource, expand_log_paths, fingerprint, same_file
 from training.chains import OUTCOME_COLUMNS, Chains
 from training.reference import reference_profile
 

@@ -18,8 +18,8 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from router_model.features import FeatureSpec
-from router_model.model import PassModel
+from router_model.model.features import FeatureSpec
+from router_model.model.pass_model import PassModel
 from training.dataset import ExampleSet, calibration_courses
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.policy import RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from training.knob import DIALS
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.policy import RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 
 TARGETS = ("bad_vs_static", "first_pass_vs_static", "first_pass_min", "premium_share_max",
            "final_pass_min")

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.artifact import RouterArtifact, save_artifact
 from router_model.config import Catalog, typed
-from router_model.features import FeatureSpec
-from router_model.model import PassModel
-from router_model.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.model.artifact import RouterArtifact, save_artifact
+from router_model.model.features import FeatureSpec
+from router_model.model.pass_model import PassModel
 from training.dataset import (
     ExampleSet,
     in_holdout,

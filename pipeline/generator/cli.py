@@ -27,10 +27,10 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
-from router_model.attempt_log import validate_sources, write_log_dataset, write_quarantine
-from router_model.client import HttpRouterClient, LocalRouterClient, RouterClient
 from router_model.config import CONF_DIR, Catalog
-from router_model.serving import RouterService
+from router_model.logs.attempts import validate_sources, write_log_dataset, write_quarantine
+from router_model.serve.client import HttpRouterClient, LocalRouterClient, RouterClient
+from router_model.serve.core import RouterService
 
 log = logging.getLogger("stage5_router.generate")
 

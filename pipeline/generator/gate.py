@@ -40,7 +40,7 @@ class Embedder:
         return np.stack([self.memory[k] for k in keys])
 
     def _model_encode(self, texts: list[str]) -> np.ndarray:
-        from router_model.embeddings import _sentence_model
+        from router_model.model.embeddings import _sentence_model
 
         with self._lock:  # the simulator's thread and the generator share one model
             vectors = _sentence_model().encode(texts, batch_size=64, normalize_embeddings=True,

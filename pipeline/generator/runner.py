@@ -27,10 +27,10 @@ from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
-from router_model.client import LocalRouterClient, RouterClient
 from router_model.config import Catalog
 from router_model.contract import AttemptRecord
-from router_model.policy import explore
+from router_model.decide.policy import explore
+from router_model.serve.client import LocalRouterClient, RouterClient
 
 PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",
           5: "minimum lessons"}

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.features import FeatureSpec
-from router_model.routers import Router, RouterContext
+from router_model.decide.routers import Router, RouterContext
+from router_model.model.features import FeatureSpec
 from training.fitting import fit_pass_model
 
 

@@ -4,7 +4,7 @@ the embedding of the part of each prompt that distinguishes it.
 MiniLM reads at most 256 word pieces. Few-shot prompts share a long common head, so
 embedding the head gives many prompts one identical vector; `embedding.text` picks `head`,
 `tail` (the last window) or `chunks` (the mean over consecutive windows, renormalised).
-Embeddings live in `router_model.embeddings` (cached on disk, imported lazily).
+Embeddings live in `router_model.model.embeddings` (cached on disk, imported lazily).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from router_model.embeddings import embed, model_path
+from router_model.model.embeddings import embed, model_path
 
 TEXT_MODES = ("head", "tail", "chunks")
 

@@ -26,9 +26,9 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from router_model.config import Catalog, typed
-from router_model.features import FeatureSpec
-from router_model.log_store import expand_log_paths, open_binary, same_file, suffix
-from router_model.model import PassModel
+from router_model.logs.store import expand_log_paths, open_binary, same_file, suffix
+from router_model.model.features import FeatureSpec
+from router_model.model.pass_model import PassModel
 from training.dataset import (
     ExampleSet,
     build_examples,
@@ -163,7 +163,7 @@ def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionRe
     counts["quarantined"] = len(quarantined)
     counts["tasks_in_several_partitions"] = len(twice)
     if cfg.paths.get("quarantine") and quarantined:
-        from router_model.attempt_log import write_quarantine
+        from router_model.logs.attempts import write_quarantine
 
         write_quarantine(quarantined, cfg.paths.quarantine)
     if counts.get("valid", 0) == 0:

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.attempt_log import validate_sources
-from router_model.log_store import LogSource
+from router_model.logs.attempts import validate_sources
+from router_model.logs.store import LogSource
 from training.dataset import (
     build_examples,
     calibration_courses,

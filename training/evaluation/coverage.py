@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from router_model.config import CONF_DIR, Catalog, typed
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.replay import replay
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.replay import replay
 from training.evaluation.seeds import compose
 
 
@@ -79,7 +79,7 @@ def one_deployment(cfg: DictConfig, seed: int, folder: Path) -> dict[str, Any]:
 
 
 def _load(path: str) -> Any:
-    from router_model.artifact import load_artifact
+    from router_model.model.artifact import load_artifact
 
     return load_artifact(path)
 

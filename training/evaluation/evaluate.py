@@ -18,11 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from pipeline.world import simulate_world, task_table
-from router_model.attempt_log import read_attempts
 from router_model.config import Catalog, typed
-from router_model.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
-from router_model.replay import OutcomeCube, ReplayResult, cube_from_table, replay
-from router_model.routers import RouterContext, build_router
+from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
+from router_model.decide.routers import RouterContext, build_router
+from router_model.logs.attempts import read_attempts
 from training.evaluation.compare import (
     Points,
     cost_at,

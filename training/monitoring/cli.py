@@ -9,8 +9,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.artifact import ArtifactError
 from router_model.config import CONF_DIR
+from router_model.model.artifact import ArtifactError
 from training.monitoring.monitor import run_monitor
 from training.monitoring.promote import run_promote
 from training.monitoring.report import format_promotion, write_reports

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from router_model.artifact import ArtifactError, load_artifact
-from router_model.attempt_log import read_attempts
 from router_model.config import Catalog, typed
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.routers import RouterContext, build_router
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.routers import RouterContext, build_router
+from router_model.logs.attempts import read_attempts
+from router_model.model.artifact import ArtifactError, load_artifact
 from training.monitoring.drift import (
     DriftSettings,
     calibration_drift,

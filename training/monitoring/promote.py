@@ -28,7 +28,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from router_model.artifact import (
+from router_model.config import Catalog, check, typed
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.replay import cube_from_table, replay
+from router_model.files import atomic_write_text
+from router_model.logs.attempts import read_attempts
+from router_model.model.artifact import (
     LATEST_FILE,
     ArtifactError,
     RouterArtifact,
@@ -36,11 +41,6 @@ from router_model.artifact import (
     probe,
     resolve_version_dir,
 )
-from router_model.attempt_log import read_attempts
-from router_model.config import Catalog, check, typed
-from router_model.files import atomic_write_text
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.replay import cube_from_table, replay
 from training.dataset import in_holdout
 from training.evaluation.compare import Points, matched_comparison
 from training.evaluation.off_policy import (

@@ -24,8 +24,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from router_model.artifact import load_artifact
 from router_model.config import CONF_DIR, Catalog
+from router_model.model.artifact import load_artifact
 from training.evaluation.seeds import compose
 from training.monitoring.monitor import run_monitor
 from training.monitoring.promote import compare

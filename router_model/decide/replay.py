@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
-from router_model.gate import Action, Gate
+from router_model.decide.gate import Action, Gate
 
 
 @dataclass

@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.artifact import ArtifactError, RouterArtifact, load_artifact
-from router_model.compiled import compile_model
 from router_model.config import Catalog, check
 from router_model.contract import Decision
-from router_model.decision_ids import decision_ids
-from router_model.features import FeatureError, flatten_task, task_columns
-from router_model.lookup import LookupTable
-from router_model.planner import build_planner
+from router_model.decide.planner import build_planner
+from router_model.logs.decision_ids import decision_ids
+from router_model.model.artifact import ArtifactError, RouterArtifact, load_artifact
+from router_model.model.compiled import compile_model
+from router_model.model.features import FeatureError, flatten_task, task_columns
+from router_model.model.lookup import LookupTable
 
 RULES_VERSION = "rules-static-v1"
 # A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.

@@ -176,7 +176,7 @@ class DecisionLog:
                       "decision": decision, "shadow": shadow}
             try:
                 # orjson writes NaN as null: never change a value. The task was checked
-                # finite at the service's door (router_model.requests), so only what we
+                # finite at the service's door (router_model.serve.requests), so only what we
                 # computed is.
                 if not (_finite(decision) and _finite(shadow)):
                     raise ValueError("it holds NaN or Infinity")

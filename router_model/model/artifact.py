@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from router_model.files import atomic_write_text, sha256_file
-from router_model.model import ModelDataError, PassModel
+from router_model.model.pass_model import ModelDataError, PassModel
 
 ARTIFACT_SCHEMA_VERSION = 2  # 2: model as data (JSON + LightGBM text); 1 was a pickle
 MODEL_FILE = "model.json"

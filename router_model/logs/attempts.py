@@ -40,7 +40,7 @@ from pydantic import BaseModel
 
 from router_model.contract import Analysis, AttemptRecord
 from router_model.files import stable_hash32
-from router_model.log_store import (
+from router_model.logs.store import (
     LogReadError,
     LogSource,
     expand_log_paths,

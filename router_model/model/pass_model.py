@@ -5,7 +5,7 @@ learned attributes end in `_`), so scikit-learn's `CalibratedClassifierCV` can c
 on held-out folds.
 
 A fitted `PassModel` is saved as data, never as a pickle (`to_data` / `from_data`, used by
-`router_model.artifact`): LightGBM's own text model, the calibrator's arrays (isotonic
+`router_model.model.artifact`): LightGBM's own text model, the calibrator's arrays (isotonic
 thresholds or sigmoid a, b), the logistic baseline's coefficients and preprocessing
 parameters, and the feature spec, all plain JSON. Loading rebuilds a model that predicts the
 same probabilities (to 1e-9, tested) without running any code from the artifact.
@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from router_model.compiled import SMALL_BATCH, compile_booster
-from router_model.features import FeatureSpec
+from router_model.model.compiled import SMALL_BATCH, compile_booster
+from router_model.model.features import FeatureSpec
 
 
 class LightGBMPassClassifier(ClassifierMixin, BaseEstimator):
@@ -224,7 +224,7 @@ class LogisticData:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-        refuse = ModelDataError("only the pipeline built by router_model.model."
+        refuse = ModelDataError("only the pipeline built by router_model.model.pass_model."
                                 "logistic_baseline can be saved as data")
         try:
             prep, logreg = pipeline.named_steps["prep"], pipeline.named_steps["logreg"]

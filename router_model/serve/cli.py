@@ -9,8 +9,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR
-from router_model.service import CONFIG_ENV, create_app
-from router_model.serving import RouterService
+from router_model.serve.app import CONFIG_ENV, create_app
+from router_model.serve.core import RouterService
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_serve", version_base="1.3")
@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     serve = cfg.serve
     if int(serve.workers) > 1:
         os.environ[CONFIG_ENV] = json.dumps(plain)
-        uvicorn.run("router_model.service:app_from_env", factory=True, host=serve.host,
+        uvicorn.run("router_model.serve.app:app_from_env", factory=True, host=serve.host,
                     port=int(serve.port), workers=int(serve.workers), log_level=serve.log_level)
         return
     service = RouterService.from_config(plain)

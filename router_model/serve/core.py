@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
-from router_model.compiled import compile_model
 from router_model.config import Catalog, check, typed
 from router_model.contract import TRANSIENT_ERRORS, Decision
-from router_model.decision_log import DecisionLog
-from router_model.features import flatten_task
-from router_model.gate import ACTION_NAMES, Action, Gate
-from router_model.policy import PolicySettings, RoutingPolicy
-from router_model.routers import Router, RouterContext, build_router
+from router_model.decide.gate import ACTION_NAMES, Action, Gate
+from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.routers import Router, RouterContext, build_router
+from router_model.logs.decisions import DecisionLog
+from router_model.model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
+from router_model.model.compiled import compile_model
+from router_model.model.features import flatten_task
 
 log = logging.getLogger("stage5_router.serving")
 

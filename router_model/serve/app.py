@@ -34,10 +34,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from router_model.http_guard import BodyGuard, validation_error_handler
-from router_model.live_gauges import LiveGauges
-from router_model.requests import BatchIn, EscalateIn, TaskIn
-from router_model.serving import EscalationError, RouterService
+from router_model.serve.core import EscalationError, RouterService
+from router_model.serve.http_guard import BodyGuard, validation_error_handler
+from router_model.serve.live_gauges import LiveGauges
+from router_model.serve.requests import BatchIn, EscalateIn, TaskIn
 
 log = logging.getLogger("stage5_router.service")
 

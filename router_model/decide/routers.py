@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
-from router_model.policy import RoutingPolicy
-from router_model.replay import OutcomeCube, replay
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.replay import OutcomeCube, replay
 
 
 @dataclass
@@ -100,7 +100,7 @@ class LearnedStart(Router):
 
 
 class PolicyVariant(Router):
-    """A policy the artifact carries a calibrated dial for (router_model.policy's
+    """A policy the artifact carries a calibrated dial for (router_model.decide.policy's
     POLICY_VARIANTS): the lookup table through the same planner, the lookup table's
     threshold rule, or the learned model under the older threshold rule."""
 

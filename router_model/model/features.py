@@ -81,7 +81,7 @@ class FeatureSpec:
 
     def _embed(self, briefs: Any) -> np.ndarray:
         """MiniLM vectors of the briefs (imported only when this feature is configured)."""
-        from router_model.embeddings import embed
+        from router_model.model.embeddings import embed
 
         texts = ["" if b is None or b != b else str(b) for b in briefs]  # b != b: NaN
         return embed(texts, self.embedding_cache, progress=False)

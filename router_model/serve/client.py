@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from router_model.requests import BatchIn, EscalateIn, TaskIn
-from router_model.serving import RouterService
+from router_model.serve.core import RouterService
+from router_model.serve.requests import BatchIn, EscalateIn, TaskIn
 
 
 class RouterClient(Protocol):

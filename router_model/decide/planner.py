@@ -52,7 +52,7 @@ def build_planner(model: Any, catalog: Any, settings: Any,
 def _planner_class() -> Any:
     """The extension's class, or None (said once) when it was not built."""
     try:
-        from router_model._planner import CompiledPlanner
+        from router_model.decide._planner import CompiledPlanner
     except ImportError as exc:
         log.warning("deciding in Python: the compiled planner is not built (%s); "
                     "reinstall with a C compiler (make install)", exc)

@@ -29,7 +29,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from router_model.requests import MAX_NESTING, RequestValueError, check_plain_json, preview
+from router_model.serve.requests import MAX_NESTING, RequestValueError, check_plain_json, preview
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
