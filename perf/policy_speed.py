@@ -29,9 +29,11 @@ from train_scale import peak_rss_mb
 
 from pipeline.world import simulate_world, task_table
 from router_model.config import CONF_DIR, Catalog, typed
-from router_model.decide.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+from router_model.contract import EXAMPLE_TASK
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import replay
 from router_model.decide.routers import RouterContext, build_router
+from router_model.decide.settings import PolicySettings
 
 TASK = EXAMPLE_TASK
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = EXAMPLE_TASK

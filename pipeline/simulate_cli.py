@@ -20,8 +20,8 @@ from pipeline.world import (
 )
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog
-from router_model.decide.policy import PolicySettings, RoutingPolicy, explore
 from router_model.decide.replay import replay
+from router_model.decide.rules import StaticRules, explore
 from router_model.logs.attempts import clear_log_dataset, log_dataset_parts, write_attempts
 
 # The seed note's predictions for the rule policy; the summary checks each one.
@@ -73,7 +73,7 @@ def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     catalog = Catalog.from_config(cfg)
     sim = shifted_world(cfg.simulate)
     world = simulate_world(sim, catalog)
-    rules = RoutingPolicy(catalog, PolicySettings())  # no model: the seed's static starts
+    rules = StaticRules(catalog)  # no model: the seed's static starts
     static = rules.static_starts(world.tasks["field"])
     # Calibration is measured on the pure rule policy; the logs add exploration on top.
     rules_only = replay(world.cube, static, catalog)

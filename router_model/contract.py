@@ -119,6 +119,14 @@ class Decision:
         return dict(self.__dict__)
 
 
+# A typical Phase-3 request: the OpenAPI example, and the task the tests and benchmarks use.
+EXAMPLE_TASK: dict[str, Any] = {
+    "field": "lesson_content", "prompt_tokens": 4000, "context_tokens": 9000,
+    "expected_output_tokens": 1800,
+    "analysis": {"domain": "programming", "audience_level": "beginner", "language": "en",
+                 "complexity": 0.3, "analysis_completeness": 0.9, "section_count": 5,
+                 "lesson_count": 20, "objective_count": 6, "source_tokens": 20000}}
+
 DECISION_LOG_VERSION = 1
 
 

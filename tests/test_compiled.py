@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from router_model.decide.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+from router_model.contract import EXAMPLE_TASK
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.compiled import SMALL_BATCH, cache_key, compile_model
 from router_model.model.features import FeatureError, flatten_task, task_columns

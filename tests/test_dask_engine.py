@@ -12,7 +12,7 @@ import fsspec
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import load_artifact
 from router_model.serve.core import RouterService

@@ -11,9 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.world import simulate_world
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube
 from router_model.decide.routers import Oracle, RouterContext
+from router_model.decide.settings import PolicySettings
 from tests.helpers import compose_config
 from training.evaluation.evaluate import flip_gate, run_evaluate
 from training.evaluation.off_policy import NoExplorationError, estimate

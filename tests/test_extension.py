@@ -10,9 +10,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from router_model.config import Catalog
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
 from router_model.decide.routers import Router, RouterContext, build_router
+from router_model.decide.settings import PolicySettings
 from router_model.serve.core import RouterService
 from tests.helpers import compose_config, tmp_paths
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import PolicySettings
 from training.guarantee import betting_p_value, dr_failure, learn_then_test
 
 

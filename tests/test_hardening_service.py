@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from router_model.contract import Analysis
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK, Analysis
 from router_model.logs.decisions import DecisionLog
 from router_model.model.artifact import LATEST_FILE, resolve_version_dir, save_artifact
 from router_model.serve.requests import (
@@ -345,9 +344,12 @@ def test_dropped_rotations_show_in_metrics(server):
             assert client.post(f"{url}/v1/route", json=TASK).status_code == 200
     service.decision_log.wait_for_cleanup()
     text = httpx.get(f"{url}/metrics").text
-    dropped = {labels["unit"]: value for name, labels, value in metric_samples(text)
-               if name == "router_decision_log_dropped_total"}
-    assert dropped["bytes"] > 0 and dropped["lines"] > 0 and dropped["unwritten_lines"] == 0
+    samples = metric_samples(text)
+    size = [value for name, _, value in samples
+            if name == "router_decision_log_dropped_bytes_total"]
+    lines = {labels["reason"]: value for name, labels, value in samples
+             if name == "router_decision_log_dropped_lines_total"}
+    assert size[0] > 0 and lines["rotated"] > 0 and lines["unwritten"] == 0
 
 
 # ---- item 11: errors that say what is wrong ------------------------------------------------------

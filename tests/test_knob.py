@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
 from router_model.model.artifact import load_artifact
 from tests.helpers import compose_config
 from training.knob import calibrate_dial
@@ -22,13 +23,13 @@ def _plain_starts(policy: RoutingPolicy, plan: dict[str, np.ndarray]) -> np.ndar
     eligible = np.asarray(plan["eligible"], dtype=bool)
     top = eligible.shape[1] - 1
     if policy.settings.rule == "threshold":
-        required = policy.required_pass_prob(plan["impact"])
+        required = policy.choice.required_pass_prob(plan["impact"])
         ok = eligible & (plan["p"] >= required[:, None])
         ok[:, top] = eligible[:, top]
         loss = plan["expected_cost"]
     else:
         ok = eligible
-        price = policy.settings.lam * policy.impact_weight(plan["impact"])
+        price = policy.settings.lam * policy.choice.impact_weight(plan["impact"])
         loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
     loss = np.where(ok, loss, np.inf)
     return np.where(np.isfinite(loss.min(axis=1)), np.argmin(loss, axis=1), top)

@@ -46,6 +46,18 @@ def test_router_model_needs_neither_pipeline_nor_training():
             assert not {d for d in deps if d.split(".")[0] in ("pipeline", "training")}, module
 
 
+def test_the_simulator_needs_no_model_and_no_service():
+    """The log world model runs the rules and the gate only: a change to the model, the
+    planner or the service never reruns `router-simulate`."""
+    from tests.imports import closure
+
+    reached = closure("pipeline.simulate_cli", import_graph())
+    heavy = sorted(m for m in reached if m.startswith(("router_model.model",
+                   "router_model.serve", "router_model.decide.policy",
+                   "router_model.decide.planner")))
+    assert not heavy, f"router-simulate reaches {heavy}"
+
+
 def test_there_are_no_import_circles():
     graph = import_graph()
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done

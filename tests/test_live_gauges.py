@@ -7,7 +7,7 @@ import math
 import httpx
 import pytest
 
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK
 from router_model.serve.live_gauges import LiveGauges
 from tests.helpers import metric_samples
 from tests.test_service import running
@@ -59,9 +59,9 @@ def test_metrics_expose_the_live_gauges_over_http(trained_router, tmp_path):
         httpx.post(f"{url}/v1/route/batch", json={"tasks": [EXAMPLE_TASK] * 30 + [odd] * 10})
         live = scrape(url)
         assert live["router_live_window_decisions"] == 40
-        assert live["router_live_unknown_category_rate"] == pytest.approx(0.25)
-        assert live["router_live_fallback_rate"] == 0.0
+        assert live["router_live_unknown_category_ratio"] == pytest.approx(0.25)
+        assert live["router_live_fallback_ratio"] == 0.0
         key = f'router_live_pass_probability{{field="{EXAMPLE_TASK["field"]}"}}'
         assert 0.0 < live[key] < 1.0
         httpx.post(f"{url}/v1/route/batch", json={"tasks": [EXAMPLE_TASK] * 50})
-        assert scrape(url)["router_live_unknown_category_rate"] == 0.0  # rolled out
+        assert scrape(url)["router_live_unknown_category_ratio"] == 0.0  # rolled out

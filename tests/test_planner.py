@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from router_model.decide import planner
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.features import flatten_task
 from tests.test_compiled import _records, _tasks
@@ -41,7 +42,7 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
     """One task planned by the compiled planner and by the Python path."""
     flat = flatten_task(task)
     field = str(flat.get("field"))
-    impact = float(policy._impact.get(field, 5))
+    impact = float(policy.choice.impact.get(field, 5))
     prompt = float(flat.get("prompt_tokens") or 0) + float(flat.get("context_tokens") or 0)
     output = policy._output_tokens([field], [float(flat.get("expected_output_tokens",
                                                             np.nan))])[0]
@@ -82,7 +83,7 @@ def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, cata
     tasks = _tasks(catalog, 150)
     flat = [flatten_task(t) for t in tasks]
     fields = [str(f.get("field")) for f in flat]
-    impact = [float(policy._impact.get(f, 5)) for f in fields]
+    impact = [float(policy.choice.impact.get(f, 5)) for f in fields]
     prompt = [float(f["prompt_tokens"]) + float(f["context_tokens"]) for f in flat]
     output = policy._output_tokens(fields, [float(f.get("expected_output_tokens", np.nan))
                                             for f in flat])
@@ -138,8 +139,8 @@ def test_a_platt_calibrated_model_plans_the_same_to_1e_12(trained_router, catalo
     platt = type("Platt", (), {"a_": -4.0, "b_": 2.0})()
     policy.artifact.model.calibrator = platt
     policy._planner = planner.build_planner(
-        policy.artifact.model, catalog, policy.settings, policy.cost_model.tier_constants,
-        policy._false_pass_model)
+        policy.artifact.model, catalog, policy.settings, policy.choice.cost_model.tier_constants,
+        policy.choice.false_pass_model)
     for task in _tasks(catalog, 60):
         compiled, python = _both_plans(policy, task)
         assert compiled["start"] == int(python["start"])

@@ -10,13 +10,11 @@ import pandas as pd
 import pytest
 
 from router_model.config import Catalog
-from router_model.decide.policy import (
-    EXAMPLE_TASK,
-    Fields,
-    LadderCostModel,
-    PolicySettings,
-    RoutingPolicy,
-)
+from router_model.contract import EXAMPLE_TASK
+from router_model.decide.ladder_cost import LadderCostModel
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.rules import Fields
+from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from tests.helpers import compose_config
 
@@ -69,14 +67,14 @@ def test_latency_price_is_added_to_the_cost(catalog):
 def test_the_threshold_rule_needs_more_confidence_on_high_impact_fields(catalog):
     policy = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=0.8,
                                                    impact_slope=0.02))
-    assert policy.required_pass_prob(np.array([10.0]))[0] == pytest.approx(0.9)
-    assert policy.required_pass_prob(np.array([3.0]))[0] == pytest.approx(0.76)
+    assert policy.choice.required_pass_prob(np.array([10.0]))[0] == pytest.approx(0.9)
+    assert policy.choice.required_pass_prob(np.array([3.0]))[0] == pytest.approx(0.76)
     p = np.array([[0.85, 0.95, 0.99], [0.85, 0.95, 0.99]])
     args = (np.array([3.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]),
             ["exercise", "course_title"])
-    assert policy.plan(p, *args)["start"].tolist() == [0, 1]
+    assert policy.choice.plan(p, *args)["start"].tolist() == [0, 1]
     knob_one = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=1.0))
-    assert knob_one.plan(p, *args)["start"].tolist() == [2, 2]
+    assert knob_one.choice.plan(p, *args)["start"].tolist() == [2, 2]
 
 
 def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
@@ -89,10 +87,10 @@ def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
 
     def starts(lam: float) -> list[int]:
         policy = RoutingPolicy(catalog, PolicySettings(lam=lam))
-        cols = policy.plan_columns(list(p.T), impact, prompt, output, false_pass)
+        cols = policy.choice.plan_columns(list(p.T), impact, prompt, output, false_pass)
         plan = {k: np.column_stack(v) for k, v in cols.items()
                 if k in ("eligible", "expected_cost", "expected_bad")}
-        again = policy.starts_for({**plan, "p": p, "impact": impact})
+        again = policy.choice.starts_for({**plan, "p": p, "impact": impact})
         assert again.tolist() == np.asarray(cols["start"]).tolist()
         return again.tolist()
 
@@ -225,14 +223,14 @@ def test_per_field_tables_are_read_once_per_distinct_field(learned):
     missing and unknown fields) and for a list of names, and static starts agree."""
     column = pd.Series(["exercise", None, "course_title", "never-seen", "exercise"],
                        dtype="str")
-    table = learned._median_output
+    table = learned.choice.median_output
     expected = column.astype(str).map(table).fillna(123.0).to_numpy(float)
     assert np.array_equal(Fields.of(column).lookup(table, 123.0), expected, equal_nan=True)
     names = ["exercise", "never-seen", "exercise"]
     assert Fields.of(names).lookup(table, 1.0).tolist() == [table["exercise"], 1.0,
                                                             table["exercise"]]
-    assert learned.static_starts(column).tolist() == \
-        pd.Series(column).map(learned._static).fillna(0).to_numpy(np.int64).tolist()
+    assert learned.rules.static_starts(column).tolist() == \
+        pd.Series(column).map(learned.rules.static).fillna(0).to_numpy(np.int64).tolist()
 
 
 def test_a_start_needs_only_cost_and_bad(learned, catalog):

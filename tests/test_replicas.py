@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from router_model.config import ConfigError, typed
-from router_model.contract import Decision, DecisionLogRecord
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK, Decision, DecisionLogRecord
 from router_model.logs.decisions import DecisionLog
 from router_model.model.artifact import save_artifact
 from router_model.serve.core import ServeSettings
@@ -259,7 +258,7 @@ def test_each_replica_labels_every_metric_with_its_name(fleet):
         assert {labels.get("replica") for _, labels, _ in samples} == {r.name}
         assert {name for name, _, _ in samples} >= {
             "router_decisions_total", "router_model_info", "router_degraded",
-            "router_live_window_decisions", "router_decision_log_dropped_total"}
+            "router_live_window_decisions", "router_decision_log_dropped_bytes_total"}
         assert sum(value for name, labels, value in samples
                    if name == "router_decisions_total") >= 1
 

@@ -20,8 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from router_model.contract import Decision, DecisionLogRecord
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK, Decision, DecisionLogRecord
 from router_model.model.artifact import LATEST_FILE
 from router_model.serve.app import create_app
 from router_model.serve.client import HttpRouterClient, LocalRouterClient

@@ -19,8 +19,8 @@ from pipeline.world import (
     simulate_world,
 )
 from router_model.decide.gate import Gate
-from router_model.decide.policy import PolicySettings, RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
+from router_model.decide.rules import StaticRules
 from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config, tmp_paths
 
@@ -115,7 +115,7 @@ def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, c
 
 
 def static_starts(tasks, catalog):
-    return RoutingPolicy(catalog, PolicySettings()).static_starts(tasks["field"])
+    return StaticRules(catalog).static_starts(tasks["field"])
 
 
 @pytest.mark.parametrize("bounds", [(1, 2), (0, 5), (3, 3)])

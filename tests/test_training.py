@@ -271,7 +271,9 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from omegaconf import OmegaConf
 
     from pipeline.simulate_cli import run_simulate
-    from router_model.decide.policy import EXAMPLE_TASK, PolicySettings, RoutingPolicy
+    from router_model.contract import EXAMPLE_TASK
+    from router_model.decide.policy import RoutingPolicy
+    from router_model.decide.settings import PolicySettings
     from tests.helpers import compose_config, tmp_paths
     from training.train import run_train
 

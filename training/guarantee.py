@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.decide.policy import RoutingPolicy
-from training.knob import DIALS
+from router_model.decide.settings import DIALS
 
 
 def betting_p_value(x: np.ndarray, m0: float, delta: float, seed: int = 0) -> float:
@@ -75,7 +75,7 @@ def learn_then_test(policy: RoutingPolicy, rows: pd.DataFrame, first_pass_min: f
     alpha = 1.0 - first_pass_min
     tested, chosen = [], None
     for value in grid[::-1]:  # safest first
-        start = policy.with_settings(**{dial: float(value)}).starts_for(plan)
+        start = policy.choice.with_settings(**{dial: float(value)}).starts_for(plan)
         loss = np.bincount(course, weights=dr_failure(plan, start, logged, ladder)) / counts
         p_value = betting_p_value((loss - lo) / (hi - lo), (alpha - lo) / (hi - lo), delta,
                                   seed)

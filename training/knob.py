@@ -15,12 +15,10 @@ import numpy as np
 import pandas as pd
 
 from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import DIALS
 
 TARGETS = ("bad_vs_static", "first_pass_vs_static", "first_pass_min", "premium_share_max",
            "final_pass_min")
-# Dial grids, safest last: a larger lam or knob starts higher on the ladder.
-DIALS = {"expected_loss": ("lam", np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 61)])),
-         "threshold": ("knob", np.linspace(0.0, 1.0, 101))}
 # The plan's expectations a target reads, besides cost and bad (what every start uses):
 # the held-out tasks are planned for these only.
 TARGET_QUANTITIES = {"premium_share_max": ("premium_calls", "calls"),
@@ -69,8 +67,8 @@ def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
     plan = policy.start_tiers(tasks, p, quantities=("cost", "bad",
                                                     *TARGET_QUANTITIES.get(name, ())))
     if name.endswith("_vs_static"):
-        value = expected(plan, policy.static_starts(tasks["field"]), name)
-    got = np.array([expected(plan, policy.with_settings(**{dial: float(g)}).starts_for(plan),
+        value = expected(plan, policy.rules.static_starts(tasks["field"]), name)
+    got = np.array([expected(plan, policy.choice.with_settings(**{dial: float(g)}).starts_for(plan),
                              name) for g in grid])
     lower_is_better = name in ("bad_vs_static", "premium_share_max")
     meets = got <= value + 1e-12 if lower_is_better else got >= value - 1e-12

@@ -12,7 +12,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import Catalog, typed
-from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
+from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
 from router_model.model.artifact import RouterArtifact, save_artifact
 from router_model.model.features import FeatureSpec
 from router_model.model.pass_model import PassModel

@@ -29,7 +29,7 @@ from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
 from router_model.config import Catalog
 from router_model.contract import AttemptRecord
-from router_model.decide.policy import explore
+from router_model.decide.rules import explore
 from router_model.serve.client import LocalRouterClient, RouterClient
 
 PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",

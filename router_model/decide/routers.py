@@ -11,7 +11,7 @@ Evaluation, the public benchmarks and serving all build their routers here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog
+from router_model.contract import Decision
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, replay
+from router_model.model.features import flatten_task
 
 
 @dataclass
@@ -49,6 +51,13 @@ class Router(ABC):
     @abstractmethod
     def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
         """Ladder index of the start tier for each task."""
+
+    def decide(self, tasks: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """Serving: one decision record per request task, this router's start recorded by
+        the served policy (its probabilities shown where it has a model)."""
+        frame = pd.DataFrame([flatten_task(t) for t in tasks])
+        return self.context.policy.decide_many(tasks, starts=self.start_tiers(frame),
+                                               router=self.name)
 
 
 class AlwaysTier(Router):
@@ -80,23 +89,28 @@ class StaticAssignment(Router):
     """The seed's static field assignment (metadata on premium, lessons on the mid tier)."""
 
     def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
-        return self.context.policy.static_starts(tasks["field"])
+        return self.context.policy.rules.static_starts(tasks["field"])
 
 
 class LearnedStart(Router):
-    """The product: the calibrated model's start tier under the policy's settings."""
+    """The product: the calibrated model's start tier under the policy's settings. Served,
+    it falls back to the rules without a model (and each decision says why); replayed
+    offline, it needs one."""
 
     def __init__(self, context: RouterContext, **settings: float) -> None:
         super().__init__(context)
         policy = context.policy
-        if not policy.learned:
-            raise ValueError(f"the learned router needs a model ({policy.fallback_reason}); "
-                             "run router-train first")
         self.policy = policy.with_settings(**settings) if settings else policy
 
     def start_tiers(self, tasks: pd.DataFrame) -> np.ndarray:
+        if not self.policy.learned:
+            raise ValueError(f"the learned router needs a model ({self.policy.fallback_reason}"
+                             "); run router-train first")
         return self.policy.start_tiers(tasks, quantities=RoutingPolicy.DECISION_QUANTITIES
                                        )["start"]
+
+    def decide(self, tasks: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        return self.policy.decide_many(tasks)
 
 
 class PolicyVariant(Router):

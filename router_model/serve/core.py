@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from router_model.config import Catalog, check, typed
 from router_model.contract import TRANSIENT_ERRORS, Decision
 from router_model.decide.gate import ACTION_NAMES, Action, Gate
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import Router, RouterContext, build_router
+from router_model.decide.settings import PolicySettings
 from router_model.logs.decisions import DecisionLog
 from router_model.model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
 from router_model.model.compiled import compile_model
@@ -153,17 +153,18 @@ class RouterService:
         self._reload_lock = threading.Lock()
         self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
         self._tiers_lock = threading.Lock()
-        self.policy = _redacted(RoutingPolicy.from_artifact_path(
+        policy = _redacted(RoutingPolicy.from_artifact_path(
             catalog, self.policy_settings, settings.artifact, seed, settings.compiled_cache))
-        if settings.artifact and not self.policy.learned:
-            log.warning("serving from the rules (degraded): %s", self.policy.fallback_reason)
-        self.shadow = (_redacted(RoutingPolicy.from_artifact_path(
+        if settings.artifact and not policy.learned:
+            log.warning("serving from the rules (degraded): %s", policy.fallback_reason)
+        self.router = self._build_router(policy)
+        shadow = (_redacted(RoutingPolicy.from_artifact_path(
             catalog, self.policy_settings, settings.shadow_artifact, seed,
             settings.compiled_cache))
             if settings.shadow_artifact else None)
+        self.shadow_router = self._build_router(shadow) if shadow else None
         self.signature = artifact_signature(settings.artifact)
         self.reloads = {"ok": 0, "rejected": 0}
-        self.router = self._build_router(self.policy)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int | None = None) -> RouterService:
@@ -173,13 +174,28 @@ class RouterService:
                    typed(ServeSettings, cfg["serve"], "serve"), seed=seed,
                    registry=cfg.get("routers"))
 
-    def _build_router(self, policy: RoutingPolicy) -> Router | None:
-        """The configured router, unless it is the learned policy (served natively)."""
-        name = self.settings.router
-        if name == "learned":
-            return None
+    def _build_router(self, policy: RoutingPolicy) -> Router:
+        """The configured router from the registry, on `policy`; a router that needs a
+        model the policy lacks leaves the learned router, which answers from the rules."""
         context = RouterContext(self.catalog, policy, seed=self._seed or 0)
-        return build_router(name, self.registry, context)
+        try:
+            return build_router(self.settings.router, self.registry, context)
+        except ValueError as exc:
+            if policy.learned:
+                raise
+            log.warning("router %s cannot serve without a model (%s); serving the rules",
+                        self.settings.router, exc)
+            return build_router("learned", self.registry, context)
+
+    @property
+    def policy(self) -> RoutingPolicy:
+        """The policy being served (the configured router's)."""
+        return self.router.context.policy
+
+    @property
+    def shadow(self) -> RoutingPolicy | None:
+        """The candidate scored beside it on every request, if any."""
+        return self.shadow_router.context.policy if self.shadow_router else None
 
     # ---- decisions -------------------------------------------------------------------
 
@@ -188,9 +204,12 @@ class RouterService:
 
     def route_batch(self, tasks: Sequence[Mapping[str, Any]], explain: bool = False,
                     endpoint: str = "route_batch") -> list[dict[str, Any]]:
-        policy = self.policy  # one reference for the whole request: a reload cannot split it
-        decisions = self._decide(policy, tasks)
-        shadows = self._decide(self.shadow, tasks) if self.shadow else [None] * len(tasks)
+        router = self.router  # one reference for the whole request: a reload cannot split it
+        policy = router.context.policy
+        decisions = self._decide(router, tasks)
+        shadow_router = self.shadow_router
+        shadows = (self._decide(shadow_router, tasks) if shadow_router
+                   else [None] * len(tasks))
         out, logged = [], []
         for task, decision, shadow in zip(tasks, decisions, shadows, strict=True):
             record = decision.to_dict()
@@ -202,14 +221,9 @@ class RouterService:
         self.decision_log.write_many(endpoint, logged)
         return out
 
-    def _decide(self, policy: RoutingPolicy, tasks: Sequence[Mapping[str, Any]]
-                ) -> list[Decision]:
+    def _decide(self, router: Router, tasks: Sequence[Mapping[str, Any]]) -> list[Decision]:
         try:
-            if self.router is None:
-                return policy.decide_many(tasks)
-            frame = pd.DataFrame([flatten_task(t) for t in tasks])
-            return policy.decide_many(tasks, starts=self.router.start_tiers(frame),
-                                      router=self.router.name)
+            return router.decide(tasks)
         except Exception as exc:  # a bug must cost a learned decision, never the request
             log.exception("policy failed; answering from the rules")
             rules = RoutingPolicy(self.catalog, self.policy_settings,
@@ -303,7 +317,6 @@ class RouterService:
             policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
                                    seed=self._seed)
             self.router = self._build_router(policy)
-            self.policy = policy
             self.signature = artifact_signature(path)
             self.reloads["ok"] += 1
             return {"reloaded": True, "router_version": self.policy.router_version}

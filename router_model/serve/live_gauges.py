@@ -60,8 +60,10 @@ class LiveGauges:
         yield GaugeMetricFamily("router_live_window_decisions", "Decisions in the rolling "
                                 "window the live gauges cover", value=snap["decisions"])
         for key in ("unknown_category_rate", "missing_feature_rate", "fallback_rate"):
-            yield GaugeMetricFamily(f"router_live_{key}", f"{key.replace('_', ' ')} over the "
-                                    "rolling window of recent decisions", value=snap[key])
+            share = key.removesuffix("_rate")  # a share in [0, 1]: Prometheus' `_ratio`
+            yield GaugeMetricFamily(f"router_live_{share}_ratio", f"{share.replace('_', ' ')} "
+                                    "share of the rolling window of recent decisions",
+                                    value=snap[key])
         family = GaugeMetricFamily("router_live_pass_probability", "Mean served pass "
                                    "probability of the start tier, per field, over the rolling "
                                    "window", labels=["field"])

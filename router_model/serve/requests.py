@@ -15,8 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from router_model.contract import Analysis, ErrorKind
-from router_model.decide.policy import EXAMPLE_TASK
+from router_model.contract import EXAMPLE_TASK, Analysis, ErrorKind
 
 TOKENS = Field(ge=0, le=100_000_000)
 MAX_EXTRA_ANALYSIS_KEYS = 32      # extra analysis keys per task

@@ -25,9 +25,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import Catalog
-from router_model.decide.policy import LadderCostModel, PolicySettings, RoutingPolicy
+from router_model.decide.ladder_cost import LadderCostModel
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, replay
 from router_model.decide.routers import RouterContext, build_router
+from router_model.decide.settings import PolicySettings
 from training.benchmarks.data import OutcomeTable, build_table, folds, load_long_table
 from training.benchmarks.operating import (
     choose_threshold,

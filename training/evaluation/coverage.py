@@ -22,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from router_model.config import CONF_DIR, Catalog, typed
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import replay
+from router_model.decide.settings import PolicySettings
 from training.evaluation.seeds import compose
 
 

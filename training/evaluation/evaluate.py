@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from pipeline.world import simulate_world, task_table
 from router_model.config import Catalog, typed
-from router_model.decide.policy import POLICY_VARIANTS, PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
 from router_model.decide.routers import RouterContext, build_router
+from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
 from router_model.logs.attempts import read_attempts
 from training.evaluation.compare import (
     Points,
@@ -136,7 +137,7 @@ def sweep_frontiers(cfg: DictConfig, context: RouterContext, table: EvalTable,
         plan = policy.start_tiers(table.tasks)
         points = []
         for v in values:
-            start = policy.with_settings(**{dial: float(v)}).starts_for(plan)
+            start = policy.choice.with_settings(**{dial: float(v)}).starts_for(plan)
             res = replay(table.cube, start, context.catalog)
             points.append({"dial": dial, "value": float(v), **policy_metrics(res, course),
                            "_cost": per_course(res.cost, course),

@@ -18,8 +18,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from router_model.config import Catalog, typed
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import RouterContext, build_router
+from router_model.decide.settings import PolicySettings
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import ArtifactError, load_artifact
 from training.monitoring.drift import (

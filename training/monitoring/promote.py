@@ -29,8 +29,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from router_model.config import Catalog, check, typed
-from router_model.decide.policy import PolicySettings, RoutingPolicy
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
+from router_model.decide.settings import PolicySettings
 from router_model.files import atomic_write_text
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import (
