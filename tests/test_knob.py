@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from router_model.decide.choice import StartChoice
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
 from router_model.model.artifact import load_artifact
@@ -18,18 +19,18 @@ TARGETS = [{"bad_vs_static": True}, {"first_pass_vs_static": True}, {"first_pass
            {"premium_share_max": 0.05}, {"final_pass_min": 0.99}]
 
 
-def _plain_starts(policy: RoutingPolicy, plan: dict[str, np.ndarray]) -> np.ndarray:
+def _plain_starts(choice: StartChoice, plan: dict[str, np.ndarray]) -> np.ndarray:
     """The reference choice: every loss masked, argmin, and the least loss by min."""
     eligible = np.asarray(plan["eligible"], dtype=bool)
     top = eligible.shape[1] - 1
-    if policy.settings.rule == "threshold":
-        required = policy.choice.required_pass_prob(plan["impact"])
+    if choice.settings.rule == "threshold":
+        required = choice.required_pass_prob(plan["impact"])
         ok = eligible & (plan["p"] >= required[:, None])
         ok[:, top] = eligible[:, top]
         loss = plan["expected_cost"]
     else:
         ok = eligible
-        price = policy.settings.lam * policy.choice.impact_weight(plan["impact"])
+        price = choice.settings.lam * choice.impact_weight(plan["impact"])
         loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
     loss = np.where(ok, loss, np.inf)
     return np.where(np.isfinite(loss.min(axis=1)), np.argmin(loss, axis=1), top)
@@ -59,7 +60,7 @@ def test_the_dial_is_the_one_the_plain_path_finds(held_out, monkeypatch, key):
         return full_plan(self, frame, p)
 
     monkeypatch.setattr(RoutingPolicy, "start_tiers", every_expectation)
-    monkeypatch.setattr(RoutingPolicy, "starts_for", _plain_starts)
+    monkeypatch.setattr(StartChoice, "starts_for", _plain_starts)
     assert fast == [calibrate_dial(variant, tasks, target) for target in TARGETS]
     assert calibrate_dial(variant, tasks, None) is None
 

@@ -44,7 +44,7 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
     field = str(flat.get("field"))
     impact = float(policy.choice.impact.get(field, 5))
     prompt = float(flat.get("prompt_tokens") or 0) + float(flat.get("context_tokens") or 0)
-    output = policy._output_tokens([field], [float(flat.get("expected_output_tokens",
+    output = policy.choice.output_tokens([field], [float(flat.get("expected_output_tokens",
                                                             np.nan))])[0]
     flat.setdefault("expected_output_tokens", output)
     X, _ = policy.artifact.model.spec.encode_with_gaps([flat])
@@ -85,7 +85,7 @@ def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, cata
     fields = [str(f.get("field")) for f in flat]
     impact = [float(policy.choice.impact.get(f, 5)) for f in fields]
     prompt = [float(f["prompt_tokens"]) + float(f["context_tokens"]) for f in flat]
-    output = policy._output_tokens(fields, [float(f.get("expected_output_tokens", np.nan))
+    output = policy.choice.output_tokens(fields, [float(f.get("expected_output_tokens", np.nan))
                                             for f in flat])
     for f, out in zip(flat, output, strict=True):
         f.setdefault("expected_output_tokens", out)
