@@ -39,8 +39,8 @@ from router_model.config import Catalog
 from router_model.contract import AttemptRecord
 from router_model.serve.client import LocalRouterClient
 from router_model.serve.core import RouterService
-from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config
+from tests.pipeline.generator.helpers import generate_config, simulator, synthetic_result
 
 
 def ms(seconds: float) -> str:

@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 
 from router_model.config import CONF_DIR
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public_routing"
+REPO = Path(__file__).resolve().parents[1]  # the checkout, whatever folder a test sits in
+SHARED_DATA = REPO.parent / "shared" / "data" / "public_routing"
 
 
 def compose_config(name: str = "router_simulate", overrides: list[str] | None = None

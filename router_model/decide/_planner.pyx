@@ -1,11 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""Serving decisions' plans in C: the arithmetic of `RoutingPolicy.plan_columns`, task by task.
+"""Serving decisions' plans in C: the arithmetic of `StartChoice.plan_columns`, task by task.
 
 For each encoded row: scores it on every ladder tier through lleaves' compiled trees,
 calibrates, prices each attempt, runs the ladder's dynamic programme for cost and bad
 outcome, and picks the start tier. Every step is the Python path's own formula in the same
-order (`tests/test_planner.py` holds them together), so the answers are the same numbers;
-in Python the same work is a hundred interpreter steps, most of a decision's time.
+order (`tests/router_model/decide/test_planner.py` holds them together), so the answers are
+the same numbers; in Python the same work is a hundred interpreter steps, most of a decision's time.
 
 Each call works in buffers of its own and nothing in the object changes after it is built,
 so threads may share one planner. Argument lengths are checked up front: indexing is

@@ -26,8 +26,8 @@ from router_model.serve.requests import (
     surely_plain,
 )
 from tests.helpers import metric_samples, metric_values
-from tests.test_hardening_artifact import _fit
-from tests.test_service import running
+from tests.router_model.model.test_artifact import _fit
+from tests.router_model.serve.test_app import running
 
 TASK = EXAMPLE_TASK
 JSON = {"content-type": "application/json"}

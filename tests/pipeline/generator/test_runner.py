@@ -20,10 +20,9 @@ from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
-from router_model.config import Catalog
 from router_model.logs.attempts import read_attempts
-from tests.generator_helpers import EXAMPLES, generate_config, simulator
 from tests.helpers import compose_config
+from tests.pipeline.generator.helpers import EXAMPLES, generate_config, simulator
 
 KEY = "sim-test-key"
 
@@ -169,21 +168,6 @@ def test_the_response_cache_answers_a_repeated_run(tmp_path, embedder):
     assert second["provider_calls"] == 0
     assert second["total"]["cost_usd_per_course"] == first["total"]["cost_usd_per_course"]
     assert first["response_cache_hit_rate"] == 0.0
-
-
-@pytest.mark.parametrize("root", ["course_generate", "provider_sim"])
-def test_the_generator_roots_compose_and_resolve(root):
-    cfg = compose_config(root)
-    OmegaConf.resolve(cfg)
-    assert Catalog.from_config(cfg).ladder == ["gpt-oss-20b", "gpt-oss-120b", "qwen3-max"]
-
-
-@pytest.mark.parametrize("script", ["course-generate", "course-provider-sim"])
-def test_the_generator_commands_have_a_working_help(script):
-    exe = Path(sys.executable).parent / script
-    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith(f"{script}:") and "provider" in out.stdout
 
 
 def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder):

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 
 from pipeline.generator.cli import run
 from pipeline.generator.inputs import parse_analysis_result
-from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config, tmp_paths
+from tests.pipeline.generator.helpers import generate_config, simulator, synthetic_result
 
 N_TRAIN = int(os.environ.get("LOOP_TRAIN_COURSES", "80"))
 N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "30"))

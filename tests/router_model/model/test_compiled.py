@@ -19,7 +19,7 @@ from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.compiled import SMALL_BATCH, cache_key, compile_model
 from router_model.model.features import FeatureError, flatten_task, task_columns
-from tests.test_hardening_artifact import _fit
+from tests.router_model.model.test_artifact import _fit
 
 
 @pytest.mark.parametrize("method", ["isotonic", "sigmoid"])

@@ -20,8 +20,8 @@ from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.features import flatten_task
-from tests.test_compiled import _records, _tasks
-from tests.test_hardening_artifact import _fit
+from tests.router_model.model.test_artifact import _fit
+from tests.router_model.model.test_compiled import _records, _tasks
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from router_model.contract import EXAMPLE_TASK
 from router_model.serve.live_gauges import LiveGauges
 from tests.helpers import metric_samples
-from tests.test_service import running
+from tests.router_model.serve.test_app import running
 
 
 def decision(p: float | None, unknown: bool = False, missing: bool = False,

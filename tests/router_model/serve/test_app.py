@@ -25,7 +25,7 @@ from router_model.model.artifact import LATEST_FILE
 from router_model.serve.app import create_app
 from router_model.serve.client import HttpRouterClient, LocalRouterClient
 from router_model.serve.core import RouterService
-from tests.helpers import compose_config, metric_values
+from tests.helpers import REPO, compose_config, metric_values
 
 TASK = EXAMPLE_TASK
 
@@ -368,7 +368,7 @@ def test_serving_imports_neither_torch_nor_sentence_transformers(artifact_root, 
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], check=True)
+                         cwd=REPO, check=True)
     assert json.loads(out.stdout.strip().replace("'", '"')) == []
     assert len(log.read_text().splitlines()) == 1  # the decision went to the tmp log only
 

@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 from pipeline.generator.cli import run
 from pipeline.generator.inputs import parse_analysis_result
 from router_model.model.artifact import LATEST_FILE
-from tests.generator_helpers import generate_config, simulator, synthetic_result
 from tests.helpers import compose_config, tmp_paths
+from tests.pipeline.generator.helpers import generate_config, simulator, synthetic_result
 
 N_FIRST = int(os.environ.get("LOOP_FIRST_COURSES", "40"))
 N_SERVED = int(os.environ.get("LOOP_SERVED_COURSES", "30"))

@@ -14,9 +14,9 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.generator.gate import Embedder
 from pipeline.provider_sim.cli import build_simulator, serve_in_thread
 from pipeline.provider_sim.server import ProviderSimulator
-from tests.helpers import compose_config, tmp_paths
+from tests.helpers import REPO, compose_config, tmp_paths
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
+EXAMPLES = REPO / "data" / "examples"
 
 
 @contextlib.contextmanager

@@ -24,15 +24,14 @@ from router_model.contract import EXAMPLE_TASK, Decision, DecisionLogRecord
 from router_model.logs.decisions import DecisionLog
 from router_model.model.artifact import save_artifact
 from router_model.serve.core import ServeSettings
-from tests.helpers import compose_config, metric_samples, metric_values, tmp_paths
-from tests.test_hardening_artifact import _fit
-from tests.test_service import free_port
+from tests.helpers import REPO, compose_config, metric_samples, metric_values, tmp_paths
+from tests.router_model.model.test_artifact import _fit
+from tests.router_model.serve.test_app import free_port
 
 # One worker runs the whole module, so its fixture (the two-replica fleet) is built once, not once
 # per pytest-xdist worker.
 pytestmark = pytest.mark.xdist_group("replicas")
 
-REPO = Path(__file__).resolve().parents[1]
 ROUTER_SERVE = Path(sys.executable).with_name("router-serve")
 PICKUP_TIMEOUT_S = 60  # generous: the watch polls every 0.2 s; the machine may be busy
 

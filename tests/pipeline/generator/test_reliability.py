@@ -16,7 +16,7 @@ import pytest
 from pipeline.generator.cli import load_inputs, run
 from pipeline.generator.llm_client import ProviderConfigError
 from router_model.logs.attempts import read_attempts
-from tests.generator_helpers import EXAMPLES, generate_config, simulator
+from tests.pipeline.generator.helpers import EXAMPLES, generate_config, simulator
 
 pytestmark = pytest.mark.slow
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from router_model.contract import Decision, DecisionLogRecord
 from router_model.logs.decisions import DecisionLog, _finite
+from tests.helpers import REPO
 
 DECISION = Decision(decision_id="x" * 32, router_version="v", start_tier="gpt-oss-20b",
                     model="openai/gpt-oss-20b", provider="openrouter", base_url="-",
@@ -54,7 +55,7 @@ def test_an_exiting_interpreter_writes_the_queue(tmp_path):
             "for i in range(100):\n"
             "    log.write('route', {'field': 'exercise'}, {'decision_id': str(i)})\n")
     subprocess.run([sys.executable, "-c", code], check=True,
-                   cwd=Path(__file__).resolve().parents[1])
+                   cwd=REPO)
     lines = path.read_text().splitlines()
     assert [json.loads(x)["decision"]["decision_id"] for x in lines] == [
         str(i) for i in range(100)]
