@@ -1,20 +1,22 @@
-"""Typed config objects for the catalog: tiers, the gate and fields, as hydra structured configs.
+"""Typed settings: the catalog (tiers, gate, fields), paths, and how YAML becomes objects.
 
-`Tier`, `GateConfig` and `FieldSpec` are dataclasses registered with hydra's ConfigStore (the
-gate's YAML composes on top of its schema, so a wrong type fails at compose time); every YAML
-node is merged onto its dataclass before use, so a typo or a wrong type names its full key,
-and the range checks in `__post_init__` name the key, the value and how to fix it.
+Every config group is read into a dataclass (a hydra structured config) once, in the command
+that composed it, and the objects are passed down: below the commands no function reads a
+raw config. The dataclasses carry no defaults: defaults live once, in the YAML under conf/,
+and `yaml_node` reads them where no command composed a config (a test, a notebook). Merging
+a node onto its dataclass (`typed`) checks names and types with the full key; each
+dataclass's `__post_init__` checks ranges and names the key, the value and how to fix it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 # The hydra config tree. Entry points are installed in editable mode from the checkout, so the
@@ -116,25 +118,67 @@ ConfigStore.instance().store(group="gate", name="gate_schema", node=GateConfig)
 
 
 def typed(schema: type, node: Any, where: str, **extra: Any) -> Any:
-    """Merge a YAML node onto its dataclass schema and build the object.
+    """Merge a config node onto its dataclass schema and build the object (nested schemas
+    too).
 
     OmegaConf checks names and types (an unknown key or a string where a number belongs fails
-    with the full key); the dataclass checks ranges.
+    with the full key); the dataclasses check ranges.
     """
     group = where.split(".")[0]
     try:
-        if isinstance(node, DictConfig):  # resolve ${...} against its own root first
+        if OmegaConf.is_config(node):  # resolve ${...} against its own root first
             node = OmegaConf.to_container(node, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
         missing = [f.name for f in fields(schema)
                    if f.name not in extra and OmegaConf.is_missing(merged, f.name)]
         if missing:
             raise ConfigError(f"{where}.{missing[0]} is missing; add it (see conf/{group})")
-        values = OmegaConf.to_container(merged, resolve=True)
+        if extra:
+            values = OmegaConf.to_container(merged, resolve=True)
+            return schema(**{**values, **extra})
+        return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
         raise ConfigError(f"{where}: {msg}; see conf/{group}") from None
-    return schema(**{**values, **extra})
+
+
+def yaml_node(group: str, key: str | None = None, option: str = "default") -> Any:
+    """What `conf/<group>/<option>.yaml` says (under `key`): the defaults, for code that runs
+    without a composed config. Interpolations (${...}) are left unresolved."""
+    node = OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml")
+    node.pop("defaults", None)
+    return node if key is None else node[key]
+
+
+def yaml_defaults(schema: type, group: str, key: str | None = None, **changes: Any) -> Any:
+    """`schema` as conf/<group>/default.yaml (under `key`) sets it, with `changes`."""
+    node = OmegaConf.to_container(yaml_node(group, key))
+    return typed(schema, {**node, **changes}, f"{group}.{key}" if key else group)
+
+
+def plain(node: Any) -> Any:
+    """A settings object or config node as plain dicts and lists (for a JSON record)."""
+    if is_dataclass(node):
+        return OmegaConf.to_container(OmegaConf.structured(node), resolve=True)
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+@dataclass(frozen=True)
+class Paths:
+    """`paths` in config: where every job reads and writes (relative to the working
+    directory). `logs` is the one name of the attempt-log location."""
+
+    data_dir: str
+    logs: Any  # a file, a folder (hive dataset), a glob, a URL, or a list of them
+    tasks: str
+    outcomes: str
+    quarantine: str
+    simulate_summary: str
+    artifacts_dir: str
+    reports_dir: str
+    cache_dir: str
 
 
 @dataclass(frozen=True)

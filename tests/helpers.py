@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from router_model.config import CONF_DIR
+from router_model.config import CONF_DIR, yaml_defaults
+from router_model.decide.settings import PolicySettings
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout, whatever folder a test sits in
 SHARED_DATA = REPO.parent / "shared" / "data" / "public_routing"
@@ -18,6 +20,11 @@ def compose_config(name: str = "router_simulate", overrides: list[str] | None = 
     """Compose a root config exactly as its entry point would, with overrides."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [])
+
+
+def policy_settings(**changes: Any) -> PolicySettings:
+    """router.policy as conf/router/default.yaml sets it, with `changes`."""
+    return yaml_defaults(PolicySettings, "router", "policy", **changes)
 
 
 def tmp_paths(tmp: Path) -> list[str]:

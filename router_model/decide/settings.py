@@ -33,20 +33,21 @@ DIALS = {"expected_loss": ("lam", np.concatenate([[0.0], np.geomspace(1e-3, 1e3,
 
 @dataclass(frozen=True)
 class PolicySettings:
-    """`router.policy` in config: a structured config, built with `config.typed`."""
+    """`router.policy` in config (conf/router/default.yaml holds the defaults and what each
+    setting means); built with `config.typed`."""
 
-    rule: str = "expected_loss"
-    lam: float | None = None  # USD per bad outcome; None: calibrated into the artifact
-    impact_weights: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
-    false_pass_rate: float | None = None  # None: the artifact's audit estimates (else 0)
-    knob: float | None = None  # threshold rule only; None: calibrated (else 0.85)
-    impact_slope: float = 0.02
-    epsilon: float = 0.0  # share of randomised start tiers (exploration, propensity logged)
-    latency_price_per_s: float = 0.0
-    default_schema_share: float = 0.1
-    default_severe_share: float = 0.05
-    default_retry_pass_rate: float = 0.6
-    default_output_tokens: float = 500.0
+    rule: str
+    lam: float | None  # USD per bad outcome; None: calibrated into the artifact
+    impact_weights: tuple[float, ...]  # w(field) per impact score 1..10
+    false_pass_rate: float | None  # None: the artifact's audit estimates (else 0)
+    knob: float | None  # threshold rule only; None: calibrated
+    impact_slope: float
+    epsilon: float  # share of randomised start tiers (exploration, propensity logged)
+    latency_price_per_s: float
+    default_schema_share: float
+    default_severe_share: float
+    default_retry_pass_rate: float
+    default_output_tokens: float
 
     def __post_init__(self) -> None:
         check(self.rule in RULES, "router.policy.rule", self.rule, f"must be one of {RULES}")

@@ -8,7 +8,6 @@ actually computed, so a serving process without an embedding feature never loads
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import uuid
 from collections.abc import Sequence
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from router_model.files import text_key
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -37,10 +38,6 @@ def _sentence_model() -> Any:
     return SentenceTransformer(model_path(), device="cpu")
 
 
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def embed(texts: Sequence[str], cache_dir: str | Path | None, *, batch_size: int = 64,
           progress: bool = True) -> np.ndarray:
     """Normalised MiniLM embeddings, computed once per distinct text and cached on disk.
@@ -49,7 +46,7 @@ def embed(texts: Sequence[str], cache_dir: str | Path | None, *, batch_size: int
     `cache_dir/embeddings/all-MiniLM-L6-v2.parquet`; a rerun only embeds new texts.
     """
     texts = list(texts)
-    keys = [_hash(t) for t in texts]
+    keys = [text_key(t) for t in texts]
     cache_file = Path(cache_dir) / "embeddings" / f"{EMBEDDING_MODEL}.parquet" \
         if cache_dir else None
     known: dict[str, np.ndarray] = {}

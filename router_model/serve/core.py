@@ -43,28 +43,29 @@ class EscalationError(ValueError):
 
 @dataclass(frozen=True)
 class ServeSettings:
-    """`serve` in config: a structured config, built with `config.typed`."""
+    """`serve` in config (conf/serve/default.yaml holds the defaults and what each setting
+    means); built with `config.typed`."""
 
     artifact: str | None
-    router: str = "learned"
-    shadow_artifact: str | None = None
-    decision_log: str | None = None
-    decision_log_max_bytes: int = 50_000_000
-    decision_log_backups: int = 5
-    decision_log_flush_s: float = 0.2  # a crash loses at most this much of the log
-    compiled_cache: str | None = None  # compile the trees, cached in its compiled/; None: off
-    reload_poll_s: float = 2.0
-    admin_token_env: str = "ROUTER_ADMIN_TOKEN"
-    max_batch: int = 1000
-    max_body_bytes: int = 4_000_000
-    ready_when_degraded: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    log_level: str = "warning"
-    gauge_window: int = 1000
-    replica: str | None = None  # this process's name: /metrics label, decision-log lines and
-    #                             file name, /readyz; None: `<hostname>-<port>`
+    router: str
+    shadow_artifact: str | None
+    decision_log: str | None
+    decision_log_max_bytes: int
+    decision_log_backups: int
+    decision_log_flush_s: float  # a crash loses at most this much of the log
+    compiled_cache: str | None  # compile the trees, cached in its compiled/; None: off
+    reload_poll_s: float
+    admin_token_env: str
+    max_batch: int
+    max_body_bytes: int
+    ready_when_degraded: bool
+    host: str
+    port: int
+    workers: int
+    log_level: str
+    gauge_window: int
+    replica: str | None  # this process's name: /metrics label, decision-log lines and
+    #                      file name, /readyz; None: `<hostname>-<port>`
 
     def __post_init__(self) -> None:
         # Frozen, so the derived values are set once here and every reader sees the same.

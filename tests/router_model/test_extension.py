@@ -13,9 +13,8 @@ from router_model.config import Catalog
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
 from router_model.decide.routers import Router, RouterContext, build_router
-from router_model.decide.settings import PolicySettings
 from router_model.serve.core import RouterService
-from tests.helpers import compose_config, tmp_paths
+from tests.helpers import compose_config, policy_settings, tmp_paths
 
 FIFTH_TIER = [
     "+tiers.gpt-5-mini={model_id: openai/gpt-5-mini, provider: openrouter, "
@@ -75,7 +74,7 @@ def test_a_new_router_is_one_class_and_one_config_entry(cfg, tmp_path):
     assert (short["start_tier"], long["start_tier"]) == ("gpt-oss-20b", "qwen3-max")
     assert long["router"] == "long-to-premium"
     catalog = Catalog.from_config(serve)
-    context = RouterContext(catalog, RoutingPolicy(catalog, PolicySettings()))
+    context = RouterContext(catalog, RoutingPolicy(catalog, policy_settings()))
     router = build_router("long-to-premium", serve.routers, context)
     tasks = pd.DataFrame({"field": ["exercise"] * 3, "prompt_tokens": [10, 2499, 2500]})
     assert router.start_tiers(tasks).tolist() == [0, 0, 2]

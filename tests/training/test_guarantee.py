@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from router_model.decide.policy import RoutingPolicy
-from router_model.decide.settings import PolicySettings
+from tests.helpers import policy_settings
 from training.guarantee import betting_p_value, dr_failure, learn_then_test
 
 
@@ -46,7 +46,7 @@ def test_the_doubly_robust_failure_is_unbiased_under_logged_exploration():
 
 
 def test_learn_then_test_needs_a_model(catalog):
-    policy = RoutingPolicy(catalog, PolicySettings())  # no artifact: static starts
+    policy = RoutingPolicy(catalog, policy_settings())  # no artifact: static starts
     rows = pd.DataFrame({"task_id": ["t"], "course_id": ["c"], "tier": ["gpt-oss-20b"],
                          "is_start": [True], "label": [1], "propensity": [1.0],
                          "field": ["exercise"], "prompt_tokens": [10], "context_tokens": [0]})

@@ -12,7 +12,7 @@ from router_model.decide.choice import StartChoice
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
 from router_model.model.artifact import load_artifact
-from tests.helpers import compose_config
+from tests.helpers import compose_config, policy_settings
 from training.knob import calibrate_dial
 
 TARGETS = [{"bad_vs_static": True}, {"first_pass_vs_static": True}, {"first_pass_min": 0.9},
@@ -45,7 +45,7 @@ def held_out(trained_router, catalog):
                            seed=11)
     tasks = task_table(world)
     tasks.loc[tasks.index[::7], "prompt_tokens"] = 400_000  # fits no tier: starts on top
-    return RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)), tasks
+    return RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact)), tasks
 
 
 @pytest.mark.parametrize("key", sorted(POLICY_VARIANTS))

@@ -17,7 +17,7 @@ from router_model.model.artifact import (
     resolve_version_dir,
 )
 from router_model.model.features import FeatureSpec
-from tests.helpers import compose_config
+from tests.helpers import compose_config, policy_settings
 from training.dataset import build_examples, load_examples, split_examples
 
 
@@ -273,7 +273,6 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from pipeline.simulate_cli import run_simulate
     from router_model.contract import EXAMPLE_TASK
     from router_model.decide.policy import RoutingPolicy
-    from router_model.decide.settings import PolicySettings
     from tests.helpers import compose_config, tmp_paths
     from training.train import run_train
 
@@ -287,7 +286,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     spec = result.artifact.model.spec
     assert spec.columns[-3:] == ["brief_pca_0", "brief_pca_1", "brief_pca_2"]
     assert (tmp_path / "cache" / "embeddings" / "all-MiniLM-L6-v2.parquet").exists()
-    policy = RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact))
+    policy = RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact))
     with_brief = policy.decide({**EXAMPLE_TASK, "brief": "Write the lesson content for a "
                                 "beginner programming course taught in en."})
     without = policy.decide(EXAMPLE_TASK)

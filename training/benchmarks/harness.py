@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import Catalog
+from router_model.config import Catalog, typed, yaml_defaults
 from router_model.decide.ladder_cost import LadderCostModel
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, replay
@@ -245,7 +245,8 @@ def benchmark_catalog(cfg: DictConfig, table: OutcomeTable) -> Catalog:
 
 def benchmark_context(cfg: DictConfig, table: OutcomeTable) -> RouterContext:
     catalog = benchmark_catalog(cfg, table)
-    return RouterContext(catalog, RoutingPolicy(catalog, PolicySettings()), seed=int(cfg.seed))
+    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
+    return RouterContext(catalog, RoutingPolicy(catalog, settings), seed=int(cfg.seed))
 
 
 def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: OutcomeTable,
@@ -283,7 +284,7 @@ def planned_starts(catalog: Catalog, p: np.ndarray, cost: np.ndarray, rate: floa
     pass; with a gate that flips at `rate`, the gate passes with p(1-r) + (1-p)r, of which
     (1-p)r / that is a false pass. Start where cost + lam x P(bad outcome) is least."""
     stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0} for t in catalog.ladder}}
-    model = LadderCostModel(catalog, PolicySettings(), stats)
+    model = LadderCostModel(catalog, yaml_defaults(PolicySettings, "router", "policy"), stats)
     gate_pass = p * (1 - rate) + (1 - p) * rate
     false_pass = (1 - p) * rate / np.maximum(gate_pass, 1e-12)
     e = model.expectations(list(gate_pass.T), list(cost.T), [np.zeros(len(p))] * p.shape[1],

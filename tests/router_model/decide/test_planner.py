@@ -17,9 +17,9 @@ import pytest
 
 from router_model.decide import planner
 from router_model.decide.policy import RoutingPolicy
-from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.features import flatten_task
+from tests.helpers import policy_settings
 from tests.router_model.model.test_artifact import _fit
 from tests.router_model.model.test_compiled import _records, _tasks
 
@@ -32,7 +32,7 @@ def compiled_cache(tmp_path_factory):
 
 def _policy(cfg, catalog, cache, **settings) -> RoutingPolicy:
     policy = RoutingPolicy.from_artifact_path(
-        catalog, replace(PolicySettings(), **settings), cfg.router.artifact,
+        catalog, policy_settings(**settings), cfg.router.artifact,
         compiled_cache=str(cache))
     assert policy._planner is not None, "the compiled planner was not built: make install"
     return policy
@@ -181,7 +181,7 @@ def test_a_config_the_planner_cannot_take_falls_back_to_python(trained_router, c
     cfg, _ = trained_router
     huge = replace(catalog, gate=replace(catalog.gate, retries_per_tier=2**31))
     with caplog.at_level(logging.WARNING, logger="stage5_router.planner"):
-        policy = RoutingPolicy.from_artifact_path(huge, PolicySettings(), cfg.router.artifact,
+        policy = RoutingPolicy.from_artifact_path(huge, policy_settings(), cfg.router.artifact,
                                                   compiled_cache=str(compiled_cache))
     assert policy._planner is None and "cannot take this model or config" in caplog.text
 
@@ -225,9 +225,9 @@ def test_without_the_extension_the_policy_decides_in_python_and_says_so(
 def test_without_compiled_trees_or_with_a_lookup_table_there_is_no_planner(
         trained_router, catalog, compiled_cache):
     cfg, _ = trained_router
-    assert RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact)
+    assert RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact)
                          )._planner is None  # trees not compiled
-    assert RoutingPolicy(catalog, PolicySettings(), None)._planner is None
+    assert RoutingPolicy(catalog, policy_settings(), None)._planner is None
     fast = _policy(cfg, catalog, compiled_cache)
     lookup = fast.variant("lookup_policy")
     assert lookup._planner is None  # the table predicts, not the trees

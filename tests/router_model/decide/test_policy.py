@@ -14,9 +14,8 @@ from router_model.contract import EXAMPLE_TASK
 from router_model.decide.ladder_cost import LadderCostModel
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.rules import Fields
-from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
-from tests.helpers import compose_config
+from tests.helpers import compose_config, policy_settings
 
 TASK = EXAMPLE_TASK
 
@@ -25,7 +24,7 @@ def test_expected_cost_without_retries_matches_hand_computation():
     catalog = Catalog.from_config(compose_config(overrides=["gate.retries_per_tier=0"]))
     stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
-    model = LadderCostModel(catalog, PolicySettings(), stats)
+    model = LadderCostModel(catalog, policy_settings(), stats)
     e = model.expectations([0.5, 0.8, 1.0], [1.0, 3.0, 40.0], [0.0, 0.0, 0.0])
     # start 0: 1 + 0.5 * (3 + 0.2 * 40) = 6.5; start 1: 3 + 0.2 * 40 = 11; start 2: 40
     np.testing.assert_allclose(e["cost"], [6.5, 11.0, 40.0])
@@ -42,7 +41,7 @@ def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
     catalog = Catalog.from_config(compose_config(overrides=["gate.retries_per_tier=1"]))
     stats = {"tiers": {t: {"schema_share": 0.1, "severe_share": 0.1, "retry_pass_rate": 0.5}
                        for t in catalog.ladder}}
-    model = LadderCostModel(catalog, PolicySettings(), stats)
+    model = LadderCostModel(catalog, policy_settings(), stats)
     e = model.expectations([0.5, 0.8, 0.9], [1.0, 3.0, 40.0], [0.0, 0.0, 0.0])
     # Worked by hand, V(tier, retries used):
     # V(2,1) = 40; V(2,0) = 40 + 0.1 * 40 = 44
@@ -56,8 +55,8 @@ def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
 
 
 def test_latency_price_is_added_to_the_cost(catalog):
-    cheap = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.0))
-    timed = LadderCostModel(catalog, PolicySettings(latency_price_per_s=0.01))
+    cheap = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.0))
+    timed = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.01))
     c0, lat = cheap.attempt_cost(10_000.0, 1000.0)
     c1, _ = timed.attempt_cost(10_000.0, 1000.0)
     np.testing.assert_allclose(np.subtract(c1, c0), 0.01 * np.asarray(lat))
@@ -65,7 +64,7 @@ def test_latency_price_is_added_to_the_cost(catalog):
 
 
 def test_the_threshold_rule_needs_more_confidence_on_high_impact_fields(catalog):
-    policy = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=0.8,
+    policy = RoutingPolicy(catalog, policy_settings(rule="threshold", knob=0.8,
                                                    impact_slope=0.02))
     assert policy.choice.required_pass_prob(np.array([10.0]))[0] == pytest.approx(0.9)
     assert policy.choice.required_pass_prob(np.array([3.0]))[0] == pytest.approx(0.76)
@@ -73,7 +72,7 @@ def test_the_threshold_rule_needs_more_confidence_on_high_impact_fields(catalog)
     args = (np.array([3.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]),
             ["exercise", "course_title"])
     assert policy.choice.plan(p, *args)["start"].tolist() == [0, 1]
-    knob_one = RoutingPolicy(catalog, PolicySettings(rule="threshold", knob=1.0))
+    knob_one = RoutingPolicy(catalog, policy_settings(rule="threshold", knob=1.0))
     assert knob_one.choice.plan(p, *args)["start"].tolist() == [2, 2]
 
 
@@ -86,7 +85,7 @@ def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
     false_pass = [np.full(2, 0.10), np.full(2, 0.03), np.full(2, 0.005)]  # by tier
 
     def starts(lam: float) -> list[int]:
-        policy = RoutingPolicy(catalog, PolicySettings(lam=lam))
+        policy = RoutingPolicy(catalog, policy_settings(lam=lam))
         cols = policy.choice.plan_columns(list(p.T), impact, prompt, output, false_pass)
         plan = {k: np.column_stack(v) for k, v in cols.items()
                 if k in ("eligible", "expected_cost", "expected_bad")}
@@ -102,7 +101,7 @@ def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
 
 
 def test_bad_outcome_counts_false_passes_and_flags(catalog):
-    model = LadderCostModel(catalog, PolicySettings(), {"tiers": {
+    model = LadderCostModel(catalog, policy_settings(), {"tiers": {
         t: {"schema_share": 0.0, "severe_share": 0.0, "retry_pass_rate": 0.0}
         for t in catalog.ladder}})
     # Premium start: passes with 0.9, of which 10% is false; else retries that never pass,
@@ -115,7 +114,7 @@ def test_bad_outcome_counts_false_passes_and_flags(catalog):
 @pytest.fixture(scope="module")
 def learned(trained_router, catalog):
     cfg, _ = trained_router
-    return RoutingPolicy(catalog, PolicySettings(), load_artifact(cfg.router.artifact), seed=1)
+    return RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact), seed=1)
 
 
 def test_learned_decision_record_has_everything(learned):
@@ -133,7 +132,7 @@ def test_learned_decision_record_has_everything(learned):
 def test_the_dial_comes_from_the_artifact_unless_overridden(learned, catalog):
     calibrated = learned.artifact.manifest["policy"]["lam"]
     assert learned.settings.lam == pytest.approx(calibrated)
-    override = RoutingPolicy(catalog, PolicySettings(lam=0.5), learned.artifact)
+    override = RoutingPolicy(catalog, policy_settings(lam=0.5), learned.artifact)
     assert override.settings.lam == 0.5
     lookup = learned.variant("lookup_policy")
     assert lookup.settings.lam == pytest.approx(learned.artifact.manifest["lookup_policy"]["lam"])
@@ -184,17 +183,17 @@ def test_invalid_features_fall_back_to_rules_with_the_reason(learned):
 
 
 def test_missing_or_corrupt_artifact_falls_back_to_rules(catalog, tmp_path, trained_router):
-    missing = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(tmp_path / "no"))
+    missing = RoutingPolicy.from_artifact_path(catalog, policy_settings(), str(tmp_path / "no"))
     d = missing.decide({**TASK, "field": "course_title"})
     assert (d.source, d.start_tier) == ("rules", "qwen3-max")
     assert d.fallback_reason.startswith("artifact_error")
-    assert RoutingPolicy(catalog, PolicySettings()).decide(TASK).fallback_reason == "no_model"
+    assert RoutingPolicy(catalog, policy_settings()).decide(TASK).fallback_reason == "no_model"
     _, result = trained_router
 
     broken = tmp_path / "broken"
     shutil.copytree(result.artifact.path, broken)
     (broken / "model.json").write_bytes(b"garbage")
-    policy = RoutingPolicy.from_artifact_path(catalog, PolicySettings(), str(broken))
+    policy = RoutingPolicy.from_artifact_path(catalog, policy_settings(), str(broken))
     assert not policy.learned and "sha256" in policy.fallback_reason
     assert policy.decide(TASK).source == "rules"
 
@@ -202,7 +201,7 @@ def test_missing_or_corrupt_artifact_falls_back_to_rules(catalog, tmp_path, trai
 def test_many_tasks_plan_all_expectations_in_one_programme_with_each_tasks_floats(catalog):
     """The stacked programme over many tasks gives, bit for bit, what the float programme
     gives each task alone, for every quantity and for any subset of quantities."""
-    model = LadderCostModel(catalog, PolicySettings())
+    model = LadderCostModel(catalog, policy_settings())
     rng = np.random.default_rng(3)
     p, cost, latency, false_pass = (rng.random((3, 40)) for _ in range(4))
     cost = cost * 0.01

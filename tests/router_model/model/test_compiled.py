@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,10 +14,10 @@ import pytest
 
 from router_model.contract import EXAMPLE_TASK
 from router_model.decide.policy import RoutingPolicy
-from router_model.decide.settings import PolicySettings
 from router_model.model.artifact import load_artifact
 from router_model.model.compiled import SMALL_BATCH, cache_key, compile_model
 from router_model.model.features import FeatureError, flatten_task, task_columns
+from tests.helpers import policy_settings
 from tests.router_model.model.test_artifact import _fit
 
 
@@ -132,7 +131,7 @@ def _assert_same_records(left: list[dict], right: list[dict]) -> None:
 def test_decision_records_match_the_plain_lightgbm_path(trained_router, catalog, tmp_path,
                                                         rule, epsilon):
     cfg, _ = trained_router
-    settings = replace(PolicySettings(), rule=rule, epsilon=epsilon)
+    settings = policy_settings(rule=rule, epsilon=epsilon)
     tasks = _tasks(catalog)
     plain = RoutingPolicy(catalog, settings, load_artifact(cfg.router.artifact), seed=5)
     fast = RoutingPolicy.from_artifact_path(catalog, settings, cfg.router.artifact, seed=5,

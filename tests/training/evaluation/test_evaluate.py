@@ -14,8 +14,7 @@ from pipeline.world import simulate_world
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube
 from router_model.decide.routers import Oracle, RouterContext
-from router_model.decide.settings import PolicySettings
-from tests.helpers import compose_config
+from tests.helpers import compose_config, policy_settings
 from training.evaluation.evaluate import flip_gate, run_evaluate
 from training.evaluation.off_policy import NoExplorationError, estimate
 from training.evaluation.routing_metrics import aiq, apgr, cpt, pgr_curve, points_pgr, savings_ci
@@ -123,7 +122,7 @@ def test_the_oracle_starts_where_the_cheapest_true_pass_is(catalog):
                        gate_cost=np.zeros((n, tiers)), latency_s=np.ones((n, tiers)),
                        overflow=np.zeros(n, bool))
     tasks = pd.DataFrame({"field": ["exercise"] * n})
-    context = RouterContext(catalog, RoutingPolicy(catalog, PolicySettings()))
+    context = RouterContext(catalog, RoutingPolicy(catalog, policy_settings()))
     oracle = Oracle(context).fit(tasks, cube)
     assert oracle.start_tiers(tasks).tolist() == [2, 0, 1]
 
