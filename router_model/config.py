@@ -231,12 +231,6 @@ class Catalog:
     def tier_index(self, name: str) -> int:
         return self.tier_names.index(name)
 
-    def pass_threshold(self, field_name: str) -> float:
-        """The gate's pass threshold for one field (its own override, else the gate's)."""
-        spec = self.fields.get(field_name)
-        own = spec.pass_threshold if spec is not None else None
-        return self.gate.pass_threshold if own is None else own
-
     def gate_cost(self, completion_tokens: Any) -> Any:
         """USD the gate spends judging one attempt: validation call plus embedding."""
         g = self.gate

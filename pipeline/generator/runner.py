@@ -29,6 +29,7 @@ from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
 from router_model.config import Catalog
 from router_model.contract import AttemptRecord
+from router_model.decide.gate import Gate
 from router_model.decide.rules import explore
 from router_model.serve.client import LocalRouterClient, RouterClient
 
@@ -302,7 +303,7 @@ class Generator:
         valid = [i for i in chain.pending if parsed[i].value is not None]
         sims = await self.gate.similarity([gate_text(parsed[i].value) for i in valid],
                                           [task.items[i] for i in valid])
-        threshold = self.catalog.pass_threshold(task.field)
+        threshold = Gate.from_catalog(self.catalog).threshold(task.field)
         for i, sim in zip(valid, map(float, sims), strict=True):
             if sim > chain.best.get(i, (-1.0, {}))[0]:
                 chain.best[i] = (sim, parsed[i].value)

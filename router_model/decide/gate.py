@@ -44,7 +44,9 @@ ACTION_NAMES = {Action.ACCEPT: "accept", Action.RETRY: "retry", Action.ESCALATE:
 
 @dataclass(frozen=True)
 class Gate:
-    """Thresholds and the ladder's shape; `field_thresholds` holds each field's pass threshold."""
+    """Thresholds and the ladder's shape. `pass_threshold` is the gate's; `field_thresholds`
+    holds the fields that set their own (conf/fields); `threshold` is the one place that
+    says which applies."""
 
     n_ladder: int
     retries_per_tier: int
@@ -55,17 +57,21 @@ class Gate:
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Gate:
         g = catalog.gate
-        own = {name: catalog.pass_threshold(name) for name in catalog.fields}
+        own = {name: spec.pass_threshold for name, spec in catalog.fields.items()
+               if spec.pass_threshold is not None}
         return cls(n_ladder=len(catalog.ladder), retries_per_tier=g.retries_per_tier,
                    pass_threshold=g.pass_threshold, severe_threshold=g.severe_threshold,
                    field_thresholds=own)
 
+    def threshold(self, field_name: Any) -> float:
+        """A field's pass threshold: its own, else the gate's."""
+        return self.field_thresholds.get(str(field_name), self.pass_threshold)
+
     def pass_thresholds(self, fields: Sequence[Any] | None, n: int) -> np.ndarray:
-        """Per-task pass threshold: the field's own, else the gate's."""
+        """Per-task pass thresholds (the gate's for every task when `fields` is None)."""
         if fields is None:
             return np.full(n, self.pass_threshold)
-        default = self.pass_threshold
-        return np.array([self.field_thresholds.get(str(f), default) for f in fields], float)
+        return np.array([self.threshold(f) for f in fields], float)
 
     def passes(self, similarity: Any, schema_valid: Any, threshold: Any) -> np.ndarray:
         """Does the gate accept? (NaN similarity never passes.)"""
@@ -84,21 +90,19 @@ class Gate:
         return kind
 
     def next_step(self, tier: np.ndarray, retry: np.ndarray, similarity: np.ndarray,
-                  schema_valid: np.ndarray, transient: np.ndarray | None = None,
-                  threshold: Any = None,
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  schema_valid: np.ndarray, transient: np.ndarray | None = None, *,
+                  threshold: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Vectorised rules. Returns (action, next tier, next retry count, reason code).
 
         `similarity` may be NaN when the call produced nothing to compare (treated as severe
         unless `transient` marks a rate limit / timeout, which is retried like a mid failure).
-        `threshold` is the per-task pass threshold (default: the gate's).
+        `threshold` is the per-task pass threshold (`pass_thresholds`).
         """
         tier = np.asarray(tier)
         retry = np.asarray(retry)
         sim = np.asarray(similarity, dtype=float)
         valid = np.asarray(schema_valid, dtype=bool)
         transient = np.zeros_like(valid) if transient is None else np.asarray(transient, bool)
-        threshold = self.pass_threshold if threshold is None else threshold
         top = self.n_ladder - 1
         stuck = tier >= top  # premium, or the off-ladder overflow tier
         can_retry = retry < self.retries_per_tier

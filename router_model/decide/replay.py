@@ -135,7 +135,7 @@ def replay(cube: OutcomeCube, start_tier: np.ndarray, catalog: Catalog, *,
     """Run the ladder from `start_tier` (tier indices) for every task of `cube`."""
     gate = Gate.from_catalog(catalog)
     n = cube.n_tasks
-    threshold = (np.full(n, gate.pass_threshold) if cube.pass_threshold is None
+    threshold = (gate.pass_thresholds(None, n) if cube.pass_threshold is None
                  else cube.pass_threshold)
     overflow_idx = catalog.tier_index(catalog.gate.overflow_tier)
     premium_idx = catalog.tier_index(catalog.premium)

@@ -14,7 +14,7 @@ RULES = Gate(n_ladder=3, retries_per_tier=2, pass_threshold=0.75, severe_thresho
 def step(tier, retry, sim, valid=True, transient=False):
     action, nxt, nretry, reason = RULES.next_step(
         np.array([tier]), np.array([retry]), np.array([sim]), np.array([valid]),
-        np.array([transient]))
+        np.array([transient]), threshold=RULES.pass_thresholds(None, 1))
     return Action(int(action[0])), int(nxt[0]), int(nretry[0]), reason[0]
 
 
