@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from router_model.logs.attempts import ISO_8601, column_rules, validate_frame
+from router_model.logs.validate import ISO_8601, column_rules, validate_frame
 
 
 def pandera_schema():

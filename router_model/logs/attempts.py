@@ -1,7 +1,7 @@
-"""Attempt logs on disk: writing, reading and validating the contract's `AttemptRecord`.
+"""Attempt logs on disk: writing and reading the contract's `AttemptRecord`.
 
 The record is expressed once, as the pydantic model in `router_model.contract`; the Arrow
-schema and the fast, column-wise validator used on large files are both derived from it here,
+schema here and the column-wise validator (`validate.py`) are both derived from it,
 so the three can never disagree.
 
 On disk a log is JSONL (one record per line, `analysis` nested) or Parquet (flat columns, the
@@ -21,16 +21,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import types
-import typing
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import annotated_types
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -38,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from router_model.contract import Analysis, AttemptRecord
+from router_model.contract import AttemptRecord
 from router_model.files import stable_hash32
 from router_model.logs.store import (
     LogReadError,
@@ -48,74 +44,20 @@ from router_model.logs.store import (
     same_file,
     suffix,
 )
+from router_model.logs.validate import (
+    KNOWN_COLUMNS,
+    column_rules,
+    join_reasons,
+    json_value,
+    quarantine_duplicates,
+    validate_frame,
+)
 
 __all__ = ["LogReadError", "expand_log_paths", "read_attempts", "write_attempts"]
 
 
 # --------------------------------------------------------------------------------------
 # Column rules derived from the pydantic model
-
-
-@dataclass(frozen=True)
-class ColumnRule:
-    """What the contract demands of one flat column."""
-
-    name: str
-    kind: str  # "str" | "int" | "float" | "bool" | "datetime" | "literal"
-    required: bool
-    choices: tuple[Any, ...] = ()
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    min_length: int | None = None
-
-
-def _unwrap(annotation: Any) -> tuple[Any, bool, list[Any]]:
-    """Strip Optional/Annotated; return (base type, nullable, constraint metadata)."""
-    nullable = False
-    metadata: list[Any] = []
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation, *extra = typing.get_args(annotation)
-            for m in extra:
-                metadata.extend(getattr(m, "metadata", [m]))
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            nullable = nullable or len(args) < len(typing.get_args(annotation))
-            annotation = args[0]
-        else:
-            return annotation, nullable, metadata
-
-
-def _rule(name: str, info: Any) -> ColumnRule:
-    base, nullable, metadata = _unwrap(info.annotation)
-    metadata = [*metadata, *info.metadata]
-    bounds: dict[str, Any] = {}
-    for m in metadata:
-        if isinstance(m, annotated_types.Ge):
-            bounds["ge"] = m.ge
-        elif isinstance(m, annotated_types.Gt):
-            bounds["gt"] = m.gt
-        elif isinstance(m, annotated_types.Le):
-            bounds["le"] = m.le
-        elif isinstance(m, annotated_types.MinLen):
-            bounds["min_length"] = m.min_length
-    if typing.get_origin(base) is Literal:
-        kind, choices = "literal", typing.get_args(base)
-    else:
-        kind = {str: "str", int: "int", float: "float", bool: "bool", datetime: "datetime"}[base]
-        choices = ()
-    required = info.is_required() or (not nullable and info.default is not None)
-    return ColumnRule(name=name, kind=kind, required=required and not nullable, choices=choices,
-                      **bounds)
-
-
-def column_rules() -> list[ColumnRule]:
-    """Flat column rules: record fields plus `analysis.<key>` for the known analysis keys."""
-    rules = [_rule(n, f) for n, f in AttemptRecord.model_fields.items() if n != "analysis"]
-    rules += [_rule(f"analysis.{n}", f) for n, f in Analysis.model_fields.items()]
-    return rules
 
 
 _ARROW_TYPES = {
@@ -139,9 +81,6 @@ def arrow_schema(extra_analysis: dict[str, pa.DataType] | None = None) -> pa.Sch
     for key, typ in (extra_analysis or {}).items():
         fields.append(pa.field(key, typ, nullable=True))
     return pa.schema(fields)
-
-
-KNOWN_COLUMNS = [r.name for r in column_rules()]
 
 
 # --------------------------------------------------------------------------------------
@@ -265,25 +204,17 @@ def _frame_to_nested(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
     analysis_cols = [c for c in frame.columns if c.startswith("analysis.")]
     other_cols = [c for c in frame.columns if not c.startswith("analysis.")]
     for row in frame.to_dict(orient="records"):
-        out = {c: _plain(row[c]) for c in other_cols}
-        out["analysis"] = {c[len("analysis."):]: _plain(row[c]) for c in analysis_cols
-                           if _plain(row[c]) is not None}
+        out = {c: json_value(row[c]) for c in other_cols}
+        out["analysis"] = {c[len("analysis."):]: json_value(row[c]) for c in analysis_cols
+                           if json_value(row[c]) is not None}
         yield out
-
-
-def _plain(value: Any) -> Any:
-    """numpy/pandas scalars -> JSON-able python values; NaN/NA -> None."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, float | np.floating) and np.isnan(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --------------------------------------------------------------------------------------
 # Reading and validation
+
+
+QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
 
 
 @dataclass
@@ -443,154 +374,6 @@ def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, reasons
 
 
-INT64_LIMIT = 2.0 ** 63
-ISO_8601 = (r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?"
-            r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?")
-QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-def _check_column(frame: pd.DataFrame, rule: ColumnRule) -> tuple[pd.Series, list[tuple]]:
-    """Coerce one column to its type; return it and (mask, message-fn) failures."""
-    n = len(frame)
-    failures: list[tuple[np.ndarray, Any]] = []
-    if rule.name not in frame.columns:
-        col = pd.Series([None] * n, index=frame.index, dtype=object)
-    else:
-        col = frame[rule.name]
-    raw = col
-    isnull = raw.isna().to_numpy()
-    if rule.required:
-        failures.append((isnull, lambda v, r=rule: f"{r.name} is missing"))
-
-    if rule.kind in ("int", "float"):
-        if raw.dtype == bool or raw.dtype == object:
-            is_bool = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy()
-            failures.append((is_bool, lambda v, r=rule: f"{r.name}={_short(v)}: expected a number"))
-            raw = raw.where(~is_bool, None)
-        num = pd.to_numeric(raw, errors="coerce")
-        bad_type = num.isna().to_numpy() & ~isnull
-        failures.append((bad_type, lambda v, r=rule: f"{r.name}={_short(v)}: expected a number"))
-        if rule.kind == "int":
-            frac = (num.notna() & (num != np.floor(num))).to_numpy()
-            failures.append((frac, lambda v, r=rule:
-                             f"{r.name}={_short(v)}: expected a whole number"))
-        numv = num.to_numpy(dtype=float, na_value=np.nan)
-        with np.errstate(invalid="ignore"):
-            infinite = np.isinf(numv)
-            failures.append((infinite, lambda v, r=rule:
-                             f"{r.name}={_short(v)}: not a finite number"))
-            if rule.kind == "int":
-                huge = ~infinite & (np.abs(numv) >= INT64_LIMIT)
-                failures.append((huge, lambda v, r=rule: (
-                    f"{r.name}={_short(v)}: outside the 64-bit integer range")))
-            if rule.ge is not None:
-                failures.append((numv < rule.ge,
-                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be >= {r.ge}"))
-            if rule.gt is not None:
-                failures.append((numv <= rule.gt,
-                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be > {r.gt}"))
-            if rule.le is not None:
-                failures.append((numv > rule.le,
-                                 lambda v, r=rule: f"{r.name}={_short(v)}: must be <= {r.le}"))
-        if rule.kind == "int" and rule.required:
-            castable = np.isfinite(numv) & (np.abs(numv) < INT64_LIMIT)
-            return pd.Series(np.where(castable, numv, 0.0), index=raw.index).round().astype(
-                "int64"), failures
-        return pd.Series(numv, index=raw.index), failures
-    if rule.kind == "bool":
-        ok = (np.ones(n, dtype=bool) if pd.api.types.is_bool_dtype(raw)
-              else raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy())
-        failures.append((~ok & ~isnull, lambda v, r=rule:
-                         f"{r.name}={_short(v)}: expected true/false"))
-        if not rule.required:  # optional verdicts keep their gaps
-            return raw.astype(object).where(ok & ~isnull, None).astype("boolean"), failures
-        return raw.where(ok, False).astype(bool), failures
-    if rule.kind == "datetime":
-        if pd.api.types.is_datetime64_any_dtype(raw):
-            return pd.to_datetime(raw, utc=True), failures
-        # Text in ISO-8601 only: pandas would also read "now", "today" or 5 as a time.
-        text = raw.where(raw.map(lambda v: isinstance(v, str)), None) \
-            if raw.dtype == object or not pd.api.types.is_string_dtype(raw) else raw
-        iso = text.astype("string").str.fullmatch(ISO_8601).fillna(False).to_numpy(dtype=bool)
-        ts = pd.to_datetime(text.where(iso, None), errors="coerce", utc=True, format="ISO8601")
-        bad = (~iso | ts.isna().to_numpy()) & ~isnull
-        failures.append((bad, lambda v, r=rule: (
-            f"{r.name}={_short(v)}: expected an ISO-8601 time such as 2025-09-01T12:00:00Z")))
-        return ts.where(~bad, pd.NaT), failures
-    if rule.kind == "literal":
-        choices = set(rule.choices)
-        ok = raw.isin(list(choices)).to_numpy()
-        failures.append((~ok & ~isnull, lambda v, r=rule: (
-            f"{r.name}={_short(v)}: expected one of {sorted(map(str, r.choices))}")))
-        return raw, failures
-    # str: a string-typed column (Parquet) needs no per-value check; JSON objects do
-    is_str = (~isnull if pd.api.types.is_string_dtype(raw) and raw.dtype != object
-              else raw.map(lambda v: isinstance(v, str)).to_numpy())
-    failures.append((~is_str & ~isnull, lambda v, r=rule:
-                     f"{r.name}={_short(v)}: expected a string"))
-    if rule.min_length:
-        empty = (raw.astype("string").str.len() < rule.min_length).fillna(False).to_numpy()
-        failures.append((empty & is_str, lambda v, r=rule: f"{r.name} is empty"))
-    if pd.api.types.is_string_dtype(raw) and raw.dtype != object and not isnull.all():
-        return raw, failures  # already text with missing values as NA (Parquet)
-    return raw.astype(object).where(~isnull, None), failures
-
-
-def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = None,
-                   known_tiers: Iterable[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Coerce a flat frame to contract types; return it with one reason ("" = valid) per row."""
-    n = len(frame)
-    reasons = np.full(n, "", dtype=object)
-
-    def add(mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
-        idx = np.flatnonzero(mask)
-        for i in idx:
-            v = _plain(values.iloc[i]) if values is not None else None
-            msg = message(v)
-            reasons[i] = msg if not reasons[i] else f"{reasons[i]}; {msg}"
-
-    out = {}
-    for rule in column_rules():
-        coerced, failures = _check_column(frame, rule)
-        original = frame[rule.name] if rule.name in frame.columns else None
-        for mask, message in failures:
-            add(mask, message, original)
-        # Typed columns stay Series on frame's index (no round trip through numpy objects);
-        # object columns go through numpy so the frame infers their dtype as before.
-        out[rule.name] = coerced.to_numpy() if coerced.dtype == object else coerced
-
-    unknown = [c for c in frame.columns
-               if c not in KNOWN_COLUMNS and not c.startswith("analysis.")]
-    for c in unknown:
-        present = frame[c].notna().to_numpy()
-        add(present, lambda v, c=c: f"unknown column {c!r} (not in the attempt-log contract)",
-            frame[c])
-    if known_fields is not None:
-        allowed = set(known_fields)
-        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
-        bad = ~field_.isin(allowed).to_numpy() & field_.notna().to_numpy()
-        add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
-            field_)
-    if known_tiers is not None:
-        allowed = set(known_tiers)
-        tier = frame.get("tier", pd.Series([None] * n))
-        bad = ~tier.isin(allowed).to_numpy() & tier.notna().to_numpy()
-        add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
-    if "passed" in frame.columns and "schema_valid" in frame.columns:
-        incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
-        add(incoherent, lambda v: "passed=true with schema_valid=false", None)
-
-    extras = {c: frame[c].to_numpy() if frame[c].dtype == object else frame[c]
-              for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
-    clean = pd.DataFrame({**out, **extras}, index=frame.index)
-    return clean, reasons
-
-
 def read_attempts(paths: str | Path | Sequence[str | Path], *,
                   known_fields: Iterable[str] | None = None,
                   known_tiers: Iterable[str] | None = None,
@@ -612,14 +395,6 @@ def read_attempts(paths: str | Path | Sequence[str | Path], *,
             f"{first['row']}: {first['reason']})"
             + (f"; details in {quarantine_path}" if quarantine_path else ""))
     return loaded
-
-
-def _join_reasons(first: str, second: str) -> str:
-    """Both readers' reasons for one row, each said once."""
-    if not first or not second:
-        return first or second
-    parts = list(dict.fromkeys([*first.split("; "), *second.split("; ")]))
-    return "; ".join(parts)
 
 
 def write_quarantine(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
@@ -657,18 +432,18 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
             continue
         rows = frame.pop("_row").to_numpy()
         clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
-        reasons = np.array([_join_reasons(a, b) for a, b in zip(pre, reasons, strict=True)],
+        reasons = np.array([join_reasons(a, b) for a, b in zip(pre, reasons, strict=True)],
                            dtype=object) if (pre != "").any() else reasons
         is_bad = reasons != ""
         for i in np.flatnonzero(is_bad):
-            record = {k: _plain(v) for k, v in frame.iloc[i].items()}
+            record = {k: json_value(v) for k, v in frame.iloc[i].items()}
             bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
                              "record": record})
         good.append(clean.loc[~is_bad])
         origins.append((str(path), rows[~is_bad]))
     frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
     if len(frame):
-        frame, duplicates = _quarantine_duplicates(frame, origins)
+        frame, duplicates = quarantine_duplicates(frame, origins)
         bad_rows += duplicates
         frame = _contiguous_text(frame)
     # object dtype: row numbers stay ints and a skipped file's row stays None
@@ -696,40 +471,3 @@ def _contiguous_text(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] = pd.Series(type(values)(pa.chunked_array([chunked.combine_chunks()])),
                                     index=frame.index, dtype=frame[name].dtype)
     return frame
-
-
-def _quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarray]]
-                           ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """One row per (task_id, attempt): an exact copy is quarantined (the first is kept);
-    twins that differ in anything are all quarantined, since which one is true is unknown."""
-    keys = ["task_id", "attempt"]
-    twins = frame.duplicated(subset=keys, keep=False).to_numpy()
-    if not twins.any():
-        return frame, []
-    sources = np.concatenate([np.full(len(rows), name, dtype=object) for name, rows in origins])
-    row_numbers = np.concatenate([rows for _, rows in origins])
-    candidates = frame.loc[twins]
-    versions = candidates.drop_duplicates().groupby(keys).size()
-    conflicting = candidates.set_index(keys).index.isin(versions[versions > 1].index)
-    copies = candidates.duplicated(keep="first").to_numpy()
-    first_at = {}
-    for i in np.flatnonzero(twins):
-        first_at.setdefault((frame.at[i, "task_id"], frame.at[i, "attempt"]), i)
-    drop = np.zeros(len(frame), dtype=bool)
-    out = []
-    for j, i in enumerate(np.flatnonzero(twins)):
-        row = candidates.iloc[j]
-        key = (row["task_id"], row["attempt"])
-        if conflicting[j]:
-            reason = (f"task_id={_short(key[0])} attempt={key[1]} appears more than once with "
-                      "different content (e.g. the outcome); all its rows are quarantined")
-        elif copies[j]:
-            first = first_at[key]
-            reason = (f"exact duplicate of task_id={_short(key[0])} attempt={key[1]} "
-                      f"({sources[first]} row {row_numbers[first]})")
-        else:
-            continue
-        drop[i] = True
-        out.append({"source": sources[i], "row": int(row_numbers[i]), "reason": reason,
-                    "record": {k: _plain(v) for k, v in row.items()}})
-    return frame.loc[~drop].reset_index(drop=True), out

