@@ -33,12 +33,13 @@ try:
 except ImportError:  # not POSIX: no cross-process guard, the per-replica file names remain
     fcntl = None  # type: ignore[assignment]
 
+from router_model.cli_errors import UserError
 from router_model.contract import DECISION_LOG_VERSION
 
 log = logging.getLogger("stage5_router.decision_log")
 
 
-class DecisionLogBusy(RuntimeError):
+class DecisionLogBusy(UserError, RuntimeError):
     """Another process is writing this decision log; two writers would corrupt it."""
 
 
