@@ -63,7 +63,7 @@ def test_learned_is_not_beaten_by_the_best_baseline_on_interactions(tmp_path):
 
     settings = seeds_settings(compose_config("router_evaluate_seeds", [
         "n_courses=1500", "eval_courses=800", "bootstrap=50",
-        "train_overrides=[train.lightgbm.n_estimators=150]"]))
+        "train_overrides=['train.lightgbm.n_estimators=150']"]))
     row = one_run(run_configs(settings, "interactions", 1, tmp_path))
     assert row["learned_cost_at_static_quality"] <= row["best_baseline_cost_at_static_quality"]
     assert row["saving_vs_static_at_its_quality"] > 0.5
