@@ -304,9 +304,8 @@ def load_policy(job: EvaluateJob) -> RoutingPolicy:
     policy = RoutingPolicy.from_artifact_path(job.catalog, job.router.policy,
                                               job.router.artifact, seed=job.evaluate.seed)
     if not policy.learned:
-        raise FileNotFoundError(f"router-evaluate needs a trained router at "
-                                f"{job.router.artifact} "
-                           f"({policy.fallback_reason}); run router-train first")
+        raise FileNotFoundError(f"needs a trained router at {job.router.artifact} "
+                                f"({policy.fallback_reason}); run router-train first")
     return policy
 
 
@@ -314,12 +313,12 @@ def run_evaluate(job: EvaluateJob, progress: bool = True) -> dict[str, Any]:
     """Replay every router, sweep the dials and gate error, compare at matched quality,
     estimate off-policy, report."""
     started = time.perf_counter()
+    policy = load_policy(job)  # before the bar: a missing model is the only line printed
     steps = ("outcome table", "replay routers", "sweeps", "gate-error sweep",
              "off-policy estimates", "reports")
     bar = tqdm(steps, desc="router-evaluate", unit="step", disable=not progress)
     step = iter(bar)
     catalog, ev = job.catalog, job.evaluate
-    policy = load_policy(job)
     context = RouterContext(catalog, policy, seed=ev.seed)
     next(step)
     table = evaluation_table(job)
