@@ -95,12 +95,16 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A Stage-5 field: phase, impact score, the seed's static tier, optional own threshold."""
+    """A Stage-5 field: phase, impact score, the seed's static tier, optional own threshold,
+    and its token figures (read by the log world model and the generator alike)."""
 
     phase: int
     impact: int
     static_tier: str
     kind: str
+    prompt_tokens: int  # median prompt, before the batch and the source material
+    output_tokens: int  # median output per item
+    context_share: float  # share of the course's source material in the prompt
     batch: bool = False
     pass_threshold: float | None = None  # None: the gate's pass_threshold
     name: str = ""  # the key in conf/fields, filled in by the catalog
@@ -109,6 +113,8 @@ class FieldSpec:
         where = f"fields.{self.name}"
         check(1 <= self.impact <= 10, f"{where}.impact", self.impact, "must be in 1..10")
         check(1 <= self.phase <= 5, f"{where}.phase", self.phase, "must be in 1..5")
+        check(0.0 <= self.context_share <= 1.0, f"{where}.context_share", self.context_share,
+              "must be in [0, 1]")
         if self.pass_threshold is not None:
             check(0.0 <= self.pass_threshold <= 1.0, f"{where}.pass_threshold",
                   self.pass_threshold, "must be in [0, 1] (or null for the gate's)")
