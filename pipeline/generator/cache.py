@@ -1,4 +1,5 @@
-"""A small on-disk key-value store (sqlite, stdlib) for responses and embeddings.
+"""A small on-disk key-value store (sqlite, stdlib) for responses and embeddings, keyed by
+`router_model.files.digest`.
 
 sqlite because it is atomic per write, safe across threads and processes, and needs no new
 dependency; WAL mode lets the provider simulator and the generator share one file.
@@ -6,18 +7,9 @@ dependency; WAL mode lets the provider simulator and the generator share one fil
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
-
-
-def digest(*parts: Any) -> str:
-    """A stable key: sha256 of the parts' canonical JSON."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 class DiskCache:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.generator.cache import DiskCache, digest
+from pipeline.generator.cache import DiskCache
+from router_model.files import digest
 
 
 class Embedder:
