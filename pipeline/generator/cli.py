@@ -111,8 +111,7 @@ def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
         if cache is not None:
             stack.callback(cache.close)
         if embedder is None:
-            cached = settings.embedding_cache
-            embedder = Embedder(DiskCache(cached) if cached else None)
+            embedder = Embedder(settings.embedding_cache)
         progress = phase_bars(results, catalog, settings.progress, stack)
         llm = LLMClient(catalog, provider, cache)
         generator = Generator(catalog, router_client(cfg, stack), llm,

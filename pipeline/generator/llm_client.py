@@ -196,7 +196,7 @@ class LLMClient:
             return CallResult(**{**json.loads(hit), "cached": True, "latency_ms": 0.0})
         result = await self._call(tier, ep, body)
         if self.cache is not None and result.error_kind is None:
-            self.cache.put_many({key: json.dumps(asdict(result)).encode()})
+            self.cache.put(key, json.dumps(asdict(result)).encode())
         return result
 
     async def _call(self, tier: str, ep: Endpoint, body: dict[str, Any]) -> CallResult:

@@ -10,7 +10,6 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import Embedder
 from pipeline.provider_sim.degrade import Degrader
 from pipeline.provider_sim.request_world import RequestWorld
@@ -26,8 +25,7 @@ def build_simulator(cfg: DictConfig, embedder: Embedder | None = None,
     settings = sim_settings(OmegaConf.merge(plain(cfg.provider_sim), overrides))
     catalog = Catalog.from_config(cfg)
     if embedder is None:
-        cache = settings.embedding_cache
-        embedder = Embedder(DiskCache(cache) if cache else None)
+        embedder = Embedder(settings.embedding_cache)
     world = RequestWorld(world_settings(cfg.simulate), catalog, settings.seed)
     return ProviderSimulator(settings, world, Degrader(embedder), catalog)
 
