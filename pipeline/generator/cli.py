@@ -18,7 +18,7 @@ from tqdm import tqdm
 from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import BatchingGate, Embedder
 from pipeline.generator.inputs import AnalysisResult, InputError, load_analysis_result
-from pipeline.generator.llm_client import LLMClient, ProviderConfigError, provider_settings
+from pipeline.generator.llm_client import LLMClient, provider_settings
 from pipeline.generator.runner import (
     PHASES,
     CourseFailed,
@@ -26,6 +26,7 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
+from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, typed
 from router_model.files import text_key
 from router_model.logs.attempts import validate_sources, write_log_dataset, write_quarantine
@@ -51,7 +52,7 @@ def load_inputs(paths: Sequence[str | Path]) -> list[AnalysisResult]:
         except InputError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputError("\n".join(problems))
+        raise InputError(" | ".join(problems))
     ids = [r.course_id for r in results]
     if len(set(ids)) != len(ids):
         raise InputError(f"course_id must be unique across inputs; got {ids}")
@@ -203,15 +204,12 @@ def _main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
+    with user_errors("course-generate"):
         results = load_inputs(list(cfg.generate.inputs))
         summary = run(cfg, results)
         rules = None
         if cfg.generate.compare_with_rules:
             rules = run(rules_config(cfg), results)
-    except (InputError, ProviderConfigError) as exc:
-        print(f"course-generate: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(format_summary(summary, rules))
     if summary["total"]["failed"]:
         sys.exit(1)

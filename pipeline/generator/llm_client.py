@@ -26,9 +26,9 @@ from router_model.files import digest
 RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 
 
-class ProviderConfigError(RuntimeError):
+class ProviderConfigError(ValueError):
     """The provider cannot be used as configured (missing key variable, bad key, unknown
-    model): retrying will not help, fixing the config will."""
+    model): retrying will not help, fixing the config will (a user error, not a bug)."""
 
 
 @dataclass(frozen=True)

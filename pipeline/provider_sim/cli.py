@@ -15,6 +15,7 @@ from pipeline.provider_sim.degrade import Degrader
 from pipeline.provider_sim.request_world import RequestWorld
 from pipeline.provider_sim.server import ProviderSimulator, create_app, sim_settings
 from pipeline.world.settings import world_settings
+from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, plain
 
 
@@ -57,8 +58,9 @@ def main(cfg: DictConfig) -> None:
     import uvicorn
 
     OmegaConf.resolve(cfg)
-    sim = build_simulator(cfg)
-    s = sim.settings
-    print(f"course-provider-sim: a SIMULATED OpenAI-compatible provider (no LLM) on "
-          f"http://{s.host}:{s.port}/v1, seed {s.seed}, faults {s.faults}", flush=True)
-    uvicorn.run(create_app(sim), host=s.host, port=s.port, log_level=s.log_level)
+    with user_errors("course-provider-sim"):
+        sim = build_simulator(cfg)
+        s = sim.settings
+        print(f"course-provider-sim: a SIMULATED OpenAI-compatible provider (no LLM) on "
+              f"http://{s.host}:{s.port}/v1, seed {s.seed}, faults {s.faults}", flush=True)
+        uvicorn.run(create_app(sim), host=s.host, port=s.port, log_level=s.log_level)
