@@ -16,27 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
-from router_model.files import text_key
-from router_model.model.embeddings import embed
+from router_model.model.embeddings import embed, read_cache
 
 
 class Embedder:
-    """Normalised MiniLM vectors by text: in memory for the run, and on disk in the
-    embedding cache under `cache_dir` (None: memory only)."""
+    """Normalised MiniLM vectors by text: the embedding cache under `cache_dir` (None: memory
+    only), read once and then kept in memory for the run."""
 
     def __init__(self, cache_dir: str | Path | None = None) -> None:
         self.cache_dir = cache_dir
-        self.memory: dict[str, np.ndarray] = {}
+        self.memory: dict[str, np.ndarray] | None = None  # read on first use
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [text_key(t) for t in texts]
-        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.memory}
-        if missing:
-            with self._lock:  # the simulator's thread and the generator share one model
-                vectors = embed(list(missing.values()), self.cache_dir, progress=False)
-            self.memory.update(zip(missing, vectors, strict=True))
-        return np.stack([self.memory[k] for k in keys])
+        with self._lock:  # the simulator's thread and the generator share one model
+            if self.memory is None:
+                self.memory = read_cache(self.cache_dir)
+            return embed(list(texts), self.cache_dir, progress=False, known=self.memory)
 
     def similarity(self, outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
         """Cosine similarity of each output with its reference, one model call for all."""
