@@ -81,8 +81,16 @@ class GateConfig:
     validation_prompt_overhead_tokens: int
     validation_output_tokens: int
     embedding_price_per_m: float
+    # What scores an output (issue 27): the scorer, the guards that fail an output whatever
+    # it scores, the fitted calibration maps (relative to conf/gate/), each scorer's settings.
+    scorer: str
+    guards: list[str]
+    calibration_map: str | None
+    scorers: dict[str, Any]
 
     def __post_init__(self) -> None:
+        check(self.scorer in self.scorers, "gate.scorer", self.scorer,
+              f"must be one of gate.scorers {sorted(self.scorers)}")
         check(0.0 <= self.severe_threshold <= self.pass_threshold <= 1.0,
               "gate.severe_threshold, gate.pass_threshold",
               (self.severe_threshold, self.pass_threshold),

@@ -90,8 +90,9 @@ OUTPUTS: dict[str, OutputSpec] = {
 }
 
 
-def gate_text(item: BaseModel | dict[str, Any]) -> str:
-    """The text the gate embeds: every string value except ids and verdicts, in order."""
+def gate_text(item: BaseModel | dict[str, Any], limit: int | None = GATE_CHARS) -> str:
+    """The text the gate reads: every string value except ids and verdicts, in order (the
+    first `limit` characters; None: all of it)."""
     data = item.model_dump() if isinstance(item, BaseModel) else item
     parts: list[str] = []
     for key, value in data.items():
@@ -101,7 +102,8 @@ def gate_text(item: BaseModel | dict[str, Any]) -> str:
             parts.append(value)
         elif isinstance(value, list):
             parts += [v for v in value if isinstance(v, str)]
-    return "\n".join(parts)[:GATE_CHARS]
+    text = "\n".join(parts)
+    return text if limit is None else text[:limit]
 
 
 @dataclass

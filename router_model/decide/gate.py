@@ -15,18 +15,27 @@ Rules (seed note, "Escalation Strategy and Quality Gates"):
   retries remain, then escalate one tier;
 - at the premium tier (or on the overflow tier, which has nowhere to go) every failure retries
   while retries remain; then the best attempt is kept and the field is flagged for review.
+
+The score these rules read is calibrated: a scorer's raw score goes through the isotonic map
+`router-gate-calibrate` fitted on labelled outputs (`CalibrationMap`), onto the seed's
+quality scale, so 0.75 and 0.60 mean what the seed says. `gate_version` names the scorer, its
+settings and its map: attempt logs, artifacts and the service carry it, so a router is never
+silently served against a gate it did not learn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from router_model.config import Catalog
+from router_model.config import CONF_DIR, Catalog, GateConfig
+from router_model.files import digest
 
 
 class Action(IntEnum):
@@ -142,3 +151,55 @@ class Gate:
         nxt[passed | flag] = tier[passed | flag]
         nretry[passed | flag] = retry[passed | flag]
         return action, nxt, nretry, reason
+
+
+# ---- the calibration map and the gate's version ----------------------------------------------
+
+ANY_FIELD = "*"  # the map a field without its own uses
+
+
+@dataclass(frozen=True)
+class CalibrationMap:
+    """Raw score -> the seed's quality scale, per field: the isotonic regression's knots,
+    applied by linear interpolation between them and clipped at the ends (what scikit-learn's
+    `IsotonicRegression.predict` does), so the map is monotone by construction."""
+
+    knots: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
+
+    @classmethod
+    def from_dict(cls, maps: Mapping[str, Mapping[str, Sequence[float]]]) -> CalibrationMap:
+        return cls({str(f): (tuple(map(float, m["x"])), tuple(map(float, m["y"])))
+                    for f, m in maps.items()})
+
+    def calibrated(self, field_name: str, raw: Any) -> np.ndarray:
+        """The calibrated scores of `raw` (NaN stays NaN) for one field."""
+        x, y = self.knots.get(str(field_name)) or self.knots[ANY_FIELD]
+        raw = np.asarray(raw, float)
+        return np.where(np.isnan(raw), np.nan, np.interp(raw, x, y))
+
+
+def calibration_file(gate: GateConfig) -> Path | None:
+    """The gate's calibration map file (relative paths are relative to conf/gate/)."""
+    if not gate.calibration_map:
+        return None
+    path = Path(gate.calibration_map)
+    return path if path.is_absolute() else Path(CONF_DIR) / "gate" / path
+
+
+def read_calibration(gate: GateConfig) -> dict[str, Any] | None:
+    """The fitted entry of the gate's scorer in its calibration file (None: no file, or no
+    entry for this scorer: the gate then runs on raw scores)."""
+    path = calibration_file(gate)
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("scorers", {}).get(gate.scorer)
+
+
+def gate_version(gate: GateConfig) -> str:
+    """Which gate judged: the scorer, its settings (and its components'), the guards and the
+    fitted map, hashed. Equal versions score the same output the same way."""
+    entry = read_calibration(gate)
+    names = [gate.scorer, *gate.scorers.get(gate.scorer, {}).get("components", [])]
+    settings = {n: gate.scorers.get(n) for n in names}
+    key = digest(gate.scorer, settings, sorted(gate.guards), entry)[:12]
+    return f"{gate.scorer}-{key}" if entry is not None else f"{gate.scorer}-raw-{key}"
