@@ -87,6 +87,13 @@ class AttemptRecord(BaseModel):
     # An audit's verdict on this output (a human, or a stronger judge): does it truly pass?
     # Set on a small audited sample; training estimates each tier's gate error from it.
     audit_passed: bool | None = None
+    # The gate's view of the attempt (issue 27): the scorer's raw score and its calibrated
+    # score on the seed's quality scale (the value `similarity` carries, the ladder's input),
+    # both of the attempt's worst item, and the version of the gate that judged
+    # (router_model.decide.gate.gate_version: scorer, settings, calibration map).
+    gate_raw_score: float | None = None
+    gate_calibrated_score: Unit | None = None
+    gate_version: str | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog, Paths
+from router_model.decide.gate import gate_version
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import POLICY_VARIANTS
 from router_model.model.artifact import RouterArtifact, save_artifact
@@ -246,6 +247,7 @@ def save_trained(job: TrainJob, prepared: Prepared, main: PassModel, metrics: di
     artifact = save_artifact(main, job.router.artifact, data_hash=data.data_hash,
                              config=job.record, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
+                                             "gate_version": gate_version(job.catalog.gate),
                                              **calibrated},
                              publish=job.train.publish)
     metrics["router_version"] = artifact.router_version

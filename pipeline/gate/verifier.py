@@ -136,6 +136,12 @@ class Verifier:
         self.scorer = build_scorer(gate, gate.scorer, encode, llm, self.fitted)
         self.version = gate_version(gate)
 
+    def calibrate(self, field: str, raw: float) -> float:
+        """One raw score on the seed's quality scale (clipped raw when uncalibrated)."""
+        if self.map is None:
+            return float(np.clip(raw, 0.0, 1.0))
+        return float(self.map.calibrated(field, raw))
+
     async def judge(self, items: Sequence[Judged]) -> Verdicts:
         if not items:
             empty = np.zeros(0)

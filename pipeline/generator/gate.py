@@ -1,10 +1,10 @@
-"""The similarity gate: MiniLM cosine similarity between an output and its reference brief.
+"""The gate's MiniLM embeddings: one model per process, one batch per moment.
 
 The model is loaded once per process (shared with the router's optional embedding feature).
 A text's vector is computed once: remembered here for the run, and stored and looked up on
 disk by router_model/model/embeddings.py, the one embedding cache (training's brief
-embeddings use it too). The gate batches the texts of every attempt waiting at the same
-moment into one model call.
+embeddings use it too). `BatchingGate` batches the texts of every attempt waiting at the
+same moment into one model call; the gate's scorers (pipeline/gate) encode through it.
 """
 
 from __future__ import annotations
@@ -44,39 +44,46 @@ class Embedder:
 
 
 class BatchingGate:
-    """Collects concurrent similarity requests for `wait_s` and scores them in one batch."""
+    """Collects concurrent encode requests for `wait_s` and embeds them in one batch."""
 
     def __init__(self, embedder: Embedder, wait_s: float = 0.002) -> None:
         self.embedder = embedder
         self.wait_s = wait_s
-        self._pending: list[tuple[list[str], list[str], asyncio.Future[np.ndarray]]] = []
+        self._pending: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
         self._flush: asyncio.Task[None] | None = None
 
-    async def similarity(self, outputs: list[str], references: list[str]) -> np.ndarray:
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        """Normalised vectors of `texts`, embedded together with every concurrent request."""
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append((outputs, references, future))
+        self._pending.append((list(texts), future))
         if self._flush is None or self._flush.done():
             self._flush = asyncio.create_task(self._run())
         return await future
 
+    async def similarity(self, outputs: list[str], references: list[str]) -> np.ndarray:
+        """Cosine similarity of each output with its reference."""
+        if not outputs:
+            return np.zeros(0)
+        vectors = await self.encode([*outputs, *references])
+        n = len(outputs)
+        return np.clip(np.einsum("ij,ij->i", vectors[:n], vectors[n:]), 0.0, 1.0)
+
     async def _run(self) -> None:
-        """Score batches until nothing waits: requests arriving mid-batch form the next one."""
+        """Embed batches until nothing waits: requests arriving mid-batch form the next one."""
         while self._pending:
             await asyncio.sleep(self.wait_s)
             batch, self._pending = self._pending, []
-            await self._score(batch)
+            await self._embed(batch)
 
-    async def _score(self, batch: list[tuple[list[str], list[str], asyncio.Future[np.ndarray]]]
-                     ) -> None:
-        outputs = [t for o, _, _ in batch for t in o]
-        references = [t for _, r, _ in batch for t in r]
+    async def _embed(self, batch: list[tuple[list[str], asyncio.Future[np.ndarray]]]) -> None:
+        texts = [t for chunk, _ in batch for t in chunk]
         try:
-            scores = await asyncio.to_thread(self.embedder.similarity, outputs, references)
+            vectors = await asyncio.to_thread(self.embedder.encode, texts)
         except Exception as exc:  # every waiter must hear about it, not just the first
-            for *_, future in batch:
+            for _, future in batch:
                 future.set_exception(exc)
             return
         start = 0
-        for o, _, future in batch:
-            future.set_result(scores[start:start + len(o)])
-            start += len(o)
+        for chunk, future in batch:
+            future.set_result(vectors[start:start + len(chunk)])
+            start += len(chunk)

@@ -203,3 +203,22 @@ def gate_version(gate: GateConfig) -> str:
     settings = {n: gate.scorers.get(n) for n in names}
     key = digest(gate.scorer, settings, sorted(gate.guards), entry)[:12]
     return f"{gate.scorer}-{key}" if entry is not None else f"{gate.scorer}-raw-{key}"
+
+
+def gate_mismatch(gate: GateConfig, manifest: Mapping[str, Any] | None) -> str | None:
+    """Why a router artifact may not fit the gate it is served with: it learned another
+    gate version (or does not say which). None when they match or there is no artifact."""
+    if manifest is None:
+        return None
+    learned = manifest.get("gate_version")
+    current = gate_version(gate)
+    if learned == current:
+        return None
+    if learned is None:
+        return (f"the router artifact {manifest.get('router_version')} does not record the "
+                f"gate it learned; this service runs gate {current}: retrain with router-train "
+                "on logs judged by this gate")
+    return (f"the gate changed since the router learned it: artifact "
+            f"{manifest.get('router_version')} learned gate {learned}, this service runs gate "
+            f"{current}; its pass probabilities describe the old gate: retrain with "
+            "router-train on logs judged by this gate")

@@ -21,7 +21,7 @@ import numpy as np
 
 from router_model.config import Catalog, check, typed
 from router_model.contract import TRANSIENT_ERRORS, Decision
-from router_model.decide.gate import ACTION_NAMES, Action, Gate
+from router_model.decide.gate import ACTION_NAMES, Action, Gate, gate_mismatch, gate_version
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import Router, RouterContext, build_router
 from router_model.decide.settings import PolicySettings
@@ -178,6 +178,10 @@ class RouterService:
     def _build_router(self, policy: RoutingPolicy) -> Router:
         """The configured router from the registry, on `policy`; a router that needs a
         model the policy lacks leaves the learned router, which answers from the rules."""
+        mismatch = gate_mismatch(self.catalog.gate,
+                                 policy.artifact.manifest if policy.artifact else None)
+        if mismatch:
+            log.warning(mismatch)
         context = RouterContext(self.catalog, policy, seed=self._seed or 0)
         try:
             return build_router(self.settings.router, self.registry, context)
@@ -296,6 +300,7 @@ class RouterService:
                 "mode": "learned" if policy.learned else "rules",
                 "router": self.settings.router,
                 "router_version": policy.router_version,
+                "gate_version": gate_version(self.catalog.gate),
                 "fallback_reason": policy.fallback_reason,
                 "rule": policy.settings.rule, "lam": policy.settings.lam,
                 "shadow": self.shadow.router_version if self.shadow else None}
