@@ -14,11 +14,13 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.world.calibration import calibration_summary
+from pipeline.world.gate_error import read_table
 from pipeline.world.settings import WorldSettings, world_settings
 from pipeline.world.simulate import SimulatedWorld, simulate_world
 from pipeline.world.tables import attempt_logs, outcome_table, task_table
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, Paths, typed
+from router_model.decide.gate import gate_version
 from router_model.decide.replay import ReplayResult, replay
 from router_model.decide.rules import StaticRules, explore
 from router_model.logs.attempts import clear_log_dataset, log_dataset_parts, write_attempts
@@ -126,10 +128,21 @@ def simulate(job: SimulateJob) -> dict[str, Any]:
         "cost_per_course_usd": float(logged.cost.sum() / summary["courses"]),
     }
     summary["seed_ranges"] = check_ranges(summary)
+    summary["gate"] = gate_versions(job)
     summary["outputs"] = {k: str(getattr(paths, k)) for k in ("tasks", "outcomes", "logs")}
     # The summary is a DVC output, byte-identical for a seed: the timing is not part of it.
     Path(paths.simulate_summary).write_text(json.dumps(summary, indent=2))
     return {**summary, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def gate_versions(job: SimulateJob) -> dict[str, Any]:
+    """The gate the world's error table was measured for, and the gate conf/gate describes
+    now: when they differ, the simulated gate is not the one the generator runs."""
+    table = read_table(job.world.gate_error)
+    current = gate_version(job.catalog.gate)
+    measured = table.gate_version if table is not None else None
+    return {"table": job.world.gate_error, "measured_for": measured, "current": current,
+            "match": measured == current}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -143,9 +156,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  [{mark}] {key:<24} {check['value']:8.3f}   seed range {lo:.2f}-{hi:.2f}")
     lines.append("  course paths: " + ", ".join(
         f"{k} {v:.1%}" for k, v in summary["course_paths"].items()))
+    lines.append(f"  per course, strictly: every field passed on its first call "
+                 f"{summary['course_first_attempt_pass']:.1%} (seed 75-85%), none flagged "
+                 f"{summary['course_final_pass']:.1%}, every field truly good "
+                 f"{summary['course_true_final_pass']:.1%}")
     lines.append(f"  calls per task {summary['calls_per_task']:.3f}, first-call success "
                  f"{summary['task_first_call_success']:.1%}, true pass "
                  f"{summary['task_final_true_pass_rate']:.1%}")
+    gate = summary.get("gate", {})
+    if gate.get("measured_for") and not gate.get("match"):
+        lines.append(f"  WARNING: the gate error table was measured for gate "
+                     f"{gate['measured_for']}, conf/gate is {gate['current']}: rerun "
+                     "router-gate-calibrate calibrate.world_error.courses=60")
     lines += ["", "Outputs: " + ", ".join(summary["outputs"].values())]
     return "\n".join(lines)
 

@@ -24,11 +24,14 @@ from pipeline.gate.fit import (
     Fit,
     cross_fitted,
     held_out,
+    held_out_mask,
     prior_sweep,
-    test_mask,
 )
 from pipeline.gate.report import format_report
-from pipeline.gate.verifier import BASE_SCORERS, scorer_settings
+from pipeline.gate.verifier import BASE_SCORERS, Verifier, scorer_settings
+from pipeline.gate.world_error import measure
+from pipeline.world.gate_error import table_path
+from pipeline.world.settings import world_settings
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, GateConfig, typed
 from router_model.decide.gate import calibration_file, gate_version
@@ -71,7 +74,7 @@ def calibrate(gate: GateConfig, s: CalibrateSettings, embedder: Any = None,
         embedder = Embedder(s.embedding_cache)
     encode = embedder_encode(embedder) if embedder is not None else None
     frame = asyncio.run(score_set(examples, gate, base, encode, llm))
-    train = ~test_mask(frame, s)
+    train = ~held_out_mask(frame, s)
     components = scorer_settings(gate, "combo").components if "combo" in s.scorers else []
 
     def fit(name: str) -> Fit:
@@ -106,10 +109,28 @@ def write_map(path: Path, result: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def world_table(cfg: DictConfig, s: CalibrateSettings, embedder: Any) -> dict[str, Any]:
+    """Measure the fitted gate on the provider simulator's text and write the world's gate
+    error table; returns where it went and what it holds."""
+    catalog = Catalog.from_config(cfg)
+    world = world_settings(cfg.simulate)
+    verifier = Verifier(catalog.gate, embedder_encode(embedder))
+    table = measure(verifier, world, catalog, s.world_error)
+    target = table_path(s.world_error.out or world.gate_error or "gate_error/default.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(table.to_dict(), indent=1) + "\n")
+    return {"file": str(target), "gate_version": table.gate_version, **table.source}
+
+
 def run_calibrate(cfg: DictConfig, embedder: Any = None) -> dict[str, Any]:
-    """The command: calibrate, write the map and the report; returns the metrics."""
+    """The command: calibrate, write the map and the report (and, when asked, the world's
+    gate error table); returns the metrics."""
     gate = Catalog.from_config(cfg).gate
     s = typed(CalibrateSettings, cfg.calibrate, "calibrate")
+    if embedder is None:
+        from pipeline.generator.gate import Embedder
+
+        embedder = Embedder(s.embedding_cache)
     result = calibrate(gate, s, embedder)
     target = Path(s.map_out) if s.map_out else calibration_file(gate)
     if s.write_map and target is not None:
@@ -117,6 +138,8 @@ def run_calibrate(cfg: DictConfig, embedder: Any = None) -> dict[str, Any]:
     metrics = {k: v for k, v in result.items() if k != "entries"}
     metrics["map_file"] = str(target) if s.write_map and target else None
     metrics["gate_version"] = gate_version(gate)
+    if s.world_error.courses > 0:
+        metrics["world_error"] = world_table(cfg, s, embedder)
     out = Path(s.report_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))

@@ -22,6 +22,7 @@ from pipeline.gate.calibration import (
     stacked,
 )
 from pipeline.gate.evaluate import breakdown, level_pass_rates
+from pipeline.gate.world_error import WorldErrorSettings
 from router_model.config import check
 from router_model.files import stable_int
 
@@ -45,6 +46,7 @@ class CalibrateSettings:
     report_dir: str
     embedding_cache: str | None
     write_map: bool
+    world_error: WorldErrorSettings
 
     def __post_init__(self) -> None:
         check(0.0 < self.test_share < 1.0, "calibrate.test_share", self.test_share,
@@ -55,7 +57,7 @@ class CalibrateSettings:
         check(bool(self.scorers), "calibrate.scorers", self.scorers, "needs a scorer")
 
 
-def test_mask(frame: pd.DataFrame, settings: CalibrateSettings) -> np.ndarray:
+def held_out_mask(frame: pd.DataFrame, settings: CalibrateSettings) -> np.ndarray:
     """Which rows are held out: the listed briefs of the realism set, and a hashed
     `test_share` of the other sources' groups."""
     realism = frame["source"] == "realism"

@@ -3,15 +3,23 @@
 One task per field instance, as in the world model: the course-level fields once, section
 titles and quality checks per section, and a section's lessons (and its exercises) as one
 batched task. Each item of a task carries its reference text: the brief Stage 4 gave for it.
+
+`build_tasks` and `Task.router_task` are the one definition of a task's routing features
+(prompt, context and expected output tokens, analysis): the log world model
+(pipeline/world) computes its simulated tasks with them too, so both describe one world.
+They are written to be cheap for that: the schema text is built once per field, the
+analysis once per course, and the context is measured, not copied.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from pipeline.generator.inputs import METADATA_FIELDS, AnalysisResult, Brief
 from pipeline.generator.schemas import OUTPUTS, OutputSpec
@@ -29,9 +37,26 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+def tokens_of_chars(chars: int) -> int:
+    """`estimate_tokens` of a text of `chars` characters."""
+    return math.ceil(chars / 4)
+
+
+def compact(value: Any) -> str:
+    """Compact JSON, UTF-8 text as is: the prompt's JSON."""
+    return orjson.dumps(value).decode()
+
+
+@functools.cache
+def schema_text(field_name: str) -> str:
+    """The field's JSON schema as the prompt carries it (built once per field)."""
+    return compact(OUTPUTS[field_name].json_schema())
+
+
 @dataclass
 class Task:
-    """One field instance of one course."""
+    """One field instance of one course. `source[:context_chars]` is its context; `review`
+    holds generated content a check task judges (phase 4), `extra` what a phase added."""
 
     course_id: str
     task_id: str
@@ -39,9 +64,12 @@ class Task:
     phase: int
     topic: str
     items: dict[str, str]  # item id -> reference text (the brief)
-    context: str
+    source: str
+    context_chars: int
     analysis: dict[str, Any]
+    analysis_json: str
     expected_output_tokens: int
+    review: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def spec(self) -> OutputSpec:
@@ -51,15 +79,20 @@ class Task:
     def brief(self) -> str:
         return " ".join(self.items.values())
 
+    @property
+    def context(self) -> str:
+        return self.source[:self.context_chars]
+
     def instructions(self, item_ids: list[str]) -> str:
-        task = {"course_id": self.course_id, "task_id": self.task_id, "field": self.field,
-                "topic": self.topic, "analysis": self.analysis,
-                "items": [{"id": i, "brief": self.items[i]} for i in item_ids]}
-        schema = json.dumps(self.spec.json_schema(), separators=(",", ":"))
+        head = compact({"course_id": self.course_id, "task_id": self.task_id,
+                        "field": self.field, "topic": self.topic})
+        items = compact([{"id": i, "brief": self.items[i]} for i in item_ids])
+        review = f',"review":{compact(self.review)}' if self.review else ""
+        task = f'{head[:-1]},"analysis":{self.analysis_json},"items":{items}{review}}}'
         return (f"Write the {self.field.replace('_', ' ')} for this course"
                 f"{' (one array item per id)' if self.spec.batched else ''}.\n"
-                f"{TASK_MARKER}\n{json.dumps(task, separators=(',', ':'))}\n"
-                f"JSON schema: {schema}\n")
+                f"{TASK_MARKER}\n{task}\n"
+                f"JSON schema: {schema_text(self.field)}\n")
 
     def messages(self, item_ids: list[str]) -> list[dict[str, str]]:
         user = f"{self.instructions(item_ids)}{SOURCE_MARKER}\n{self.context}"
@@ -68,11 +101,16 @@ class Task:
     def router_task(self) -> dict[str, Any]:
         """What the router scores: field, token counts, Stage-4 analysis, brief."""
         return {"field": self.field,
-                "prompt_tokens": estimate_tokens(SYSTEM_PROMPT + self.instructions(
-                    list(self.items))),
-                "context_tokens": estimate_tokens(self.context),
+                "prompt_tokens": tokens_of_chars(len(SYSTEM_PROMPT)
+                                                 + len(self.instructions(list(self.items)))),
+                "context_tokens": tokens_of_chars(self.context_chars),
                 "expected_output_tokens": self.expected_output_tokens,
                 "analysis": self.analysis, "brief": self.brief}
+
+
+def expected_tokens(spec: FieldSpec, n_items: int, growth: float) -> int:
+    """The expected output of a task: the field's median per item, by items and complexity."""
+    return round(spec.output_tokens * n_items * growth)
 
 
 def course_analysis(result: AnalysisResult) -> dict[str, Any]:
@@ -92,16 +130,18 @@ def build_tasks(result: AnalysisResult, fields: Mapping[str, FieldSpec]) -> list
     the catalog's (conf/fields): how much source goes in, how long an item's answer is
     expected to be (the router's size feature and the max_tokens basis)."""
     analysis = course_analysis(result)
+    analysis_json = compact(analysis)
     cid = result.course_id
+    source = result.source_material
+    growth = 1.0 + 0.3 * float(result.analysis.complexity)
 
     def task(field: str, ordinal: int, items: dict[str, str]) -> Task:
         spec = fields[field]
-        context = result.source_material[:int(len(result.source_material) * spec.context_share)]
-        growth = 1.0 + 0.3 * float(result.analysis.complexity)
         return Task(course_id=cid, task_id=f"{cid}-{field}-{ordinal}", field=field,
-                    phase=spec.phase, topic=result.topic, items=items, context=context,
-                    analysis=analysis,
-                    expected_output_tokens=round(spec.output_tokens * len(items) * growth))
+                    phase=spec.phase, topic=result.topic, items=items, source=source,
+                    context_chars=int(len(source) * spec.context_share), analysis=analysis,
+                    analysis_json=analysis_json,
+                    expected_output_tokens=expected_tokens(spec, len(items), growth))
 
     plan_summary = " ".join(s.brief.objectives[0] for s in result.sections)
     tasks = [task("input_validation", 0, {"plan": f"Course plan for {result.topic}: "

@@ -10,8 +10,6 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.generator.gate import Embedder
-from pipeline.provider_sim.degrade import Degrader
 from pipeline.provider_sim.request_world import RequestWorld
 from pipeline.provider_sim.server import ProviderSimulator, create_app, sim_settings
 from pipeline.world.settings import world_settings
@@ -19,16 +17,13 @@ from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, plain
 
 
-def build_simulator(cfg: DictConfig, embedder: Embedder | None = None,
-                    **overrides: Any) -> ProviderSimulator:
+def build_simulator(cfg: DictConfig, **overrides: Any) -> ProviderSimulator:
     """The simulator from a composed `provider_sim` root config; `overrides` are merged
     onto `provider_sim` (e.g. faults={"rate_limit": 1.0} leaves the other rates as set)."""
     settings = sim_settings(OmegaConf.merge(plain(cfg.provider_sim), overrides))
     catalog = Catalog.from_config(cfg)
-    if embedder is None:
-        embedder = Embedder(settings.embedding_cache)
     world = RequestWorld(world_settings(cfg.simulate), catalog, settings.seed)
-    return ProviderSimulator(settings, world, Degrader(embedder), catalog)
+    return ProviderSimulator(settings, world, catalog)
 
 
 def free_port() -> int:

@@ -13,20 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.generator.tasks import expected_tokens
 from pipeline.world.outcomes import quality_base, schema_error_probability
 from pipeline.world.settings import WorldSettings
-from pipeline.world.tasks import observable_difficulty, task_difficulty
+from pipeline.world.tasks import OUTPUT_SD, completion_noise, observable_difficulty, task_difficulty
 from router_model.config import Catalog
 from router_model.files import keyed_rng
 
 
 @dataclass(frozen=True)
 class Draw:
-    """The world's outcome for one attempt."""
+    """The world's outcome for one attempt: the text is written at `quality`, and the real
+    gate scores it (its errors are the scorer's)."""
 
     tier: str
     quality: float  # the world's true quality of this attempt
-    target_similarity: float  # quality + the world's gate noise: what the text aims at
     schema_broken: bool
     completion_tokens: int
 
@@ -83,12 +84,11 @@ class RequestWorld:
         if rng.random() < t.off_topic:
             quality = rng.uniform(0.2, 0.6)
         quality = float(np.clip(quality, 0.0, 1.0))
-        target = float(np.clip(quality + rng.normal(0.0, noise.gate_sd), 0.0, 1.0))
         p_err = schema_error_probability(t, self.world.fields[task["field"]].structure, margin)
         complexity = float(task.get("analysis", {}).get("complexity", 0.4))
-        tokens = (float(self.catalog.fields[task["field"]].output_tokens)
-                  * max(len(task.get("items", [])), 1)
-                  * np.exp(rng.normal(0, 0.3)) * (1.0 + 0.3 * complexity) * t.completion_scale)
-        return Draw(tier=tier, quality=quality, target_similarity=target,
-                    schema_broken=bool(rng.random() < p_err),
+        expected = expected_tokens(self.catalog.fields[task["field"]],
+                                   max(len(task.get("items", [])), 1), 1.0 + 0.3 * complexity)
+        noise_z = rng.normal(0.0, OUTPUT_SD)
+        tokens = expected * completion_noise(noise_z) * t.completion_scale
+        return Draw(tier=tier, quality=quality, schema_broken=bool(rng.random() < p_err),
                     completion_tokens=max(int(tokens + 0.5), 1))

@@ -1,10 +1,11 @@
 """The provider SIMULATOR: an OpenAI chat-completions endpoint on 127.0.0.1, no LLM inside.
 
 It exists only because no LLM is reachable here. It speaks the wire format (choices, usage,
-error bodies, 429 with Retry-After, streaming), answers from the brief in the request
-(degraded by tier and hidden difficulty through the log world model), waits like a provider
-would, and injects faults on demand: rate limits, 5xx, hangs, malformed JSON, truncated
-output and slow streams.
+error bodies, 429 with Retry-After, streaming), answers with text written for the brief in
+the request at the quality the log world model draws for that tier and hidden difficulty
+(answers.py, writer.py), judges outputs when asked (the `llm_judge` scorer and the phase-4
+section review), waits like a provider would, and injects faults on demand: rate limits,
+5xx, hangs, malformed JSON, truncated output and slow streams.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from pipeline.gate.judge import JUDGE_MARKER
+from pipeline.generator.schemas import OUTPUTS
 from pipeline.generator.tasks import TASK_MARKER, estimate_tokens
-from pipeline.provider_sim.degrade import Degrader, fill, repetitions
+from pipeline.provider_sim.answers import (
+    Memory,
+    WriteRequest,
+    judge_answer,
+    review_failures,
+    write_answer,
+)
 from pipeline.provider_sim.request_world import Draw, RequestWorld
 from router_model.config import Catalog, check, typed
 from router_model.files import keyed_rng
@@ -67,7 +76,7 @@ class SimSettings:
     hang_s: float
     slow_chunk_delay_s: float
     require_api_key: bool
-    embedding_cache: str | None  # the MiniLM vectors' cache folder; None: memory only
+    judge_sd: float  # the simulated judge's noise on the seed's quality scale
     log_level: str
 
     def __post_init__(self) -> None:
@@ -75,7 +84,7 @@ class SimSettings:
         check(not unknown and all(v >= 0 for v in self.faults.values())
               and sum(self.faults.values()) <= 1.0, "provider_sim.faults", self.faults,
               f"known faults are {FAULTS}, each rate >= 0, summing <= 1")
-        for key in ("retry_after_s", "hang_s", "slow_chunk_delay_s"):
+        for key in ("retry_after_s", "hang_s", "slow_chunk_delay_s", "judge_sd"):
             check(getattr(self, key) >= 0, f"provider_sim.{key}", getattr(self, key),
                   "must be >= 0")
 
@@ -92,13 +101,15 @@ def error(status: int, message: str, kind: str, code: str | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def parse_task(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The generator's TASK block (the JSON line after the marker) in the last user message."""
+def parse_task(messages: list[dict[str, Any]], marker: str = TASK_MARKER
+               ) -> dict[str, Any] | None:
+    """The generator's TASK block (the JSON line after the marker) in the last user message;
+    `marker=JUDGE_MARKER`: a judge request's block."""
     users = [m for m in messages if m.get("role") == "user"]
     text = str(users[-1].get("content", "")) if users else ""
     lines = text.splitlines()
     for i, line in enumerate(lines[:-1]):
-        if line.strip() == TASK_MARKER:
+        if line.strip() == marker:
             try:
                 return json.loads(lines[i + 1])
             except json.JSONDecodeError:
@@ -109,12 +120,11 @@ def parse_task(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
 class ProviderSimulator:
     """Turns one request into a completion (or a fault) and keeps counts."""
 
-    def __init__(self, settings: SimSettings, world: RequestWorld, degrader: Degrader,
-                 catalog: Catalog) -> None:
+    def __init__(self, settings: SimSettings, world: RequestWorld, catalog: Catalog) -> None:
         self.settings = settings
         self.world = world
-        self.degrader = degrader
         self.catalog = catalog
+        self.memory = Memory()
         self.stats: Counter[str] = Counter()
         self._rng = random.Random(settings.seed)
         self._lock = threading.Lock()
@@ -138,33 +148,32 @@ class ProviderSimulator:
         return lat.scale * float(self.catalog.tiers[tier].call_latency_s(completion_tokens))
 
     def compose(self, body: Mapping[str, Any], task: Mapping[str, Any], tier: str,
-                total_tokens: int) -> tuple[dict[str, Any], Draw, float]:
-        """The answer object for the requested items, the world's draw, the gate's view."""
+                total_tokens: int) -> tuple[dict[str, Any], Draw]:
+        """The answer object for the requested items and the world's draw behind it."""
         draw = self.world.draw(task, tier, total_tokens, body.get("seed"))
-        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema", {})
-        items = task.get("items") or [{"id": None, "brief": ""}]
-        list_key = next((k for k, p in schema.get("properties", {}).items()
-                         if p.get("type") == "array" and "properties" in p.get("items", {})),
-                        None)
-        item_schema = schema["properties"][list_key]["items"] if list_key else schema
-        per_item = max(draw.completion_tokens // len(items), 1)
-        answers, sims = [], []
-        for item in items:
-            reference = str(item.get("brief", ""))
-            reps, visible = repetitions(reference, per_item)
-            answer, sim = self.degrader.answer(
-                reference, draw.target_similarity,
-                lambda text, i=item["id"], r=reps: fill(item_schema, text, i, r),
-                f"{task['field']}:{visible}")
-            answers.append(answer)
-            sims.append(sim)
+        analysis = task.get("analysis") or {}
+        req = WriteRequest(field=str(task["field"]), topic=str(task.get("topic", "")),
+                      language=str(analysis.get("language", "en")),
+                      items=list(task.get("items") or []), seed=body.get("seed"))
+        answers = write_answer(req, draw, self.memory, self.settings.seed, task["task_id"])
+        if task.get("review") and req.field == "quality_check":
+            failing = review_failures(task["review"], self.memory, self.settings.judge_sd,
+                                      self.settings.seed)
+            answers[0].update(verdict="fail" if failing else "pass", failing_items=failing)
+        spec = OUTPUTS.get(req.field)
         if draw.schema_broken:  # one item loses a required key: a partly valid batch
             victim = answers[keyed_rng(self.settings.seed, "victim", task["task_id"],
                                        body.get("seed")).integers(len(answers))]
-            required = [k for k in item_schema.get("required", []) if k != "id"]
+            required = [k for k in (spec.model.model_json_schema().get("required", [])
+                                    if spec else []) if k != "id"]
             victim.pop(required[-1] if required else next(iter(victim)), None)
-        out = {list_key: answers} if list_key else answers[0]
-        return out, draw, float(np.mean(sims))
+        if spec is not None and spec.batched:
+            return {spec.list_key: answers}, draw
+        return answers[0], draw
+
+    def judge(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """A judge request's rubric (pipeline/gate/judge.py)."""
+        return judge_answer(task, self.memory, self.settings.judge_sd, self.settings.seed)
 
 
 def completion_body(model: str, content: str, prompt_tokens: int,
@@ -210,6 +219,7 @@ class ChatRequest:
     tier: str
     task: dict[str, Any]
     prompt_tokens: int
+    judge: bool = False  # a judge request (JUDGE block), not a generation
 
 
 async def _read(sim: ProviderSimulator, request: Request) -> ChatRequest | JSONResponse:
@@ -230,16 +240,20 @@ async def _read(sim: ProviderSimulator, request: Request) -> ChatRequest | JSONR
                      "invalid_request_error", "model_not_found")
     messages = body.get("messages") or []
     task = parse_task(messages)
-    if task is None or not sim.world.knows(task.get("field")):
+    judged = parse_task(messages, JUDGE_MARKER) if task is None else None
+    if judged is None and (task is None or not sim.world.knows(task.get("field"))):
         return error(400, "the simulator answers only Stage-5 generator prompts (TASK "
-                          "block with a known field)", "invalid_request_error")
+                          "block with a known field) and judge prompts (JUDGE block)",
+                     "invalid_request_error")
     prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) for m in messages)
     window = sim.catalog.tiers[tier].context_window
     if prompt_tokens > window:
         return error(400, f"this model's maximum context length is {window} tokens; the "
                           f"request has {prompt_tokens}", "invalid_request_error",
                      "context_length_exceeded")
-    return ChatRequest(body, model, tier, task, prompt_tokens)
+    if judged is not None:
+        return ChatRequest(body, model, tier, judged, prompt_tokens, judge=True)
+    return ChatRequest(body, model, tier, task or {}, prompt_tokens)
 
 
 async def _refusal(fault: str | None, s: SimSettings) -> JSONResponse | None:
@@ -303,17 +317,20 @@ def create_app(sim: ProviderSimulator) -> FastAPI:
         refused = await _refusal(fault, s)
         if refused is not None:
             return refused
-        answer, draw, sim_view = await asyncio.to_thread(sim.compose, req.body, req.task,
-                                                         req.tier, req.prompt_tokens)
-        content, finish = _damaged(json.dumps(answer), fault)
+        if req.judge:
+            answer, quality = sim.judge(req.task), None
+        else:
+            answer, draw = await asyncio.to_thread(sim.compose, req.body, req.task, req.tier,
+                                                   req.prompt_tokens)
+            quality = draw.quality
+        content, finish = _damaged(json.dumps(answer, ensure_ascii=False), fault)
         out = completion_body(req.model, content, req.prompt_tokens, finish)
-        sim.stats["completions"] += 1
-        await asyncio.sleep(sim.latency_s(req.tier, out["usage"]["completion_tokens"],
-                                          (req.task["task_id"], req.body.get("seed"), req.tier)))
-        headers = {"x-simulator": "stage5-provider-sim",
-                   "x-simulator-quality": f"{draw.quality:.4f}",
-                   "x-simulator-target": f"{draw.target_similarity:.4f}",
-                   "x-simulator-similarity": f"{sim_view:.4f}"}
+        sim.stats["judgements" if req.judge else "completions"] += 1
+        key = (req.task.get("task_id", "judge"), req.body.get("seed"), req.tier)
+        await asyncio.sleep(sim.latency_s(req.tier, out["usage"]["completion_tokens"], key))
+        headers = {"x-simulator": "stage5-provider-sim"}
+        if quality is not None:
+            headers["x-simulator-quality"] = f"{quality:.4f}"
         return _delivered(out, headers, bool(req.body.get("stream")), fault, s)
 
     return app

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.seed_terms import replay_course_figures
 from pipeline.world.simulate import SimulatedWorld
 from router_model.config import Catalog
 from router_model.decide.replay import ReplayResult
@@ -66,4 +67,8 @@ def calibration_summary(world: SimulatedWorld, result: ReplayResult, catalog: Ca
         "overflow_course_share": float(pd.Series(world.cube.overflow).groupby(course).any()
                                        .mean()),
         "course_paths": {p: float(paths.get(p, 0.0)) for p in COURSE_PATHS},
+        # the seed's terms counted strictly (pipeline/seed_terms.py): every field of the
+        # course passed on its first call / no field flagged; and the true final pass
+        **{k: v for k, v in replay_course_figures(tasks, result).items()
+           if k.startswith("course_")},
     }

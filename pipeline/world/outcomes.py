@@ -1,8 +1,11 @@
 """Every tier's outcome on every attempt of every task: the counterfactual outcome cube.
 
-Quality, schema validity, cost and latency per (task, tier, attempt), and the similarity the
-gate sees: true quality plus the gate's noise, and in the `noisy_gate` world its outright
-errors. The quality formulas work on scalars and arrays alike: the provider simulator
+Quality, schema validity, cost and latency per (task, tier, attempt), and the score the gate
+sees: drawn from the gate's measured error at that quality (`gate_error`, a table measured
+by running the real gate on the provider simulator's text; a batch scores as its worst
+item), plus any extra noise (`noise.gate_sd`), and in the `noisy_gate` world outright flips.
+Without a table (`simulate.gate_error: null`) the score is quality plus `gate_sd` noise.
+The quality formulas work on scalars and arrays alike: the provider simulator
 (pipeline/provider_sim) applies them to one request at a time.
 """
 
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.world.draws import fast_normal, scaled_normal
+from pipeline.world.gate_error import batch_minimum_levels, language_group, read_table
 from pipeline.world.settings import Interactions, Noise, QualityCurve, TierWorld, WorldSettings
 from router_model.config import Catalog, ConfigError
 from router_model.decide.gate import Gate
@@ -63,6 +67,25 @@ def gate_flips(noise: Noise, similarity: np.ndarray, quality: np.ndarray,
     return np.where(flip, np.where(truth, below, np.minimum(above, 1.0)), similarity)
 
 
+def gate_scores(world: WorldSettings, tasks: pd.DataFrame, quality: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """The score the gate gives every attempt: the measured table's draw at the attempt's
+    quality (a batch: its worst item), plus `gate_sd` noise; quality plus noise without a
+    table."""
+    similarity = fast_normal(rng, world.noise.gate_sd, quality.shape)
+    table = read_table(world.gate_error)
+    if table is None:
+        similarity += quality
+    else:
+        levels = batch_minimum_levels(rng.random(quality.shape),
+                                      tasks["batch_size"].to_numpy(float)[:, None, None])
+        groups = tasks["language"].map(language_group)
+        for (field, group), rows in tasks.groupby([tasks["field"], groups]).indices.items():
+            similarity[rows] += table.scores(str(field), quality[rows], levels[rows], group)
+    np.clip(similarity, 0.0, 1.0, out=similarity)  # in place: the cube's largest arrays
+    return similarity
+
+
 def field_thresholds(catalog: Catalog, fields: pd.Series) -> np.ndarray:
     """Each task's pass threshold, looked up once per distinct field rather than per task."""
     codes, names = pd.factorize(fields)
@@ -93,7 +116,7 @@ def _tier_block(world: WorldSettings, catalog: Catalog, j: int, rows: slice,
     np.clip(quality, 0.0, 1.0, out=out["quality"][rows, j, :])
     p_err = schema_error_probability(t, task["structure"][rows], margin)
     np.greater_equal(draws["schema"][rows], p_err[:, None], out=out["schema_valid"][rows, j, :])
-    completion = np.round(task["expected_out"][rows] * t.completion_scale)
+    completion = np.maximum(np.round(task["expected_out"][rows] * t.completion_scale), 1)
     tier = catalog.tiers[name]
     out["completion"][rows, j] = completion
     out["call_cost"][rows, j] = tier.call_cost(task["prompt_total"][rows], completion)
@@ -116,7 +139,8 @@ def draw_outcomes(world: WorldSettings, tasks: pd.DataFrame, catalog: Catalog,
     prompt_total = (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float)
     task = {"lang": tasks["_language_offset"].to_numpy(), "prompt_total": prompt_total,
             "structure": tasks["_structure"].to_numpy(),
-            "expected_out": tasks["expected_output_tokens"].to_numpy(float)}
+            "expected_out": (tasks["expected_output_tokens"] * tasks["_output_noise"]
+                             ).to_numpy(float)}
     shape = (n, n_tiers, n_att)
     out = {"quality": np.empty(shape), "schema_valid": np.empty(shape, dtype=bool),
            **{k: np.empty((n, n_tiers)) for k in ("completion", "call_cost", "gate_cost",
@@ -129,9 +153,7 @@ def draw_outcomes(world: WorldSettings, tasks: pd.DataFrame, catalog: Catalog,
         for start in range(0, n, BLOCK_ROWS):
             _tier_block(world, catalog, j, slice(start, start + BLOCK_ROWS), task, draws, out)
     quality = out["quality"]
-    similarity = fast_normal(rng, world.noise.gate_sd, shape)
-    similarity += quality
-    np.clip(similarity, 0.0, 1.0, out=similarity)  # in place: the cube's largest arrays
+    similarity = gate_scores(world, tasks, quality, rng)
     threshold = field_thresholds(catalog, tasks["field"])
     similarity = gate_flips(world.noise, similarity, quality, threshold,
                             catalog.gate.severe_threshold, rng)

@@ -14,9 +14,6 @@ from omegaconf import OmegaConf
 
 from router_model.config import check, plain, typed
 
-PER = ("course", "section")
-ITEMS = (None, "lessons", "exercises")
-
 
 def _span(where: str, bounds: list[int]) -> None:
     check(len(bounds) == 2 and 0 <= bounds[0] <= bounds[1], where, bounds,
@@ -105,13 +102,11 @@ class TierWorld:
 
 @dataclass(frozen=True)
 class FieldWorld:
-    """`simulate.fields.<field>`: how hard a field is and how its tasks are cut."""
+    """`simulate.fields.<field>`: how hard a field is (its tasks are the generator's)."""
 
     difficulty: float
     sensitivity: float  # how strongly course difficulty applies
     structure: float  # schema strictness: multiplies the tier's schema error rate
-    per: str  # one task per course or per section
-    items: str | None  # what a per-section batch holds (lessons | exercises); None: one item
 
 
 @dataclass(frozen=True)
@@ -153,6 +148,7 @@ class WorldSettings:
     fields: dict[str, FieldWorld]
     interactions: Interactions
     evaluation_shift: dict[str, Any] | None  # merged onto this world: another course mix
+    gate_error: str | None  # the gate's measured error table (relative to conf/simulate/)
 
     def __post_init__(self) -> None:
         check(self.n_courses >= 1, "simulate.n_courses", self.n_courses, "must be >= 1")
@@ -170,10 +166,6 @@ class WorldSettings:
                       getattr(t, key), "must be in [0, 1]")
             check(t.completion_scale > 0, f"simulate.tiers.{name}.completion_scale",
                   t.completion_scale, "must be > 0")
-        for name, f in self.fields.items():
-            check(f.per in PER, f"simulate.fields.{name}.per", f.per, f"must be one of {PER}")
-            check(f.items in ITEMS, f"simulate.fields.{name}.items", f.items,
-                  f"must be one of {ITEMS}")
 
     def shifted_world(self) -> WorldSettings:
         """This world with its `evaluation_shift` merged in (the same world without one): the

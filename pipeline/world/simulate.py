@@ -3,7 +3,7 @@ the same world, bit for bit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,12 @@ def _task_ids(tasks: pd.DataFrame) -> pd.Series:
     return tasks["course_id"] + pd.Series(suffixes.take(codes * width + ordinal))
 
 
+def world_course_ids(seed: int, n_courses: int) -> list[str]:
+    """The ids of a world's courses (course-inputs names its files by them)."""
+    prefix = f"c{seed % 100000:05d}"
+    return [f"{prefix}-{i:06d}" for i in range(n_courses)]
+
+
 def simulate_world(world: WorldSettings, catalog: Catalog, n_courses: int | None = None,
                    seed: int | None = None) -> SimulatedWorld:
     """Courses -> tasks -> outcome cube; `n_courses` and `seed` replace the settings' own."""
@@ -43,10 +49,10 @@ def simulate_world(world: WorldSettings, catalog: Catalog, n_courses: int | None
         raise ValueError(f"simulate.n_courses={n_courses} must be >= 1")
     rng = np.random.default_rng(seed)
     courses = simulate_courses(world, n_courses, rng)
-    tasks = expand_tasks(world, courses, catalog, rng)
+    course_ids = pd.array(world_course_ids(seed, n_courses), dtype="str")
+    # the courses' texts are drawn with the run's seed too (course-inputs draws them alike)
+    tasks = expand_tasks(replace(world, seed=seed), courses, list(course_ids), catalog, rng)
     cube, completion = draw_outcomes(world, tasks, catalog, rng)
-    prefix = f"c{seed % 100000:05d}"
-    course_ids = pd.array([f"{prefix}-{i:06d}" for i in range(n_courses)], dtype="str")
     tasks["course_id"] = course_ids.take(tasks["course_index"].to_numpy())
     tasks["task_id"] = _task_ids(tasks)
     return SimulatedWorld(tasks=tasks, cube=cube, completion_tokens=completion)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.world.gate_error import read_table
 from pipeline.world.outcomes import field_thresholds
 from pipeline.world.settings import WorldSettings
 from pipeline.world.simulate import SimulatedWorld
@@ -100,6 +101,11 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog,
         "propensity": starts["propensity"],
         "escalation_reason": starts["escalation_reason"],
     })
+    # The gate's fields (issue 27): the world draws calibrated scores, not raw ones.
+    frame["gate_raw_score"] = np.nan
+    frame["gate_calibrated_score"] = frame["similarity"]
+    table = read_table(settings.gate_error)
+    frame["gate_version"] = table.gate_version if table is not None else None
     if audited is not None:
         truth = valid & (trace["quality"].to_numpy() >= world.cube.pass_threshold[ti])
         frame["audit_passed"] = pd.array(

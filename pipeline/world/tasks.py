@@ -1,7 +1,10 @@
 """Courses (the Stage-4 analysis) and their Stage-5 tasks: token counts and difficulty.
 
-The difficulty formulas work on scalars and arrays alike: the provider simulator
-(pipeline/provider_sim) applies them to one request at a time, so both draw one world.
+A course's tasks and their token counts come from the generator itself: the world writes
+each course's analysis_result (`courses.course_results`) and runs the generator's
+`build_tasks` on it. The difficulty formulas work on scalars and arrays alike: the provider
+simulator (pipeline/provider_sim) applies them to one request at a time, so both draw one
+world.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.world.draws import fast_normal, summed_uniform_ints, uniform_ints, weighted_choice
+from pipeline.generator.tasks import build_tasks
+from pipeline.world.courses import course_results
+from pipeline.world.draws import fast_normal, uniform_ints, weighted_choice
 from pipeline.world.settings import CourseMix, Interactions, WorldSettings
 from router_model.config import Catalog
 
@@ -59,82 +64,52 @@ def simulate_courses(world: WorldSettings, n_courses: int, rng: np.random.Genera
     })
 
 
-def _batch_sizes(world: WorldSettings, items: str | None, lessons: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Items per task: Phase-3 fields are generated one batch per section, `items` says what
-    is batched (a section's lessons, or exercises drawn per lesson)."""
-    if items == "lessons":
-        return lessons
-    if items == "exercises":
-        return summed_uniform_ints(rng, world.courses.exercises_per_lesson, lessons)
-    return np.ones(lessons.size, dtype=np.int64)
-
-
-def _field_instances(world: WorldSettings, courses: pd.DataFrame, catalog: Catalog,
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Course index, field code (position in the world's fields), ordinal and batch size of
-    every field instance, field by field in config order: the order the exercise counts are
-    drawn."""
-    sections = courses["section_count"].to_numpy()
-    lessons_per_section = courses["lesson_count"].to_numpy() // np.maximum(sections, 1)
-    per_course_counts = {"course": np.ones(len(courses), dtype=np.int64), "section": sections}
-    parts = []
-    for code, (name, f) in enumerate(world.fields.items()):
-        if name not in catalog.fields:
-            raise ValueError(f"simulate.fields.{name} is not a field in conf/fields")
-        counts = per_course_counts[f.per]
-        course_idx = np.repeat(np.arange(len(courses)), counts)
-        parts.append({
-            "course_index": course_idx, "field": np.full(course_idx.size, code),
-            "ordinal": np.arange(course_idx.size) - np.repeat(np.cumsum(counts) - counts, counts),
-            "batch_size": _batch_sizes(world, f.items, lessons_per_section[course_idx], rng),
-        })
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-
-
-def _task_order(rows: Mapping[str, np.ndarray], names: list[str], phase: np.ndarray
-                ) -> np.ndarray:
+def _task_order(course: np.ndarray, code: np.ndarray, ordinal: np.ndarray, names: list[str],
+                phase: np.ndarray) -> np.ndarray:
     """Tasks by course, phase, field name and ordinal: the order generation runs in.
 
-    One mixed-radix key (no two instances share it): a stable sort of it finds the rows'
-    runs (each field's rows are already by course) and is ~10x faster than a lexsort."""
+    One mixed-radix key (no two instances share it): a stable sort of it is ~10x faster
+    than a lexsort."""
     rank = np.argsort(np.argsort(np.array(names)))
-    code, ordinal = rows["field"], rows["ordinal"]
-    key = rows["course_index"] * (int(phase.max()) + 1) + phase[code]
+    key = course * (int(phase.max()) + 1) + phase[code]
     key = (key * len(names) + rank[code]) * (int(ordinal.max()) + 1) + ordinal
     return np.argsort(key, kind="stable")
 
 
-def _briefs(courses: pd.DataFrame, names: list[str], code: np.ndarray, course_idx: np.ndarray
-            ) -> pd.Series:
-    """Each task's brief, from one text per field and one per course: the same text as
-    composing it row by row, but the replacements and number formatting run per field and
-    per course, and the two parts are joined once per run of a course's field (the tasks
-    are ordered by course and field), then copied to the run's tasks."""
-    field_part = pd.array(["Write the " + n.replace("_", " ") for n in names], dtype="str")
-    course_part = (" for a " + courses["audience_level"] + " "
-                   + courses["domain"].str.replace("_", " ") + " course taught in "
-                   + courses["language"] + ", with " + courses["lesson_count"].astype(str)
-                   + " lessons.")
-    new_run = np.ones(code.size, dtype=bool)
-    new_run[1:] = (code[1:] != code[:-1]) | (course_idx[1:] != course_idx[:-1])
-    first = np.flatnonzero(new_run)
-    per_run = (pd.Series(field_part.take(code[first]))
-               + pd.Series(course_part.array.take(course_idx[first])))
-    return pd.Series(per_run.array.take(np.cumsum(new_run) - 1))
+ROW_KEYS = ("course_index", "field", "ordinal", "batch_size", "prompt_tokens",
+            "context_tokens", "expected_output_tokens", "brief")
 
 
-def expand_tasks(world: WorldSettings, courses: pd.DataFrame, catalog: Catalog,
-                 rng: np.random.Generator) -> pd.DataFrame:
-    """One row per field instance, with token counts and the task's difficulty.
+def generator_tasks(world: WorldSettings, courses: pd.DataFrame, course_ids: list[str],
+                    catalog: Catalog) -> dict[str, np.ndarray]:
+    """Every course's tasks and routing features, computed by the generator's own
+    `build_tasks` and `Task.router_task` on the course's analysis_result."""
+    code_of = {name: k for k, name in enumerate(world.fields)}
+    rows: list[tuple[Any, ...]] = []
+    for i, result in enumerate(course_results(courses, course_ids, world)):
+        for t in build_tasks(result, catalog.fields):
+            if t.field not in code_of:
+                raise ValueError(f"simulate.fields has no {t.field!r}: the world needs its "
+                                 "view of every Stage-5 field the generator writes")
+            routed = t.router_task()
+            rows.append((i, code_of[t.field], int(t.task_id.rsplit("-", 1)[1]), len(t.items),
+                         routed["prompt_tokens"], routed["context_tokens"],
+                         routed["expected_output_tokens"], routed["brief"]))
+    columns = list(zip(*rows, strict=True))
+    out = {k: np.array(v, dtype=np.int64) for k, v in zip(ROW_KEYS[:-1], columns[:-1],
+                                                        strict=True)}
+    out["brief"] = np.array(columns[-1], dtype=object)
+    return out
 
-    Rows are built as arrays and sorted once, and per-field values are taken by index rather
-    than merged or looked up per row: token figures from the catalog (conf/fields), the
-    rest from the world's own view of each field."""
+
+def expand_tasks(world: WorldSettings, courses: pd.DataFrame, course_ids: list[str],
+                 catalog: Catalog, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per field instance, with the generator's token counts and the task's
+    difficulty; per-field values are taken by index rather than merged per row."""
     names = list(world.fields)
-    rows = _field_instances(world, courses, catalog, rng)
+    rows = generator_tasks(world, courses, course_ids, catalog)
     phase = np.array([catalog.fields[n].phase for n in names], dtype=np.int64)
-    order = _task_order(rows, names, phase)
+    order = _task_order(rows["course_index"], rows["field"], rows["ordinal"], names, phase)
     code, course_idx = rows["field"][order], rows["course_index"][order]
     tasks = pd.concat([
         pd.DataFrame({"course_index": course_idx, "field": pd.array(names, dtype="str").take(code),
@@ -147,27 +122,28 @@ def expand_tasks(world: WorldSettings, courses: pd.DataFrame, catalog: Catalog,
         return np.array([getattr(specs[n], key) for n in names], dtype=float)[code]
 
     n = len(tasks)
-    batch = tasks["batch_size"].to_numpy(float)
-    prompt = (per_task(catalog.fields, "prompt_tokens") * (1.0 + 0.3 * (batch - 1.0))
-              * np.exp(fast_normal(rng, 0.25, n)))
-    prompt += 25.0 * tasks["objective_count"].to_numpy()
-    context = (tasks["source_tokens"].to_numpy() * per_task(catalog.fields, "context_share")
-               * np.exp(fast_normal(rng, 0.15, n)))
-    output = (per_task(catalog.fields, "output_tokens") * batch
-              * np.exp(fast_normal(rng, 0.3, n)) * (1.0 + 0.3 * tasks["complexity"].to_numpy()))
-    tasks["prompt_tokens"] = np.maximum(1, np.round(prompt)).astype(np.int64)
-    tasks["context_tokens"] = np.round(context).astype(np.int64)
-    tasks["expected_output_tokens"] = np.maximum(1, np.round(output)).astype(np.int64)
+    for key in ("prompt_tokens", "context_tokens", "expected_output_tokens"):
+        tasks[key] = rows[key][order]
+    tasks["brief"] = pd.array(rows["brief"][order], dtype="str")
     total = tasks["prompt_tokens"] + tasks["context_tokens"]
     tasks["_difficulty"] = task_difficulty(
         per_task(world.fields, "difficulty"), per_task(world.fields, "sensitivity"),
-        tasks["_observable_difficulty"].to_numpy(), total.to_numpy(), batch,
-        world.batch_difficulty, tasks["_hidden_difficulty"].to_numpy(),
-        fast_normal(rng, world.noise.task_sd, n)
+        tasks["_observable_difficulty"].to_numpy(), total.to_numpy(),
+        tasks["batch_size"].to_numpy(float), world.batch_difficulty,
+        tasks["_hidden_difficulty"].to_numpy(), fast_normal(rng, world.noise.task_sd, n)
     ) + interaction_difficulty(world.interactions, tasks, total.to_numpy())
     tasks["_structure"] = per_task(world.fields, "structure")
-    tasks["brief"] = _briefs(courses, names, code, course_idx)
+    tasks["_output_noise"] = completion_noise(fast_normal(rng, OUTPUT_SD, n))
     return tasks
+
+
+OUTPUT_SD = 0.3  # log-normal spread of what a model writes around the expected output
+
+
+def completion_noise(z: Any) -> Any:
+    """How much longer or shorter than expected an output comes out (z: standard normal):
+    the world and the provider simulator draw output lengths with this one function."""
+    return np.exp(z)
 
 
 def interaction_difficulty(inter: Interactions, tasks: pd.DataFrame, total: np.ndarray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +108,9 @@ def test_outcome_table_round_trips_to_the_same_replay(simulated, catalog):
 
 
 def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, world):
+    """The world's outcome model (true quality and schema), whatever the gate sees."""
     world = simulate_world(world, catalog, n_courses=300)
-    passed = (world.cube.similarity[:, :3, 0] >= 0.75) & world.cube.schema_valid[:, :3, 0]
+    passed = (world.cube.quality[:, :3, 0] >= 0.75) & world.cube.schema_valid[:, :3, 0]
     by_tier = passed.mean(axis=0)
     assert by_tier[0] < by_tier[1] < by_tier[2]
     frame = pd.DataFrame({"field": world.tasks["field"], "cheap": passed[:, 0]})
@@ -146,21 +148,31 @@ def test_fast_normal_draws_numpys_normal_bit_for_bit(sd):
 
 def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg, world):
     """What the array-built task table must keep: generation order, per-course ordinals,
-    each task's own brief, course id and pass threshold."""
+    each task's own brief, course id and pass threshold; the tasks and their features are
+    the generator's own (`build_tasks` on the analysis_result the world wrote)."""
+    from pipeline.generator.tasks import build_tasks
+    from pipeline.world.courses import course_result
+
     tasks = simulate_world(world, catalog, n_courses=40, seed=3).tasks
     keys = ["course_index", "phase", "field", "ordinal"]
     pd.testing.assert_frame_equal(tasks[keys], tasks[keys].sort_values(keys, ignore_index=True))
     per_field = tasks.groupby(["course_index", "field"])["ordinal"]
     assert (tasks["ordinal"] == per_field.cumcount()).all()
+    per_section = {"section_title", "lesson_content", "exercise", "quality_check"}
     sections = tasks.groupby("course_index")["section_count"].first()
     for (course, field), count in per_field.size().items():
-        assert count == (1 if cfg.simulate.fields[field].per == "course" else sections[course])
-    for row in tasks.itertuples():
-        assert row.brief == (f"Write the {row.field.replace('_', ' ')} for a "
-                             f"{row.audience_level} {row.domain.replace('_', ' ')} course "
-                             f"taught in {row.language}, with {row.lesson_count} lessons.")
-        assert row.course_id == f"c00003-{row.course_index:06d}"
-        assert row.task_id == f"{row.course_id}-{row.field}-{row.ordinal}"
+        assert count == (sections[course] if field in per_section else 1)
+    for _, rows in tasks.groupby("course_index"):
+        row = rows.iloc[0]
+        result = course_result(row, row.course_id, replace(world, seed=3), 3)
+        generator = {t.task_id: t.router_task() for t in build_tasks(result, catalog.fields)}
+        for r in rows.itertuples():
+            g = generator[r.task_id]
+            assert (r.brief, r.prompt_tokens, r.context_tokens, r.expected_output_tokens) == (
+                g["brief"], g["prompt_tokens"], g["context_tokens"],
+                g["expected_output_tokens"])
+            assert r.course_id == f"c00003-{r.course_index:06d}"
+            assert r.task_id == f"{r.course_id}-{r.field}-{r.ordinal}"
     per_task = Gate.from_catalog(catalog).pass_thresholds(list(tasks["field"]), len(tasks))
     np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
 
@@ -196,7 +208,7 @@ def test_the_world_reads_each_fields_token_figures_from_the_catalog(catalog, wor
 @pytest.mark.parametrize(("override", "message"), [
     ("~simulate.noise.task_sd", "simulate.noise.task_sd is missing"),
     ("simulate.quality.floor=0.95", "simulate.quality.floor, ceiling"),
-    ("simulate.fields.exercise.per=lesson", "simulate.fields.exercise.per='lesson'"),
+    ("+simulate.fields.exercise.per=lesson", "simulate.fields.exercise: Key 'per'"),
     ("simulate.tiers.qwen3-max.off_topic=2", "simulate.tiers.qwen3-max.off_topic=2.0"),
     ("+simulate.tiers.qwen3-max.speed=2", "simulate.tiers.qwen3-max: Key 'speed'"),
     ("simulate.shifted=true", "simulate.shifted=True: needs a world with an evaluation_shift"),
