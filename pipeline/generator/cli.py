@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from pipeline.gate.verifier import Verifier
 from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import BatchingGate, Embedder
 from pipeline.generator.inputs import AnalysisResult, InputError, load_analysis_result
@@ -26,6 +27,7 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
+from pipeline.seed_terms import format_targets
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, typed
 from router_model.files import text_key
@@ -115,8 +117,9 @@ def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
             embedder = Embedder(settings.embedding_cache)
         progress = phase_bars(results, catalog, settings.progress, stack)
         llm = LLMClient(catalog, provider, cache)
-        generator = Generator(catalog, router_client(cfg, stack), llm,
-                              BatchingGate(embedder, settings.gate_batch_wait_s), settings,
+        encoder = BatchingGate(embedder, settings.gate_batch_wait_s)
+        verifier = Verifier(catalog.gate, encoder.encode, llm)
+        generator = Generator(catalog, router_client(cfg, stack), llm, verifier, settings,
                               out, progress)
         courses = asyncio.run(_run_all(generator, results, settings.max_courses_in_flight,
                                        settings.fresh))
@@ -150,43 +153,75 @@ def export_logs(out: Path, course_ids: list[str], root: str, shards: int) -> Non
 
 
 def totals(courses: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Mean per finished course, and how many failed."""
+    """Means over finished courses, how many failed, and the seed's per-course terms: the
+    share of courses whose every field passed on its first attempt, and with none flagged."""
     ok = [c for c in courses.values() if "error" not in c]
     n = max(len(ok), 1)
     return {"courses": len(ok), "failed": len(courses) - len(ok),
             "cost_usd_per_course": round(sum(c["cost_usd"] for c in ok) / n, 6),
             "attempts_per_course": round(sum(c["attempts"] for c in ok) / n, 2),
+            "course_first_attempt_pass": round(
+                sum(c["course_first_attempt_pass"] for c in ok) / n, 4),
+            "course_final_pass": round(sum(c["course_final_pass"] for c in ok) / n, 4),
             "first_attempt_pass": round(sum(c["first_attempt_pass"] for c in ok) / n, 4),
             "final_pass": round(sum(c["final_pass"] for c in ok) / n, 4),
             "mean_similarity": round(sum(c["mean_similarity"] for c in ok) / n, 4),
             "flagged_fields": sum(len(c["flagged"]) for c in ok),
+            "courses_with_flags": sum(bool(c["flagged"]) for c in ok),
+            "phase4_regenerated_items": sum(len(v) for c in ok for v in
+                                            c.get("phase4", {}).get("regenerated", {}).values()),
+            "phase5_extended_courses": sum(bool(c.get("phase5", {}).get("extended"))
+                                           for c in ok),
             "cache_hits": sum(c["cache_hits"] for c in ok)}
 
 
 def format_summary(summary: dict[str, Any], rules: dict[str, Any] | None = None) -> str:
-    """The per-course table, and the rule policy's totals beside ours when given."""
-    lines = [f"{'course':<22}{'$/course':>10}{'attempts':>10}{'1st pass':>10}"
-             f"{'final':>8}{'flagged':>9}"]
+    """The per-course table, the totals (the seed's per-course terms next to the per-field
+    ones), the seed's targets met or missed, and the rule policy's totals when given."""
+    lines = [f"{'course':<22}{'$/course':>10}{'attempts':>10}{'1st pass':>10}{'final':>8}"
+             f"{'fields 1st':>12}{'flagged':>9}  phases"]
     for cid, c in summary["courses"].items():
         if "error" in c:
             lines.append(f"{cid:<22}FAILED: {c['error']}")
             continue
         lines.append(f"{cid:<22}{c['cost_usd']:>10.4f}{c['attempts']:>10}"
-                     f"{c['first_attempt_pass']:>10.3f}{c['final_pass']:>8.3f}"
-                     f"{len(c['flagged']):>9}")
+                     f"{'yes' if c['course_first_attempt_pass'] else 'no':>10}"
+                     f"{'yes' if c['course_final_pass'] else 'no':>8}"
+                     f"{c['first_attempt_pass']:>12.3f}{len(c['flagged']):>9}  "
+                     f"{phase_note(c)}")
     rows = [("this run", summary["total"])] + ([("seed rules", rules["total"])] if rules else [])
-    lines.append("")
-    lines.append(f"{'policy':<22}{'$/course':>10}{'attempts':>10}{'1st pass':>10}"
-                 f"{'final':>8}{'flagged':>9}")
+    lines += ["", f"{'policy':<14}{'$/course':>10}{'courses 1st':>13}{'courses final':>15}"
+                  f"{'fields 1st':>12}{'fields final':>14}{'flagged':>9}"]
     for name, t in rows:
-        lines.append(f"{name:<22}{t['cost_usd_per_course']:>10.4f}"
-                     f"{t['attempts_per_course']:>10.2f}{t['first_attempt_pass']:>10.3f}"
-                     f"{t['final_pass']:>8.3f}{t['flagged_fields']:>9}")
+        lines.append(f"{name:<14}{t['cost_usd_per_course']:>10.4f}"
+                     f"{t['course_first_attempt_pass']:>13.3f}{t['course_final_pass']:>15.3f}"
+                     f"{t['first_attempt_pass']:>12.3f}{t['final_pass']:>14.3f}"
+                     f"{t['flagged_fields']:>9}")
+    for name, t in rows:
+        lines += ["", f"the seed's targets ({name}, {t['courses']} courses):",
+                  *format_targets({"cost_per_course_usd": t["cost_usd_per_course"],
+                                   "course_first_attempt_pass": t["course_first_attempt_pass"],
+                                   "course_final_pass": t["course_final_pass"]})]
     for name, run_summary in (("this run", summary), ("seed rules", rules or {})):
         rate = run_summary.get("response_cache_hit_rate")
         if rate is not None:
             lines.append(f"response cache hit rate ({name}): {rate:.1%}")
     return "\n".join(lines)
+
+
+def phase_note(course: dict[str, Any]) -> str:
+    """What phases 4 and 5 did to a course, in a few words."""
+    notes = []
+    regenerated = course.get("phase4", {}).get("regenerated", {})
+    if regenerated:
+        notes.append(f"review regenerated {sum(len(v) for v in regenerated.values())} items")
+    p5 = course.get("phase5", {})
+    if p5.get("extended"):
+        added = ", ".join(f"{k} +{n}" for k, n in p5["extended"].items())
+        notes.append(f"extended to {p5['final']}/{p5['required']} lessons ({added})")
+    elif p5 and p5.get("final", 0) < p5.get("required", 0):
+        notes.append(f"short: {p5['final']}/{p5['required']} lessons")
+    return "; ".join(notes) or "-"
 
 
 def rules_config(cfg: DictConfig) -> DictConfig:

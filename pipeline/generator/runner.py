@@ -1,7 +1,8 @@
 """The Stage-5 generator: phases, the router's escalation loop, attempt logs and resume.
 
 For each task the router picks the start tier; every attempt goes through the schema and
-the similarity gate, and the router's ladder says what happens next. Every attempt is
+the gate item by item (gating.py), and the router's ladder says what happens next; phases 4
+and 5 act on what was generated (phases.py). Every attempt is
 appended to the course's attempt log (the contract's JSONL) the moment it ends, and every
 finished field to the course's state file, so a killed run resumes without regenerating
 finished fields or duplicating log rows.
@@ -20,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.generator.gate import BatchingGate
+from pipeline.gate.verifier import Verifier
+from pipeline.generator.course import assemble_course
+from pipeline.generator.gating import judge_items
 from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
-from pipeline.generator.schemas import gate_text, parse_output
+from pipeline.generator.phases import run_phases
 from pipeline.generator.tasks import Task, build_tasks
 from router_model.config import Catalog, check
 from router_model.contract import AttemptRecord
@@ -96,6 +99,7 @@ class FieldResult:
     latency_ms: float
     cache_hits: int = 0
     flag_reason: str | None = None
+    gate_versions: list[str] = field(default_factory=list)
 
     @property
     def similarity(self) -> float:
@@ -181,7 +185,7 @@ class Generator:
     """Runs courses: tasks by phase, each through the router's ladder."""
 
     def __init__(self, catalog: Catalog, router: RouterClient, llm: LLMClient,
-                 gate: BatchingGate, settings: GenerateSettings, out_dir: str | Path,
+                 gate: Verifier, settings: GenerateSettings, out_dir: str | Path,
                  progress: Any = None) -> None:
         self.catalog = catalog
         self.router = router
@@ -208,29 +212,34 @@ class Generator:
         state = CourseState(state_path, input_hash)
         journal = AttemptJournal(journal_path)
         tasks = build_tasks(result, self.catalog.fields)
-        for phase in sorted({t.phase for t in tasks}):
-            todo = [t for t in tasks if t.phase == phase and t.task_id not in state.done]
-            outcomes = await asyncio.gather(*(self._run_and_save(t, state, journal)
-                                              for t in todo), return_exceptions=True)
-            errors = [o for o in outcomes if isinstance(o, BaseException)]
-            if errors:
-                raise CourseFailed(
-                    f"course {cid} stopped in phase {phase} ({PHASES[phase]}): {errors[0]}. "
-                    f"{len(state.done)}/{len(tasks)} fields are finished and saved in "
-                    f"{state_path}; run the same command again to resume") from errors[0]
-        course = assemble_course(result, tasks, state.done)
+        phases = await run_phases(self, result, tasks, state, journal)
+        course = assemble_course(result, tasks, state.done, phases)
         course["summary"]["wall_s"] = round(time.perf_counter() - started, 2)
         path = self.out / "courses" / f"{cid}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(course, indent=1))
         return course
 
-    async def _run_and_save(self, task: Task, state: CourseState, journal: AttemptJournal
-                            ) -> None:
-        result = await self.run_task(task, journal)
+    async def run_jobs(self, phase: int, jobs: list[tuple[Task, tuple[str, str] | None]],
+                       state: CourseState, journal: AttemptJournal, n_tasks: int) -> None:
+        """Run one phase's (task, start override) jobs concurrently and save each result;
+        a failure stops the course, resumably."""
+        outcomes = await asyncio.gather(*(self._run_and_save(t, state, journal, o)
+                                          for t, o in jobs), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            cid = jobs[0][0].course_id
+            raise CourseFailed(
+                f"course {cid} stopped in phase {phase} ({PHASES[phase]}): {errors[0]}. "
+                f"{len(state.done)}/{n_tasks} fields are finished and saved in "
+                f"{state.path}; run the same command again to resume") from errors[0]
+
+    async def _run_and_save(self, task: Task, state: CourseState, journal: AttemptJournal,
+                            override: tuple[str, str] | None = None) -> None:
+        result = await self.run_task(task, journal, override)
         state.save(result)
-        if self.progress is not None:
-            self.progress(task.phase)
+        if self.progress is not None and not task.task_id.endswith(("-p4", "-p5")):
+            self.progress(task.phase)  # planned tasks: phase 4 and 5 additions have no bar
 
     # ---- one task through the ladder ---------------------------------------------------
 
@@ -241,9 +250,14 @@ class Generator:
             return call(*args, **kwargs)
         return await asyncio.to_thread(call, *args, **kwargs)
 
-    async def _start(self, task: Task) -> _Chain:
-        """The router's decision, plus the generator's exploration when it routes by rules."""
+    async def _start(self, task: Task, override: tuple[str, str] | None = None) -> _Chain:
+        """The router's decision, plus the generator's exploration when it routes by rules;
+        `override` (tier, reason): a phase starts the task there (start source `override`)."""
         decision = await self._router("route", task.router_task())
+        if override is not None:
+            return _Chain(decision=decision, start_tier=override[0], source="override",
+                          propensity=1.0, tier=override[0], pending=list(task.items),
+                          reason=override[1])
         start, source, propensity = (decision["start_tier"], decision["source"],
                                      float(decision["propensity"]))
         eps = self.settings.explore_epsilon
@@ -261,8 +275,9 @@ class Generator:
                       propensity=propensity, tier=start, pending=list(task.items),
                       reason="context_overflow" if overflow else None)
 
-    async def run_task(self, task: Task, journal: AttemptJournal) -> FieldResult:
-        chain = await self._start(task)
+    async def run_task(self, task: Task, journal: AttemptJournal,
+                       override: tuple[str, str] | None = None) -> FieldResult:
+        chain = await self._start(task, override)
         while True:
             call = await self._call(task, chain)
             verdict = await self._judge(task, chain, call)
@@ -293,7 +308,8 @@ class Generator:
             seed=stable_int(task.task_id, chain.tier, n_here))  # reruns ask the same
 
     async def _judge(self, task: Task, chain: _Chain, call: CallResult) -> dict[str, Any]:
-        """Schema per item, then the similarity gate; keeps the best output of each item."""
+        """Schema and gate per item (gating.py); keeps each item's best output, accepts the
+        items that passed; the attempt passes when every pending item did."""
         chain.attempts += 1
         chain.calls += not call.cached
         chain.cache_hits += call.cached
@@ -302,29 +318,20 @@ class Generator:
         if call.error_kind:
             chain.last_error = call.error
             return {"similarity": None, "schema_valid": False, "passed": False,
-                    "error_kind": call.error_kind}
-        parsed = parse_output(task.spec, call.content, chain.pending)
-        valid = [i for i in chain.pending if parsed[i].value is not None]
-        sims = await self.gate.similarity([gate_text(parsed[i].value) for i in valid],
-                                          [task.items[i] for i in valid])
-        threshold = self.verdicts.pass_thresholds([task.field], 1)
-        item_passed = self.verdicts.passes(sims, np.ones(len(valid), bool), threshold)
-        for i, sim, ok in zip(valid, map(float, sims), item_passed, strict=True):
-            if sim > chain.best.get(i, (-1.0, {}))[0]:
-                chain.best[i] = (sim, parsed[i].value)
-            if ok:
-                chain.accepted[i] = (sim, parsed[i].value)
-        schema_valid = len(valid) == len(chain.pending)
-        similarity = round(float(np.mean(sims)), 4) if valid else None
-        if not schema_valid:
-            chain.last_error = next(parsed[i].error for i in chain.pending if i not in valid)
-        # The attempt as a whole: its mean similarity (none when no item parsed) and schema.
-        seen = np.array([np.nan if similarity is None else similarity]), np.array([schema_valid])
-        passed = bool(self.verdicts.passes(*seen, threshold)[0])
+                    "error_kind": call.error_kind, "raw": None}
+        v = await judge_items(task, chain.pending, call, self.gate, self.verdicts)
+        chain.cost += v.cost_usd  # a judge's calls, when the scorer makes them
+        for i, score in v.scores.items():
+            if score > chain.best.get(i, (-1.0, {}))[0]:
+                chain.best[i] = (score, v.values[i])
+        for i in v.passed_items:
+            chain.accepted[i] = (v.scores[i], v.values[i])
+        if not v.schema_valid:
+            chain.last_error = v.schema_error
         if chain.first_passed is None:
-            chain.first_passed = passed
-        return {"similarity": similarity, "schema_valid": schema_valid, "passed": passed,
-                "error_kind": str(self.verdicts.verdict(*seen, threshold)[0])}
+            chain.first_passed = v.passed
+        return {"similarity": v.similarity, "schema_valid": v.schema_valid,
+                "passed": v.passed, "error_kind": v.error_kind, "raw": v.raw}
 
     def _log(self, task: Task, chain: _Chain, call: CallResult, verdict: dict[str, Any],
              journal: AttemptJournal) -> None:
@@ -343,7 +350,9 @@ class Generator:
             decision_id=d["decision_id"], router_version=d["router_version"],
             start_source=chain.source,
             predicted_pass_prob=(d.get("pass_probabilities") or {}).get(chain.tier),
-            propensity=chain.propensity, escalation_reason=chain.reason))
+            propensity=chain.propensity, escalation_reason=chain.reason,
+            gate_raw_score=verdict["raw"], gate_calibrated_score=verdict["similarity"],
+            gate_version=self.gate.version))
 
     def _finish(self, task: Task, chain: _Chain, flagged: bool) -> FieldResult:
         missing = [i for i in task.items if i not in chain.accepted and i not in chain.best]
@@ -362,57 +371,6 @@ class Generator:
             first_attempt_passed=bool(chain.first_passed), passed=not flagged,
             flagged=flagged, cost_usd=chain.cost, latency_ms=chain.latency,
             cache_hits=chain.cache_hits,
-            flag_reason=("every tier failed the gate; best attempt kept" if flagged else None))
+            flag_reason=("every tier failed the gate; best attempt kept" if flagged else None),
+            gate_versions=[self.gate.version])
 
-
-def assemble_course(result: AnalysisResult, tasks: list[Task], done: dict[str, FieldResult]
-                    ) -> dict[str, Any]:
-    """The course JSON: the content, each field's provenance, and the course summary."""
-    by_field = {t.task_id: done[t.task_id] for t in tasks}
-
-    def value(field_name: str, ordinal: int = 0) -> dict[str, Any]:
-        return by_field[f"{result.course_id}-{field_name}-{ordinal}"].items
-
-    sections = []
-    for k, section in enumerate(result.sections):
-        lessons = value("lesson_content", k)
-        exercises = value("exercise", k)
-        sections.append({
-            "title": value("section_title", k)[f"s{k}"].get("title"),
-            "lessons": [{**lessons[f"s{k}-l{j}"],
-                         "exercises": [exercises[f"s{k}-l{j}-e{e}"]
-                                       for e in range(lesson.exercises)]}
-                        for j, lesson in enumerate(section.lessons)],
-            "quality_check": value("quality_check", k)[f"s{k}-check"]})
-    course = {"title": value("course_title")["course_title"].get("title"),
-              "description": value("course_description")["course_description"]
-              .get("description"),
-              "learning_outcomes": value("learning_outcomes")["learning_outcomes"]
-              .get("outcomes"),
-              "pedagogical_strategy": value("pedagogical_strategy")["pedagogical_strategy"]
-              .get("strategy"),
-              "sections": sections}
-    fields = {tid: {k: v for k, v in asdict(r).items() if k != "items"}
-              | {"similarity": round(r.similarity, 4)} for tid, r in by_field.items()}
-    return {"course_id": result.course_id, "topic": result.topic, "course": course,
-            "fields": fields, "summary": course_summary(result, list(by_field.values()))}
-
-
-def course_summary(result: AnalysisResult, fields: list[FieldResult]) -> dict[str, Any]:
-    """Cost, calls, first-attempt and final pass, flags and latency of one course."""
-    flagged = [f.task_id for f in fields if f.flagged]
-    return {
-        "fields": len(fields),
-        "cost_usd": round(sum(f.cost_usd for f in fields), 6),
-        "attempts": sum(f.attempts for f in fields),
-        "calls": sum(f.calls for f in fields),
-        "cache_hits": sum(f.cache_hits for f in fields),
-        "first_attempt_pass": round(float(np.mean([f.first_attempt_passed for f in fields])),
-                                    4),
-        "final_pass": round(float(np.mean([f.passed for f in fields])), 4),
-        "mean_similarity": round(float(np.mean([f.similarity for f in fields])), 4),
-        "flagged": flagged,
-        "call_latency_s": round(sum(f.latency_ms for f in fields) / 1000.0, 2),  # summed
-        "min_lessons_ok": result.lesson_count >= result.min_lessons,
-        "router_versions": sorted({f.router_version for f in fields}),
-    }

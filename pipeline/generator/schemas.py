@@ -44,6 +44,12 @@ class CheckOut(Out):
     notes: Annotated[str, Field(min_length=10)]
 
 
+class SectionCheckOut(CheckOut):
+    """Phase 4: the section review's verdict, and the reviewed items it would regenerate."""
+
+    failing_items: list[str] = Field(default_factory=list)
+
+
 class LessonOut(Out):
     id: Text
     title: Text
@@ -85,18 +91,18 @@ OUTPUTS: dict[str, OutputSpec] = {
     "section_title": OutputSpec(TitleOut),
     "lesson_content": OutputSpec(LessonOut, "lessons"),
     "exercise": OutputSpec(ExerciseOut, "exercises"),
-    "quality_check": OutputSpec(CheckOut),
+    "quality_check": OutputSpec(SectionCheckOut),
     "min_lessons_check": OutputSpec(CheckOut),
 }
 
 
 def gate_text(item: BaseModel | dict[str, Any], limit: int | None = GATE_CHARS) -> str:
-    """The text the gate reads: every string value except ids and verdicts, in order (the
-    first `limit` characters; None: all of it)."""
+    """The text the gate reads: every string value except ids, verdicts and the ids a review
+    lists, in order (the first `limit` characters; None: all of it)."""
     data = item.model_dump() if isinstance(item, BaseModel) else item
     parts: list[str] = []
     for key, value in data.items():
-        if key in ("id", "verdict"):
+        if key in ("id", "verdict", "failing_items"):
             continue
         if isinstance(value, str):
             parts.append(value)

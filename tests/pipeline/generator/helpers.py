@@ -20,16 +20,24 @@ EXAMPLES = REPO / "data" / "examples"
 
 
 @contextlib.contextmanager
-def simulator(embedder: Embedder | None = None, **settings: Any
-              ) -> Iterator[tuple[str, ProviderSimulator]]:
-    """A real simulator on a free loopback port: (base_url, simulator)."""
-    cfg = compose_config("provider_sim", ["provider_sim.embedding_cache=null"])
-    sim = build_simulator(cfg, embedder=embedder, **settings)
+def simulator(embedder: Embedder | None = None, overrides: list[str] | None = None,
+              **settings: Any) -> Iterator[tuple[str, ProviderSimulator]]:
+    """A real simulator on a free loopback port: (base_url, simulator). It embeds nothing
+    (it writes text); `embedder` is accepted for the callers that pass theirs. `overrides`:
+    config overrides (e.g. of its world, `simulate.*`)."""
+    cfg = compose_config("provider_sim", overrides or [])
+    sim = build_simulator(cfg, **settings)
     url, server = serve_in_thread(sim)
     try:
         yield url, sim
     finally:
         server.should_exit = True
+
+
+# A gate that is its raw MiniLM cosine with the brief (no map, injection guard only): a test
+# that needs one item to pass and another to fail makes them so without a fitted map.
+RAW_COSINE_GATE = ("gate.scorer=brief_cosine", "gate.calibration_map=null",
+                   "gate.guards=[injection]")
 
 
 def generate_config(tmp: Path, url: str, *overrides: str) -> DictConfig:

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -20,10 +19,15 @@ from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
-from router_model.config import typed
+from router_model.config import Catalog, typed
 from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config
-from tests.pipeline.generator.helpers import EXAMPLES, generate_config, simulator
+from tests.pipeline.generator.helpers import (
+    EXAMPLES,
+    RAW_COSINE_GATE,
+    generate_config,
+    simulator,
+)
 
 KEY = "sim-test-key"
 
@@ -104,13 +108,20 @@ def test_cli_generates_a_course_whose_logs_obey_the_contract(tmp_path, embedder,
     assert "this run" in proc.stdout
 
 
-@pytest.mark.slow
-def test_gate_similarity_tracks_the_worlds_quality(embedder, catalog):
-    """Requests across tiers and attempts: the real gate vs the world's intended quality."""
+def test_the_simulator_writes_parseable_text_of_the_drawn_quality_and_size(embedder,
+                                                                           catalog):
+    """Requests across tiers and attempts: every answer parses with the requested ids, is
+    about as long as the world drew, and off-topic text (low quality) is told apart by the
+    real MiniLM coverage of the brief's key points, good text is not."""
+    import random
+
+    from pipeline.gate.scorers import Judged, KeypointCoverage
+    from pipeline.generator.gate import BatchingGate
+    from pipeline.provider_sim.writer import write_item
+
     result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
     tasks = build_tasks(result, catalog.fields)
-    quality, target, gate = [], [], []
-    with simulator(embedder) as (url, _):
+    with simulator() as (url, _):
         for task in tasks:
             for tier in catalog.ladder:
                 ids = list(task.items)
@@ -119,26 +130,18 @@ def test_gate_similarity_tracks_the_worlds_quality(embedder, catalog):
                             "name": task.field, "schema": task.spec.json_schema()}}}
                 r = httpx.post(f"{url}/chat/completions", json=body, timeout=120,
                                headers={"authorization": f"Bearer {KEY}"})
-                parsed = parse_output(task.spec, r.json()["choices"][0]["message"]["content"],
-                                      ids)
-                valid = [i for i in ids if parsed[i].value]
-                if not valid:
-                    continue
-                sims = embedder.similarity([gate_text(parsed[i].value) for i in valid],
-                                           [task.items[i] for i in valid])
-                quality.append(float(r.headers["x-simulator-quality"]))
-                target.append(float(r.headers["x-simulator-target"]))
-                gate.append(float(np.mean(sims)))
-    r_quality = np.corrcoef(quality, gate)[0, 1]
-    r_target = np.corrcoef(target, gate)[0, 1]
-    r_world = np.corrcoef(quality, target)[0, 1]  # the world's own gate noise: the ceiling
-    mae = float(np.mean(np.abs(np.array(target) - np.array(gate))))
-    print(f"\nn={len(gate)} corr(gate, world quality)={r_quality:.3f} (the world's own "
-          f"similarity reaches {r_world:.3f}) corr(gate, world similarity)={r_target:.3f} "
-          f"MAE vs world similarity={mae:.4f}")
-    assert len(gate) >= 60
-    assert r_target > 0.9 and mae < 0.03
-    assert r_quality > 0.85 * r_world
+                content = r.json()["choices"][0]["message"]["content"]
+                parsed = parse_output(task.spec, content, ids)
+                assert sum(p.value is not None for p in parsed.values()) >= len(ids) - 1
+                assert 0.0 <= float(r.headers["x-simulator-quality"]) <= 1.0
+                written = r.json()["usage"]["completion_tokens"]
+                assert 0.25 < written / task.expected_output_tokens < 4.0, task.task_id
+    brief = tasks[6].items[next(iter(tasks[6].items))]  # a lesson's brief
+    items = [Judged("lesson_content", gate_text(write_item(
+        "lesson_content", "l", brief, result.topic, "en", q, 2000, random.Random(k)),
+        limit=None), brief, "en") for q in (0.2, 0.85) for k in range(6)]
+    cover = asyncio.run(KeypointCoverage(BatchingGate(embedder).encode).score(items)).raw
+    assert cover[6:].min() > cover[:6].max()  # off-topic text covers less of the brief
 
 
 def test_rate_limited_tiers_fall_back_to_the_second_provider(tmp_path, embedder):
@@ -200,44 +203,82 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
     assert not (tmp_path / "out/decisions.jsonl").exists()  # no in-process router was built
 
 
-def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embedder, catalog):
+class ScriptedProvider:
+    """Answers each lesson with its own brief (it passes a raw-cosine gate); `spoil` decides,
+    per request number and item id, what to break: "schema" drops the content, "weak"
+    writes something generic instead."""
+
+    def __init__(self, spoil) -> None:
+        self.asked: list[list[str]] = []
+        self.spoil = spoil
+
+    async def complete(self, tier, messages, **_):
+        from pipeline.generator.llm_client import CallResult
+        from pipeline.provider_sim.server import parse_task
+
+        items = parse_task(messages)["items"]
+        self.asked.append([i["id"] for i in items])
+        lessons = []
+        for i in items:
+            lesson = {"id": i["id"], "title": "Lesson", "content": i["brief"]}
+            how = self.spoil(len(self.asked), i["id"])
+            if how == "schema":
+                del lesson["content"]
+            elif how == "weak":
+                lesson["content"] = ("Welcome to this lesson. Take your time, read carefully "
+                                     "and make notes. Learning is a journey.")
+            lessons.append(lesson)
+        return CallResult(json.dumps({"lessons": lessons}), "stop", 100, 100, 0.001, 1.0,
+                          "scripted")
+
+
+def run_scripted(tmp_path, embedder, catalog, spoil):
+    from pipeline.gate.verifier import Verifier
     from pipeline.generator.gate import BatchingGate
-    from pipeline.generator.llm_client import CallResult
     from pipeline.generator.runner import AttemptJournal, Generator
-    from pipeline.provider_sim.server import parse_task
     from router_model.serve.client import LocalRouterClient
     from router_model.serve.core import RouterService
 
-    class ScriptedProvider:
-        """Answers each lesson with its own brief; the first answer breaks one item."""
-
-        def __init__(self) -> None:
-            self.asked: list[list[str]] = []
-
-        async def complete(self, tier, messages, **_):
-            items = parse_task(messages)["items"]
-            self.asked.append([i["id"] for i in items])
-            lessons = [{"id": i["id"], "title": "Lesson", "content": i["brief"]} for i in items]
-            if len(self.asked) == 1:
-                del lessons[1]["content"]
-            return CallResult(json.dumps({"lessons": lessons}), "stop", 100, 100, 0.001, 1.0,
-                              "scripted")
-
-    cfg = generate_config(tmp_path, "http://unused")
+    cfg = generate_config(tmp_path, "http://unused", *RAW_COSINE_GATE)
     result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
     settings = typed(GenerateSettings, cfg.generate, "generate")  # as course-generate does
     task = next(t for t in build_tasks(result, catalog.fields) if t.field == "lesson_content")
-    provider = ScriptedProvider()
-    generator = Generator(catalog, LocalRouterClient(RouterService.from_config(cfg)), provider,
-                          BatchingGate(embedder), settings, tmp_path / "out")
+    provider = ScriptedProvider(spoil)
+    gate = Catalog.from_config(cfg).gate
+    generator = Generator(Catalog.from_config(cfg),
+                          LocalRouterClient(RouterService.from_config(cfg)), provider,
+                          Verifier(gate, BatchingGate(embedder).encode), settings,
+                          tmp_path / "out")
     journal = AttemptJournal(tmp_path / "out/attempts/x.jsonl")
     field = asyncio.run(generator.run_task(task, journal))
+    return task, provider, field, read_attempts(tmp_path / "out/attempts").frame
+
+
+def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embedder, catalog):
+    task, provider, field, rows = run_scripted(
+        tmp_path, embedder, catalog,
+        lambda n, item: "schema" if n == 1 and item.endswith("-l1") else None)
     ids = list(task.items)
     assert provider.asked == [ids, [ids[1]]]
     assert set(field.items) == set(ids) and field.passed and field.attempts == 2
-    rows = read_attempts(tmp_path / "out/attempts").frame
     assert list(rows["error_kind"]) == ["schema", "none"]
     assert list(rows["escalation_reason"].fillna("")) == ["", "schema_error"]
+
+
+def test_a_batch_with_one_weak_item_re_asks_that_item_alone(tmp_path, embedder, catalog):
+    task, provider, field, rows = run_scripted(
+        tmp_path, embedder, catalog,
+        lambda n, item: "weak" if n == 1 and item.endswith("-l1") else None)
+    ids = list(task.items)
+    assert len(ids) >= 3
+    assert provider.asked == [ids, [ids[1]]]  # gated one by one: the good ones are kept
+    assert field.passed and not field.first_attempt_passed and field.attempts == 2
+    first, second = rows.iloc[0], rows.iloc[1]
+    # the attempt's score is its worst item's, not the batch mean (which would pass)
+    assert first["similarity"] < 0.75 and first["error_kind"] != "none"
+    assert first["gate_calibrated_score"] == first["similarity"]
+    assert second["error_kind"] == "none" and second["gate_version"].startswith("brief_cos")
+    assert field.item_similarity[ids[1]] >= 0.75
 
 
 def test_the_simulator_streams_server_sent_events_the_sdk_reads(embedder, catalog):
