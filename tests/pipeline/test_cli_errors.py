@@ -58,6 +58,9 @@ def test_course_generate_refuses_a_bad_input_on_one_line(tmp_path, case):
      "course-provider-sim: provider_sim.faults="),
     ("course-generate", "provider.max_concurrency=0",
      "course-generate: provider.max_concurrency=0"),
+    ("course-inputs", "inputs.n=0", "course-inputs: inputs.n=0"),
+    ("router-gate-calibrate", "calibrate.world_error.courses=-1",
+     "router-gate-calibrate: calibrate.world_error.courses=-1"),
 ])
 def test_a_bad_setting_ends_on_one_line(tmp_path, command, override, message):
     extra = [str(Path(__file__).parents[2] / "data/examples/short.json")] \
@@ -66,3 +69,22 @@ def test_a_bad_setting_ends_on_one_line(tmp_path, command, override, message):
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_course_inputs_writes_varied_courses_course_generate_accepts(tmp_path):
+    from pipeline.generator.cli import load_inputs
+
+    out = run("course-inputs", "inputs.n=12", f"inputs.out_dir={tmp_path}/in",
+              f"paths.data_dir={tmp_path}/data")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"wrote 12 analysis_result files to {tmp_path}/in" in out.stdout
+    results = load_inputs([tmp_path / "in"])  # what course-generate reads, validated
+    assert len(results) == 12 and len({r.course_id for r in results}) == 12
+    assert len({r.analysis.domain for r in results}) >= 3
+    assert len({r.analysis.language for r in results}) >= 2
+    assert len({len(r.sections) for r in results}) >= 2
+    again = run("course-inputs", "inputs.n=12", f"inputs.out_dir={tmp_path}/again",
+                f"paths.data_dir={tmp_path}/data")
+    assert again.returncode == 0
+    first = sorted(p.read_text() for p in (tmp_path / "in").glob("*.json"))
+    assert first == sorted(p.read_text() for p in (tmp_path / "again").glob("*.json"))
