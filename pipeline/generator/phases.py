@@ -10,8 +10,9 @@
   exercise each) until it is not (tasks `<course>-<field>-<k>-p5`), and the
   min_lessons_check is asked about the final count. The course summary says what happened.
 
-The routing features of a review stay those of the task before the review was attached
-(`Task.router_task` ignores it), as the world model computes them.
+A check's routing features count its review at the planned size (`Task.review_chars`,
+from the section's planned items and the fields' expected output), not the generated text's,
+so they are the same before and after phase 3 and the world model computes the same.
 """
 
 from __future__ import annotations

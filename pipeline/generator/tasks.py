@@ -70,6 +70,7 @@ class Task:
     analysis_json: str
     expected_output_tokens: int
     review: list[dict[str, str]] = field(default_factory=list)
+    review_chars: int = 0  # a check's planned review size (what `router_task` counts)
 
     @property
     def spec(self) -> OutputSpec:
@@ -83,11 +84,11 @@ class Task:
     def context(self) -> str:
         return self.source[:self.context_chars]
 
-    def instructions(self, item_ids: list[str]) -> str:
+    def instructions(self, item_ids: list[str], with_review: bool = True) -> str:
         head = compact({"course_id": self.course_id, "task_id": self.task_id,
                         "field": self.field, "topic": self.topic})
         items = compact([{"id": i, "brief": self.items[i]} for i in item_ids])
-        review = f',"review":{compact(self.review)}' if self.review else ""
+        review = f',"review":{compact(self.review)}' if self.review and with_review else ""
         task = f'{head[:-1]},"analysis":{self.analysis_json},"items":{items}{review}}}'
         return (f"Write the {self.field.replace('_', ' ')} for this course"
                 f"{' (one array item per id)' if self.spec.batched else ''}.\n"
@@ -99,10 +100,13 @@ class Task:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
     def router_task(self) -> dict[str, Any]:
-        """What the router scores: field, token counts, Stage-4 analysis, brief."""
+        """What the router scores: field, token counts, Stage-4 analysis, brief. A check's
+        prompt counts its review at the planned size (`review_chars`), not the generated
+        text's: the same figure before and after phase 3, in the generator and the world."""
+        instructions = self.instructions(list(self.items), with_review=False)
         return {"field": self.field,
-                "prompt_tokens": tokens_of_chars(len(SYSTEM_PROMPT)
-                                                 + len(self.instructions(list(self.items)))),
+                "prompt_tokens": tokens_of_chars(len(SYSTEM_PROMPT) + len(instructions)
+                                                 + self.review_chars),
                 "context_tokens": tokens_of_chars(self.context_chars),
                 "expected_output_tokens": self.expected_output_tokens,
                 "analysis": self.analysis, "brief": self.brief}
@@ -111,6 +115,13 @@ class Task:
 def expected_tokens(spec: FieldSpec, n_items: int, growth: float) -> int:
     """The expected output of a task: the field's median per item, by items and complexity."""
     return round(spec.output_tokens * n_items * growth)
+
+
+def planned_review_chars(items: Mapping[str, str], output_tokens: float) -> int:
+    """The characters a section review adds to the check's prompt (`,"review":[...]`), for
+    reviewed `items` (id -> brief) whose texts run to their expected `output_tokens` each."""
+    per_item = [len(i) + len(b) + round(4 * output_tokens) + 30 for i, b in items.items()]
+    return sum(per_item) + 11
 
 
 def course_analysis(result: AnalysisResult) -> dict[str, Any]:
@@ -135,12 +146,12 @@ def build_tasks(result: AnalysisResult, fields: Mapping[str, FieldSpec]) -> list
     source = result.source_material
     growth = 1.0 + 0.3 * float(result.analysis.complexity)
 
-    def task(field: str, ordinal: int, items: dict[str, str]) -> Task:
+    def task(field: str, ordinal: int, items: dict[str, str], review_chars: int = 0) -> Task:
         spec = fields[field]
         return Task(course_id=cid, task_id=f"{cid}-{field}-{ordinal}", field=field,
                     phase=spec.phase, topic=result.topic, items=items, source=source,
                     context_chars=int(len(source) * spec.context_share), analysis=analysis,
-                    analysis_json=analysis_json,
+                    analysis_json=analysis_json, review_chars=review_chars,
                     expected_output_tokens=expected_tokens(spec, len(items), growth))
 
     plan_summary = " ".join(s.brief.objectives[0] for s in result.sections)
@@ -151,10 +162,12 @@ def build_tasks(result: AnalysisResult, fields: Mapping[str, FieldSpec]) -> list
         lessons = {f"s{k}-l{j}": lesson.brief.text() for j, lesson in enumerate(section.lessons)}
         exercises = {f"s{k}-l{j}-e{e}": lesson.brief.text()
                      for j, lesson in enumerate(section.lessons) for e in range(lesson.exercises)}
+        review = (planned_review_chars(lessons, fields["lesson_content"].output_tokens * growth)
+                  + planned_review_chars(exercises, fields["exercise"].output_tokens * growth))
         tasks += [task("section_title", k, {f"s{k}": section.brief.text()}),
                   task("lesson_content", k, lessons), task("exercise", k, exercises),
                   task("quality_check", k, {f"s{k}-check": f"Quality review of section {k + 1}. "
-                                                           f"{section.brief.text()}"})]
+                                                           f"{section.brief.text()}"}, review)]
     tasks.append(task("min_lessons_check", 0, {"count": (
         f"The course {result.topic} has {result.lesson_count} lessons in "
         f"{len(result.sections)} sections; at least {result.min_lessons} are required.")}))

@@ -78,3 +78,20 @@ def test_phase4_regenerates_what_the_section_review_fails_one_tier_up(tmp_path, 
         assert first["tier"] == one_tier_up(wrote, catalog.ladder)
         assert set(fields["fields"][f"{base}-p4"]["item_similarity"]) == set(items)
     assert "review regenerated" in format_summary(summary)
+
+
+def test_a_checks_routing_features_count_its_review_at_the_planned_size(catalog):
+    """The check routes on the review's planned size, before and after phase 3 alike (the
+    world computes the same); the prompt it sends carries the generated text itself."""
+    from pipeline.generator.tasks import build_tasks
+
+    result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
+    tasks = build_tasks(result, catalog.fields)
+    check = next(t for t in tasks if t.field == "quality_check")
+    bare = next(t for t in tasks if t.field == "section_title")
+    before = check.router_task()["prompt_tokens"]
+    assert check.review_chars > 0 and bare.review_chars == 0
+    assert before > bare.router_task()["prompt_tokens"] + check.review_chars // 4 - 200
+    check.review = [{"id": "s0-l0", "brief": "b", "text": "generated " * 300}]
+    assert check.router_task()["prompt_tokens"] == before
+    assert "generated generated" in check.messages(list(check.items))[1]["content"]
