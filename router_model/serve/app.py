@@ -46,6 +46,7 @@ def create_app(service: RouterService) -> FastAPI:
     """Build the app around a ready `RouterService` (config is resolved by the caller)."""
     metrics = Metrics(service.settings.gauge_window, str(service.settings.replica))
     metrics.set_model(service.readiness())
+    metrics.watch_service(service)
     metrics.watch_decision_log(service)
 
     @contextlib.asynccontextmanager
