@@ -68,6 +68,13 @@ class ServeSettings:
     admin_token_env: str
     max_batch: int
     max_body_bytes: int
+    max_task_body_bytes: int  # /v1/route and /v1/escalate: one task, far smaller
+    max_json_items: int  # values and keys in one body, counted before it is parsed
+    header_timeout_s: float  # a request's headers must arrive within this
+    body_timeout_s: float  # and its body within this, once the headers are in
+    keepalive_timeout_s: float  # an idle keep-alive connection is closed after this
+    max_header_bytes: int  # larger request headers get a 431
+    max_connections: int  # more open connections are answered 503 and closed
     ready_when_degraded: bool
     host: str
     port: int
@@ -90,6 +97,18 @@ class ServeSettings:
         check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
         check(self.max_body_bytes >= 1024, "serve.max_body_bytes", self.max_body_bytes,
               "must be >= 1024")
+        check(self.max_task_body_bytes >= 1024, "serve.max_task_body_bytes",
+              self.max_task_body_bytes, "must be >= 1024 (the smaller of it and "
+              "serve.max_body_bytes applies)")
+        check(self.max_json_items >= 100, "serve.max_json_items", self.max_json_items,
+              "must be >= 100")
+        for key in ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s"):
+            check(getattr(self, key) > 0, f"serve.{key}", getattr(self, key),
+                  "must be > 0 seconds")
+        check(self.max_header_bytes >= 1024, "serve.max_header_bytes", self.max_header_bytes,
+              "must be >= 1024")
+        check(self.max_connections >= 1, "serve.max_connections", self.max_connections,
+              "must be >= 1")
         check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
         check(self.gauge_window >= 1, "serve.gauge_window", self.gauge_window, "must be >= 1")
         check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
@@ -309,12 +328,21 @@ class RouterService:
         return model.explain(model.spec.encode_records([flat]))
 
     def _remember(self, decision_id: str, tier: str, field: Any) -> None:
-        """Where a decision's task stands now (tier, field), so /v1/escalate can omit them."""
+        """Where a decision's task stands now (tier, field), so /v1/escalate can omit them.
+        Only decisions this service issued are remembered (the newest 100,000)."""
         with self._tiers_lock:
             self._tiers_by_decision[decision_id] = (tier, field)
             self._tiers_by_decision.move_to_end(decision_id)
             while len(self._tiers_by_decision) > MAX_REMEMBERED:
                 self._tiers_by_decision.popitem(last=False)
+
+    def _advance(self, decision_id: str, tier: str, field: Any) -> None:
+        """Move a decision this service issued to its next tier; an id it never issued
+        changes nothing (a flood of made-up ids cannot push real decisions out)."""
+        with self._tiers_lock:
+            if decision_id in self._tiers_by_decision:
+                self._tiers_by_decision[decision_id] = (tier, field)
+                self._tiers_by_decision.move_to_end(decision_id)
 
     # ---- the ladder, one gate result at a time ----------------------------------------
 
@@ -346,7 +374,7 @@ class RouterService:
             action, nxt = ACTION_NAMES[Action(int(a[0]))], names[int(n[0])]
             retry, reason = int(r[0]), why[0] or None
         if decision_id:
-            self._remember(decision_id, nxt, field)
+            self._advance(decision_id, nxt, field)
         target = self.catalog.tiers[nxt]
         return {"action": action, "next_tier": nxt, "model": target.model_id,
                 "provider": target.provider, "retry_count": retry, "reason": reason,
