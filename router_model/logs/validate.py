@@ -280,6 +280,8 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
         if isinstance(values, np.ndarray) and values.dtype == object:
             for mask, message in _one_type(c, values):
                 add(mask, message, frame[c])
+            for mask, message in _storable(c, values, reasons):
+                add(mask, message, frame[c])
     clean = pd.DataFrame({**out, **extras}, index=frame.index)
     return clean, reasons
 
@@ -306,8 +308,9 @@ def _json_type(value: Any) -> str | None:
         return "text"
     if isinstance(value, list | tuple | np.ndarray):
         kinds = {_json_type(v) for v in value} - {None}
-        return f"a list of {kinds.pop()}" if len(kinds) == 1 else (
-            "an empty list" if not kinds else "a list of mixed values")
+        if len(kinds) > 1 or any("mixed values" in k for k in kinds):
+            return "a list of mixed values"
+        return f"a list of {kinds.pop()}" if kinds else "an empty list"
     return "an object"
 
 
@@ -351,6 +354,26 @@ def join_reasons(first: str, second: str) -> str:
         return first or second
     parts = list(dict.fromkeys([*first.split("; "), *second.split("; ")]))
     return "; ".join(parts)
+
+
+def _storable(column: str, values: np.ndarray, reasons: np.ndarray
+              ) -> list[tuple[np.ndarray, Any]]:
+    """The rows still valid must convert to one Arrow column (the examples cache stores
+    them): when they do not (objects in lists whose keys disagree on a type, say), the rows
+    holding lists or objects are quarantined."""
+    import pyarrow as pa
+
+    nested = np.array([isinstance(v, list | tuple | dict | np.ndarray) for v in values])
+    keep = (reasons == "") & nested
+    if not keep.any():
+        return []
+    try:
+        pa.array(list(values[reasons == ""]), from_pandas=True)
+        return []
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return [(nested, lambda v, c=column: (
+            f"{c}={_short(v)}: values of this key that cannot be stored together (one JSON "
+            "shape per extra analysis key)"))]
 
 
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:

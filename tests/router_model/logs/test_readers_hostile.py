@@ -15,6 +15,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,12 +23,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router_model.logs import attempts, store
-from router_model.logs.attempts import ReadLimits, read_attempts, write_attempts
+from router_model.logs.attempts import read_attempts, write_attempts
 from router_model.logs.store import LogReadError, expand_log_paths
 from tests.router_model.logs.test_attempts_hostile import GOOD, good
 from tests.router_model.model.test_artifact_hostile import _in_time
 
-NOW = datetime(2025, 9, 10, tzinfo=UTC)
+NOW = datetime.now(UTC)  # the rows are from 2025-09-01; the window ends at now + 1 day
 
 
 def read(tmp_path: Path, rows: list[dict], name: str = "log.jsonl", **kwargs):
@@ -36,8 +37,7 @@ def read(tmp_path: Path, rows: list[dict], name: str = "log.jsonl", **kwargs):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     else:
         write_attempts(rows, path)
-    return read_attempts(path, quarantine_path=tmp_path / "q" / "quarantine.jsonl",
-                         now=NOW, **kwargs)
+    return read_attempts(path, quarantine_path=tmp_path / "q" / "quarantine.jsonl", **kwargs)
 
 
 def reasons(loaded) -> dict[int, str]:
@@ -64,7 +64,7 @@ def test_schema_version_true_is_quarantined_not_read_as_1(tmp_path):
     table = table.set_column(0, "schema_version", pa.array([True, True]))
     pq.write_table(table, path)
     with pytest.raises(LogReadError, match="schema_version=True"):
-        read_attempts(path, now=NOW)  # a Parquet column of booleans: no row is valid
+        read_attempts(path)  # a Parquet column of booleans: no row is valid
 
 
 def test_an_object_in_a_typed_analysis_key_is_quarantined_not_nulled(tmp_path):
@@ -80,20 +80,29 @@ def test_an_object_in_a_typed_analysis_key_is_quarantined_not_nulled(tmp_path):
 
 @pytest.mark.parametrize(("stamp", "message"), [
     ("9999-12-31T00:00:00Z", "a row from the future"),
-    ((NOW + timedelta(days=2)).isoformat(), "a row from the future"),
+    ("in two days", "a row from the future"),
     ("0001-01-01T00:00:00Z", "before 2000-01-01"),
 ])
 def test_timestamps_outside_the_window_are_quarantined(tmp_path, stamp, message):
+    if stamp == "in two days":
+        stamp = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     loaded = read(tmp_path, [good(0), good(1, timestamp=stamp), good(2)])
     assert message in reasons(loaded)[2]
-    assert loaded.frame["timestamp"].max() <= NOW  # one future row cannot blind a window
+    assert loaded.frame["timestamp"].max() < pd.Timestamp("2026-01-01", tz="UTC")
 
 
 def test_the_window_is_the_callers(tmp_path):
+    from router_model.logs.attempts import ReadLimits
+
     later = (NOW + timedelta(days=5)).isoformat()
     loaded = read(tmp_path, [good(0), good(1, timestamp=later)],
                   limits=ReadLimits(max_future=timedelta(days=30)))
     assert loaded.counts["quarantined"] == 0
+    then = datetime(2025, 9, 1, 6, tzinfo=UTC)  # and its end follows the caller's now
+    loaded = read(tmp_path, [good(0), good(1)], now=then)
+    assert loaded.counts["quarantined"] == 0
+    with pytest.raises(LogReadError, match="a row from the future"):
+        read(tmp_path, [good(0), good(1)], now=then - timedelta(days=2))
 
 
 def test_a_chain_with_a_gap_and_a_task_in_two_courses_are_quarantined(tmp_path):
@@ -116,6 +125,8 @@ def test_a_row_with_20k_keys_is_quarantined_before_it_costs_memory(tmp_path):
 
 
 def test_rows_cannot_add_columns_without_end(tmp_path):
+    from router_model.logs.attempts import ReadLimits
+
     rows = [good(i, analysis={f"key{i}_{j}": j for j in range(100)}) for i in range(30)]
     loaded = read(tmp_path, rows, limits=ReadLimits(max_columns=500))
     assert len(loaded.frame.columns) <= 500
@@ -179,7 +190,7 @@ def test_a_fifo_reached_by_a_glob_is_quarantined_and_the_rest_read(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.jsonl").write_text(json.dumps(good(0)) + "\n")
     os.mkfifo(tmp_path / "logs" / "b.jsonl")
-    loaded = _in_time(lambda: read_attempts(str(tmp_path / "logs" / "*.jsonl"), now=NOW))
+    loaded = _in_time(lambda: read_attempts(str(tmp_path / "logs" / "*.jsonl")))
     assert loaded.counts["valid"] == 1 and loaded.counts["files_quarantined"] == 1
     assert "not a regular file" in loaded.quarantined["reason"].iloc[0]
 
@@ -188,7 +199,7 @@ def test_a_fifo_inside_a_log_folder_is_not_read(tmp_path):
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.jsonl").write_text(json.dumps(good(0)) + "\n")
     os.mkfifo(tmp_path / "logs" / "b.jsonl")
-    assert _in_time(lambda: read_attempts(tmp_path / "logs", now=NOW)).counts["valid"] == 1
+    assert _in_time(lambda: read_attempts(tmp_path / "logs")).counts["valid"] == 1
 
 
 # ---- fuzz: arbitrary extra values, duplicated, never crash the reader or the Arrow cache -------
@@ -213,7 +224,7 @@ def test_any_extra_values_on_any_duplicates_never_crash_the_readers(tmp_path, ex
     path = tmp_path / "fuzz.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     try:
-        loaded = attempts.read_attempts(path, now=NOW)
+        loaded = attempts.read_attempts(path)
     except LogReadError as exc:
         assert "met the attempt-log contract" in str(exc)
         return

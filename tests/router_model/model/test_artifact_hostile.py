@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router_model.model import booster_text
 from router_model.model.artifact import (
     BOOSTER_FILE,
     LATEST_FILE,
@@ -33,8 +32,6 @@ from router_model.model.artifact import (
     resolve_version_dir,
     save_artifact,
 )
-from router_model.model.booster_text import BoosterTextError, checked_model_text
-from router_model.model.manifest import check_manifest
 from tests.router_model.model.test_artifact import _fit
 
 
@@ -83,14 +80,12 @@ def edit_tree(text: str, tree: int, key: str, change) -> str:
     return text[:line_start] + f"{key}=" + " ".join(change(tokens)) + text[line_end:]
 
 
-def test_a_trained_model_passes_the_check_unchanged(saved):
-    text = (resolve_version_dir(saved) / BOOSTER_FILE).read_text()
-    checked = checked_model_text(text, 7)
-    assert checked.split("end of trees")[0] == text.split("end of trees")[0]
-    artifact = load_artifact(saved)
-    probe(artifact)
+def test_a_trained_model_loads_and_predicts_as_trained(saved):
     import lightgbm as lgb
 
+    text = (resolve_version_dir(saved) / BOOSTER_FILE).read_text()
+    artifact = load_artifact(saved)
+    probe(artifact)
     X = np.random.default_rng(0).random((50, 7)) * 3
     X[::4, 3] = np.nan
     np.testing.assert_array_equal(artifact.model.estimator.booster_.predict(X),
@@ -146,22 +141,9 @@ def test_a_crafted_booster_is_refused_before_lightgbm_reads_it(saved, tmp_path, 
     text = (folder / BOOSTER_FILE).read_text()
     forged = CRAFTED_BOOSTERS[case](text)
     assert forged != text
-    with pytest.raises(BoosterTextError):
-        checked_model_text(forged, 7)
     forge(folder, BOOSTER_FILE, forged)
     with pytest.raises(ArtifactError, match="LightGBM model text is refused"):
         load_artifact(tmp_path)
-
-
-def test_model_size_caps_hold(saved, monkeypatch):
-    text = (resolve_version_dir(saved) / BOOSTER_FILE).read_text()
-    for cap, value, message in [("MAX_TREES", 10, "trees, more than 10"),
-                                ("MAX_TOTAL_LEAVES", 50, "more than 50 leaves"),
-                                ("MAX_DEPTH", 2, "deeper than 2")]:
-        with monkeypatch.context() as mp:
-            mp.setattr(booster_text, cap, value)
-            with pytest.raises(BoosterTextError, match=message):
-                checked_model_text(text, 7)
 
 
 # ---- the manifest: typed and range-checked, unknown keys ignored -------------------------------
@@ -212,7 +194,6 @@ def test_every_key_the_trainer_writes_passes_and_unknown_keys_are_ignored(saved,
                 "feature_columns", "library_versions", "config", "metrics", "ladder_stats",
                 "lookup", "reference", "policy", "threshold_policy", "files"):
         assert key in manifest
-    check_manifest(manifest)
     folder = copy_version(saved, tmp_path)
     manifest |= {"support": {"exercise": {"gpt-oss-20b": 120}}, "gate_version": 3,
                  "tiers": ["gpt-oss-20b", "qwen3-max"], "future": {"anything": [1, None]}}
