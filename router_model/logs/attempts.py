@@ -14,6 +14,16 @@ copy is quarantined and the first kept; twins that differ are quarantined togeth
 that cannot be read at all (a 0-byte Parquet, a UTF-16 or binary JSONL) is quarantined as a
 whole, with its path and reason, and reading goes on; a quarantine file is never read back
 as a log.
+
+At the door, before any frame is built (`ReadLimits`, a parameter of the reader with module
+defaults): a row with more keys than `max_keys`, a string longer than `max_value_chars`, a
+JSONL line longer than `max_row_bytes`, or one that would take a file past `max_columns`
+distinct keys is quarantined with the reason (one row with 20k keys made memory grow as
+rows x keys); a timestamp outside the window (`earliest`, now + `max_future`) is
+quarantined, a row from the future included; an object where the contract wants a plain
+value, `true` where it wants a number or a version, and an extra analysis key whose rows
+disagree on its JSON type are quarantined; so are a task's rows when its chain has a gap
+(attempts 1 and 3 without 2) or its id is reused in another course.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +48,7 @@ from pydantic import BaseModel
 from router_model.contract import AttemptRecord
 from router_model.files import stable_hash32
 from router_model.logs.store import (
+    DEFAULT_URL_SCHEMES,
     LogReadError,
     LogSource,
     expand_log_paths,
@@ -49,6 +61,7 @@ from router_model.logs.validate import (
     column_rules,
     join_reasons,
     json_value,
+    quarantine_broken_chains,
     quarantine_duplicates,
     validate_frame,
 )
@@ -217,6 +230,26 @@ def _frame_to_nested(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one row, and one file, may hold; and the window its timestamps must fall in.
+    The module default is `DEFAULT_LIMITS`; a command may pass its own (from config)."""
+
+    max_keys: int = 256  # keys in one row, nested analysis keys included
+    max_columns: int = 1024  # distinct keys over one file
+    max_value_chars: int = 100_000  # one text value (a brief is a few thousand)
+    max_row_bytes: int = 16_000_000  # one JSONL line (never held whole past this)
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future: timedelta = timedelta(days=1)  # clock skew allowed past now
+
+    def window(self, now: datetime | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+        latest = (now or datetime.now(UTC)) + self.max_future
+        return pd.Timestamp(self.earliest), pd.Timestamp(latest)
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+
 @dataclass
 class LoadResult:
     """Valid rows, quarantined rows and counts from reading one or more log files."""
@@ -284,11 +317,42 @@ def _first_unstorable(obj: Any, path: str = "") -> str | None:
     return None
 
 
-def _read_jsonl(path: LogSource) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Rows of a JSONL log, and the lines that are not records (with their reasons).
+def _flatten(obj: dict[str, Any], limits: ReadLimits
+             ) -> tuple[dict[str, Any], str | None, str]:
+    """A record's keys as flat columns (`analysis.domain`), as `pd.json_normalize` names
+    them; the reason it cannot even be a row (more than `max_keys` keys: checked while
+    flattening, so a row with 20k keys is refused after `max_keys` of them), or None; and
+    the reason it is quarantined anyway (a text value over `max_value_chars`), or ""."""
+    flat: dict[str, Any] = {}
+    oversized = ""
+    stack: list[tuple[str, dict[str, Any]]] = [("", obj)]
+    while stack:
+        prefix, node = stack.pop()
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                stack.append((f"{name}.", value))
+                continue
+            if len(flat) >= limits.max_keys:
+                return flat, f"the row has more than {limits.max_keys} keys", oversized
+            if not oversized and isinstance(value, str) and \
+                    len(value) > limits.max_value_chars:
+                oversized = (f"{name[:60]}: a value of {len(value)} characters, more than "
+                             f"{limits.max_value_chars}")
+            flat[name] = value
+    return flat, None, oversized
 
-    Strict: a line must be UTF-8 and a JSON object without NaN / Infinity / 1e400."""
-    rows, bad = [], []
+
+def _read_jsonl(path: LogSource, limits: ReadLimits = DEFAULT_LIMITS,
+                url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES
+                ) -> tuple[pd.DataFrame, list[dict[str, Any]], np.ndarray]:
+    """Rows of a JSONL log, the lines that are not records (with their reasons), and a
+    reason per row to quarantine it whatever else the validator finds ("" = none).
+
+    Strict: a line must be UTF-8 and a JSON object without NaN / Infinity / 1e400, within
+    the limits (`ReadLimits`)."""
+    rows, bad, pre = [], [], []
+    columns: set[str] = set()
     flagged = False
 
     def constant(name: str) -> _NonFinite:
@@ -302,8 +366,14 @@ def _read_jsonl(path: LogSource) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
         flagged = flagged or isinstance(value, _NonFinite)
         return value
 
-    with open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
+    with open_binary(path, url_schemes) as fh:
+        for lineno, (raw, too_long) in enumerate(_lines(fh, limits.max_row_bytes), start=1):
+            if too_long:
+                bad.append({"source": str(path), "row": lineno,
+                            "record": raw[:2000].decode("utf-8", "replace"), "reason": (
+                                f"the line is more than {limits.max_row_bytes} bytes (the "
+                                "most a row may hold)")})
+                continue
             if not raw.strip():
                 continue
             preview = raw[:2000].decode("utf-8", "replace")
@@ -334,37 +404,90 @@ def _read_jsonl(path: LogSource) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
                 bad.append({"source": str(path), "row": lineno, "reason": odd,
                             "record": preview})
                 continue
-            obj["_row"] = lineno
-            rows.append(obj)
+            flat, too_big, oversized = _flatten(obj, limits)
+            new_keys = flat.keys() - columns if too_big is None else ()
+            if too_big is None and len(columns) + len(new_keys) > limits.max_columns:
+                too_big = (f"the row adds {len(new_keys)} keys to the {len(columns)} the "
+                           f"file's rows hold, more than {limits.max_columns} in all")
+            if too_big:
+                bad.append({"source": str(path), "row": lineno, "reason": too_big,
+                            "record": preview})
+                continue
+            columns.update(new_keys)
+            flat["_row"] = lineno
+            rows.append(flat)
+            pre.append(oversized)
     if rows and QUARANTINE_KEYS.issuperset(k for k in rows[0] if k != "_row"):
         raise LogReadError(f"{path}: a quarantine file (source, row, reason, record), not "
                            "an attempt log; skipped")
     if not rows and bad:
         raise LogReadError(f"none of its {len(bad)} lines is a JSON attempt record (first "
                            f"problem: {bad[0]['reason']}); is it really a JSONL log?")
-    frame = pd.json_normalize(rows, sep=".") if rows else pd.DataFrame()
-    return frame, bad
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    return frame, bad, np.array(pre, dtype=object)
 
 
-def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
+def _lines(fh: Any, limit: int) -> Iterable[tuple[bytes, bool]]:
+    """(line, too long) for each line of the file: a line longer than `limit` bytes comes
+    as its first `limit` bytes and True; the rest of it is read through, never held."""
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit:
+            yield line, False
+            continue
+        head = line
+        while line and not line.endswith(b"\n"):
+            line = fh.readline(limit + 1)
+        yield head[:limit], True
+
+
+def _read_parquet(path: LogSource, limits: ReadLimits = DEFAULT_LIMITS,
+                  url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES
+                  ) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows of a Parquet log, and a reason per row for NaN / Infinity in float columns
-    (Arrow keeps NaN apart from null; pandas would not)."""
+    (Arrow keeps NaN apart from null; pandas would not) and for rows past the limits."""
     try:
-        with open_binary(path) as fh:
+        with open_binary(path, url_schemes) as fh:
+            schema = pq.read_schema(fh)
+            if len(schema.names) > limits.max_columns:  # refused before any row is read
+                raise LogReadError(f"{len(schema.names)} columns, more than the "
+                                   f"{limits.max_columns} a log may hold")
+            fh.seek(0)
             table = pq.read_table(fh)
         table.validate(full=True)  # e.g. text that is not UTF-8: Arrow does not check on read
+    except LogReadError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise LogReadError(f"not a readable Parquet file ({type(exc).__name__}: "
                            f"{str(exc)[:200]})") from None
     reasons = np.full(table.num_rows, "", dtype=object)
+
+    def flag(mask: Any, message: Any) -> None:
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
+            msg = message(int(i))
+            reasons[i] = f"{reasons[i]}; {msg}" if reasons[i] else msg
+
+    wide = table.num_columns > limits.max_keys  # else no row can hold too many keys
+    filled = np.zeros(table.num_rows, dtype=np.int64)
     for name in table.column_names:
         column = table.column(name)
+        if wide:
+            filled += column.is_valid().to_numpy(zero_copy_only=False)
+        if (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and \
+                (pc.max(pc.binary_length(column)).as_py() or 0) > limits.max_value_chars:
+            long = pc.fill_null(pc.greater(pc.utf8_length(column), limits.max_value_chars),
+                                False).to_numpy(zero_copy_only=False)
+            flag(long, lambda i, n=name, c=column: (
+                f"{n}: a value of {len(c[i].as_py())} characters, more than "
+                f"{limits.max_value_chars}"))
         if not pa.types.is_floating(column.type):
             continue
         nan = pc.fill_null(pc.or_(pc.is_nan(column), pc.is_inf(column)), False)
-        for i in np.flatnonzero(nan.to_numpy(zero_copy_only=False)):
-            msg = f"{name}={column[int(i)].as_py()}: not a finite number"
-            reasons[i] = f"{reasons[i]}; {msg}" if reasons[i] else msg
+        flag(nan.to_numpy(zero_copy_only=False),
+             lambda i, n=name, c=column: f"{n}={c[i].as_py()}: not a finite number")
+    flag(filled > limits.max_keys, lambda i: f"the row has more than {limits.max_keys} keys")
     try:
         frame = table.to_pandas()
     except (pa.ArrowException, UnicodeDecodeError) as exc:  # e.g. binary data marked as text
@@ -377,14 +500,21 @@ def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
 def read_attempts(paths: str | Path | Sequence[str | Path], *,
                   known_fields: Iterable[str] | None = None,
                   known_tiers: Iterable[str] | None = None,
-                  quarantine_path: str | Path | None = None) -> LoadResult:
+                  quarantine_path: str | Path | None = None,
+                  limits: ReadLimits = DEFAULT_LIMITS,
+                  url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES,
+                  now: datetime | None = None) -> LoadResult:
     """Read and validate attempt logs; quarantine bad rows (with reasons) instead of dropping.
 
     A file that cannot be read at all is quarantined as one entry (`row` None) and the others
     are read; the quarantine file itself is never read as a log, even inside the folder.
+    `limits`: what a row and a file may hold and the timestamps' window (ending `now` +
+    `limits.max_future`); `url_schemes`: the URL schemes that may be read.
     """
-    files = [f for f in expand_log_paths(paths) if not same_file(f, quarantine_path)]
-    loaded = validate_sources(files, known_fields=known_fields, known_tiers=known_tiers)
+    files = [f for f in expand_log_paths(paths, url_schemes=url_schemes)
+             if not same_file(f, quarantine_path)]
+    loaded = validate_sources(files, known_fields=known_fields, known_tiers=known_tiers,
+                              limits=limits, url_schemes=url_schemes, now=now)
     if quarantine_path is not None and len(loaded.quarantined):
         write_quarantine(loaded.quarantined.to_dict("records"), quarantine_path)
     if loaded.frame.empty and len(loaded.quarantined):
@@ -407,22 +537,26 @@ def write_quarantine(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 
 def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] | None = None,
-                     known_tiers: Iterable[str] | None = None) -> LoadResult:
+                     known_tiers: Iterable[str] | None = None,
+                     limits: ReadLimits = DEFAULT_LIMITS,
+                     url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES,
+                     now: datetime | None = None) -> LoadResult:
     """Read and validate these files: the valid rows, and the rest quarantined with reasons.
     Never raises for bad content; a distributed reader calls it once per partition."""
     known_fields = list(known_fields) if known_fields is not None else None
     known_tiers = list(known_tiers) if known_tiers is not None else None
+    window = limits.window(now)
     good, bad_rows = [], []
-    origins: list[tuple[str, np.ndarray]] = []  # (file, row numbers) of each kept block
+    sources: list[np.ndarray] = []  # where each kept row came from: file and row number
+    row_numbers: list[np.ndarray] = []
     files_quarantined = 0
     for path in files:
         try:
             if suffix(path) == ".jsonl":
-                frame, bad = _read_jsonl(path)
+                frame, bad, pre = _read_jsonl(path, limits, url_schemes)
                 bad_rows += bad
-                pre = np.full(len(frame), "", dtype=object)
             else:
-                frame, pre = _read_parquet(path)
+                frame, pre = _read_parquet(path, limits, url_schemes)
         except (LogReadError, OSError) as exc:
             files_quarantined += 1
             bad_rows.append({"source": str(path), "row": None,
@@ -431,7 +565,8 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
         if frame.empty:
             continue
         rows = frame.pop("_row").to_numpy()
-        clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
+        clean, reasons = validate_frame(frame, known_fields=known_fields,
+                                        known_tiers=known_tiers, window=window)
         reasons = np.array([join_reasons(a, b) for a, b in zip(pre, reasons, strict=True)],
                            dtype=object) if (pre != "").any() else reasons
         is_bad = reasons != ""
@@ -440,11 +575,14 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
             bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
                              "record": record})
         good.append(clean.loc[~is_bad])
-        origins.append((str(path), rows[~is_bad]))
+        sources.append(np.full(int((~is_bad).sum()), str(path), dtype=object))
+        row_numbers.append(rows[~is_bad])
     frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
     if len(frame):
-        frame, duplicates = quarantine_duplicates(frame, origins)
-        bad_rows += duplicates
+        where, lines = np.concatenate(sources), np.concatenate(row_numbers)
+        frame, duplicates, kept = quarantine_duplicates(frame, where, lines)
+        frame, broken, _ = quarantine_broken_chains(frame, where[kept], lines[kept])
+        bad_rows += duplicates + broken
         frame = _contiguous_text(frame)
     # object dtype: row numbers stay ints and a skipped file's row stays None
     quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"],
