@@ -209,6 +209,19 @@ def _check_str(raw: pd.Series, isnull: np.ndarray, rule: ColumnRule, failures: F
     return raw.astype(object).where(~isnull, None), failures
 
 
+class _Reasons:
+    """One reason per row ("" = valid), each failure appended with "; "."""
+
+    def __init__(self, n: int) -> None:
+        self.reasons = np.full(n, "", dtype=object)
+
+    def add(self, mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
+        for i in np.flatnonzero(mask):
+            v = json_value(values.iloc[i]) if values is not None else None
+            msg = message(v)
+            self.reasons[i] = msg if not self.reasons[i] else f"{self.reasons[i]}; {msg}"
+
+
 def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = None,
                    known_tiers: Iterable[str] | None = None,
                    window: tuple[pd.Timestamp, pd.Timestamp] | None = None
@@ -217,73 +230,71 @@ def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = 
 
     `window`: (earliest, latest) timestamps a row may carry; rows outside it (a row from
     the future included) are quarantined, not just kept from setting anyone's window."""
-    n = len(frame)
-    reasons = np.full(n, "", dtype=object)
-
-    def add(mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
-        idx = np.flatnonzero(mask)
-        for i in idx:
-            v = json_value(values.iloc[i]) if values is not None else None
-            msg = message(v)
-            reasons[i] = msg if not reasons[i] else f"{reasons[i]}; {msg}"
-
+    found = _Reasons(len(frame))
     out = {}
     for rule in column_rules():
         coerced, failures = _check_column(frame, rule)
         original = frame[rule.name] if rule.name in frame.columns else None
         for mask, message in failures:
-            add(mask, message, original)
+            found.add(mask, message, original)
         # Typed columns stay Series on frame's index (no round trip through numpy objects);
         # object columns go through numpy so the frame infers their dtype as before.
         out[rule.name] = coerced.to_numpy() if coerced.dtype == object else coerced
-
     known = set(KNOWN_COLUMNS)
     flattened = {c: _typed_parent(c, known) for c in frame.columns if c not in known}
-    for c, parent in flattened.items():  # an object where the contract wants a plain value
-        if parent is not None:
-            add(frame[c].notna().to_numpy(), lambda v, p=parent: (
-                f"{p}: expected a plain value, got an object"), None)
-    unknown = [c for c, parent in flattened.items()
-               if parent is None and not c.startswith("analysis.")]
-    for c in unknown:
-        present = frame[c].notna().to_numpy()
-        add(present, lambda v, c=c: f"unknown column {c!r} (not in the attempt-log contract)",
-            frame[c])
+    _check_columns(frame, flattened, found)
     if window is not None:
-        stamps = out["timestamp"]
-        earliest, latest = window
-        add((stamps < earliest).fillna(False).to_numpy(dtype=bool), lambda v: (
-            f"timestamp={_short(v)}: before {earliest.isoformat()} (outside the reader's "
-            "window)"), frame.get("timestamp"))
-        add((stamps > latest).fillna(False).to_numpy(dtype=bool), lambda v: (
-            f"timestamp={_short(v)}: after {latest.isoformat()} (a row from the future; "
-            "outside the reader's window)"), frame.get("timestamp"))
-    if known_fields is not None:
-        allowed = set(known_fields)
-        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
-        bad = ~field_.isin(allowed).to_numpy() & field_.notna().to_numpy()
-        add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
-            field_)
-    if known_tiers is not None:
-        allowed = set(known_tiers)
-        tier = frame.get("tier", pd.Series([None] * n))
-        bad = ~tier.isin(allowed).to_numpy() & tier.notna().to_numpy()
-        add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
+        _check_window(frame, out["timestamp"], window, found)
+    _check_vocabulary(frame, known_fields, known_tiers, found)
     if "passed" in frame.columns and "schema_valid" in frame.columns:
         incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
-        add(incoherent, lambda v: "passed=true with schema_valid=false", None)
-
+        found.add(incoherent, lambda v: "passed=true with schema_valid=false", None)
     extras = {c: frame[c].to_numpy() if frame[c].dtype == object else frame[c]
               for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS
               and flattened.get(c) is None}
     for c, values in extras.items():
         if isinstance(values, np.ndarray) and values.dtype == object:
-            for mask, message in _one_type(c, values):
-                add(mask, message, frame[c])
-            for mask, message in _storable(c, values, reasons):
-                add(mask, message, frame[c])
-    clean = pd.DataFrame({**out, **extras}, index=frame.index)
-    return clean, reasons
+            for mask, message in [*_one_type(c, values), *_storable(c, values, found.reasons)]:
+                found.add(mask, message, frame[c])
+    return pd.DataFrame({**out, **extras}, index=frame.index), found.reasons
+
+
+def _check_columns(frame: pd.DataFrame, flattened: dict[str, str | None],
+                   found: _Reasons) -> None:
+    """Objects where the contract wants a plain value, and columns it does not know."""
+    for c, parent in flattened.items():
+        if parent is not None:
+            found.add(frame[c].notna().to_numpy(), lambda v, p=parent: (
+                f"{p}: expected a plain value, got an object"), None)
+        elif not c.startswith("analysis."):
+            found.add(frame[c].notna().to_numpy(), lambda v, c=c: (
+                f"unknown column {c!r} (not in the attempt-log contract)"), frame[c])
+
+
+def _check_window(frame: pd.DataFrame, stamps: pd.Series,
+                  window: tuple[pd.Timestamp, pd.Timestamp], found: _Reasons) -> None:
+    earliest, latest = window
+    found.add((stamps < earliest).fillna(False).to_numpy(dtype=bool), lambda v: (
+        f"timestamp={_short(v)}: before {earliest.isoformat()} (outside the reader's "
+        "window)"), frame.get("timestamp"))
+    found.add((stamps > latest).fillna(False).to_numpy(dtype=bool), lambda v: (
+        f"timestamp={_short(v)}: after {latest.isoformat()} (a row from the future; "
+        "outside the reader's window)"), frame.get("timestamp"))
+
+
+def _check_vocabulary(frame: pd.DataFrame, known_fields: Iterable[str] | None,
+                      known_tiers: Iterable[str] | None, found: _Reasons) -> None:
+    """Fields and tiers the catalog does not know."""
+    n = len(frame)
+    if known_fields is not None:
+        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
+        bad = ~field_.isin(set(known_fields)).to_numpy() & field_.notna().to_numpy()
+        found.add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
+                  field_)
+    if known_tiers is not None:
+        tier = frame.get("tier", pd.Series([None] * n))
+        bad = ~tier.isin(set(known_tiers)).to_numpy() & tier.notna().to_numpy()
+        found.add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
 
 
 def _typed_parent(column: str, known: set[str]) -> str | None:

@@ -217,7 +217,6 @@ def load_artifact(path: str | Path, *, embedding_cache: str | None = None) -> Ro
 
 def _load(path: Path, embedding_cache: str | None) -> RouterArtifact:
     folder = resolve_version_dir(path)
-    root = path
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not a router artifact (not a folder); train one "
                             "with router-train")
@@ -225,7 +224,27 @@ def _load(path: Path, embedding_cache: str | None) -> RouterArtifact:
     if not os.path.lexists(manifest_path):
         raise ArtifactError(f"{folder} is not a router artifact (no {MANIFEST_FILE}); "
                             "train one with router-train")
-    refuse_pickles(folder, root)
+    refuse_pickles(folder, path)
+    manifest, checked = _read_manifest(manifest_path, folder, path)
+    texts = _read_model_files(folder, path, checked.files, manifest_path)
+    try:
+        model_data = json.loads(texts[MODEL_FILE])
+        if not isinstance(model_data, dict):
+            raise ModelDataError("not a JSON object")
+        model = PassModel.from_data(model_data, texts.get(BOOSTER_FILE),
+                                    embedding_cache=embedding_cache)
+    except (ValueError, ModelDataError, TypeError, KeyError, RecursionError) as exc:
+        raise ArtifactError(f"{folder / MODEL_FILE} does not describe a model "
+                            f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+    if checked.feature_columns is not None and checked.feature_columns != model.spec.columns:
+        raise ArtifactError(f"{manifest_path}: feature_columns do not match the model's "
+                            "feature spec; the artifact was edited")
+    return RouterArtifact(model=model, manifest=manifest, path=folder)
+
+
+def _read_manifest(manifest_path: Path, folder: Path, root: Path
+                   ) -> tuple[dict[str, Any], Any]:
+    """The manifest as written and as checked: schema version, typed fields, libraries."""
     raw = read_inside(manifest_path, root, MAX_FILE_BYTES[MANIFEST_FILE])
     try:
         manifest = json.loads(raw.decode("utf-8"))
@@ -241,8 +260,7 @@ def _load(path: Path, embedding_cache: str | None) -> RouterArtifact:
     except ValueError as exc:
         raise ArtifactError(f"{manifest_path} does not match the manifest schema ({exc}); "
                             "retrain with router-train") from None
-    here = library_versions()
-    built = checked.library_versions
+    here, built = library_versions(), checked.library_versions
     mismatched = {lib: (built.get(lib), here[lib]) for lib in PINNED_LIBRARIES
                   if _major_minor(str(built.get(lib))) != _major_minor(here[lib])}
     if mismatched:
@@ -250,10 +268,15 @@ def _load(path: Path, embedding_cache: str | None) -> RouterArtifact:
                            for lib, (b, h) in mismatched.items())
         raise ArtifactError(f"{folder} was built with {detail}; retrain with router-train "
                             "or install the versions it was built with")
-    files = checked.files
-    if MODEL_FILE not in files:
+    if MODEL_FILE not in checked.files:
         raise ArtifactError(f"{manifest_path} lists no {MODEL_FILE}; the artifact is "
                             "incomplete")
+    return manifest, checked
+
+
+def _read_model_files(folder: Path, root: Path, files: dict[str, str], manifest_path: Path
+                      ) -> dict[str, str]:
+    """The model files the manifest lists, read inside the root and checked by sha256."""
     texts = {}
     for name in (MODEL_FILE, BOOSTER_FILE):
         if name not in files:
@@ -261,25 +284,13 @@ def _load(path: Path, embedding_cache: str | None) -> RouterArtifact:
         file = folder / name
         data = read_inside(file, root, MAX_FILE_BYTES[name])
         if hashlib.sha256(data).hexdigest() != files[name]:
-            raise ArtifactError(f"{file} does not match the sha256 in its manifest: the file "
-                                "is corrupt or was changed; retrain with router-train")
+            raise ArtifactError(f"{file} does not match the sha256 in {manifest_path.name}: "
+                                "the file is corrupt or was changed; retrain with router-train")
         try:
             texts[name] = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ArtifactError(f"{file} is not UTF-8 text") from exc
-    try:
-        model_data = json.loads(texts[MODEL_FILE])
-        if not isinstance(model_data, dict):
-            raise ModelDataError("not a JSON object")
-        model = PassModel.from_data(model_data, texts.get(BOOSTER_FILE),
-                                    embedding_cache=embedding_cache)
-    except (ValueError, ModelDataError, TypeError, KeyError, RecursionError) as exc:
-        raise ArtifactError(f"{folder / MODEL_FILE} does not describe a model "
-                            f"({type(exc).__name__}: {str(exc)[:200]})") from exc
-    if checked.feature_columns is not None and checked.feature_columns != model.spec.columns:
-        raise ArtifactError(f"{manifest_path}: feature_columns do not match the model's "
-                            "feature spec; the artifact was edited")
-    return RouterArtifact(model=model, manifest=manifest, path=folder)
+    return texts
 
 
 def probe(artifact: RouterArtifact) -> None:

@@ -200,24 +200,10 @@ class BodyGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body:  # an empty body goes on: FastAPI answers 422 "body: Field required"
-            content_type = headers.get("content-type", "")
-            if not _is_json(content_type):
-                sent = preview(content_type, 60) if content_type else "no Content-Type"
-                await self._reply(send, 415, error_body((), f"expected a JSON body with "
-                                  f"Content-Type: application/json, got {sent}",
-                                  "content_type"))
-                return
-            if self.max_json_items is not None and json_items(body) > self.max_json_items:
-                await self._reply(send, 413, error_body((), f"the body holds more than "
-                                  f"serve.max_json_items={self.max_json_items} JSON values",
-                                  "too_large"))
-                return
-            try:
-                parse_strict_json(body)
-            except RequestValueError as exc:
-                await self._reply(send, 422, error_body(exc.loc, exc.message, "value_error"))
-                return
+        refusal = self._refusal(body, headers) if body else None  # empty: FastAPI's 422
+        if refusal is not None:
+            await self._reply(send, *refusal)
+            return
         sent_once = False
 
         async def replay() -> Message:
@@ -228,6 +214,24 @@ class BodyGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    def _refusal(self, body: bytes, headers: dict[str, str]
+                 ) -> tuple[int, dict[str, Any]] | None:
+        """Why a complete body is refused (status and error body), or None: not JSON by its
+        Content-Type, too many JSON values, or not strict JSON."""
+        content_type = headers.get("content-type", "")
+        if not _is_json(content_type):
+            sent = preview(content_type, 60) if content_type else "no Content-Type"
+            return 415, error_body((), f"expected a JSON body with Content-Type: "
+                                   f"application/json, got {sent}", "content_type")
+        if self.max_json_items is not None and json_items(body) > self.max_json_items:
+            return 413, error_body((), f"the body holds more than serve.max_json_items="
+                                   f"{self.max_json_items} JSON values", "too_large")
+        try:
+            parse_strict_json(body)
+        except RequestValueError as exc:
+            return 422, error_body(exc.loc, exc.message, "value_error")
+        return None
 
     @staticmethod
     async def _drain(receive: Receive) -> None:
