@@ -277,7 +277,7 @@ class Generator:
             call = await self._call(task, chain)
             verdict = await self._judge(task, chain, call)
             self._log(task, chain, call, verdict, journal)
-            step = await self._next_step(chain, call, verdict)
+            step = await self._next_step(task, chain, call, verdict)
             if step["action"] == "accept":
                 for i in chain.pending:
                     chain.accepted[i] = chain.best[i]
@@ -289,8 +289,8 @@ class Generator:
             chain.tier, chain.retry, chain.reason = (step["next_tier"], step["retry_count"],
                                                      step["reason"])
 
-    async def _next_step(self, chain: _Chain, call: CallResult, verdict: dict[str, Any]
-                         ) -> dict[str, Any]:
+    async def _next_step(self, task: Task, chain: _Chain, call: CallResult,
+                         verdict: dict[str, Any]) -> dict[str, Any]:
         """The router's ladder after a gate verdict; after a provider outcome (every
         deployment down, a permanent 4xx) the provider's own step, never the gate's."""
         if call.error_kind in PROVIDER_OUTCOMES:
@@ -298,7 +298,7 @@ class Generator:
         return await self._router(
             "escalate", decision_id=chain.decision["decision_id"], tier=chain.tier,
             similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
-            error_kind=call.error_kind, retry_count=chain.retry)
+            error_kind=call.error_kind, retry_count=chain.retry, field=task.field)
 
     async def _call(self, task: Task, chain: _Chain) -> CallResult:
         n_here = chain.per_tier.get(chain.tier, 0)
