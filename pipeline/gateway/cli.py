@@ -20,6 +20,7 @@ from pipeline.generator.llm_client import LLMClient, provider_settings
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, typed
 from router_model.serve.core import RouterService
+from router_model.serve.json_logs import log_config
 
 
 def build_gateway(cfg: Any) -> Gateway:
@@ -41,4 +42,4 @@ def main(cfg: DictConfig) -> None:
               f", {gateway.service.readiness()['mode']}); attempts -> "
               f"{gateway.attempts.path}", flush=True)
         uvicorn.run(create_gateway_app(gateway), host=s.host, port=s.port,
-                    log_level=s.log_level)
+                    log_level=s.log_level, **log_config(plain))

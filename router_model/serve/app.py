@@ -25,6 +25,7 @@ from router_model.serve import openai_route
 from router_model.serve.core import RouterService
 from router_model.serve.endpoints import ROUTERS
 from router_model.serve.http_guard import BodyGuard, validation_error_handler
+from router_model.serve.http_metrics import HttpCounts
 from router_model.serve.metrics import Metrics
 
 log = logging.getLogger("stage5_router.service")
@@ -63,6 +64,7 @@ def create_app(service: RouterService) -> FastAPI:
     app.state.service, app.state.metrics = service, metrics
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(BodyGuard, max_body_bytes=service.settings.max_body_bytes)
+    app.add_middleware(HttpCounts, metrics=metrics)  # outermost: sees the guard's refusals
     app.include_router(openai_route.router)  # first: /v1/route also takes OpenAI requests
     for router in ROUTERS:
         app.include_router(router)
