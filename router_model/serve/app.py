@@ -22,10 +22,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from router_model.serve import connections
+from router_model.serve import connections, openai_route
 from router_model.serve.core import RouterService, ServeSettings
 from router_model.serve.endpoints import ROUTERS
 from router_model.serve.http_guard import BodyGuard, validation_error_handler
+from router_model.serve.http_metrics import HttpCounts
 from router_model.serve.metrics import Metrics
 
 log = logging.getLogger("stage5_router.service")
@@ -71,7 +72,9 @@ def create_app(service: RouterService) -> FastAPI:
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes,
                        max_task_body_bytes=settings.max_task_body_bytes,
                        max_json_items=settings.max_json_items)
+    app.add_middleware(HttpCounts, metrics=metrics)  # outermost: sees the guard's refusals
     connections.configure(connection_limits(settings))
+    app.include_router(openai_route.router)  # first: /v1/route also takes OpenAI requests
     for router in ROUTERS:
         app.include_router(router)
     return app

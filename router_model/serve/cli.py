@@ -13,6 +13,7 @@ from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR
 from router_model.serve.app import CONFIG_ENV, create_app, server_options
 from router_model.serve.core import RouterService
+from router_model.serve.json_logs import log_config
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_serve", version_base="1.3")
@@ -40,4 +41,5 @@ def serve(plain: dict[str, Any]) -> None:
           f"({ready['mode']}, {ready['router_version']}); decisions -> "
           f"{settings.decision_log}", flush=True)
     uvicorn.run(create_app(service), host=settings.host, port=settings.port,
-                log_level=settings.log_level, **server_options(settings))
+                log_level=settings.log_level, **server_options(settings),
+                **log_config(plain))

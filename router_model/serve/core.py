@@ -36,6 +36,7 @@ from router_model.model.artifact import (
 )
 from router_model.model.compiled import compile_model
 from router_model.model.features import flatten_task
+from router_model.serve.catalog_guard import guard
 
 log = logging.getLogger("stage5_router.serving")
 
@@ -261,6 +262,7 @@ class RouterService:
     def _build_router(self, policy: RoutingPolicy) -> Router:
         """The configured router from the registry, on `policy`; a router that needs a
         model the policy lacks leaves the learned router, which answers from the rules."""
+        policy = guard(policy, self.catalog)  # catalog changes warned, unseen tiers: rules
         context = RouterContext(self.catalog, policy, seed=self._seed or 0)
         try:
             return build_router(self.settings.router, self.registry, context)
