@@ -55,8 +55,9 @@ def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
 
 
 def test_latency_price_is_added_to_the_cost(catalog):
-    cheap = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.0))
-    timed = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.01))
+    """An hour of wall time at 36 USD prices each second at 0.01 USD."""
+    cheap = LadderCostModel(catalog, policy_settings(latency_usd_per_hour=0.0))
+    timed = LadderCostModel(catalog, policy_settings(latency_usd_per_hour=36.0))
     c0, lat = cheap.attempt_cost(10_000.0, 1000.0)
     c1, _ = timed.attempt_cost(10_000.0, 1000.0)
     np.testing.assert_allclose(np.subtract(c1, c0), 0.01 * np.asarray(lat))
@@ -89,7 +90,8 @@ def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
         cols = policy.choice.plan_columns(list(p.T), impact, prompt, output, false_pass)
         plan = {k: np.column_stack(v) for k, v in cols.items()
                 if k in ("eligible", "expected_cost", "expected_bad")}
-        again = policy.choice.starts_for({**plan, "p": p, "impact": impact})
+        again = policy.choice.starts_for({**plan, "p_plan": p, "impact": impact,
+                                          "fields": ["exercise", "course_title"]})
         assert again.tolist() == np.asarray(cols["start"]).tolist()
         return again.tolist()
 
@@ -243,9 +245,10 @@ def test_a_start_needs_only_cost_and_bad(learned, catalog):
     for policy in (learned, learned.variant("threshold_policy")):
         full = policy.start_tiers(tasks)
         lean = policy.start_tiers(tasks, p=full["p"], quantities=policy.DECISION_QUANTITIES)
-        assert set(lean) == {"p", "impact", "start", "required", "eligible", "expected_cost",
-                             "expected_bad"}
+        assert set(lean) == {"p", "p_plan", "impact", "fields", "start", "required",
+                             "eligible", "expected_cost", "expected_bad"}
         for key, value in lean.items():
-            assert np.array_equal(value, full[key]), key
+            if key != "fields":
+                assert np.array_equal(value, full[key]), key
 
 
