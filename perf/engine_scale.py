@@ -98,6 +98,7 @@ def child(workdir: str, engine: str, millions: int) -> None:
     import resource
 
     from training.train import run_train
+    from training.train_cli import train_job
 
     if engine == "local":
         limit = LOCAL_ADDRESS_SPACE_GB * 2**30
@@ -107,12 +108,12 @@ def child(workdir: str, engine: str, millions: int) -> None:
     cfg = compose_cfg("router_train", [
         f"paths.data_dir={workdir}/scratch", f"paths.artifacts_dir={workdir}/artifacts",
         f"paths.reports_dir={workdir}/reports/{engine}-{millions}M", "paths.cache_dir=null",
-        f"data.logs=[{','.join(chunks)}]", f"train.engine={engine}", "train.split=hash",
+        f"paths.logs=[{','.join(chunks)}]", f"train.engine={engine}", "train.split=hash",
         "train.baseline=null", "router.calibrate.bad_vs_static=true"])
     with PeakMemory() as peaks:
         start = time.perf_counter()
         try:
-            result = run_train(cfg, progress=False)
+            result = run_train(train_job(cfg), progress=False)
         except MemoryError as exc:
             where = traceback.extract_tb(exc.__traceback__)
             repo = str(Path(__file__).resolve().parents[1])

@@ -48,8 +48,9 @@ def bare_fit_seconds(cfg) -> float:
 
     from router_model.model.features import FeatureSpec
     from training.train import load_training_examples, split_examples
+    from training.train_cli import train_job
 
-    examples = load_training_examples(cfg).examples
+    examples = load_training_examples(train_job(cfg)).examples
     train_idx, _ = split_examples(examples, method=str(cfg.train.split),
                                   test_size=float(cfg.train.test_size), seed=int(cfg.train.seed))
     rows = examples.iloc[train_idx]
@@ -65,13 +66,14 @@ def bare_fit_seconds(cfg) -> float:
 def child(workdir: str, baseline: bool) -> None:
     """Runs in a fresh process so peak memory is the training's own."""
     from training.train import run_train
+    from training.train_cli import train_job
 
     cfg = compose_cfg("router_train", [
         f"paths.data_dir={workdir}/data", f"paths.artifacts_dir={workdir}/artifacts",
         f"paths.reports_dir={workdir}/reports", "paths.cache_dir=null",
         f"train.baseline={'logreg' if baseline else 'null'}"])
     start = time.perf_counter()
-    result = run_train(cfg, progress=False)
+    result = run_train(train_job(cfg), progress=False)
     seconds = time.perf_counter() - start
     peak_mb = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak_mb,

@@ -60,12 +60,13 @@ def trained_router(tmp_path_factory):
     """
     from pipeline.simulate_cli import run_simulate
     from training.train import run_train
+    from training.train_cli import train_job
 
     tmp = tmp_path_factory.mktemp("router")
     run_simulate(compose_config("router_simulate", [*tmp_paths(tmp), "simulate.n_courses=2000"]))
     cfg = compose_config("router_train", [*tmp_paths(tmp), "train.lightgbm.n_estimators=150"])
     OmegaConf.resolve(cfg)
-    return cfg, run_train(cfg, progress=False)
+    return cfg, run_train(train_job(cfg), progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -70,7 +70,7 @@ def test_stage_outputs_are_byte_identical_on_a_rerun(tmp_path):
     so a rerun never invalidates the stages downstream in dvc.lock."""
     from pipeline.simulate_cli import run_simulate
     from training.train import run_train
-    from training.train_cli import prepare
+    from training.train_cli import prepare, train_job
 
     runs = []
     tmp = tmp_path / "run"  # the same paths both times, as in a checkout
@@ -84,7 +84,7 @@ def test_stage_outputs_are_byte_identical_on_a_rerun(tmp_path):
             *paths, f"data.examples={tmp}/data/examples.parquet",
             "train.lightgbm.n_estimators=30", f"reports_dir={tmp}/reports/train"])
         OmegaConf.resolve(train_cfg)
-        run_train(train_cfg, progress=False)
+        run_train(train_job(train_cfg), progress=False)
         runs.append({**_digests(tmp / "data"), **_digests(tmp / "artifacts"),
                      **_digests(tmp / "reports")})
     assert runs[0].keys() == runs[1].keys()

@@ -15,74 +15,103 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from router_model.config import check
 from router_model.model.features import FeatureSpec
 from router_model.model.pass_model import PassModel
 from training.dataset import ExampleSet, calibration_courses
+from training.distributed.cluster import DaskSettings
+
+ENGINES = ("local", "dask")
+SPLITS = ("course", "time", "hash")
+CALIBRATIONS = ("isotonic", "sigmoid")
 
 
-def estimator_names(train_cfg: DictConfig) -> list[str]:
-    """The entries of conf/train that describe an estimator (they carry a `_target_`)."""
-    return [k for k, v in train_cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
+@dataclass(frozen=True)
+class TrainSettings:
+    """conf/train (its comments say what each key does). The estimator entries (any key
+    whose value carries a `_target_`) are kept as plain dicts in `estimators`, for hydra's
+    `instantiate`; the training CLI splits them off when it builds this."""
+
+    engine: str
+    model: str
+    baseline: str | None
+    split: str
+    test_size: float
+    seed: int
+    publish: bool
+    calibration: str
+    cv_folds: int
+    holdout_calibration_from: int | None
+    calibration_share: float
+    dask: DaskSettings
+    estimators: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        check(self.engine in ENGINES, "train.engine", self.engine, f"expected one of {ENGINES}")
+        check(self.split in SPLITS, "train.split", self.split, f"expected one of {SPLITS}")
+        check(0.0 < self.test_size < 1.0, "train.test_size", self.test_size,
+              "must be between 0 and 1")
+        check(self.calibration in CALIBRATIONS, "train.calibration", self.calibration,
+              f"expected one of {CALIBRATIONS}")
+        check(self.cv_folds >= 2, "train.cv_folds", self.cv_folds, "must be >= 2")
+        check(0.0 < self.calibration_share < 1.0, "train.calibration_share",
+              self.calibration_share, "must be between 0 and 1 (the share of training "
+              "courses kept out of the fit to calibrate on)")
+        for key in ("model", "baseline"):
+            kind = getattr(self, key)
+            check((kind is None and key == "baseline") or kind in self.estimators,
+                  f"train.{key}", kind, "has no entry with a _target_ in conf/train; known: "
+                  f"{sorted(self.estimators)}")
+
+    @property
+    def kinds(self) -> list[str]:
+        """The model to save first, then the baseline (when set and different)."""
+        extra = [self.baseline] if self.baseline and self.baseline != self.model else []
+        return [self.model, *extra]
 
 
-def make_estimator(kind: str, spec: FeatureSpec, train_cfg: DictConfig) -> Any:
+def make_estimator(kind: str, spec: FeatureSpec, train: TrainSettings) -> Any:
     """An unfitted estimator built from conf/train's entry `kind` (`_target_` + settings)."""
     from hydra.utils import instantiate
 
-    if kind not in estimator_names(train_cfg):
-        raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/train; "
-                         f"known: {estimator_names(train_cfg)}")
-    return instantiate(train_cfg[kind], categorical_features=list(spec.categorical_indices),
-                       random_state=int(train_cfg.seed), _convert_="all")
+    check(kind in train.estimators, "train.model", kind, "has no entry with a _target_ in "
+          f"conf/train; known: {sorted(train.estimators)}")
+    return instantiate(train.estimators[kind],
+                       categorical_features=list(spec.categorical_indices),
+                       random_state=train.seed, _convert_="all")
 
 
-def calibration_share(train_cfg: DictConfig) -> float:
-    """train.calibration_share, checked: the training courses kept out of the fit."""
-    share = float(train_cfg.calibration_share)
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"train.calibration_share={share!r}: must be between 0 and 1 (the "
-                         "share of training courses kept out of the fit to calibrate on)")
-    return share
-
-
-def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train_cfg: DictConfig
+def fit_pass_model(kind: str, rows: pd.DataFrame, spec: FeatureSpec, train: TrainSettings
                    ) -> PassModel:
     """Fit and calibrate. Below train.holdout_calibration_from training examples the
     calibrator learns from out-of-fold predictions of course-grouped folds (cv_folds + 1
     fits); from there on (null: never), from held-out training courses (one fit, on the
     rest): about 40% less time at 1M rows, for +0.0003 to +0.0004 held-out log-loss."""
-    if train_cfg.calibration not in ("isotonic", "sigmoid"):
-        raise ValueError(f"train.calibration={train_cfg.calibration!r}: "
-                         "expected 'isotonic' or 'sigmoid'")
     X = spec.encode(rows)
     y = rows["label"].to_numpy(int)
     if len(np.unique(y)) < 2:
         raise ValueError("the training examples hold only one class (every attempt passed, or "
                          "none did); the model needs both. Add more logs.")
-    holdout_from = train_cfg.get("holdout_calibration_from")
-    if holdout_from is not None and len(rows) >= int(holdout_from):
-        held = calibration_courses(rows["course_id"], calibration_share(train_cfg),
-                                   int(train_cfg.seed))
-        estimator = make_estimator(kind, spec, train_cfg).fit(X[~held], y[~held])
+    holdout_from = train.holdout_calibration_from
+    if holdout_from is not None and len(rows) >= holdout_from:
+        held = calibration_courses(rows["course_id"], train.calibration_share, train.seed)
+        estimator = make_estimator(kind, spec, train).fit(X[~held], y[~held])
         return PassModel(spec=spec, calibrated=None, kind=kind, estimator=estimator,
-                         calibrator=calibrate(estimator, X[held], y[held],
-                                              str(train_cfg.calibration)))
-    return fit_with_folds(kind, X, y, rows["course_id"].to_numpy(), spec, train_cfg)
+                         calibrator=calibrate(estimator, X[held], y[held], train.calibration))
+    return fit_with_folds(kind, X, y, rows["course_id"].to_numpy(), spec, train)
 
 
 def fit_with_folds(kind: str, X: np.ndarray, y: np.ndarray, courses: np.ndarray,
-                   spec: FeatureSpec, train_cfg: DictConfig) -> PassModel:
+                   spec: FeatureSpec, train: TrainSettings) -> PassModel:
     """Fit on all rows; calibrate on out-of-fold predictions from course-grouped folds."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GroupKFold
 
-    folds = list(GroupKFold(n_splits=int(train_cfg.cv_folds)).split(X, y, groups=courses))
-    calibrated = CalibratedClassifierCV(make_estimator(kind, spec, train_cfg),
-                                        method=str(train_cfg.calibration), cv=folds,
-                                        ensemble=False)
+    folds = list(GroupKFold(n_splits=train.cv_folds).split(X, y, groups=courses))
+    calibrated = CalibratedClassifierCV(make_estimator(kind, spec, train),
+                                        method=train.calibration, cv=folds, ensemble=False)
     calibrated.fit(X, y)
     return PassModel(spec=spec, calibrated=calibrated, kind=kind)
 

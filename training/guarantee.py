@@ -16,13 +16,31 @@ p-value). Courses, not tasks, are the independent units.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from router_model.config import check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import DIALS
+from training.propensity import doubly_robust
+
+
+@dataclass(frozen=True)
+class GuaranteeSettings:
+    """`router.guarantee` (conf/router): the target first-attempt pass, or None for no
+    guarantee, certified with probability >= 1 - delta."""
+
+    first_pass_min: float | None
+    delta: float
+
+    def __post_init__(self) -> None:
+        if self.first_pass_min is not None:
+            check(0.0 < self.first_pass_min < 1.0, "router.guarantee.first_pass_min",
+                  self.first_pass_min, "must be in (0, 1) (or null for no guarantee)")
+        check(0.0 < self.delta < 1.0, "router.guarantee.delta", self.delta, "must be in (0, 1)")
 
 
 def betting_p_value(x: np.ndarray, m0: float, delta: float, seed: int = 0) -> float:
@@ -49,13 +67,11 @@ def logged_starts(rows: pd.DataFrame, ladder: list[str]) -> pd.DataFrame:
 
 def dr_failure(plan: dict[str, np.ndarray], start: np.ndarray, logged: pd.DataFrame,
                ladder: list[str]) -> np.ndarray:
-    """Per-task doubly robust estimate of the first-attempt failure of starting at `start`."""
-    rows = np.arange(len(start))
-    p = plan["p"]
+    """Per-task doubly robust estimate of the first-attempt failure of starting at `start`:
+    the failure is the reward, the model's 1 - P(pass) its reward model."""
     a = logged["tier"].map({t: i for i, t in enumerate(ladder)}).to_numpy()
-    y = logged["label"].to_numpy(float)
-    w = (a == start) / logged["propensity"].to_numpy(float)
-    return (1.0 - p[rows, start]) + w * ((1.0 - y) - (1.0 - p[rows, a]))
+    return doubly_robust(1.0 - plan["p"], 1.0 - logged["label"].to_numpy(float), start, a,
+                         logged["propensity"].to_numpy(float))
 
 
 def learn_then_test(policy: RoutingPolicy, rows: pd.DataFrame, first_pass_min: float,

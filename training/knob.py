@@ -9,11 +9,13 @@ artifact so serving and evaluation use it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from router_model.config import check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import DIALS
 
@@ -38,19 +40,31 @@ def expected(plan: Mapping[str, np.ndarray], start: np.ndarray, target: str) -> 
     return float(plan["p"][rows, start].mean())  # first_pass_vs_static, first_pass_min
 
 
-def one_target(target: Mapping[str, Any] | None) -> tuple[str, Any] | None:
-    """The single target set in `router.calibrate`, or None."""
-    goal = {k: v for k, v in (target or {}).items() if v not in (None, False)}
-    if not goal:
-        return None
-    unknown = sorted(set(goal) - set(TARGETS))
-    if unknown or len(goal) != 1:
-        raise ValueError(f"router.calibrate needs exactly one of {TARGETS}, got {sorted(goal)}")
-    return next(iter(goal.items()))
+@dataclass(frozen=True)
+class CalibrationTarget:
+    """`router.calibrate` (conf/router holds what each target means): at most one is set."""
+
+    bad_vs_static: bool | None
+    first_pass_vs_static: bool | None
+    first_pass_min: float | None
+    premium_share_max: float | None
+    final_pass_min: float | None
+
+    def __post_init__(self) -> None:
+        goal = self.goals()
+        check(len(goal) <= 1, "router.calibrate", sorted(goal),
+              f"needs exactly one of {TARGETS}")
+
+    def goals(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in TARGETS if getattr(self, k) not in (None, False)}
+
+    def one(self) -> tuple[str, Any] | None:
+        """The single target set, or None."""
+        return next(iter(self.goals().items()), None)
 
 
 def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
-                   target: Mapping[str, Any] | None, p: np.ndarray | None = None
+                   target: CalibrationTarget | None, p: np.ndarray | None = None
                    ) -> dict[str, Any] | None:
     """The least safe dial value whose expectation meets the target; None without a target.
 
@@ -58,7 +72,7 @@ def calibrate_dial(policy: RoutingPolicy, tasks: pd.DataFrame,
     predictions (same exposure to failures and gate errors as the seed's rules). `p`: the
     policy's pass probabilities for `tasks` when the caller has them (`start_tiers`' "p").
     """
-    goal = one_target(target)
+    goal = target.one() if target is not None else None
     if goal is None or not policy.learned:
         return None
     name, value = goal

@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import Catalog, typed
+from router_model.config import Catalog, Paths
 from router_model.decide.policy import RoutingPolicy
-from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
+from router_model.decide.settings import POLICY_VARIANTS
 from router_model.model.artifact import RouterArtifact, save_artifact
 from router_model.model.features import FeatureSpec
 from router_model.model.pass_model import PassModel
@@ -24,15 +23,16 @@ from training.dataset import (
     lookup_table,
     split_examples,
 )
-from training.fitting import Phases, Prepared, estimator_names, fit_pass_model
+from training.fitting import Phases, Prepared, TrainSettings, fit_pass_model
 from training.guarantee import learn_then_test
-from training.knob import calibrate_dial, one_target
+from training.knob import calibrate_dial
 from training.metrics import (
     classification_metrics,
     expected_calibration_error,
     full_report,
     reliability_plot,
 )
+from training.train_job import TrainJob
 from training.train_report import markdown_report
 
 
@@ -61,34 +61,30 @@ def false_pass_model(model: PassModel, examples: pd.DataFrame, min_rows: int = 2
             "slope": float(coef[-1]), "rows": len(rows), "bad": int(bad.sum())}
 
 
-def guaranteed_dial(cfg: DictConfig, model: PassModel, manifest: dict[str, Any],
+def guaranteed_dial(job: TrainJob, model: PassModel, manifest: dict[str, Any],
                     rows: pd.DataFrame) -> dict[str, Any] | None:
     """Learn-then-Test for the learned policy when router.guarantee asks for it."""
-    spec = cfg.router.get("guarantee") or {}
-    if spec.get("first_pass_min") is None:
+    spec = job.router.guarantee
+    if spec.first_pass_min is None:
         return None
     candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate"},
                                path=None)
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    policy = RoutingPolicy(Catalog.from_config(cfg), settings, candidate)
-    return learn_then_test(policy, rows, float(spec.first_pass_min), float(spec.delta),
-                           seed=int(cfg.train.seed))
+    policy = RoutingPolicy(job.catalog, job.router.policy, candidate)
+    return learn_then_test(policy, rows, spec.first_pass_min, spec.delta, seed=job.train.seed)
 
 
-def calibrate_policies(cfg: DictConfig, model: PassModel, manifest: dict[str, Any],
+def calibrate_policies(job: TrainJob, model: PassModel, manifest: dict[str, Any],
                        rows: pd.DataFrame) -> dict[str, Any]:
     """Each variant's dial meeting router.calibrate on the held-out tasks (one per task)."""
     candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate"},
                                path=None)
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    catalog = Catalog.from_config(cfg)
     tasks = rows.drop_duplicates("task_id").reset_index(drop=True)
-    target = cfg.router.get("calibrate")
+    target = job.router.calibrate
     model_p = None  # the variants on the model share its predictions (the lookup's are cheap)
     out = {}
     for key, (_, on_lookup) in POLICY_VARIANTS.items():
-        policy = RoutingPolicy(catalog, settings, candidate).variant(key)
-        if not on_lookup and model_p is None and one_target(target) and policy.learned:
+        policy = RoutingPolicy(job.catalog, job.router.policy, candidate).variant(key)
+        if not on_lookup and model_p is None and target.one() and policy.learned:
             model_p = policy.start_tiers(tasks, quantities=("cost", "bad"))["p"]
         out[key] = calibrate_dial(policy, tasks, target, None if on_lookup else model_p)
     return out
@@ -111,11 +107,10 @@ class TrainResult:
     seconds: dict[str, float]
 
 
-def load_training_examples(cfg: DictConfig) -> ExampleSet:
+def load_training_examples(job: TrainJob) -> ExampleSet:
     """Examples from a prepared file (data.examples) or from the logs via the cache."""
-    catalog = Catalog.from_config(cfg)
-    if cfg.data.get("examples"):
-        path = Path(cfg.data.examples)
+    if job.data.examples:
+        path = Path(job.data.examples)
         if not path.exists():
             raise FileNotFoundError(f"data.examples={str(path)!r} does not exist; run "
                                     "router-prepare, or set data.examples=null to read logs")
@@ -123,69 +118,73 @@ def load_training_examples(cfg: DictConfig) -> ExampleSet:
         meta = json.loads(path.with_suffix(".json").read_text())
         return ExampleSet(frame, meta["data_hash"], meta["counts"], meta["ladder_stats"],
                           from_cache=True, reference=meta.get("reference"))
-    return load_examples(cfg.data.logs, catalog, cache_dir=cfg.paths.cache_dir,
-                         quarantine_path=cfg.paths.quarantine)
+    return load_examples(job.paths.logs, job.catalog, cache_dir=job.paths.cache_dir,
+                         quarantine_path=job.paths.quarantine)
 
 
-def train_locally(cfg: DictConfig, kinds: list[str], phases: Phases) -> Prepared:
+def prepare_examples(catalog: Catalog, paths: Paths, train: TrainSettings, out: Path
+                     ) -> ExampleSet:
+    """router-prepare: the examples from the logs, each marked with its split, written to
+    `out` with their meta (hash, counts, ladder statistics, drift reference)."""
+    data = load_examples(paths.logs, catalog, cache_dir=paths.cache_dir,
+                         quarantine_path=paths.quarantine)
+    _, test = split_examples(data.examples, method=train.split, test_size=train.test_size,
+                             seed=train.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data.examples.assign(held_out=data.examples.index.isin(test)).to_parquet(out, index=False)
+    meta = {"data_hash": data.data_hash, "counts": data.counts,
+            "ladder_stats": data.ladder_stats, "reference": data.reference}
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    return data
+
+
+def train_locally(job: TrainJob, kinds: list[str], phases: Phases) -> Prepared:
     """The local engine: every example in memory, calibrated on course-grouped folds."""
     with phases("read logs"):
-        data = load_training_examples(cfg)
+        data = load_training_examples(job)
         examples = data.examples
-        if cfg.data.get("holdout_share"):  # courses router-promote judges on: never trained on
-            keep = ~in_holdout(examples["course_id"], float(cfg.data.holdout_share))
+        if job.data.holdout_share:  # courses router-promote judges on: never trained on
+            keep = ~in_holdout(examples["course_id"], job.data.holdout_share)
             examples = examples[keep].reset_index(drop=True)
     with phases("split"):
-        train_idx, test_idx = split_examples(examples, method=str(cfg.train.split),
-                                             test_size=float(cfg.train.test_size),
-                                             seed=int(cfg.train.seed))
+        train_idx, test_idx = split_examples(examples, method=job.train.split,
+                                             test_size=job.train.test_size, seed=job.train.seed)
         train_rows, test_rows = examples.iloc[train_idx], examples.iloc[test_idx]
-        spec = FeatureSpec.from_config(cfg.router.features,
-                                       embedding_cache=cfg.paths.cache_dir).fit(train_rows)
+        spec = FeatureSpec.from_config(job.router.features,
+                                       embedding_cache=job.paths.cache_dir).fit(train_rows)
     models: dict[str, PassModel] = {}
     for kind in kinds:
         with phases(f"fit {kind}"):
-            models[kind] = fit_pass_model(kind, train_rows, spec, cfg.train)
+            models[kind] = fit_pass_model(kind, train_rows, spec, job.train)
     return Prepared(data=data, spec=spec, models=models, train_rows=train_rows,
                     test_rows=test_rows, audit_examples=examples,
                     lookup=lookup_table(train_rows), engine_info={"engine": "local"})
 
 
-ENGINES = ("local", "dask")
-
-
-def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
+def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
     """The whole job: examples -> split -> fit + calibrate -> metrics -> artifact."""
-    kinds = [str(cfg.train.model)] + ([str(cfg.train.baseline)] if cfg.train.get("baseline")
-                                      and cfg.train.baseline != cfg.train.model else [])
-    for kind in kinds:
-        if kind not in estimator_names(cfg.train):
-            raise ValueError(f"train model {kind!r} has no entry with a _target_ in conf/"
-                             f"train; known: {estimator_names(cfg.train)}")
-    engine = str(cfg.train.get("engine") or "local")
-    if engine not in ENGINES:
-        raise ValueError(f"train.engine={engine[:40]!r}: expected one of {list(ENGINES)}")
+    kinds = job.train.kinds
     phases = Phases(["read logs", "split", *(f"fit {k}" for k in kinds), "evaluate",
                      "calibrate dials", "save"], progress)
     try:  # the bar is closed on an error too, so the error is the last thing printed
-        if engine == "dask":
+        if job.train.engine == "dask":
             from training.distributed.engine import train_on_dask
 
-            prepared = train_on_dask(cfg, kinds, phases, progress)
+            prepared = train_on_dask(job, kinds, phases, progress)
         else:
-            prepared = train_locally(cfg, kinds, phases)
+            prepared = train_locally(job, kinds, phases)
         with phases("evaluate"):
-            metrics, reports = evaluate(cfg, prepared, kinds)
+            metrics, reports = evaluate(job, prepared, kinds)
         with phases("calibrate dials"):
             main = prepared.models[kinds[0]]
             ladder_stats = prepared.data.ladder_stats
             ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
             metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
             lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
-            dials = calibrate_policies(cfg, main, lookup, prepared.test_rows)
+            dials = calibrate_policies(job, main, lookup, prepared.test_rows)
             metrics["calibration"] = dials
         with phases("save"):
-            artifact = save_trained(cfg, prepared, main, metrics, lookup, dials)
+            artifact = save_trained(job, prepared, main, metrics, lookup, dials)
     finally:
         phases.close()
     # metrics.json is a DVC output, byte-identical for a seed; timings live beside it.
@@ -196,7 +195,7 @@ def run_train(cfg: DictConfig, progress: bool = True) -> TrainResult:
                        seconds=dict(phases.seconds))
 
 
-def evaluate(cfg: DictConfig, prepared: Prepared, kinds: list[str]
+def evaluate(job: TrainJob, prepared: Prepared, kinds: list[str]
              ) -> tuple[dict[str, Any], Path]:
     """Held-out metrics of the model and its baselines, and the reliability plot."""
     test_rows, data = prepared.test_rows, prepared.data
@@ -216,7 +215,7 @@ def evaluate(cfg: DictConfig, prepared: Prepared, kinds: list[str]
                  "train_courses": int(data.counts.get(
                      "train_courses", prepared.train_rows["course_id"].nunique())),
                  "test_courses": int(test_rows["course_id"].nunique()),
-                 "split": str(cfg.train.split)},
+                 "split": job.train.split},
         **({"engine": prepared.engine_info} if prepared.engine_info.get("engine") != "local"
            else {}),
     }
@@ -226,17 +225,16 @@ def evaluate(cfg: DictConfig, prepared: Prepared, kinds: list[str]
         p = prepared.models[kind].predict_matrix(X_test)
         metrics[f"baseline_{kind}"] = full_report(test_rows, y_test, p)
         curves[f"{kind} calibrated"] = (y_test, p)
-    reports = Path(cfg.reports_dir)
+    reports = Path(job.reports_dir)
     reports.mkdir(parents=True, exist_ok=True)
     reliability_plot(curves, y_test, str(reports / "reliability.png"))
     return metrics, reports
 
 
-def save_trained(cfg: DictConfig, prepared: Prepared, main: PassModel, metrics: dict[str, Any],
+def save_trained(job: TrainJob, prepared: Prepared, main: PassModel, metrics: dict[str, Any],
                  lookup: dict[str, Any], dials: dict[str, Any]) -> RouterArtifact:
     """The artifact: model, dials (certified when asked), lookup table and drift reference."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    guarantee = guaranteed_dial(cfg, main, lookup, prepared.test_rows)
+    guarantee = guaranteed_dial(job, main, lookup, prepared.test_rows)
     metrics["guarantee"] = guarantee
     if guarantee and guarantee["certified"]:  # serve the certified dial, not the point one
         guarantee["point_value"] = (dials["policy"] or {}).get("value")
@@ -245,10 +243,10 @@ def save_trained(cfg: DictConfig, prepared: Prepared, main: PassModel, metrics: 
     calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
     data = prepared.data
     reference = {**(data.reference or {}), "calibration": metrics["start_tier_calibration"]}
-    artifact = save_artifact(main, cfg.router.artifact, data_hash=data.data_hash,
-                             config=config, metrics=metrics, ladder_stats=data.ladder_stats,
+    artifact = save_artifact(main, job.router.artifact, data_hash=data.data_hash,
+                             config=job.record, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
                                              **calibrated},
-                             publish=bool(cfg.train.get("publish", True)))
+                             publish=job.train.publish)
     metrics["router_version"] = artifact.router_version
     return artifact

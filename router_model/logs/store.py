@@ -82,7 +82,7 @@ def _expand_local(item: str | Path) -> list[Path]:
         return [f for h in hits
                 for f in (_expand_local(h) if h.is_dir()
                           else [h.resolve()] if h.suffix in LOG_SUFFIXES else [])]
-    raise FileNotFoundError(f"log path {str(p)[:200]!r} does not exist; point data.logs at a "
+    raise FileNotFoundError(f"log path {str(p)[:200]!r} does not exist; point paths.logs at a "
                             "log file, folder or glob (e.g. run router-simulate first)")
 
 

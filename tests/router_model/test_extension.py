@@ -42,6 +42,7 @@ class LongPromptsToPremium(Router):
 def test_a_fifth_tier_needs_only_yaml(tmp_path):
     from pipeline.simulate_cli import run_simulate
     from training.train import run_train
+    from training.train_cli import train_job
 
     paths = tmp_paths(tmp_path)
     run_simulate(compose_config("router_simulate", [
@@ -52,7 +53,7 @@ def test_a_fifth_tier_needs_only_yaml(tmp_path):
                                           "train.lightgbm.n_estimators=20",
                                           "train.baseline=null"])
     OmegaConf.resolve(cfg)
-    run_train(cfg, progress=False)
+    run_train(train_job(cfg), progress=False)
     serve = compose_config("router_serve", [*paths, *FIFTH_TIER[:1],
                                             f"serve.decision_log={tmp_path}/d.jsonl"])
     decision = RouterService.from_config(serve).route({"field": "exercise",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from router_model.decide.policy import RoutingPolicy
 from tests.helpers import policy_settings
@@ -59,10 +58,12 @@ def test_learned_is_not_beaten_by_the_best_baseline_on_interactions(tmp_path):
     """Seeded regression of the headline on the `interactions` world at a small size: at
     static's true pass, the learned frontier costs no more than any mix of the simple
     baselines (measured +1.9% cheaper with these settings when written)."""
-    from training.evaluation.seeds import one_run
+    from tests.helpers import compose_config
+    from training.evaluation.seeds_cli import one_run, run_configs, seeds_settings
 
-    cfg = OmegaConf.create({"n_courses": 1500, "eval_courses": 800, "bootstrap": 50,
-                            "train_overrides": ["train.lightgbm.n_estimators=150"]})
-    row = one_run(cfg, "interactions", 1, tmp_path)
+    settings = seeds_settings(compose_config("router_evaluate_seeds", [
+        "n_courses=1500", "eval_courses=800", "bootstrap=50",
+        "train_overrides=['train.lightgbm.n_estimators=150']"]))
+    row = one_run(run_configs(settings, "interactions", 1, tmp_path))
     assert row["learned_cost_at_static_quality"] <= row["best_baseline_cost_at_static_quality"]
     assert row["saving_vs_static_at_its_quality"] > 0.5

@@ -10,13 +10,20 @@ import pytest
 
 from router_model.decide.choice import StartChoice
 from router_model.decide.policy import RoutingPolicy
-from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
+from router_model.decide.settings import POLICY_VARIANTS
 from router_model.model.artifact import load_artifact
 from tests.helpers import compose_config, policy_settings
-from training.knob import calibrate_dial
+from training.knob import CalibrationTarget, calibrate_dial
 
-TARGETS = [{"bad_vs_static": True}, {"first_pass_vs_static": True}, {"first_pass_min": 0.9},
-           {"premium_share_max": 0.05}, {"final_pass_min": 0.99}]
+
+def target(**goal: Any) -> CalibrationTarget:
+    """One router.calibrate target; the others unset."""
+    return CalibrationTarget(**{**dict.fromkeys(CalibrationTarget.__dataclass_fields__), **goal})
+
+
+TARGETS = [target(bad_vs_static=True), target(first_pass_vs_static=True),
+           target(first_pass_min=0.9), target(premium_share_max=0.05),
+           target(final_pass_min=0.99)]
 
 
 def _plain_starts(choice: StartChoice, plan: dict[str, np.ndarray]) -> np.ndarray:
@@ -63,28 +70,34 @@ def test_the_dial_is_the_one_the_plain_path_finds(held_out, monkeypatch, key):
     monkeypatch.setattr(StartChoice, "starts_for", _plain_starts)
     assert fast == [calibrate_dial(variant, tasks, target) for target in TARGETS]
     assert calibrate_dial(variant, tasks, None) is None
+    assert calibrate_dial(variant, tasks, target()) is None
+
+
+def test_two_targets_at_once_are_refused():
+    with pytest.raises(ValueError, match=r"router\.calibrate.*needs exactly one"):
+        target(bad_vs_static=True, first_pass_min=0.9)
 
 
 
 def test_variants_on_the_model_share_its_predictions_and_find_the_same_dials(
         trained_router, held_out, monkeypatch):
-    from router_model.config import typed
     from router_model.model.artifact import RouterArtifact
     from training.train import calibrate_policies
+    from training.train_cli import train_job
 
     cfg, _ = trained_router
     policy, tasks = held_out
     artifact = policy.artifact
     candidate = RouterArtifact(model=artifact.model, path=None,
                                manifest={**artifact.manifest, "router_version": "candidate"})
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    separate = {key: calibrate_dial(RoutingPolicy(policy.catalog, settings, candidate)
-                                    .variant(key), tasks, cfg.router.calibrate)
+    job = train_job(cfg)
+    separate = {key: calibrate_dial(RoutingPolicy(policy.catalog, job.router.policy, candidate)
+                                    .variant(key), tasks, job.router.calibrate)
                 for key in POLICY_VARIANTS}
     predicted = []  # the model's predictions (the lookup variants predict from their table)
     predict = RoutingPolicy._predict_encoded
     monkeypatch.setattr(RoutingPolicy, "_predict_encoded",
                         lambda self, X: predicted.append(len(X)) or predict(self, X))
-    shared = calibrate_policies(cfg, artifact.model, artifact.manifest, tasks)
+    shared = calibrate_policies(job, artifact.model, artifact.manifest, tasks)
     assert shared == separate and shared["policy"] is not None
     assert predicted == [len(tasks)]  # once, for both variants on the model

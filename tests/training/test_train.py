@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from router_model.model.artifact import (
     ArtifactError,
@@ -19,6 +19,7 @@ from router_model.model.artifact import (
 from router_model.model.features import FeatureSpec
 from tests.helpers import compose_config, policy_settings
 from training.dataset import build_examples, load_examples, split_examples
+from training.fitting import TrainSettings
 
 
 def chain(task, course, steps):
@@ -92,9 +93,11 @@ def calibration_rows(n_courses: int = 400, per_course: int = 40) -> pd.DataFrame
                          .astype(int)}).assign(held=held)
 
 
-def train_settings(**changes) -> DictConfig:
-    """conf/train's defaults with `changes` merged in."""
-    return OmegaConf.merge(compose_config("router_train").train, changes)
+def train_settings(**changes) -> TrainSettings:
+    """conf/train's defaults with `changes` merged in, typed as router-train types them."""
+    from training.train_cli import train_settings as typed_train
+
+    return typed_train(OmegaConf.merge(compose_config("router_train").train, changes))
 
 
 @pytest.mark.parametrize("holdout_from", [0, None])
@@ -136,13 +139,17 @@ def test_raw_and_calibrated_probabilities_are_the_estimators_and_the_calibrated_
 
 
 def test_a_calibration_share_outside_zero_and_one_is_refused():
-    from training.fitting import fit_pass_model
-
-    rows = calibration_rows(n_courses=40)
-    spec = FeatureSpec(categorical=("field", "tier"), numeric=("prompt_tokens",)).fit(rows)
-    train_cfg = train_settings(holdout_calibration_from=0, calibration_share=1.5)
     with pytest.raises(ValueError, match=r"train.calibration_share=1.5: must be between"):
-        fit_pass_model("lightgbm", rows, spec, train_cfg)
+        train_settings(holdout_calibration_from=0, calibration_share=1.5)
+
+
+def test_a_missing_train_setting_names_its_key_and_group():
+    from training.train_cli import train_settings as typed_train
+
+    node = OmegaConf.to_container(compose_config("router_train").train)
+    del node["cv_folds"]
+    with pytest.raises(ValueError, match=r"train.cv_folds is missing; add it \(see conf/train\)"):
+        typed_train(node)
 
 
 @pytest.mark.parametrize("method", ["course", "time"])
@@ -196,7 +203,7 @@ def test_train_save_load_predict_round_trip_is_identical(trained):
     cfg, result = trained
     loaded = load_artifact(cfg.router.artifact)  # via LATEST
     assert loaded.router_version == result.artifact.router_version
-    examples = load_examples(cfg.data.logs, _catalog(cfg), cache_dir=cfg.paths.cache_dir)
+    examples = load_examples(cfg.paths.logs, _catalog(cfg), cache_dir=cfg.paths.cache_dir)
     assert examples.from_cache  # the second read hits the datasets cache
     frame = examples.examples.head(500)
     np.testing.assert_array_equal(result.artifact.model.predict_frame(frame),
@@ -275,6 +282,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from router_model.decide.policy import RoutingPolicy
     from tests.helpers import compose_config, tmp_paths
     from training.train import run_train
+    from training.train_cli import train_job
 
     run_simulate(compose_config("router_simulate", [*tmp_paths(tmp_path),
                                                     "simulate.n_courses=300"]))
@@ -282,7 +290,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
                                           "train.lightgbm.n_estimators=50",
                                           "router.features.brief_embedding_components=3"])
     OmegaConf.resolve(cfg)
-    result = run_train(cfg, progress=False)
+    result = run_train(train_job(cfg), progress=False)
     spec = result.artifact.model.spec
     assert spec.columns[-3:] == ["brief_pca_0", "brief_pca_1", "brief_pca_2"]
     assert (tmp_path / "cache" / "embeddings" / "all-MiniLM-L6-v2.parquet").exists()

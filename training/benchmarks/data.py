@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+
+from training.benchmarks.settings import BenchmarkSpec
 
 REQUIRED = ("prompt_id", "prompt", "model", "score")
 
@@ -55,24 +56,24 @@ def load_long_table(path: Path, cache_dir: str | None) -> pd.DataFrame:
     return ds.to_pandas()
 
 
-def _filter_rows(spec: DictConfig, long: pd.DataFrame, dropped: dict[str, int]
+def _filter_rows(spec: BenchmarkSpec, long: pd.DataFrame, dropped: dict[str, int]
                  ) -> pd.DataFrame:
     """The config's `include` and contamination filters, counted in `dropped`."""
-    for column, allowed in (spec.get("include") or {}).items():
+    for column, allowed in spec.include.items():
         if column not in long.columns:
             raise ValueError(f"{spec.name}: include names column {column!r}, which the table "
                              f"lacks (it has {sorted(long.columns)[:30]})")
         keep = long[column].isin(list(allowed))
         dropped[f"not {column} in {list(allowed)}"] = int((~keep).sum())
         long = long[keep]
-    if spec.get("exclude_contaminated") and "contaminated" in long.columns:
+    if spec.exclude_contaminated and "contaminated" in long.columns:
         contaminated = long["contaminated"].fillna(False).astype(bool)
         dropped["contaminated rows"] = int(contaminated.sum())
         long = long[~contaminated]
     return long
 
 
-def _drop_missing_scores(spec: DictConfig, long: pd.DataFrame, dropped: dict[str, int]
+def _drop_missing_scores(spec: BenchmarkSpec, long: pd.DataFrame, dropped: dict[str, int]
                          ) -> pd.DataFrame:
     """A NaN score is not a failure: drop the prompt (every model's row), count and warn."""
     long = long.assign(score=pd.to_numeric(long["score"], errors="coerce"))
@@ -85,18 +86,18 @@ def _drop_missing_scores(spec: DictConfig, long: pd.DataFrame, dropped: dict[str
     return long
 
 
-def _group_prompts(spec: DictConfig, long: pd.DataFrame, dropped: dict[str, int]
+def _group_prompts(spec: BenchmarkSpec, long: pd.DataFrame, dropped: dict[str, int]
                    ) -> pd.DataFrame:
     """Multi-turn questions as one unit (RouteLLM's MT-Bench protocol): routed once on the
     first turn's prompt, scored as the mean over its turns, costed as the sum of its calls.
     `group.pattern`'s first regex group is the question id within `prompt_id`."""
-    group = spec.get("group")
+    group = spec.group
     if not group:
         return long
-    pattern = re.compile(str(group.pattern))
+    pattern = re.compile(str(group["pattern"]))
     question = long["prompt_id"].astype(str).str.extract(pattern, expand=False)
     if question.isna().all():
-        raise ValueError(f"{spec.name}: group.pattern {group.pattern!r} matches no prompt_id "
+        raise ValueError(f"{spec.name}: group.pattern {group['pattern']!r} matches no prompt_id "
                          f"(e.g. {long['prompt_id'].iloc[0]!r})")
     long = long.assign(question=question.fillna(long["prompt_id"].astype(str)))
     turns = long.groupby("question")["prompt_id"].nunique()
@@ -113,7 +114,7 @@ def _group_prompts(spec: DictConfig, long: pd.DataFrame, dropped: dict[str, int]
     return agg.assign(prompt=agg["prompt_id"].map(first))
 
 
-def build_table(spec: DictConfig, long: pd.DataFrame, *, max_prompts: int | None = None,
+def build_table(spec: BenchmarkSpec, long: pd.DataFrame, *, max_prompts: int | None = None,
                 seed: int = 0) -> OutcomeTable:
     """Filter, check and pivot a long table into the ladder's outcome matrices."""
     missing = [c for c in REQUIRED if c not in long.columns]
@@ -122,7 +123,7 @@ def build_table(spec: DictConfig, long: pd.DataFrame, *, max_prompts: int | None
                          f"{sorted(long.columns)[:30]})")
     dropped: dict[str, int] = {}
     long = _filter_rows(spec, long, dropped)
-    names = [str(m.name) for m in spec.models]
+    names = [str(m["name"]) for m in spec.models]
     unknown = sorted(set(names) - set(long["model"]))
     if unknown:
         raise ValueError(f"{spec.name}: models {unknown} are not in the table "
@@ -141,7 +142,7 @@ def build_table(spec: DictConfig, long: pd.DataFrame, *, max_prompts: int | None
     return _pivot(spec, long, ids, names, dropped)
 
 
-def _pivot(spec: DictConfig, long: pd.DataFrame, ids: np.ndarray, names: list[str],
+def _pivot(spec: BenchmarkSpec, long: pd.DataFrame, ids: np.ndarray, names: list[str],
            dropped: dict[str, int]) -> OutcomeTable:
     """Prompts x ladder models: score, gate pass and cost."""
     def wide(column: str) -> np.ndarray:
@@ -167,7 +168,7 @@ def _pivot(spec: DictConfig, long: pd.DataFrame, ids: np.ndarray, names: list[st
                         passed=score >= threshold[:, None] - 1e-12, cost=cost, dropped=dropped)
 
 
-def _row_costs(spec: DictConfig, long: pd.DataFrame) -> pd.DataFrame:
+def _row_costs(spec: BenchmarkSpec, long: pd.DataFrame) -> pd.DataFrame:
     """USD per call, per row: the recorded `cost_usd` where the table has it, else prompt
     tokens x input price + completion tokens (or the default) x output price."""
     recorded = pd.to_numeric(long["cost_usd"], errors="coerce") if "cost_usd" in long \
@@ -178,32 +179,32 @@ def _row_costs(spec: DictConfig, long: pd.DataFrame) -> pd.DataFrame:
     tokens_out = pd.to_numeric(long.get("completion_tokens_est", np.nan), errors="coerce")
     tokens_out = pd.Series(tokens_out, index=long.index).fillna(
         float(spec.default_completion_tokens))
-    price_in = long["model"].map({str(m.name): _price(spec, long, j, "price_in_per_m")
+    price_in = long["model"].map({str(m["name"]): _price(spec, long, j, "price_in_per_m")
                                   for j, m in enumerate(spec.models)})
-    price_out = long["model"].map({str(m.name): _price(spec, long, j, "price_out_per_m")
+    price_out = long["model"].map({str(m["name"]): _price(spec, long, j, "price_out_per_m")
                                    for j, m in enumerate(spec.models)})
     priced = (pd.Series(tokens_in, index=long.index).fillna(0.0) * price_in
               + tokens_out * price_out) / 1e6
     return long.assign(cost=recorded.fillna(priced))
 
 
-def _pass_score(spec: DictConfig, metric: str) -> float:
+def _pass_score(spec: BenchmarkSpec, metric: str) -> float:
     by_metric = spec.gate.get("pass_score_by_metric") or {}
-    return float(by_metric.get(metric, spec.gate.pass_score))
+    return float(by_metric.get(metric, spec.gate["pass_score"]))
 
 
-def _price(spec: DictConfig, long: pd.DataFrame, j: int, key: str) -> float:
-    model: Any = spec.models[j]
+def _price(spec: BenchmarkSpec, long: pd.DataFrame, j: int, key: str) -> float:
+    model: dict[str, Any] = spec.models[j]
     if model.get(key) is not None:
         return float(model[key])
-    values = long.loc[long["model"] == model.name, key].dropna() if key in long else []
+    values = long.loc[long["model"] == model["name"], key].dropna() if key in long else []
     if len(values) == 0:
-        raise ValueError(f"{spec.name}: no {key} for {model.name} and no cost_usd on every "
+        raise ValueError(f"{spec.name}: no {key} for {model['name']} and no cost_usd on every "
                          "row: give the price in the config or record cost_usd")
     return float(values.iloc[0])
 
 
-def split_sides(table: OutcomeTable, split: DictConfig) -> np.ndarray:
+def split_sides(table: OutcomeTable, split: dict[str, Any]) -> np.ndarray:
     """For `split.kind: given`, True where a prompt is a test prompt. `split.train` and
     `split.test` list the table's split values for each side (default `train` / `test`)."""
     train_values = [str(v) for v in split.get("train") or ["train"]]
@@ -219,17 +220,17 @@ def split_sides(table: OutcomeTable, split: DictConfig) -> np.ndarray:
     return values.isin(test_values).to_numpy()
 
 
-def folds(table: OutcomeTable, split: DictConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+def folds(table: OutcomeTable, split: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) prompt indices: the source's given split, or K-fold by prompt (a grouped
     question is one prompt here, so its turns never straddle a split)."""
     n = table.n
-    if split.kind == "given":
+    if split["kind"] == "given":
         is_test = split_sides(table, split)
         return [(np.flatnonzero(~is_test), np.flatnonzero(is_test))]
-    if split.kind == "kfold":
+    if split["kind"] == "kfold":
         from sklearn.model_selection import KFold
 
-        k = min(int(split.folds), n)
-        return list(KFold(n_splits=k, shuffle=True, random_state=int(split.seed)).split(
+        k = min(int(split["folds"]), n)
+        return list(KFold(n_splits=k, shuffle=True, random_state=int(split["seed"])).split(
             np.arange(n)))
-    raise ValueError(f"{table.name}: split.kind={split.kind!r}: expected 'given' or 'kfold'")
+    raise ValueError(f"{table.name}: split.kind={split['kind']!r}: expected 'given' or 'kfold'")

@@ -16,15 +16,14 @@ folds only and predict the held-out folds, then score
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import Catalog, typed, yaml_defaults
+from router_model.config import Catalog, plain
 from router_model.decide.ladder_cost import LadderCostModel
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, replay
@@ -38,7 +37,8 @@ from training.benchmarks.operating import (
     route,
 )
 from training.benchmarks.reports import write_benchmark_reports
-from training.benchmarks.specs import data_path, load_spec
+from training.benchmarks.settings import BenchmarkJob, BenchmarkSpec
+from training.benchmarks.specs import data_path
 from training.benchmarks.text_features import prompt_features
 from training.evaluation.routing_metrics import (
     aiq,
@@ -49,6 +49,7 @@ from training.evaluation.routing_metrics import (
     resample_counts,
     routing_curve,
 )
+from training.parallel import run_each
 
 RANDOM = "random"
 
@@ -64,71 +65,85 @@ class CrossFit:
     seconds: dict[str, float] = field(default_factory=dict)  # fitting time per router
 
 
-def fit_predict(cfg: DictConfig, name: str, context: RouterContext, tasks: pd.DataFrame,
+def fit_predict(job: BenchmarkJob, name: str, context: RouterContext, tasks: pd.DataFrame,
                 passed: np.ndarray, train: np.ndarray, test: np.ndarray,
                 **overrides: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """P(pass) on `test` from router `name` fitted on `train` (random: uniform noise), and
     the settings it chose by inner validation (reused for the operating point's refits)."""
     if name == RANDOM:
-        rng = np.random.default_rng([int(cfg.seed), len(train), len(test), int(test[0])])
+        rng = np.random.default_rng([job.settings.seed, len(train), len(test), int(test[0])])
         return rng.random((len(test), passed.shape[1])), {}
-    router = build_router(name, cfg.routers, context, **overrides)
+    router = build_router(name, job.routers, context, **overrides)
     router.fit(tasks.iloc[train], passed[train])
     chosen = {"min_child_samples_grid": [router.min_child_samples_]} \
         if hasattr(router, "min_child_samples_") else {}
     return router.pass_probabilities(tasks.iloc[test]), chosen
 
 
-def inner_out_of_fold(cfg: DictConfig, name: str, context: RouterContext,
+def inner_out_of_fold(job: BenchmarkJob, name: str, context: RouterContext,
                       tasks: pd.DataFrame, passed: np.ndarray, train: np.ndarray,
                       chosen: dict[str, Any]) -> np.ndarray:
     """Cross-fitted P(pass) for the training prompts themselves (inner K-fold), with the
     settings the router chose on the same training prompts."""
     from sklearn.model_selection import KFold
 
-    k = min(int(cfg.operating_point.inner_folds), len(train))
+    k = min(job.settings.operating_point.inner_folds, len(train))
     p = np.full((len(train), passed.shape[1]), np.nan)
-    for fit, val in KFold(n_splits=k, shuffle=True, random_state=int(cfg.seed)).split(train):
-        p[val] = fit_predict(cfg, name, context, tasks, passed, train[fit], train[val],
+    for fit, val in KFold(n_splits=k, shuffle=True, random_state=job.settings.seed).split(
+            train):
+        p[val] = fit_predict(job, name, context, tasks, passed, train[fit], train[val],
                              **chosen)[0]
     return p
 
 
-def cross_fit(cfg: DictConfig, spec: DictConfig, table: OutcomeTable, tasks: pd.DataFrame
-              ) -> CrossFit:
+def cross_fit(job: BenchmarkJob, spec: BenchmarkSpec, table: OutcomeTable,
+              tasks: pd.DataFrame) -> CrossFit:
     """Every learned router per outer fold: held-out P(pass), and knob / lam values chosen on
-    the fold's training prompts (never on its test prompts)."""
-    names = [RANDOM, *(str(n) for n in cfg.learned_routers)]
-    context = benchmark_context(cfg, table)
+    the fold's training prompts (never on its test prompts). The folds are independent and
+    seeded on their own, so they run `n_jobs` at a time with the same numbers."""
+    names = [RANDOM, *job.settings.learned_routers]
+    splits = folds(table, spec.split)
+    fitted = run_each(fit_fold, [(job, names, table, tasks, train, test)
+                                 for train, test in splits], job.settings.n_jobs,
+                      "cross-fitting folds", progress=False)
     out = CrossFit(probs={n: np.full(table.score.shape, np.nan) for n in names},
                    covered=np.zeros(table.n, dtype=bool))
-    for train, test in folds(table, spec.split):
-        for name in names:
-            clock = time.perf_counter()
-            fit_fold(cfg, name, context, table, tasks, train, test, out)
-            out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - clock
+    for (_, test), fold in zip(splits, fitted, strict=True):
+        for name, (p_test, starts, ladder, seconds) in fold.items():
+            out.probs[name][test] = p_test
+            for label, start in starts.items():
+                out.starts.setdefault(name, {}).setdefault(
+                    label, np.zeros(table.n, np.int64))[test] = start
+            for rate, start in ladder.items():
+                out.ladder_starts.setdefault(name, {}).setdefault(
+                    rate, np.zeros(table.n, np.int64))[test] = start
+            out.seconds[name] = out.seconds.get(name, 0.0) + seconds
         out.covered[test] = True
     return out
 
 
-def fit_fold(cfg: DictConfig, name: str, context: RouterContext, table: OutcomeTable,
-             tasks: pd.DataFrame, train: np.ndarray, test: np.ndarray, out: CrossFit) -> None:
-    """One router on one outer fold: its held-out P(pass) and its starts at the knob and lam
-    values chosen on cross-fitted predictions for the fold's training prompts."""
-    p_test, chosen = fit_predict(cfg, name, context, tasks, table.passed, train, test)
-    p_train = inner_out_of_fold(cfg, name, context, tasks, table.passed, train, chosen)
-    out.probs[name][test] = p_test
-    for share in cfg.operating_point.quality_shares:
-        tau = choose_threshold(p_train, table.score[train], table.cost[train], float(share))
-        out.starts.setdefault(name, {}).setdefault(
-            target_label(share), np.zeros(table.n, np.int64))[test] = route(p_test, tau)
-    if name == RANDOM:
-        return
-    for rate in cfg.gate_error_rates:
-        lam = choose_lam(cfg, context.catalog, p_train, table, train, float(rate))
-        out.ladder_starts.setdefault(name, {}).setdefault(
-            str(rate), np.zeros(table.n, np.int64))[test] = planned_starts(
-            context.catalog, p_test, table.cost[test], float(rate), lam)
+def fit_fold(job: BenchmarkJob, names: list[str], table: OutcomeTable, tasks: pd.DataFrame,
+             train: np.ndarray, test: np.ndarray) -> dict[str, tuple[Any, ...]]:
+    """Each router on one outer fold: its held-out P(pass), its starts at the knob chosen
+    per quality target and at the lam chosen per gate error rate (both on cross-fitted
+    predictions for the fold's training prompts), and its fitting seconds."""
+    context = benchmark_context(job, table)
+    op = job.settings.operating_point
+    out = {}
+    for name in names:
+        clock = time.perf_counter()
+        p_test, chosen = fit_predict(job, name, context, tasks, table.passed, train, test)
+        p_train = inner_out_of_fold(job, name, context, tasks, table.passed, train, chosen)
+        starts = {target_label(share): route(p_test, choose_threshold(
+            p_train, table.score[train], table.cost[train], float(share)))
+            for share in op.quality_shares}
+        ladder = {} if name == RANDOM else {
+            str(rate): planned_starts(context.catalog, p_test, table.cost[test], float(rate),
+                                      choose_lam(job, context.catalog, p_train, table, train,
+                                                 float(rate)), job.policy)
+            for rate in job.settings.gate_error_rates}
+        out[name] = (p_test, starts, ladder, time.perf_counter() - clock)
+    return out
 
 
 def target_label(share: float) -> str:
@@ -227,7 +242,7 @@ def with_ci(fn: Any, idx: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     return out
 
 
-def benchmark_catalog(cfg: DictConfig, table: OutcomeTable) -> Catalog:
+def benchmark_catalog(job: BenchmarkJob, table: OutcomeTable) -> Catalog:
     """A catalog whose ladder is the benchmark's models. The gate is conf/gate's, with no
     retries and no severe jump (each prompt has one recorded response per model)."""
     tiers = {f"m{j}": {"model_id": m, "provider": "benchmark", "base_url": "-",
@@ -235,18 +250,16 @@ def benchmark_catalog(cfg: DictConfig, table: OutcomeTable) -> Catalog:
                        "context_window": 10**9, "ladder_rank": j, "first_token_s": 0.0,
                        "output_tokens_per_s": 1.0} for j, m in enumerate(table.models)}
     tiers["unused-overflow"] = {**tiers["m0"], "ladder_rank": None}
-    gate = OmegaConf.merge(cfg.gate, {
-        "severe_threshold": 0.0, "retries_per_tier": 0, "context_overflow_tokens": 10**12,
-        "overflow_tier": "unused-overflow", "validation_tier": "m0",
-        "validation_prompt_overhead_tokens": 0, "validation_output_tokens": 0,
-        "embedding_price_per_m": 0.0})
-    return Catalog.from_config({"tiers": tiers, "fields": {}, "gate": gate})
+    gate = replace(job.gate, severe_threshold=0.0, retries_per_tier=0,
+                   context_overflow_tokens=10**12, overflow_tier="unused-overflow",
+                   validation_tier="m0", validation_prompt_overhead_tokens=0,
+                   validation_output_tokens=0, embedding_price_per_m=0.0)
+    return Catalog.from_config({"tiers": tiers, "fields": {}, "gate": plain(gate)})
 
 
-def benchmark_context(cfg: DictConfig, table: OutcomeTable) -> RouterContext:
-    catalog = benchmark_catalog(cfg, table)
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    return RouterContext(catalog, RoutingPolicy(catalog, settings), seed=int(cfg.seed))
+def benchmark_context(job: BenchmarkJob, table: OutcomeTable) -> RouterContext:
+    catalog = benchmark_catalog(job, table)
+    return RouterContext(catalog, RoutingPolicy(catalog, job.policy), seed=job.settings.seed)
 
 
 def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: OutcomeTable,
@@ -279,12 +292,12 @@ def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: Outco
 
 
 def planned_starts(catalog: Catalog, p: np.ndarray, cost: np.ndarray, rate: float,
-                   lam: float) -> np.ndarray:
+                   lam: float, policy: PolicySettings) -> np.ndarray:
     """The product's expected-loss planner on a benchmark: `p` is each model's predicted true
     pass; with a gate that flips at `rate`, the gate passes with p(1-r) + (1-p)r, of which
     (1-p)r / that is a false pass. Start where cost + lam x P(bad outcome) is least."""
     stats = {"tiers": {t: {"schema_share": 0.0, "severe_share": 0.0} for t in catalog.ladder}}
-    model = LadderCostModel(catalog, yaml_defaults(PolicySettings, "router", "policy"), stats)
+    model = LadderCostModel(catalog, policy, stats)
     gate_pass = p * (1 - rate) + (1 - p) * rate
     false_pass = (1 - p) * rate / np.maximum(gate_pass, 1e-12)
     e = model.expectations(list(gate_pass.T), list(cost.T), [np.zeros(len(p))] * p.shape[1],
@@ -293,14 +306,15 @@ def planned_starts(catalog: Catalog, p: np.ndarray, cost: np.ndarray, rate: floa
     return np.argmin(loss, axis=1)
 
 
-def choose_lam(cfg: DictConfig, catalog: Catalog, p_train: np.ndarray, table: OutcomeTable,
+def choose_lam(job: BenchmarkJob, catalog: Catalog, p_train: np.ndarray, table: OutcomeTable,
                train: np.ndarray, rate: float) -> float:
     """On training prompts: the cheapest lam whose true pass reaches the ladder from the
     cheapest model's (the most passing lam when none does)."""
-    seed = int(cfg.seed)
+    seed = job.settings.seed
     starts = {"ladder": np.zeros(len(train), np.int64)}
-    starts |= {str(lam): planned_starts(catalog, p_train, table.cost[train], rate, float(lam))
-               for lam in cfg.ladder_lam_sweep}
+    starts |= {str(lam): planned_starts(catalog, p_train, table.cost[train], rate, float(lam),
+                                        job.policy)
+               for lam in job.settings.ladder_lam_sweep}
     runs = ladder_metrics(catalog, starts, table, train, rate, seed)
     goal = runs.pop("ladder")["true_pass_rate"]
     met = [(m["cost_per_prompt"], float(k)) for k, m in runs.items()
@@ -310,11 +324,11 @@ def choose_lam(cfg: DictConfig, catalog: Catalog, p_train: np.ndarray, table: Ou
     return max((m["true_pass_rate"], float(k)) for k, m in runs.items())[1]
 
 
-def ladder_section(cfg: DictConfig, catalog: Catalog, fit: CrossFit, table: OutcomeTable,
+def ladder_section(job: BenchmarkJob, catalog: Catalog, fit: CrossFit, table: OutcomeTable,
                    idx: np.ndarray, rate: float) -> dict[str, Any]:
     """Held-out start tier + ladder: each router at its training-chosen lam, the ladder from
     the cheapest model, and (an upper bound) the router's lam frontier read on these prompts."""
-    seed = int(cfg.seed)
+    seed = job.settings.seed
     ladder = ladder_metrics(catalog, {"ladder-from-cheapest": np.zeros(len(idx), np.int64)},
                             table, idx, rate, seed)["ladder-from-cheapest"]
     chosen = ladder_metrics(catalog, {n: s[str(rate)][idx] for n, s in
@@ -323,8 +337,9 @@ def ladder_section(cfg: DictConfig, catalog: Catalog, fit: CrossFit, table: Outc
                            "vs_ladder": {}}
     for name in fit.ladder_starts:
         p = fit.probs[name][idx]
-        starts = {str(lam): planned_starts(catalog, p, table.cost[idx], rate, float(lam))
-                  for lam in cfg.ladder_lam_sweep}
+        starts = {str(lam): planned_starts(catalog, p, table.cost[idx], rate, float(lam),
+                                           job.policy)
+                  for lam in job.settings.ladder_lam_sweep}
         points = ladder_metrics(catalog, starts, table, idx, rate, seed)
         out["frontiers"][name] = [{"lam": float(k), **m} for k, m in points.items()]
         c = np.array([m["cost_per_prompt"] for m in points.values()])
@@ -341,39 +356,38 @@ def single_call_rows(table: OutcomeTable, fit: CrossFit) -> list[str]:
             *(n for n in fit.probs if n != RANDOM), "oracle"]
 
 
-def run_benchmark(cfg: DictConfig, name: str, progress: bool = True) -> dict[str, Any]:
+def run_benchmark(job: BenchmarkJob, spec: BenchmarkSpec, progress: bool = True
+                  ) -> dict[str, Any]:
     """Fit, predict and score one benchmark; write its reports; return its metrics."""
     started = time.perf_counter()
-    spec = load_spec(cfg, name)
-    long = load_long_table(data_path(cfg, spec), cfg.paths.cache_dir)
-    table = build_table(spec, long, max_prompts=cfg.max_prompts, seed=int(cfg.seed))
-    tasks = prompt_features(table.prompts, cfg.embedding, cfg.paths.cache_dir, progress)
-    fit = cross_fit(cfg, spec, table, tasks)
+    settings = job.settings
+    long = load_long_table(data_path(settings.public_data, spec), job.cache_dir)
+    table = build_table(spec, long, max_prompts=settings.max_prompts, seed=settings.seed)
+    tasks = prompt_features(table.prompts, settings.embedding, job.cache_dir, progress)
+    fit = cross_fit(job, spec, table, tasks)
     idx = np.flatnonzero(fit.covered)
     single = {router: with_ci(lambda s, r=router: single_call_row(r, fit, table, s), idx,
-                              int(cfg.bootstrap), int(cfg.seed))
+                              settings.bootstrap, settings.seed)
               for router in single_call_rows(table, fit)}
-    catalog = benchmark_catalog(cfg, table)
+    catalog = benchmark_catalog(job, table)
     result = {
-        "name": str(spec.name), "models": table.models, "prompts": len(idx),
+        "name": spec.name, "models": table.models, "prompts": len(idx),
         "families": int(table.prompts["family"].nunique()), "dropped": table.dropped,
-        "split": OmegaConf.to_container(spec.split),
-        "grouped": OmegaConf.to_container(spec.group) if spec.get("group") else None,
-        "published": OmegaConf.to_container(spec.published) if spec.get("published") else {},
-        "operating_targets": [float(s) for s in cfg.operating_point.quality_shares],
-        "embedding": OmegaConf.to_container(cfg.embedding),
+        "split": spec.split, "grouped": spec.group or None, "published": spec.published or {},
+        "operating_targets": [float(s) for s in settings.operating_point.quality_shares],
+        "embedding": plain(settings.embedding),
         "collapsed_embeddings": tasks.attrs["collapsed"],
         "premium_score": float(table.score[idx, -1].mean()),
         "cheap_score": float(table.score[idx, 0].mean()),
         "single_call": single,
         "frontiers": {n: frontier(fit.probs[n][idx], table, idx) for n in fit.probs},
-        "ladder": {str(rate): ladder_section(cfg, catalog, fit, table, idx, float(rate))
-                   for rate in cfg.gate_error_rates},
+        "ladder": {str(rate): ladder_section(job, catalog, fit, table, idx, float(rate))
+                   for rate in settings.gate_error_rates},
         "seconds": round(time.perf_counter() - started, 1),
         "fit_seconds": {n: round(v, 1) for n, v in fit.seconds.items()},
     }
-    result["folder"] = str(write_benchmark_reports(result, Path(cfg.reports_dir)
-                                                   / str(spec.name)))
+    result["folder"] = str(write_benchmark_reports(result, Path(settings.reports_dir)
+                                                   / spec.name))
     return result
 
 

@@ -8,15 +8,16 @@ threshold. Tasks are prompt frames with `field` (the task family), `prompt_token
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from router_model.decide.routers import Router, RouterContext
 from router_model.model.features import FeatureSpec
-from training.fitting import fit_pass_model
+from training.fitting import TrainSettings, fit_pass_model
 
 
 def embeddings(tasks: pd.DataFrame) -> np.ndarray:
@@ -104,17 +105,27 @@ class LogRegEmbedRouter(PassRouter):
                                 else m.predict_proba(X)[:, 1] for m in self.models_])
 
 
+def with_leaf_size(train: TrainSettings, size: int) -> TrainSettings:
+    """conf/train with LightGBM's min_child_samples set to `size`."""
+    lightgbm = {**train.estimators["lightgbm"], "min_child_samples": size}
+    return replace(train, estimators={**train.estimators, "lightgbm": lightgbm})
+
+
 class LightGBMRouter(PassRouter):
     """The product's own model: calibrated LightGBM on (task, tier) rows, tier a feature;
     `use_embedding` adds a PCA of the prompt embedding."""
 
-    def __init__(self, context: RouterContext, train_cfg: DictConfig | None,
+    def __init__(self, context: RouterContext, train_cfg: Mapping[str, Any] | None,
                  use_embedding: bool = False, pca_components: int = 32,
                  min_child_samples_grid: tuple[int, ...] = ()) -> None:
         super().__init__(context)
         if train_cfg is None:
             raise ValueError("the LightGBM routers need conf/train (train_cfg); compose it")
-        self.train_cfg = OmegaConf.create(train_cfg)
+        # The registry (conf/routers) hands conf/train over as plain data; it is typed the
+        # way every training CLI types it.
+        from training.train_cli import train_settings
+
+        self.train = train_settings(train_cfg)
         self.use_embedding = use_embedding
         self.pca_components = pca_components
         self.min_child_samples_grid = min_child_samples_grid
@@ -150,15 +161,15 @@ class LightGBMRouter(PassRouter):
         numeric = [c.removeprefix("analysis.") for c in frame.columns
                    if c.startswith("analysis.")]
         spec = FeatureSpec.from_config({"analysis_numeric": numeric}).fit(rows)
-        cfg = OmegaConf.merge(self.train_cfg, {"cv_folds": min(3, int(self.train_cfg.cv_folds))})
+        train = replace(self.train, cv_folds=min(3, self.train.cv_folds))
         if len(self.min_child_samples_grid) > 1:
-            cfg.lightgbm.min_child_samples = self._select_min_child_samples(rows, spec, cfg)
-        self.min_child_samples_ = int(cfg.lightgbm.min_child_samples)
-        self.model_ = fit_pass_model("lightgbm", rows, spec, cfg)
+            train = with_leaf_size(train, self._select_min_child_samples(rows, spec, train))
+        self.min_child_samples_ = int(train.estimators["lightgbm"]["min_child_samples"])
+        self.model_ = fit_pass_model("lightgbm", rows, spec, train)
         return self
 
     def _select_min_child_samples(self, rows: pd.DataFrame, spec: FeatureSpec,
-                                  cfg: DictConfig) -> int:
+                                  train: TrainSettings) -> int:
         """Inner validation on the training prompts only (25% of them held out by prompt):
         the leaf size that suits this much data, chosen without seeing any test fold."""
         from sklearn.metrics import log_loss
@@ -170,8 +181,7 @@ class LightGBMRouter(PassRouter):
         fit_rows, val_rows = rows.iloc[inner_train], rows.iloc[inner_val]
         losses = {}
         for size in self.min_child_samples_grid:
-            trial = OmegaConf.merge(cfg, {"lightgbm": {"min_child_samples": int(size)}})
-            model = fit_pass_model("lightgbm", fit_rows, spec, trial)
+            model = fit_pass_model("lightgbm", fit_rows, spec, with_leaf_size(train, int(size)))
             losses[int(size)] = log_loss(val_rows["label"], model.predict_frame(val_rows),
                                          labels=[0, 1])
         return min(losses, key=losses.get)
@@ -188,7 +198,7 @@ class StackedRouter(LightGBMRouter):
     to trust them; at prediction the base models are refitted on every training prompt. The
     calibration is fit_pass_model's, as for every LightGBM router."""
 
-    def __init__(self, context: RouterContext, train_cfg: DictConfig | None, k: int = 40,
+    def __init__(self, context: RouterContext, train_cfg: Mapping[str, Any] | None, k: int = 40,
                  C: float = 1.0, inner_folds: int = 3, use_embedding: bool = False,
                  pca_components: int = 32, min_child_samples_grid: tuple[int, ...] = ()
                  ) -> None:

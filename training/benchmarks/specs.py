@@ -8,49 +8,38 @@ every hydra config source (`--config-dir`, `hydra.searchpath`), then in the pack
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from router_model.config import CONF_DIR
+from training.benchmarks.settings import BenchmarkSpec
 
 
-def _hydra_config_dirs() -> list[Path]:
-    """File config sources of the running hydra app (none under the compose API)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return [Path(s.path) for s in HydraConfig.get().runtime.config_sources
-            if s.schema == "file"]
-
-
-def spec_candidates(cfg: DictConfig, name: str) -> list[Path]:
-    """Every place a benchmark config called `name` may live, in lookup order."""
+def spec_candidates(benchmark_dirs: Sequence[str], config_dirs: Sequence[Path], name: str
+                    ) -> list[Path]:
+    """Every place a benchmark config called `name` may live, in lookup order: the user's
+    `benchmark_dirs`, `benchmark/` of each hydra config source, then the package's."""
     if name.endswith((".yaml", ".yml")):
         return [Path(name).expanduser().resolve()]
-    dirs = [Path(str(d)).expanduser().resolve() for d in cfg.get("benchmark_dirs") or []]
-    dirs += [d / "benchmark" for d in _hydra_config_dirs()]
+    dirs = [Path(str(d)).expanduser().resolve() for d in benchmark_dirs]
+    dirs += [d / "benchmark" for d in config_dirs]
     dirs.append(Path(CONF_DIR) / "benchmark")
     return [d / f"{name}.yaml" for d in dict.fromkeys(dirs)]
 
 
-def load_spec(cfg: DictConfig, name: str) -> DictConfig:
-    """The benchmark's config; its `name` defaults to the file's stem."""
-    candidates = spec_candidates(cfg, name)
+def spec_file(benchmark_dirs: Sequence[str], config_dirs: Sequence[Path], name: str) -> Path:
+    """The first benchmark config called `name`; a missing one lists the names known."""
+    candidates = spec_candidates(benchmark_dirs, config_dirs, name)
     for path in candidates:
         if path.exists():
-            spec = OmegaConf.load(path)
-            if not spec.get("name"):
-                spec.name = path.stem
-            return spec
+            return path
     known = sorted({p.stem for c in candidates for p in c.parent.glob("*.yaml")})
     raise FileNotFoundError(f"no benchmark config {name!r}; looked for "
                             f"{[str(c) for c in candidates]}; known names: {known}")
 
 
-def data_path(cfg: DictConfig, spec: DictConfig) -> Path:
+def data_path(public_data: str, spec: BenchmarkSpec) -> Path:
     """The spec's `data` (a folder with long.parquet, or a Parquet file) under
     `public_data`; both resolve against the working directory when relative."""
-    root = Path(str(cfg.public_data)).expanduser()
+    root = Path(str(public_data)).expanduser()
     return (root / Path(str(spec.data)).expanduser()).resolve()

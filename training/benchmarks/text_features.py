@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from router_model.model.embeddings import embed, model_path
+from training.benchmarks.settings import EmbeddingSettings
 
 TEXT_MODES = ("head", "tail", "chunks")
 
@@ -55,12 +55,12 @@ def windows(text: str, offsets: list[tuple[int, int]], size: int, mode: str) -> 
             for i in range(0, len(offsets), size)]
 
 
-def embed_prompts(texts: Sequence[str], settings: DictConfig, cache_dir: str | None,
+def embed_prompts(texts: Sequence[str], settings: EmbeddingSettings, cache_dir: str | None,
                   progress: bool) -> np.ndarray:
     """One normalised vector per prompt: the chosen window's embedding, or the mean of its
     windows' embeddings."""
-    size = int(settings.window_tokens)
-    parts = [windows(t, o, size, str(settings.text)) for t, o in zip(
+    size = settings.window_tokens
+    parts = [windows(t, o, size, settings.text) for t, o in zip(
         texts, _offsets(texts), strict=True)]
     flat = [p for ps in parts for p in ps]
     vectors = embed(flat, cache_dir, progress=progress)
@@ -107,7 +107,7 @@ def text_statistics(texts: Sequence[str]) -> pd.DataFrame:
     })
 
 
-def prompt_features(prompts: pd.DataFrame, settings: DictConfig, cache_dir: str | None,
+def prompt_features(prompts: pd.DataFrame, settings: EmbeddingSettings, cache_dir: str | None,
                     progress: bool) -> pd.DataFrame:
     """One row per prompt: family, MiniLM token count, text statistics, embedding. The
     frame's attrs carry the collapsed families found."""
@@ -120,5 +120,5 @@ def prompt_features(prompts: pd.DataFrame, settings: DictConfig, cache_dir: str 
     vectors = embed_prompts(texts, settings, cache_dir, progress)
     frame["embedding"] = list(vectors)
     frame.attrs["collapsed"] = collapsed_families(texts, prompts["family"], vectors,
-                                                  float(settings.collapse_warn_share))
+                                                  settings.collapse_warn_share)
     return frame

@@ -9,32 +9,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from router_model.config import check
+
 
 @dataclass(frozen=True)
 class DaskSettings:
     """conf/train `dask:`; see its comments for what each key does."""
 
-    address: str | None = None
-    cluster: Any = None  # {_target_: ..., settings}: instantiated by hydra, closed after
-    n_workers: int = 2
-    threads_per_worker: int = 1
-    memory_limit: str = "8GiB"
-    dashboard_address: str | None = None
-    client_rows_max: int = 1_000_000
-    stats_rows: int = 300_000
+    address: str | None
+    cluster: Any  # {_target_: ..., settings}: instantiated by hydra, closed after
+    n_workers: int
+    threads_per_worker: int
+    memory_limit: str
+    dashboard_address: str | None
+    client_rows_max: int
+    stats_rows: int
 
     def __post_init__(self) -> None:
         for name, low in (("n_workers", 1), ("threads_per_worker", 1),
                           ("client_rows_max", 1000), ("stats_rows", 1000)):
-            if getattr(self, name) < low:
-                raise ValueError(f"train.dask.{name}={getattr(self, name)!r}: must be >= {low}")
+            check(getattr(self, name) >= low, f"train.dask.{name}", getattr(self, name),
+                  f"must be >= {low}")
         from dask.utils import parse_bytes
 
         try:
-            parse_bytes(self.memory_limit)
+            size = parse_bytes(self.memory_limit)
         except (ValueError, TypeError):
-            raise ValueError(f"train.dask.memory_limit={str(self.memory_limit)[:40]!r}: "
-                             "expected a size such as 8GiB or 4000MB") from None
+            size = None
+        check(size is not None, "train.dask.memory_limit", str(self.memory_limit)[:40],
+              "expected a size such as 8GiB or 4000MB")
 
 
 @contextmanager

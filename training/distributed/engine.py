@@ -22,10 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from router_model.config import Catalog, typed
 from router_model.logs.store import expand_log_paths, open_binary, same_file, suffix
 from router_model.model.features import FeatureSpec
 from router_model.model.pass_model import PassModel
@@ -37,7 +35,7 @@ from training.dataset import (
     logs_hash,
     lookup_from_cells,
 )
-from training.distributed.cluster import DaskSettings, dask_client
+from training.distributed.cluster import dask_client
 from training.distributed.partitions import (
     PartitionPlan,
     PartitionResult,
@@ -54,11 +52,11 @@ from training.fitting import (
     Phases,
     Prepared,
     calibrate,
-    calibration_share,
     fit_pass_model,
     make_estimator,
 )
 from training.reference import reference_profile
+from training.train_job import TrainJob
 
 ROWS_PER_JSONL_BYTE = 1 / 700  # a guess for JSONL partitions, whose row count costs a read
 MIN_CALIBRATION = 1000  # examples: fewer and isotonic calibration gets coarse (warned)
@@ -83,28 +81,25 @@ def estimated_rows(files: list[Any]) -> int:
     return max(total, 1)
 
 
-def make_plan(cfg: DictConfig, spec: FeatureSpec, settings: DaskSettings, rows: int
-              ) -> PartitionPlan:
+def make_plan(job: TrainJob, spec: FeatureSpec, rows: int) -> PartitionPlan:
     """Split shares from conf/train, sample shares sized to keep the client's data small."""
-    catalog = Catalog.from_config(cfg)
-    test_size = float(cfg.train.test_size)
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"train.test_size={test_size} must be between 0 and 1")
-    if str(cfg.train.split) not in ("hash", "course"):
-        raise ValueError(f"train.split={cfg.train.split!r} is not available with "
+    catalog, train = job.catalog, job.train
+    test_size = train.test_size
+    if train.split not in ("hash", "course"):
+        raise ValueError(f"train.split={train.split!r} is not available with "
                          "train.engine=dask; use hash (course is drawn by hash there too)")
     if spec.brief_components:
         raise ValueError("router.features.brief_embedding_components > 0 is not available "
                          "with train.engine=dask yet; set it to 0 or use train.engine=local")
-    cap, share = settings.client_rows_max, calibration_share(cfg.train)
+    cap, share = train.dask.client_rows_max, train.calibration_share
     return PartitionPlan(
         fields=tuple(catalog.fields), tiers=tuple(catalog.tier_names),
-        categorical=spec.categorical, numeric=spec.numeric, seed=int(cfg.train.seed),
-        test_size=test_size, holdout_share=cfg.data.get("holdout_share"),
+        categorical=spec.categorical, numeric=spec.numeric, seed=train.seed,
+        test_size=test_size, holdout_share=job.data.holdout_share,
         calibration_share=share,
         keep_calibration=min(1.0, cap / (rows * (1 - test_size) * share)),
         keep_test=min(1.0, cap / (rows * test_size)),
-        keep_stats=min(1.0, settings.stats_rows / rows))
+        keep_stats=min(1.0, train.dask.stats_rows / rows))
 
 
 def run_partitions(client: Any, files: list[Any], plan: PartitionPlan, progress: bool
@@ -150,7 +145,7 @@ def without_tasks(frame: pd.DataFrame, keys: np.ndarray) -> pd.DataFrame:
     return frame[~np.isin(text_keys(frame["task_id"]), keys)].reset_index(drop=True)
 
 
-def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionResult],
+def gathered_examples(job: TrainJob, files: list[Any], small: list[PartitionResult],
                       summaries: list[RowSummary], twice: np.ndarray,
                       dup_entries: list[dict[str, Any]]) -> ExampleSet:
     """The local engine's `ExampleSet` meta (counts, ladder statistics, drift reference) from
@@ -162,10 +157,10 @@ def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionRe
     quarantined = [q for p in small for q in p.quarantined] + dup_entries
     counts["quarantined"] = len(quarantined)
     counts["tasks_in_several_partitions"] = len(twice)
-    if cfg.paths.get("quarantine") and quarantined:
+    if job.paths.quarantine and quarantined:
         from router_model.logs.attempts import write_quarantine
 
-        write_quarantine(quarantined, cfg.paths.quarantine)
+        write_quarantine(quarantined, job.paths.quarantine)
     if counts.get("valid", 0) == 0:
         first = quarantined[0] if quarantined else {"source": "?", "reason": "no rows"}
         raise ValueError(f"no row of the {len(files)} log partitions met the attempt-log "
@@ -175,7 +170,7 @@ def gathered_examples(cfg: DictConfig, files: list[Any], small: list[PartitionRe
     audited = without_tasks(concat([p.audited for p in small]), twice)
     ladder["gate_errors"] = gate_errors(audited) if len(audited) else ladder["gate_errors"]
     calibration = without_tasks(concat([p.calibration for p in small]), twice)
-    return ExampleSet(calibration, logs_hash(files, Catalog.from_config(cfg)), counts, ladder,
+    return ExampleSet(calibration, logs_hash(files, job.catalog), counts, ladder,
                       from_cache=False, reference=reference_profile(stats))
 
 
@@ -220,22 +215,21 @@ def fit_on_cluster(client: Any, parts: list[Any], spec: FeatureSpec, estimator: 
     return estimator.use_booster(model.booster_, model.classes_)
 
 
-def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
+def train_on_dask(job: TrainJob, kinds: list[str], phases: Phases,
                   progress: bool = True) -> Prepared:
     """The Dask engine: examples per partition, LightGBM on the cluster, the same bundle."""
-    settings = typed(DaskSettings, cfg.train.get("dask"), "train.dask")
     if kinds[0] != "lightgbm":
         raise ValueError(f"train.model={kinds[0]!r}: train.engine=dask trains lightgbm only")
-    spec = FeatureSpec.from_config(cfg.router.features, embedding_cache=cfg.paths.cache_dir)
-    files = [f for f in expand_log_paths(cfg.data.logs)
-             if not same_file(f, cfg.paths.get("quarantine"))]
+    spec = FeatureSpec.from_config(job.router.features, embedding_cache=job.paths.cache_dir)
+    files = [f for f in expand_log_paths(job.paths.logs)
+             if not same_file(f, job.paths.quarantine)]
     local_only = [f for f in files if str(f).startswith(PROCESS_LOCAL)]
     if local_only:
         raise ValueError(f"{str(local_only[0])[:200]!r}: a memory:// store lives in this "
                          "process only, and Dask workers cannot read it; write the logs to "
                          "files or an object store, or use train.engine=local")
-    plan = make_plan(cfg, spec, settings, estimated_rows(files))
-    with dask_client(settings) as client:
+    plan = make_plan(job, spec, estimated_rows(files))
+    with dask_client(job.train.dask) as client:
         with phases("read logs"):
             small, parts, _futures = run_partitions(client, files, plan, progress)
             twice, dup_entries = duplicated_tasks(small, files)
@@ -245,7 +239,7 @@ def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
                 parts = client.map(drop_tasks, parts, keys=dropped)
             summaries = client.gather(client.map(summarize_rows, parts,
                                                  categorical=spec.categorical))
-            data = gathered_examples(cfg, files, small, summaries, twice, dup_entries)
+            data = gathered_examples(job, files, small, summaries, twice, dup_entries)
         with phases("split"):
             check_trainable(data.counts, data.examples, twice)
             spec.fit_categories({c: [v for s in summaries for v in s.categories.get(c, [])]
@@ -254,15 +248,14 @@ def train_on_dask(cfg: DictConfig, kinds: list[str], phases: Phases,
         workers = len(client.scheduler_info()["workers"])
         with phases(f"fit {kinds[0]}"):
             estimator = fit_on_cluster(client, parts, spec,
-                                       make_estimator(kinds[0], spec, cfg.train))
+                                       make_estimator(kinds[0], spec, job.train))
             calibrator = calibrate(estimator, spec.encode(data.examples),
-                                   data.examples["label"].to_numpy(int),
-                                   str(cfg.train.calibration))
+                                   data.examples["label"].to_numpy(int), job.train.calibration)
             models = {kinds[0]: PassModel(spec=spec, calibrated=None, kind=kinds[0],
                                           estimator=estimator, calibrator=calibrator)}
     for kind in kinds[1:]:  # baselines: fitted in memory on the calibration sample
         with phases(f"fit {kind}"):
-            models[kind] = fit_pass_model(kind, data.examples, spec, cfg.train)
+            models[kind] = fit_pass_model(kind, data.examples, spec, job.train)
     test = without_tasks(concat([p.test for p in small]), twice)
     cells = concat([s.cells for s in summaries])
     audited = without_tasks(concat([p.audited for p in small]), twice)

@@ -12,20 +12,39 @@ point one's.
 from __future__ import annotations
 
 import json
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
-from router_model.config import CONF_DIR, Catalog, typed
+from router_model.config import Catalog, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import replay
-from router_model.decide.settings import PolicySettings
-from training.evaluation.seeds import compose
+
+
+@dataclass(frozen=True)
+class CoverageSettings:
+    """router_coverage (conf/router_coverage.yaml says what each key does)."""
+
+    deployments: int
+    first_seed: int
+    first_pass_min: float
+    delta: float
+    n_courses: int
+    epsilon: float
+    eval_courses: int
+    train_overrides: list[str]
+    n_jobs: int
+    reports_dir: str
+
+    def __post_init__(self) -> None:
+        check(self.deployments >= 1, "deployments", self.deployments, "must be >= 1")
+        check(0.0 < self.first_pass_min < 1.0, "first_pass_min", self.first_pass_min,
+              "must be in (0, 1)")
+        check(0.0 < self.delta < 1.0, "delta", self.delta, "must be in (0, 1)")
+        check(0.0 <= self.epsilon <= 1.0, "epsilon", self.epsilon, "must be in [0, 1]")
+        check(self.n_jobs >= 1, "n_jobs", self.n_jobs, "must be >= 1")
 
 
 def realized(policy: RoutingPolicy, world: Any, lam: float, catalog: Catalog
@@ -46,29 +65,9 @@ def realized(policy: RoutingPolicy, world: Any, lam: float, catalog: Catalog
             "true_pass": float(res.true_pass.mean())}
 
 
-def one_deployment(cfg: DictConfig, seed: int, folder: Path) -> dict[str, Any]:
-    from pipeline.simulate_cli import run_simulate
-    from pipeline.world import simulate_world
-    from training.train import run_train
-
-    paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
-             f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
-    sim_cfg = compose("router_simulate", [*paths, f"simulate.seed={seed}",
-                                          f"simulate.n_courses={int(cfg.n_courses)}",
-                                          f"simulate.epsilon={float(cfg.epsilon)}"])
-    run_simulate(sim_cfg)
-    target = float(cfg.first_pass_min)
-    train_cfg = compose("router_train", [
-        *paths, "train.baseline=null", *cfg.train_overrides,
-        "router.calibrate.bad_vs_static=null", f"router.calibrate.first_pass_min={target}",
-        f"router.guarantee.first_pass_min={target}", f"router.guarantee.delta={cfg.delta}"])
-    trained = run_train(train_cfg, progress=False).metrics
-    catalog = Catalog.from_config(train_cfg)
-    policy = RoutingPolicy(catalog, typed(PolicySettings, train_cfg.router.policy,
-                                          "router.policy"),
-                           _load(train_cfg.router.artifact))
-    world = simulate_world(sim_cfg.simulate, catalog, n_courses=int(cfg.eval_courses),
-                           seed=seed + 5000)
+def deployment_row(seed: int, trained: dict[str, Any], policy: RoutingPolicy, world: Any,
+                   catalog: Catalog) -> dict[str, Any]:
+    """One deployment's record: the certified and the point-calibrated lam, each realized."""
     g = trained["guarantee"]
     point = trained["calibration"]["policy"]["value"]  # the point calibration, kept apart
     out: dict[str, Any] = {"seed": seed, "certified": g["certified"], "lam_point": point,
@@ -79,32 +78,24 @@ def one_deployment(cfg: DictConfig, seed: int, folder: Path) -> dict[str, Any]:
     return out
 
 
-def _load(path: str) -> Any:
-    from router_model.model.artifact import load_artifact
-
-    return load_artifact(path)
-
-
-def run_coverage(cfg: DictConfig, progress: bool = True) -> dict[str, Any]:
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="router-coverage-") as tmp:
-        for k in tqdm(range(int(cfg.deployments)), desc="deployments", disable=not progress):
-            runs.append(one_deployment(cfg, int(cfg.first_seed) + k, Path(tmp) / str(k)))
-    target = float(cfg.first_pass_min)
+def coverage_report(settings: CoverageSettings, runs: list[dict[str, Any]],
+                    record: dict[str, Any]) -> dict[str, Any]:
+    """How often the certified lam held, against the point one; metrics.json."""
+    target = settings.first_pass_min
     cert = [r for r in runs if r["certified"]]
     held = [r["guaranteed"]["first_pass"] >= target for r in cert]
     point_held = [r["point"]["first_pass"] >= target for r in runs]
     cost_ratio = [r["guaranteed"]["cost_per_course"] / r["point"]["cost_per_course"]
                   for r in cert]
     result = {
-        "first_pass_min": target, "delta": float(cfg.delta), "deployments": len(runs),
+        "first_pass_min": target, "delta": settings.delta, "deployments": len(runs),
         "certified": len(cert),
         "coverage": float(np.mean(held)) if held else float("nan"),
         "point_calibration_coverage": float(np.mean(point_held)),
         "guarantee_cost_ratio_mean": float(np.mean(cost_ratio)) if cost_ratio else float("nan"),
-        "runs": runs, "config": OmegaConf.to_container(cfg, resolve=True),
+        "runs": runs, "config": record,
     }
-    out = Path(cfg.reports_dir)
+    out = Path(settings.reports_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
@@ -117,10 +108,3 @@ def summary(result: dict[str, Any]) -> str:
             f"(point calibration without the guarantee: "
             f"{result['point_calibration_coverage']:.0%}); the guaranteed lam costs "
             f"{result['guarantee_cost_ratio_mean']:.2f}x the point one per course.")
-
-
-@hydra.main(config_path=CONF_DIR, config_name="router_coverage", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    OmegaConf.resolve(cfg)
-    print(summary(run_coverage(cfg)))
-    print(f"Reports in {cfg.reports_dir}/metrics.json")

@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from pipeline.world import simulate_world, task_table
-from router_model.config import Catalog, typed
+from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
 from router_model.decide.routers import RouterContext, build_router
-from router_model.decide.settings import POLICY_VARIANTS, PolicySettings
+from router_model.decide.settings import POLICY_VARIANTS
 from router_model.logs.attempts import read_attempts
 from training.evaluation.compare import (
     Points,
@@ -36,9 +35,59 @@ from training.evaluation.off_policy import (
     crossfit_reward_model,
     estimate,
     logged_bandit,
+    with_overflow,
 )
 from training.evaluation.report import write_reports
 from training.evaluation.routing_metrics import aiq, apgr, cpt, points_pgr, savings_ci
+from training.router_settings import RouterSettings
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """conf/evaluate (its comments say what each key does)."""
+
+    tasks: str | None
+    outcomes: str | None
+    n_courses: int
+    seed_offset: int
+    seed: int
+    bootstrap: int
+    routers: list[str]
+    baselines: list[str]
+    match_quality_of: str
+    match_cost_of: str
+    compare: list[str]
+    sweeps: dict[str, Any]  # router -> {dial: [values]}
+    gate_error_rates: list[float]
+    ope: bool
+
+    def __post_init__(self) -> None:
+        check(self.n_courses >= 1, "evaluate.n_courses", self.n_courses, "must be >= 1")
+        check(self.bootstrap >= 1, "evaluate.bootstrap", self.bootstrap, "must be >= 1")
+        check(all(0.0 <= r <= 1.0 for r in self.gate_error_rates), "evaluate.gate_error_rates",
+              self.gate_error_rates, "each must be in [0, 1]")
+        for key in ("match_quality_of", "match_cost_of"):
+            check(getattr(self, key) in self.routers, f"evaluate.{key}", getattr(self, key),
+                  f"must be one of evaluate.routers {self.routers}")
+        check("learned" in self.routers, "evaluate.routers", self.routers,
+              "must include learned (the router every comparison is about)")
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """Everything router-evaluate needs, typed once by its CLI. `world` is conf/simulate
+    (with its evaluation_shift merged in when it has one), for the fresh evaluation world;
+    `routers` is the router registry (conf/routers)."""
+
+    catalog: Catalog
+    paths: Paths
+    router: RouterSettings
+    evaluate: EvaluateSettings
+    world: dict[str, Any]
+    world_seed: int
+    shifted: bool
+    routers: dict[str, Any]
+    reports_dir: str
 
 
 @dataclass
@@ -48,21 +97,18 @@ class EvalTable:
     source: str
 
 
-def evaluation_table(cfg: DictConfig, catalog: Catalog) -> EvalTable:
+def evaluation_table(job: EvaluateJob) -> EvalTable:
     """The outcome table to replay on: given files, or a fresh simulated world."""
-    ev = cfg.evaluate
-    if ev.get("tasks") and ev.get("outcomes"):
+    ev, catalog = job.evaluate, job.catalog
+    if ev.tasks and ev.outcomes:
         tasks = pd.read_parquet(ev.tasks)
         cube = cube_from_table(tasks, pd.read_parquet(ev.outcomes), catalog)
         return EvalTable(tasks, cube, f"{ev.tasks} + {ev.outcomes}")
-    seed = int(cfg.simulate.seed) + int(ev.seed_offset)
-    shift = cfg.simulate.get("evaluation_shift")
-    world_cfg = OmegaConf.merge(cfg.simulate, shift) if shift else cfg.simulate
-    world = simulate_world(world_cfg, catalog, n_courses=int(ev.n_courses), seed=seed)
-    shifted = " (shifted mix)" if shift else ""
+    seed = job.world_seed + ev.seed_offset
+    world = simulate_world(job.world, catalog, n_courses=ev.n_courses, seed=seed)
+    shifted = " (shifted mix)" if job.shifted else ""
     return EvalTable(task_table(world), world.cube,
-                     f"fresh simulated world{shifted}, seed {seed}, {int(ev.n_courses):,} "
-                     "courses")
+                     f"fresh simulated world{shifted}, seed {seed}, {ev.n_courses:,} courses")
 
 
 def policy_metrics(res: ReplayResult, course: np.ndarray) -> dict[str, Any]:
@@ -110,12 +156,12 @@ class Replays:
     metrics: dict[str, dict[str, Any]]
 
 
-def replay_routers(cfg: DictConfig, context: RouterContext, table: EvalTable) -> Replays:
+def replay_routers(job: EvaluateJob, context: RouterContext, table: EvalTable) -> Replays:
     """Build each router of `evaluate.routers` from the registry and replay it exactly."""
     course = table.tasks["course_id"].to_numpy()
     starts = {}
-    for name in cfg.evaluate.routers:
-        router = build_router(str(name), cfg.routers, context)
+    for name in job.evaluate.routers:
+        router = build_router(str(name), job.routers, context)
         if router.sees_test_outcomes:
             router.fit(table.tasks, table.cube)
         starts[str(name)] = router.start_tiers(table.tasks)
@@ -123,17 +169,17 @@ def replay_routers(cfg: DictConfig, context: RouterContext, table: EvalTable) ->
     return Replays(starts, runs, {n: policy_metrics(r, course) for n, r in runs.items()})
 
 
-def sweep_frontiers(cfg: DictConfig, context: RouterContext, table: EvalTable,
+def sweep_frontiers(job: EvaluateJob, context: RouterContext, table: EvalTable,
                     rep: Replays) -> dict[str, list[dict[str, Any]]]:
     """Each router with a dial, replayed at every value of `evaluate.sweeps` (predicted
     once per router). A point carries its metrics and its per-course cost and true passes."""
     course = table.tasks["course_id"].to_numpy()
     out = {}
-    for name, sweep in cfg.evaluate.sweeps.items():
+    for name, sweep in job.evaluate.sweeps.items():
         if name not in rep.runs:
             continue
         ((dial, values),) = sweep.items()
-        policy = build_router(str(name), cfg.routers, context).policy
+        policy = build_router(str(name), job.routers, context).policy
         plan = policy.start_tiers(table.tasks)
         points = []
         for v in values:
@@ -156,11 +202,10 @@ def operating_points(name: str, rep: Replays, fronts: dict[str, list[dict]],
     return Points(np.vstack(cost), np.vstack(passed))
 
 
-def headline_section(cfg: DictConfig, rep: Replays, fronts: dict[str, list[dict]],
+def headline_section(ev: EvaluateSettings, rep: Replays, fronts: dict[str, list[dict]],
                      course: np.ndarray) -> dict[str, Any]:
     """Learned against the pooled simple baselines at static's true pass, and each router's
     own cost there."""
-    ev = cfg.evaluate
     baselines = [b for b in ev.baselines if b in rep.runs]
     points = {n: operating_points(n, rep, fronts, course) for n in rep.runs}
     tasks = per_course(np.ones(len(course)), course)
@@ -185,15 +230,15 @@ def headline_section(cfg: DictConfig, rep: Replays, fronts: dict[str, list[dict]
         if name in points:
             out[str(name)] = matched_comparison(
                 points[name], stack([points[b] for b in baselines]), reference, tasks,
-                n_boot=int(ev.bootstrap), seed=int(ev.seed))
+                n_boot=ev.bootstrap, seed=ev.seed)
     return out
 
 
-def savings_section(ev: DictConfig, rep: Replays, course: np.ndarray) -> dict[str, Any]:
+def savings_section(ev: EvaluateSettings, rep: Replays, course: np.ndarray) -> dict[str, Any]:
     """The learned policy's cost and call savings against every other router, with CIs."""
     learned_cost = per_course(rep.runs["learned"].cost, course)
     learned_calls = per_course(rep.runs["learned"].calls, course)
-    ci = {"n_boot": int(ev.bootstrap), "seed": int(ev.seed)}
+    ci = {"n_boot": ev.bootstrap, "seed": ev.seed}
     return {base: {"cost": savings_ci(learned_cost, per_course(run.cost, course), **ci),
                    "calls": savings_ci(learned_calls, per_course(run.calls, course), **ci)}
             for base, run in rep.runs.items() if base != "learned"}
@@ -216,17 +261,17 @@ def published_section(m: dict[str, dict[str, Any]], sweep: list[dict]) -> dict[s
     }
 
 
-def gate_error_sweep(cfg: DictConfig, context: RouterContext, table: EvalTable,
+def gate_error_sweep(job: EvaluateJob, context: RouterContext, table: EvalTable,
                      rep: Replays) -> list[dict[str, Any]]:
     """Every router again with the gate flipped at each `evaluate.gate_error_rates`."""
-    ev, catalog = cfg.evaluate, context.catalog
+    ev, catalog = job.evaluate, context.catalog
     course = table.tasks["course_id"].to_numpy()
     rows = []
     for rate in ev.gate_error_rates:
         flipped = flip_gate(table.cube, float(rate), float(rate),
-                            np.random.default_rng(int(ev.seed) + 17))
+                            np.random.default_rng(ev.seed + 17))
         for name, start in rep.starts.items():
-            router = build_router(name, cfg.routers, context)
+            router = build_router(name, job.routers, context)
             if router.sees_test_outcomes:  # the oracle knows the flipped outcomes too
                 start = router.fit(table.tasks, flipped).start_tiers(table.tasks)
             rows.append({"gate_error": float(rate), "policy": name, **policy_metrics(
@@ -255,42 +300,40 @@ def sources_section(catalog: Catalog, rep: Replays, tasks: pd.DataFrame) -> dict
     }
 
 
-def load_policy(cfg: DictConfig, catalog: Catalog) -> RoutingPolicy:
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    policy = RoutingPolicy.from_artifact_path(catalog, settings, cfg.router.artifact,
-                                              seed=int(cfg.evaluate.seed))
+def load_policy(job: EvaluateJob) -> RoutingPolicy:
+    policy = RoutingPolicy.from_artifact_path(job.catalog, job.router.policy,
+                                              job.router.artifact, seed=job.evaluate.seed)
     if not policy.learned:
-        raise RuntimeError(f"router-evaluate needs a trained router at {cfg.router.artifact} "
-                           f"({policy.fallback_reason}); run router-train first")
+        raise FileNotFoundError(f"needs a trained router at {job.router.artifact} "
+                                f"({policy.fallback_reason}); run router-train first")
     return policy
 
 
-def run_evaluate(cfg: DictConfig, progress: bool = True) -> dict[str, Any]:
+def run_evaluate(job: EvaluateJob, progress: bool = True) -> dict[str, Any]:
     """Replay every router, sweep the dials and gate error, compare at matched quality,
     estimate off-policy, report."""
     started = time.perf_counter()
+    policy = load_policy(job)  # before the bar: a missing model is the only line printed
     steps = ("outcome table", "replay routers", "sweeps", "gate-error sweep",
              "off-policy estimates", "reports")
     bar = tqdm(steps, desc="router-evaluate", unit="step", disable=not progress)
     step = iter(bar)
-    catalog = Catalog.from_config(cfg)
-    ev = cfg.evaluate
-    policy = load_policy(cfg, catalog)
-    context = RouterContext(catalog, policy, seed=int(ev.seed))
+    catalog, ev = job.catalog, job.evaluate
+    context = RouterContext(catalog, policy, seed=ev.seed)
     next(step)
-    table = evaluation_table(cfg, catalog)
+    table = evaluation_table(job)
     course = table.tasks["course_id"].to_numpy()
     next(step)
-    rep = replay_routers(cfg, context, table)
+    rep = replay_routers(job, context, table)
     m = rep.metrics
     next(step)
-    fronts = sweep_frontiers(cfg, context, table, rep)
-    headline = headline_section(cfg, rep, fronts, course)
+    fronts = sweep_frontiers(job, context, table, rep)
+    headline = headline_section(ev, rep, fronts, course)
     savings = savings_section(ev, rep, course)
     next(step)
-    gate_sweep = gate_error_sweep(cfg, context, table, rep) if ev.gate_error_rates else []
+    gate_sweep = gate_error_sweep(job, context, table, rep) if ev.gate_error_rates else []
     next(step)
-    ope = off_policy_section(cfg, catalog, policy) if ev.get("ope") else None
+    ope = off_policy_section(job, policy) if ev.ope else None
     next(step)
     result = {
         "table": table.source, "router_version": policy.router_version,
@@ -305,7 +348,7 @@ def run_evaluate(cfg: DictConfig, progress: bool = True) -> dict[str, Any]:
         "targets": targets(m, headline),
     }
     timings = {"seconds": round(time.perf_counter() - started, 1)}
-    write_reports(result, field_breakdown(rep.runs, table.tasks), Path(cfg.reports_dir),
+    write_reports(result, field_breakdown(rep.runs, table.tasks), Path(job.reports_dir),
                   timings)
     bar.close()
     return {**result, **timings}
@@ -326,10 +369,10 @@ def field_breakdown(runs: dict[str, ReplayResult], tasks: pd.DataFrame) -> pd.Da
     return pd.concat(rows).reset_index()
 
 
-def off_policy_section(cfg: DictConfig, catalog: Catalog, policy: RoutingPolicy
-                       ) -> dict[str, Any]:
+def off_policy_section(job: EvaluateJob, policy: RoutingPolicy) -> dict[str, Any]:
     """IPS / SNIPS / DR from the training logs, next to exact replay on the same tasks."""
-    loaded = read_attempts(cfg.paths.logs, known_fields=catalog.fields,
+    catalog, ev = job.catalog, job.evaluate
+    loaded = read_attempts(job.paths.logs, known_fields=catalog.fields,
                            known_tiers=catalog.tier_names)
     bandit = logged_bandit(loaded.frame, catalog)
     try:
@@ -337,18 +380,15 @@ def off_policy_section(cfg: DictConfig, catalog: Catalog, policy: RoutingPolicy
     except KeyError as exc:
         return {"error": f"logs lack a feature the policy needs: {exc}"}
     n = len(bandit)
-    overflow_idx = catalog.tier_index(catalog.gate.overflow_tier)
-    is_overflow = bandit["start_index"].to_numpy() == overflow_idx
-    target = np.where(is_overflow, overflow_idx, plan["start"])
+    target = with_overflow(bandit, catalog, plan["start"])
     reward_model = crossfit_reward_model(bandit, len(catalog.tier_names), ("cost", "passed"),
-                                         seed=int(cfg.evaluate.seed))
+                                         seed=ev.seed)
     try:
-        est = estimate(bandit, target, reward_model, n_boot=int(cfg.evaluate.bootstrap),
-                       seed=int(cfg.evaluate.seed))
+        est = estimate(bandit, target, reward_model, n_boot=ev.bootstrap, seed=ev.seed)
     except NoExplorationError as exc:
         return {"error": str(exc)}
     out: dict[str, Any] = {"tasks": n, **est}
-    tasks_path, outcomes_path = Path(cfg.paths.tasks), Path(cfg.paths.outcomes)
+    tasks_path, outcomes_path = Path(job.paths.tasks), Path(job.paths.outcomes)
     if tasks_path.exists() and outcomes_path.exists():  # simulated logs: the exact answer
         world_tasks = pd.read_parquet(tasks_path)
         cube = cube_from_table(world_tasks, pd.read_parquet(outcomes_path), catalog)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from router_model.config import Catalog
 from training.evaluation.routing_metrics import bootstrap_ci
+from training.propensity import doubly_robust, inverse_propensity_weights
 
 
 class NoExplorationError(ValueError):
@@ -84,15 +85,18 @@ def crossfit_reward_model(bandit: pd.DataFrame, n_tiers: int, rewards: tuple[str
     return out
 
 
+def with_overflow(bandit: pd.DataFrame, catalog: Catalog, starts: np.ndarray) -> np.ndarray:
+    """Tasks the logs sent to the overflow tier go there under any policy (the ladder does)."""
+    overflow = catalog.tier_index(catalog.gate.overflow_tier)
+    return np.where(bandit["start_index"].to_numpy() == overflow, overflow, starts)
+
+
 def dr_terms(bandit: pd.DataFrame, target: np.ndarray, q: np.ndarray, reward: str
              ) -> np.ndarray:
-    """Per task, the doubly robust term whose mean estimates `reward` under `target`:
-    the model's prediction for the target start, corrected where the logs took it."""
-    logged = bandit["start_index"].to_numpy(np.int64)
-    target = np.asarray(target, dtype=np.int64)
-    w = (target == logged) / bandit["propensity"].to_numpy(float)
-    rows = np.arange(len(bandit))
-    return q[rows, target] + w * (bandit[reward].to_numpy(float) - q[rows, logged])
+    """`doubly_robust` of the bandit frame's `reward` column under `target` start indices."""
+    return doubly_robust(q, bandit[reward].to_numpy(float), np.asarray(target, dtype=np.int64),
+                         bandit["start_index"].to_numpy(np.int64),
+                         bandit["propensity"].to_numpy(float))
 
 
 def estimate(bandit: pd.DataFrame, target: np.ndarray, reward_model: dict[str, np.ndarray],
@@ -105,7 +109,7 @@ def estimate(bandit: pd.DataFrame, target: np.ndarray, reward_model: dict[str, n
     check_exploration(bandit)
     logged = bandit["start_index"].to_numpy(np.int64)
     target = np.asarray(target, dtype=np.int64)
-    w = (target == logged) / bandit["propensity"].to_numpy(float)
+    w = inverse_propensity_weights(target, logged, bandit["propensity"].to_numpy(float))
     course_codes, course_index = np.unique(bandit["course_id"].to_numpy(), return_inverse=True)
     n_courses = len(course_codes)
 

@@ -10,18 +10,14 @@ model's variance, not only the evaluation courses'.
 from __future__ import annotations
 
 import json
-import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 from scipy import stats
-from tqdm.auto import tqdm
 
-from router_model.config import CONF_DIR
+from router_model.config import check
 
 # What each run contributes to the summary, from router-evaluate's result.
 HEADLINES = {
@@ -39,39 +35,26 @@ HEADLINES = {
 }
 
 
-def compose(name: str, overrides: list[str]) -> DictConfig:
-    """Another command's config, composed from the same tree (inside a hydra app or not)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
-    if GlobalHydra.instance().is_initialized():  # inside a hydra app: its search path
-        cfg = hydra_compose(config_name=name, overrides=overrides)
-    else:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = hydra_compose(config_name=name, overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return cfg
+@dataclass(frozen=True)
+class SeedsSettings:
+    """router_evaluate_seeds (conf/router_evaluate_seeds.yaml says what each key does)."""
 
+    worlds: list[str]
+    seeds: list[int]
+    n_courses: int
+    eval_courses: int
+    bootstrap: int
+    train_overrides: list[str]
+    n_jobs: int
+    reports_dir: str
 
-def one_run(cfg: DictConfig, world: str, seed: int, folder: Path) -> dict[str, Any]:
-    """simulate -> train -> evaluate for one (world, training seed); the headline numbers."""
-    from pipeline.simulate_cli import run_simulate
-    from training.evaluation.evaluate import run_evaluate
-    from training.train import run_train
-
-    paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
-             f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
-    world_cfg = [f"simulate={world}", f"simulate.seed={seed}",
-                 f"simulate.n_courses={int(cfg.n_courses)}"]
-    run_simulate(compose("router_simulate", [*paths, *world_cfg]))
-    run_train(compose("router_train", [*paths, "train.baseline=null",
-                                       *cfg.train_overrides]), progress=False)
-    result = run_evaluate(compose("router_evaluate", [
-        *paths, *world_cfg, f"evaluate.n_courses={int(cfg.eval_courses)}", "evaluate.ope=false",
-        "evaluate.gate_error_rates=[]", f"evaluate.bootstrap={int(cfg.bootstrap)}"]),
-        progress=False)
-    return {k: float(fn(result)) for k, fn in HEADLINES.items()}
+    def __post_init__(self) -> None:
+        check(bool(self.worlds) and bool(self.seeds), "worlds, seeds",
+              (self.worlds, self.seeds), "need at least one world and one seed")
+        check(self.n_courses >= 1, "n_courses", self.n_courses, "must be >= 1")
+        check(self.eval_courses >= 1, "eval_courses", self.eval_courses, "must be >= 1")
+        check(self.n_jobs >= 1, "n_jobs", self.n_jobs, "must be >= 1")
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -84,20 +67,12 @@ def summarise(values: list[float]) -> dict[str, float]:
             "seeds": len(v)}
 
 
-def run_seeds(cfg: DictConfig, progress: bool = True) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {}
-    jobs = [(str(w), int(s)) for w in cfg.worlds for s in cfg.seeds]
-    with tempfile.TemporaryDirectory(prefix="router-seeds-") as tmp:
-        for world, seed in tqdm(jobs, desc="router-evaluate-seeds", disable=not progress):
-            started = time.perf_counter()
-            row = one_run(cfg, world, seed, Path(tmp) / f"{world}-{seed}")
-            runs.setdefault(world, []).append({"seed": seed, **row,
-                                               "seconds": round(time.perf_counter() - started)})
+def seeds_report(runs: dict[str, list[dict[str, Any]]], out: Path, record: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Per world, each headline summarised over seeds; metrics.json and report.md in `out`."""
     summary = {w: {k: summarise([r[k] for r in rows]) for k in HEADLINES}
                for w, rows in runs.items()}
-    result = {"runs": runs, "summary": summary,
-              "config": OmegaConf.to_container(cfg, resolve=True)}
-    out = Path(cfg.reports_dir)
+    result = {"runs": runs, "summary": summary, "config": record}
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     (out / "report.md").write_text(markdown(result))
@@ -129,11 +104,3 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{r['learned_true_pass_at_calibrated_lam']:.4f} | "
                          f"{r['static_true_pass']:.4f} | {r['seconds']} |")
     return "\n".join(lines) + "\n"
-
-
-@hydra.main(config_path=CONF_DIR, config_name="router_evaluate_seeds", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    OmegaConf.resolve(cfg)
-    result = run_seeds(cfg)
-    print(markdown(result))
-    print(f"Reports in {cfg.reports_dir}/{{metrics.json,report.md}}")

@@ -26,15 +26,15 @@ SHARE_FLOOR = 1e-4  # PSI's logarithm needs a floor for empty bins
 class DriftSettings:
     """conf/monitor's thresholds (see the file for what each one means)."""
 
-    min_tasks: int = 200
-    alpha: float = 0.01
-    psi_alert: float = 0.2
-    outcome_min_effect: float = 0.05
-    outcome_min_cell: int = 30
-    outcome_alerts: tuple[str, ...] = ("first_pass", "flag")
-    ece_alert: float = 0.05
-    calibration_resamples: int = 200
-    seed: int = 0
+    min_tasks: int
+    alpha: float
+    psi_alert: float
+    outcome_min_effect: float
+    outcome_min_cell: int
+    outcome_alerts: tuple[str, ...]
+    ece_alert: float
+    calibration_resamples: int
+    seed: int
 
     def __post_init__(self) -> None:
         check(self.min_tasks >= 1, "monitor.drift.min_tasks", self.min_tasks, "must be >= 1")

@@ -15,12 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
-from router_model.config import Catalog, typed
+from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import RouterContext, build_router
-from router_model.decide.settings import PolicySettings
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import ArtifactError, load_artifact
 from training.monitoring.drift import (
@@ -31,6 +29,7 @@ from training.monitoring.drift import (
 )
 from training.monitoring.value import policy_values
 from training.reference import task_frame
+from training.router_settings import RouterSettings
 
 ADVICE = {
     "feature": "traffic no longer looks like the training logs: retrain on recent logs "
@@ -43,6 +42,44 @@ ADVICE = {
     "calibration": "the served probabilities no longer match the verdicts: retrain (the "
                    "calibrator is refitted with the model)",
 }
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """conf/monitor (its comments say what each key does); the logs are paths.logs."""
+
+    decision_log: str | None
+    quarantine: str | None
+    window_days: int | float | None  # as written: the report echoes it
+    until: str | None
+    seed: int
+    fail_on_alert: bool
+    ope: bool
+    ope_routers: list[str]
+    bootstrap: int
+    min_exploration: float
+    min_ess: float
+    drift: DriftSettings
+
+    def __post_init__(self) -> None:
+        if self.window_days is not None:
+            check(self.window_days > 0, "monitor.window_days", self.window_days,
+                  "must be > 0 (or null for all)")
+        check(self.bootstrap >= 1, "monitor.bootstrap", self.bootstrap, "must be >= 1")
+        check(0.0 <= self.min_exploration <= 1.0, "monitor.min_exploration",
+              self.min_exploration, "must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class MonitorJob:
+    """Everything router-monitor needs, typed once by its CLI (`routers`: conf/routers)."""
+
+    catalog: Catalog
+    paths: Paths
+    router: RouterSettings
+    monitor: MonitorSettings
+    routers: dict[str, Any]
+    reports_dir: str
 
 
 @dataclass
@@ -58,9 +95,6 @@ def in_window(attempts: pd.DataFrame, window_days: float | None, until: str | No
     (default: the newest attempt in the logs)."""
     if window_days is None or attempts.empty:
         return attempts
-    window_days = float(window_days)
-    if window_days <= 0:
-        raise ValueError(f"monitor.window_days={window_days}: must be > 0 (or null for all)")
     stamps = pd.to_datetime(attempts["timestamp"], utc=True)
     # the newest attempt, but never later than now: one row dated 9999 must not set the window
     now = pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
@@ -133,42 +167,41 @@ def served_probabilities(tasks: pd.DataFrame, decisions: pd.DataFrame,
     return p
 
 
-def recent_traffic(cfg: DictConfig, catalog: Catalog) -> RecentTraffic:
-    loaded = read_attempts(cfg.monitor.logs, known_fields=catalog.fields,
-                           known_tiers=catalog.tier_names,
-                           quarantine_path=cfg.monitor.get("quarantine"))
-    attempts = in_window(loaded.frame, cfg.monitor.window_days, cfg.monitor.get("until"))
+def recent_traffic(job: MonitorJob) -> RecentTraffic:
+    catalog, monitor = job.catalog, job.monitor
+    loaded = read_attempts(job.paths.logs, known_fields=catalog.fields,
+                           known_tiers=catalog.tier_names, quarantine_path=monitor.quarantine)
+    attempts = in_window(loaded.frame, monitor.window_days, monitor.until)
     tasks = task_frame(attempts) if len(attempts) else pd.DataFrame()
     counts = {**loaded.counts, "window_attempts": len(attempts), "window_tasks": len(tasks)}
     return RecentTraffic(attempts, tasks, counts)
 
 
-def serving_policy(cfg: DictConfig, catalog: Catalog) -> RoutingPolicy:
+def serving_policy(job: MonitorJob) -> RoutingPolicy:
     """The artifact LATEST names, with the dial it was calibrated to; it must carry the
     training-time reference (artifacts from before router-monitor existed do not)."""
     try:
-        artifact = load_artifact(cfg.router.artifact)
+        artifact = load_artifact(job.router.artifact)
     except (ArtifactError, FileNotFoundError) as exc:
-        raise RuntimeError(f"router-monitor needs the serving artifact at "
-                           f"{cfg.router.artifact}: {exc}") from exc
+        raise FileNotFoundError(f"router-monitor needs the serving artifact at "
+                                f"{job.router.artifact}: {exc}") from exc
     if "reference" not in artifact.manifest:
-        raise RuntimeError(f"{artifact.path} stores no drift reference (trained before "
-                           "router-monitor existed); retrain it with router-train")
-    settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    return RoutingPolicy(catalog, settings, artifact)
+        raise ValueError(f"{artifact.path} stores no drift reference (trained before "
+                         "router-monitor existed); retrain it with router-train")
+    return RoutingPolicy(job.catalog, job.router.policy, artifact)
 
 
-def policy_value_section(cfg: DictConfig, catalog: Catalog, policy: RoutingPolicy,
-                         traffic: RecentTraffic) -> dict[str, Any]:
-    context = RouterContext(catalog, policy, seed=int(cfg.monitor.seed))
+def policy_value_section(job: MonitorJob, policy: RoutingPolicy, traffic: RecentTraffic
+                         ) -> dict[str, Any]:
+    monitor = job.monitor
+    context = RouterContext(job.catalog, policy, seed=monitor.seed)
     policies = {"serving": lambda b: policy.start_tiers(b)["start"]}
-    for name in cfg.monitor.ope_routers:
-        router = build_router(str(name), cfg.routers, context)
+    for name in monitor.ope_routers:
+        router = build_router(str(name), job.routers, context)
         policies[str(name)] = router.start_tiers
-    return policy_values(traffic.attempts, catalog, policies,
-                         min_exploration=float(cfg.monitor.min_exploration),
-                         min_ess=float(cfg.monitor.min_ess), n_boot=int(cfg.monitor.bootstrap),
-                         seed=int(cfg.monitor.seed))
+    return policy_values(traffic.attempts, job.catalog, policies,
+                         min_exploration=monitor.min_exploration, min_ess=monitor.min_ess,
+                         n_boot=monitor.bootstrap, seed=monitor.seed)
 
 
 def alerts(features: list[dict], outcomes: dict[str, Any], calibration: dict[str, Any],
@@ -198,29 +231,29 @@ def alerts(features: list[dict], outcomes: dict[str, Any], calibration: dict[str
     return out
 
 
-def run_monitor(cfg: DictConfig) -> dict[str, Any]:
+def run_monitor(job: MonitorJob) -> dict[str, Any]:
     """The whole job; returns metrics.json's content (reports are written by the caller)."""
-    catalog = Catalog.from_config(cfg)
-    settings = typed(DriftSettings, cfg.monitor.drift, "monitor.drift")
-    policy = serving_policy(cfg, catalog)
+    monitor = job.monitor
+    settings = monitor.drift
+    policy = serving_policy(job)
     reference = policy.artifact.manifest["reference"]
-    traffic = recent_traffic(cfg, catalog)
+    traffic = recent_traffic(job)
     if traffic.tasks.empty:
-        raise RuntimeError(f"no attempts in the monitored window of {cfg.monitor.logs} "
-                           f"(monitor.window_days={cfg.monitor.window_days}); widen the "
-                           "window or point monitor.logs at recent logs")
-    decisions, decision_counts = read_decisions(cfg.monitor.get("decision_log"))
+        raise ValueError(f"no attempts in the monitored window of {job.paths.logs} "
+                         f"(monitor.window_days={monitor.window_days}); widen the "
+                         "window or point paths.logs at recent logs")
+    decisions, decision_counts = read_decisions(monitor.decision_log)
     tasks = traffic.tasks
     features = feature_drift(reference["features"], tasks, settings)
     outcomes = outcome_drift(reference["outcomes"], tasks, settings)
     p = served_probabilities(tasks, decisions, policy)
     calibration = calibration_drift(p, tasks["first_pass"].to_numpy(float),
                                     reference.get("calibration", {}).get("ece"), settings)
-    value = policy_value_section(cfg, catalog, policy, traffic) if cfg.monitor.ope else None
+    value = policy_value_section(job, policy, traffic) if monitor.ope else None
     joined = int(tasks["decision_id"].astype(str).isin(decisions["decision_id"]).sum())
     return {
         "router_version": policy.router_version,
-        "window": {"days": cfg.monitor.window_days, "logs": str(cfg.monitor.logs),
+        "window": {"days": monitor.window_days, "logs": str(job.paths.logs),
                    **traffic.counts, "courses": int(tasks["course_id"].nunique()),
                    "first_task": str(pd.to_datetime(tasks["timestamp"]).min()),
                    "last_task": str(pd.to_datetime(tasks["timestamp"]).max())},

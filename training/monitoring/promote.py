@@ -26,12 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
-from router_model.config import Catalog, check, typed
+from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
-from router_model.decide.settings import PolicySettings
 from router_model.files import atomic_write_text
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import (
@@ -49,10 +47,11 @@ from training.evaluation.off_policy import (
     dr_terms,
     explored_share,
     logged_bandit,
+    with_overflow,
 )
 from training.evaluation.routing_metrics import percentile_interval, resample_counts
 from training.monitoring.monitor import read_decisions
-from training.monitoring.value import with_overflow
+from training.router_settings import RouterSettings
 
 PROMOTION_FILE = "promotion.json"
 HISTORY_FILE = "promotions.jsonl"
@@ -60,19 +59,52 @@ HISTORY_FILE = "promotions.jsonl"
 
 @dataclass(frozen=True)
 class PromoteSettings:
-    cost_margin: float = 0.03
-    quality_margin: float = 0.003
-    confidence: float = 0.95
-    bootstrap: int = 500
-    seed: int = 0
+    """conf/promote (its comments say what each key does); the logs are paths.logs."""
+
+    candidate: str | None
+    force: bool
+    initial_champion: str | None
+    allow_first: bool
+    min_exploration: float
+    fail_on_refusal: bool
+    report: str | None
+    beside_candidate: bool
+    tasks: str | None
+    outcomes: str | None
+    decision_log: str | None
+    holdout_share: float
+    cost_margin: float
+    quality_margin: float
+    confidence: float
+    lams: list[float]
+    bootstrap: int
+    seed: int
 
     def __post_init__(self) -> None:
+        check(0 < self.holdout_share <= 1, "promote.holdout_share", self.holdout_share,
+              "must be in (0, 1]")
         check(self.cost_margin >= 0, "promote.cost_margin", self.cost_margin, "must be >= 0")
         check(self.quality_margin >= 0, "promote.quality_margin", self.quality_margin,
               "must be >= 0")
         check(0.5 < self.confidence < 1, "promote.confidence", self.confidence,
               "must be in (0.5, 1)")
         check(self.bootstrap >= 10, "promote.bootstrap", self.bootstrap, "must be >= 10")
+
+    @property
+    def margins(self) -> dict[str, Any]:
+        """What a promotion record states its verdict against."""
+        return {k: getattr(self, k) for k in ("cost_margin", "quality_margin", "confidence",
+                                              "bootstrap", "seed")}
+
+
+@dataclass(frozen=True)
+class PromoteJob:
+    """Everything router-promote needs, typed once by its CLI."""
+
+    catalog: Catalog
+    paths: Paths
+    router: RouterSettings
+    promote: PromoteSettings
 
 
 @dataclass
@@ -155,55 +187,54 @@ def sweep_starts(policy: RoutingPolicy, tasks: pd.DataFrame, lams: list[float]) 
     return np.vstack(rows)
 
 
-def replay_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, RoutingPolicy]
-                    ) -> Evidence:
+def replay_evidence(job: PromoteJob, policies: dict[str, RoutingPolicy]) -> Evidence:
     """Exact replay of both on the held-out courses of an outcome table."""
-    tasks = pd.read_parquet(cfg.promote.tasks)
-    keep = in_holdout(tasks["course_id"], float(cfg.promote.holdout_share))
+    catalog, settings = job.catalog, job.promote
+    tasks = pd.read_parquet(settings.tasks)
+    keep = in_holdout(tasks["course_id"], settings.holdout_share)
     tasks = tasks[keep].reset_index(drop=True)
-    outcomes = pd.read_parquet(cfg.promote.outcomes)
+    outcomes = pd.read_parquet(settings.outcomes)
     cube = cube_from_table(tasks, outcomes[outcomes["task_id"].isin(tasks["task_id"])],
                            catalog)
     cost, quality = {}, {}
     for name, policy in policies.items():
         runs = [replay(cube, start, catalog)
-                for start in sweep_starts(policy, tasks, list(cfg.promote.lams))]
+                for start in sweep_starts(policy, tasks, settings.lams)]
         cost[name] = np.vstack([r.cost for r in runs])
         quality[name] = np.vstack([r.true_pass for r in runs]).astype(float)
     return Evidence("exact replay", tasks["course_id"].to_numpy(), cost, quality, "true pass")
 
 
-def shadow_starts(cfg: DictConfig, catalog: Catalog, bandit: pd.DataFrame, version: str
-                  ) -> np.ndarray:
+def shadow_starts(job: PromoteJob, bandit: pd.DataFrame, version: str) -> np.ndarray:
     """Per task, the start the candidate chose while it ran in shadow mode (from the
     decision log, matched by decision id and router version); -1 where it did not."""
-    decisions, _ = read_decisions(cfg.promote.get("decision_log"))
+    decisions, _ = read_decisions(job.promote.decision_log)
     mine = decisions[decisions["shadow_version"] == version].set_index("decision_id")
     tier = bandit["decision_id"].astype(str).map(mine["shadow_tier"])
-    index = tier.map({t: i for i, t in enumerate(catalog.tier_names)})
+    index = tier.map({t: i for i, t in enumerate(job.catalog.tier_names)})
     return index.fillna(-1).to_numpy(np.int64)
 
 
-def logged_evidence(cfg: DictConfig, catalog: Catalog, policies: dict[str, RoutingPolicy]
-                    ) -> Evidence:
+def logged_evidence(job: PromoteJob, policies: dict[str, RoutingPolicy]) -> Evidence:
     """Cross-fitted doubly robust terms of both on the held-out courses of recent logs."""
-    attempts = read_attempts(cfg.promote.logs, known_fields=catalog.fields,
+    catalog, settings = job.catalog, job.promote
+    attempts = read_attempts(job.paths.logs, known_fields=catalog.fields,
                              known_tiers=catalog.tier_names).frame
-    attempts = attempts[in_holdout(attempts["course_id"], float(cfg.promote.holdout_share))]
+    attempts = attempts[in_holdout(attempts["course_id"], settings.holdout_share)]
     bandit = logged_bandit(attempts, catalog)
     explored = explored_share(bandit)
-    if explored < float(cfg.promote.min_exploration):
+    if explored < settings.min_exploration:
         raise PromotionError(
             f"only {explored:.1%} of the held-out logged tasks explored (< promote."
-            f"min_exploration={cfg.promote.min_exploration}): off-policy estimates of the "
+            f"min_exploration={settings.min_exploration}): off-policy estimates of the "
             "candidate would be extrapolation. Serve with router.policy.epsilon > 0, or "
             "compare by exact replay (promote.tasks + promote.outcomes)")
     q = crossfit_reward_model(bandit, len(catalog.tier_names), ("cost", "passed"),
-                              seed=int(cfg.promote.seed))
-    shadow = shadow_starts(cfg, catalog, bandit, policies["candidate"].router_version)
+                              seed=settings.seed)
+    shadow = shadow_starts(job, bandit, policies["candidate"].router_version)
     cost, quality = {}, {}
     for name, policy in policies.items():
-        rows = sweep_starts(policy, bandit, list(cfg.promote.lams))
+        rows = sweep_starts(policy, bandit, settings.lams)
         if name == "candidate":  # where it ran in shadow, what it chose on live traffic
             rows[0] = np.where(shadow >= 0, shadow, rows[0])
         starts = [with_overflow(bandit, catalog, s) for s in rows]
@@ -303,20 +334,18 @@ def verdict(comparison: dict[str, Any], settings: PromoteSettings,
     return reasons
 
 
-def compare(cfg: DictConfig, catalog: Catalog, champion: RouterArtifact,
-            candidate: RouterArtifact) -> dict[str, Any]:
-    settings = typed(PromoteSettings, {k: cfg.promote[k] for k in (
-        "cost_margin", "quality_margin", "confidence", "bootstrap", "seed")}, "promote")
-    policy_settings = typed(PolicySettings, cfg.router.policy, "router.policy")
-    policies = {"champion": RoutingPolicy(catalog, policy_settings, champion),
-                "candidate": RoutingPolicy(catalog, policy_settings, candidate)}
-    exact = cfg.promote.get("tasks") and cfg.promote.get("outcomes")
-    evidence = (replay_evidence if exact else logged_evidence)(cfg, catalog, policies)
+def compare(job: PromoteJob, champion: RouterArtifact, candidate: RouterArtifact
+            ) -> dict[str, Any]:
+    settings = job.promote
+    policies = {"champion": RoutingPolicy(job.catalog, job.router.policy, champion),
+                "candidate": RoutingPolicy(job.catalog, job.router.policy, candidate)}
+    exact = settings.tasks and settings.outcomes
+    evidence = (replay_evidence if exact else logged_evidence)(job, policies)
     comparison = paired_bounds(evidence, settings)
     guarantee = guarantee_holds(candidate)
     reasons = verdict(comparison, settings, guarantee)
     return {"champion": champion.router_version, "candidate": candidate.router_version,
-            **comparison, "guarantee": guarantee[1], "margins": settings.__dict__,
+            **comparison, "guarantee": guarantee[1], "margins": settings.margins,
             "non_inferior": not reasons, "reasons": reasons}
 
 
@@ -331,17 +360,14 @@ def record(root: Path, candidate: RouterArtifact, result: dict[str, Any],
         fh.write(json.dumps(result) + "\n")
 
 
-def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> dict[str, Any]:
+def run_promote(job: PromoteJob, candidate_path: str) -> dict[str, Any]:
     """Compare, decide, record; move LATEST only on an accepted (or forced) promotion."""
-    catalog = Catalog.from_config(cfg)
-    share = cfg.promote.holdout_share
-    check(isinstance(share, (int, float)) and 0 < share <= 1, "promote.holdout_share", share,
-          "must be in (0, 1]")
-    root = Path(cfg.router.artifact)
+    settings, force = job.promote, job.promote.force
+    root = Path(job.router.artifact)
     candidate = load_candidate(candidate_path)
-    result: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "forced": bool(force)}
-    champion = serving_champion(root, cfg.promote.get("initial_champion"))
-    if champion is None and not cfg.promote.get("allow_first"):
+    result: dict[str, Any] = {"time": datetime.now(UTC).isoformat(), "forced": force}
+    champion = serving_champion(root, settings.initial_champion)
+    if champion is None and not settings.allow_first:
         raise PromotionError(f"nothing is serving at router.artifact={root} (no {LATEST_FILE}): "
                              "check the path, or seed it with promote.initial_champion=<artifact>"
                              ", or set promote.allow_first=true to serve the candidate as is")
@@ -352,11 +378,11 @@ def run_promote(cfg: DictConfig, candidate_path: str, force: bool = False) -> di
         result.update(candidate=candidate.router_version, champion=champion.router_version,
                       non_inferior=False, reasons=["the candidate is already serving"])
     else:
-        result.update(compare(cfg, catalog, champion, candidate))
+        result.update(compare(job, champion, candidate))
     result["promoted"] = bool(result["non_inferior"] or (force and result["reasons"] != [
         "the candidate is already serving"]))
     if result["promoted"]:
         candidate = install(candidate, root)
         atomic_write_text(root / LATEST_FILE, candidate.path.name)
-    record(root, candidate, result, bool(cfg.promote.beside_candidate))
+    record(root, candidate, result, settings.beside_candidate)
     return result

@@ -20,13 +20,8 @@ from training.evaluation.off_policy import (
     estimate,
     explored_share,
     logged_bandit,
+    with_overflow,
 )
-
-
-def with_overflow(bandit: pd.DataFrame, catalog: Catalog, starts: np.ndarray) -> np.ndarray:
-    """Tasks the logs sent to the overflow tier go there under any policy (the ladder does)."""
-    overflow = catalog.tier_index(catalog.gate.overflow_tier)
-    return np.where(bandit["start_index"].to_numpy() == overflow, overflow, starts)
 
 
 def policy_values(attempts: pd.DataFrame, catalog: Catalog,

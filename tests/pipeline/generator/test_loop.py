@@ -27,6 +27,7 @@ N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "30"))
 def test_retraining_on_generator_logs_is_cheaper_at_equal_gate_pass(tmp_path, monkeypatch,
                                                                    embedder):
     from training.train import run_train
+    from training.train_cli import train_job
 
     monkeypatch.setenv("PROVIDER_SIM_API_KEY", "k")
     train_courses = [parse_analysis_result(synthetic_result(i, seed=1)) for i in range(N_TRAIN)]
@@ -35,10 +36,10 @@ def test_retraining_on_generator_logs_is_cheaper_at_equal_gate_pass(tmp_path, mo
         explore = generate_config(tmp_path / "explore", url, "generate.explore_epsilon=0.3")
         run(explore, train_courses, embedder)
         train_cfg = compose_config("router_train", [
-            *tmp_paths(tmp_path / "train"), f"data.logs={tmp_path}/explore/out/attempts",
+            *tmp_paths(tmp_path / "train"), f"paths.logs={tmp_path}/explore/out/attempts",
             "train.model=logreg", "train.baseline=null"])
         OmegaConf.resolve(train_cfg)
-        trained = run_train(train_cfg, progress=False)
+        trained = run_train(train_job(train_cfg), progress=False)
         artifact = train_cfg.router.artifact
         rules = run(generate_config(tmp_path / "rules", url), eval_courses, embedder)
         learned = run(generate_config(tmp_path / "learned", url, f"serve.artifact={artifact}"),

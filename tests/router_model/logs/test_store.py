@@ -215,7 +215,7 @@ def test_router_train_ends_bad_input_with_one_line_not_a_traceback(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "router-train"), f"data.logs={tmp_path}/nowhere",
+        [str(Path(sys.executable).parent / "router-train"), f"paths.logs={tmp_path}/nowhere",
          *tmp_paths(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr

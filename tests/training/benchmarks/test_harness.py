@@ -11,17 +11,19 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers import SHARED_DATA, compose_config, tmp_paths
+from training.benchmarks.cli import benchmark_job, benchmark_spec
 from training.benchmarks.data import build_table, folds
 from training.benchmarks.harness import CrossFit, run_benchmark, single_call_row
-from training.benchmarks.specs import load_spec
 
-SPEC = OmegaConf.create({
+DEFAULTS = OmegaConf.to_container(compose_config("router_benchmark").spec_defaults)
+TOY = {"data": "toy",
     "name": "toy", "include": {"source_dataset": ["a"]}, "exclude_contaminated": True,
     "family": "subtask", "default_completion_tokens": 10,
     "models": [{"name": "small", "price_in_per_m": 1.0, "price_out_per_m": 2.0},
                {"name": "big", "price_in_per_m": 10.0, "price_out_per_m": 20.0}],
     "gate": {"pass_score": 1.0, "pass_score_by_metric": {"f1": 0.5}},
-    "split": {"kind": "kfold", "folds": 2, "seed": 0}})
+    "split": {"kind": "kfold", "folds": 2, "seed": 0}}
+SPEC = benchmark_spec(TOY, DEFAULTS)
 
 
 def toy_long() -> pd.DataFrame:
@@ -52,13 +54,13 @@ def test_adapter_filters_pivots_and_prices():
 
 def test_split_protocols_never_put_a_prompt_on_both_sides():
     table = build_table(SPEC, toy_long())
-    for train, test in folds(table, OmegaConf.create({"kind": "kfold", "folds": 2,
-                                                      "seed": 0})):
+    for train, test in folds(table, {"kind": "kfold", "folds": 2, "seed": 0}):
         assert not set(train) & set(test)
-    (train, test), = folds(table, OmegaConf.create({"kind": "given"}))
+    (train, test), = folds(table, {"kind": "given"})
     assert table.prompts["split"].iloc[test].eq("test").all() and len(test) == 2
     with pytest.raises(ValueError, match="models \\['huge'\\] are not in the table"):
-        build_table(OmegaConf.merge(SPEC, {"models": [{"name": "huge"}]}), toy_long())
+        build_table(benchmark_spec({**TOY, "models": [{"name": "huge"}, {"name": "big"}]},
+                                   DEFAULTS), toy_long())
 
 
 def test_single_call_metrics_by_hand():
@@ -91,8 +93,9 @@ def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
         # a slice checks the protocol, not the models: small forests keep it to seconds
         "train.lightgbm.n_estimators=40", "train.cv_folds=2", "gate_error_rates=[0.0]"])
     OmegaConf.resolve(cfg)
-    result = run_benchmark(cfg, name, progress=False)
-    spec = load_spec(cfg, name)
+    job = benchmark_job(cfg)
+    (spec,) = job.specs
+    result = run_benchmark(job, spec, progress=False)
     single = result["single_call"]
     assert set(single) >= {"random", "lookup-family", "knn-embed", "logreg-embed",
                            "lgbm-tabular", "lgbm-tabular+embed", "lgbm-stacked", "oracle",
@@ -113,7 +116,7 @@ def test_a_small_slice_of_each_benchmark_runs_end_to_end(name, tmp_path):
         # cheapest model tries every model, so no start can truly pass more often
         assert m["true_pass_rate"] <= ladder["ladder-from-cheapest"]["true_pass_rate"], router
         assert 1.0 <= m["calls_per_prompt"] <= len(result["models"]), router
-    if spec.split.kind == "given":  # only the source's test prompts are scored
+    if spec.split["kind"] == "given":  # only the source's test prompts are scored
         assert result["prompts"] < 160
     folder = tmp_path / "reports" / "benchmarks" / name
     assert json.loads((folder / "metrics.json").read_text())["name"] == name

@@ -3,21 +3,30 @@ costs, operating points chosen on training prompts, embedding windows, config lo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from tests.helpers import compose_config
+from training.benchmarks.cli import benchmark_job, benchmark_spec, load_spec
 from training.benchmarks.data import build_table, folds
 from training.benchmarks.operating import choose_threshold, route
-from training.benchmarks.specs import load_spec
 from training.benchmarks.text_features import collapsed_families, windows
 
-SPEC = OmegaConf.create({
+DEFAULTS = OmegaConf.to_container(compose_config("router_benchmark").spec_defaults)
+TOY = {"data": "toy",
     "name": "toy", "family": "family", "default_completion_tokens": 10,
     "models": [{"name": "small", "price_in_per_m": 1.0, "price_out_per_m": 1.0},
                {"name": "big", "price_in_per_m": 10.0, "price_out_per_m": 10.0}],
-    "gate": {"pass_score": 0.8}, "split": {"kind": "kfold", "folds": 2, "seed": 0}})
+    "gate": {"pass_score": 0.8}, "split": {"kind": "kfold", "folds": 2, "seed": 0}}
+SPEC = benchmark_spec(TOY, DEFAULTS)
+
+
+def toy_spec(**changes):
+    return benchmark_spec({**TOY, **changes}, DEFAULTS)
 
 
 def turns_long() -> pd.DataFrame:
@@ -33,7 +42,7 @@ def turns_long() -> pd.DataFrame:
 
 
 def test_grouped_questions_route_from_turn_one_and_score_both_turns():
-    spec = OmegaConf.merge(SPEC, {"group": {"pattern": r"^(mt/\d+)/turn\d+$"}})
+    spec = toy_spec(group={"pattern": r"^(mt/\d+)/turn\d+$"})
     table = build_table(spec, turns_long())
     assert table.prompts["prompt_id"].tolist() == ["mt/0", "mt/1", "mt/2"]
     assert table.prompts["prompt"].tolist() == ["question 0", "question 1", "question 2"]
@@ -46,7 +55,7 @@ def test_grouped_questions_route_from_turn_one_and_score_both_turns():
 
 
 def test_a_question_missing_a_turn_is_dropped_and_counted():
-    spec = OmegaConf.merge(SPEC, {"group": {"pattern": r"^(mt/\d+)/turn\d+$"}})
+    spec = toy_spec(group={"pattern": r"^(mt/\d+)/turn\d+$"})
     long = turns_long()
     table = build_table(spec, long[long["prompt_id"] != "mt/2/turn1"])
     assert table.prompts["prompt_id"].tolist() == ["mt/0", "mt/1"]
@@ -65,7 +74,7 @@ def test_missing_scores_are_dropped_counted_and_warned_about():
 
 def test_recorded_cost_wins_over_prices_and_prices_are_then_optional():
     long = turns_long().assign(cost_usd=lambda d: np.where(d["model"] == "big", 0.5, 0.01))
-    spec = OmegaConf.merge(SPEC, {"models": [{"name": "small"}, {"name": "big"}]})
+    spec = toy_spec(models=[{"name": "small"}, {"name": "big"}])
     table = build_table(spec, long)
     assert np.unique(table.cost[:, 0]).tolist() == [0.01]
     assert np.unique(table.cost[:, 1]).tolist() == [0.5]
@@ -78,9 +87,8 @@ def test_split_values_are_mapped_and_unknown_ones_are_listed():
         d["prompt_id"].str.startswith("mt/0"), "holdout", "fit"))
     table = build_table(SPEC, long)
     with pytest.raises(ValueError, match=r"holds \['fit', 'holdout'\]"):
-        folds(table, OmegaConf.create({"kind": "given"}))
-    (train, test), = folds(table, OmegaConf.create({"kind": "given", "train": ["fit"],
-                                                    "test": ["holdout"]}))
+        folds(table, {"kind": "given"})
+    (train, test), = folds(table, {"kind": "given", "train": ["fit"], "test": ["holdout"]})
     assert set(table.prompts["prompt_id"].iloc[test]) == {"mt/0/turn1", "mt/0/turn2"}
     assert len(train) == 4
 
@@ -120,9 +128,22 @@ def test_collapsed_embeddings_are_reported_per_family():
 
 
 def test_user_benchmark_dirs_come_before_the_package(tmp_path):
-    (tmp_path / "routellm_gsm8k.yaml").write_text("data: mine\nname: overridden\n")
-    cfg = OmegaConf.create({"benchmark_dirs": [str(tmp_path)]})
-    assert load_spec(cfg, "routellm_gsm8k").name == "overridden"
-    assert load_spec(OmegaConf.create({}), "routellm_gsm8k").name == "routellm_gsm8k"
+    from router_model.config import CONF_DIR
+
+    shipped = (Path(CONF_DIR) / "benchmark" / "routellm_gsm8k.yaml").read_text()
+    (tmp_path / "routellm_gsm8k.yaml").write_text(
+        shipped.replace("name: routellm_gsm8k", "name: overridden"))
+    mine = benchmark_job(compose_config("router_benchmark", [
+        "run=[routellm_gsm8k]", f"benchmark_dirs=[{tmp_path}]"]))
+    assert mine.specs[0].name == "overridden"
+    plain = benchmark_job(compose_config("router_benchmark", ["run=[routellm_gsm8k]"]))
+    assert plain.specs[0].name == "routellm_gsm8k"
     with pytest.raises(FileNotFoundError, match="no benchmark config 'nope'"):
-        load_spec(cfg, "nope")
+        load_spec(mine.settings, "nope")
+
+
+def test_a_benchmark_config_may_leave_out_only_what_spec_defaults_holds():
+    assert SPEC.group is None and SPEC.include == {} and not SPEC.exclude_contaminated
+    without_models = {k: v for k, v in TOY.items() if k != "models"}
+    with pytest.raises(ValueError, match=r"benchmark\.models is missing"):
+        benchmark_spec(without_models, DEFAULTS)

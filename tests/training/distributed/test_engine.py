@@ -46,11 +46,12 @@ def logs(tmp_path_factory):
 
 def train(tmp: Path, logs: Path | str, engine: str, *extra: str):
     from training.train import run_train
+    from training.train_cli import train_job
 
-    cfg = compose_config("router_train", [*tmp_paths(tmp), f"data.logs={logs}",
+    cfg = compose_config("router_train", [*tmp_paths(tmp), f"paths.logs={logs}",
                                           f"train.engine={engine}", *SMALL, *extra])
     OmegaConf.resolve(cfg)
-    return cfg, run_train(cfg, progress=False)
+    return cfg, run_train(train_job(cfg), progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube
 from router_model.decide.routers import Oracle, RouterContext
 from tests.helpers import compose_config, policy_settings
+from training.evaluation.cli import evaluate_job
 from training.evaluation.evaluate import flip_gate, run_evaluate
 from training.evaluation.off_policy import NoExplorationError, estimate
 from training.evaluation.routing_metrics import aiq, apgr, cpt, pgr_curve, points_pgr, savings_ci
@@ -143,7 +144,7 @@ def test_evaluate_end_to_end(trained_router, tmp_path):
         *paths, f"reports_dir={tmp_path}/evaluate", "evaluate.n_courses=400",
         "evaluate.bootstrap=200", "evaluate.gate_error_rates=[0.0,0.2]"])
     OmegaConf.resolve(cfg)
-    result = run_evaluate(cfg, progress=False)
+    result = run_evaluate(evaluate_job(cfg), progress=False)
     pol = result["policies"]
     assert set(pol) == set(cfg.evaluate.routers)
     assert pol["always-premium"]["premium_share"] > 0.95 > pol["ladder-from-cheapest"][
@@ -171,7 +172,6 @@ def test_evaluate_end_to_end(trained_router, tmp_path):
 
 def test_a_given_task_table_carries_every_feature_the_model_reads(trained_router):
     """tasks.parquet is in the routing layout, so replaying it scores with real features."""
-    from router_model.config import Catalog
     from training.evaluation.evaluate import evaluation_table
 
     train_cfg, result = trained_router
@@ -179,7 +179,7 @@ def test_a_given_task_table_carries_every_feature_the_model_reads(trained_router
         *(f"paths.{k}={v}" for k, v in train_cfg.paths.items()),
         f"evaluate.tasks={train_cfg.paths.tasks}", f"evaluate.outcomes={train_cfg.paths.outcomes}"])
     OmegaConf.resolve(cfg)
-    table = evaluation_table(cfg, Catalog.from_config(cfg))
+    table = evaluation_table(evaluate_job(cfg))
     spec = result.artifact.model.spec
     assert (set(spec.categorical) | set(spec.numeric)) - {"tier"} <= set(table.tasks.columns)
     assert table.tasks["analysis.domain"].notna().all()

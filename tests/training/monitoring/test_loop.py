@@ -26,9 +26,14 @@ N_SERVED = int(os.environ.get("LOOP_SERVED_COURSES", "30"))
 
 
 def resolved(name: str, overrides: list[str]):
+    """The command's job, typed by the conversion its CLI uses."""
+    from training.monitoring.cli import monitor_job, promote_job
+    from training.train_cli import train_job
+
     cfg = compose_config(name, overrides)
     OmegaConf.resolve(cfg)
-    return cfg
+    return {"router_train": train_job, "router_monitor": monitor_job,
+            "router_promote": promote_job}[name](cfg)
 
 
 @pytest.mark.slow
@@ -47,7 +52,7 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
         run(generate_config(tmp_path / "first", url, "generate.explore_epsilon=0.3"), first,
             embedder)
         champion = run_train(resolved("router_train", [
-            *tmp_paths(tmp_path / "t1"), f"data.logs={logs[0]}", "train.model=logreg",
+            *tmp_paths(tmp_path / "t1"), f"paths.logs={logs[0]}", "train.model=logreg",
             "train.baseline=null", "train.publish=false"]), progress=False).artifact
         with pytest.raises(ValueError, match="nothing is serving"):
             run_promote(resolved("router_promote", [f"router.artifact={serving}"]),
@@ -59,7 +64,7 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
                             "router.policy.epsilon=0.2"), served, embedder)
 
     monitored = run_monitor(resolved("router_monitor", [
-        *tmp_paths(tmp_path / "m"), f"router.artifact={serving}", f"monitor.logs={logs[1]}",
+        *tmp_paths(tmp_path / "m"), f"router.artifact={serving}", f"paths.logs={logs[1]}",
         f"monitor.decision_log={tmp_path}/served/out/decisions.jsonl",
         "monitor.window_days=null", "monitor.drift.min_tasks=50", "monitor.bootstrap=50"]))
     assert monitored["router_version"] == champion.router_version
@@ -69,11 +74,11 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
         "policies"]
 
     candidate = run_train(resolved("router_train", [
-        *tmp_paths(tmp_path / "t2"), f"data.logs=[{logs[0]},{logs[1]}]", "train.model=logreg",
+        *tmp_paths(tmp_path / "t2"), f"paths.logs=[{logs[0]},{logs[1]}]", "train.model=logreg",
         "train.baseline=null", "train.publish=false", "data.holdout_share=0.3"]),
         progress=False).artifact
     result = run_promote(resolved("router_promote", [
-        f"router.artifact={serving}", f"promote.logs=[{logs[0]},{logs[1]}]",
+        f"router.artifact={serving}", f"paths.logs=[{logs[0]},{logs[1]}]",
         "promote.holdout_share=0.3", "promote.bootstrap=100"]), str(candidate.path))
     print("\n" + json.dumps({k: result.get(k) for k in (
         "method", "courses", "cost_change", "cost_change_upper", "quality_change",

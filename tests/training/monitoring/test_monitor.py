@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from router_model.config import yaml_defaults
 from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config, tmp_paths
+from training.monitoring.cli import monitor_job
 from training.monitoring.drift import (
     DriftSettings,
     calibration_drift,
@@ -20,7 +22,7 @@ from training.monitoring.drift import (
 )
 from training.reference import feature_reference, outcome_reference, task_frame
 
-SETTINGS = DriftSettings(min_tasks=50)
+SETTINGS = yaml_defaults(DriftSettings, "monitor", "drift", min_tasks=50)
 
 
 def tasks_like(n: int, seed: int, domain_p: tuple[float, float] = (0.7, 0.3)) -> pd.DataFrame:
@@ -134,10 +136,10 @@ def monitor_config(trained_router, logs, tmp, *extra, artifact=None):
     train_cfg, _ = trained_router
     cfg = compose_config("router_monitor", [
         *tmp_paths(tmp), f"router.artifact={artifact or train_cfg.router.artifact}",
-        f"monitor.logs={logs}",
+        f"paths.logs={logs}",
         "monitor.window_days=null", "monitor.bootstrap=50", *extra])
     OmegaConf.resolve(cfg)
-    return cfg
+    return monitor_job(cfg)
 
 
 def test_the_shifted_world_raises_the_drift_alerts_and_the_default_one_none(
@@ -162,10 +164,10 @@ def test_monitor_reports_policy_values_and_writes_its_reports(trained_router, wi
     from training.monitoring.monitor import run_monitor
     from training.monitoring.report import write_reports
 
-    cfg = monitor_config(trained_router, windows["default"], tmp_path)
-    result = run_monitor(cfg)
+    job = monitor_config(trained_router, windows["default"], tmp_path)
+    result = run_monitor(job)
     value = result["policy_value"]
-    assert set(value["policies"]) == {"serving", *cfg.monitor.ope_routers}
+    assert set(value["policies"]) == {"serving", *job.monitor.ope_routers}
     premium = value["policies"]["always-premium"]["cost"]["dr"]["value"]
     assert premium > 3 * value["policies"]["serving"]["cost"]["dr"]["value"]
     assert 0.05 < value["explored_share"] < 0.15  # the simulator explores 10% of tasks
@@ -210,7 +212,7 @@ def test_an_artifact_without_a_reference_is_refused_with_advice(trained_router, 
     (old / "manifest.json").write_text(json.dumps(manifest))
     cfg = monitor_config(trained_router, windows["default"], tmp_path, "monitor.ope=false",
                          artifact=old)
-    with pytest.raises(RuntimeError, match=r"no drift reference.*retrain"):
+    with pytest.raises(ValueError, match=r"no drift reference.*retrain"):
         run_monitor(cfg)
 
 
@@ -227,7 +229,7 @@ def test_drift_settings_out_of_range_name_the_key(key, value):
     from router_model.config import ConfigError
 
     with pytest.raises(ConfigError, match=rf"monitor\.drift\.{key}"):
-        DriftSettings(**{key: value})
+        yaml_defaults(DriftSettings, "monitor", "drift", **{key: value})
 
 
 def test_served_probabilities_that_are_not_probabilities_are_ignored(tmp_path):
@@ -251,5 +253,5 @@ def test_a_window_is_never_set_by_a_row_from_the_future():
                          "timestamp": [now - pd.Timedelta(days=1), now - pd.Timedelta(days=2),
                                        pd.Timestamp("2262-01-01", tz="UTC")]})
     assert sorted(in_window(logs, 7, None)["task_id"]) == ["a", "b"]
-    with pytest.raises(ValueError, match="window_days"):
-        in_window(logs, 0, None)
+    with pytest.raises(ValueError, match=r"monitor\.window_days=0"):
+        monitor_job(compose_config("router_monitor", ["monitor.window_days=0"]))

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from router_model.model.artifact import LATEST_FILE, ArtifactError
 from tests.helpers import compose_config, tmp_paths
-from training.monitoring.cli import promote_overrides
+from training.monitoring.cli import promote_job, promote_overrides
 from training.monitoring.promote import HISTORY_FILE, PROMOTION_FILE, run_promote
 
 # One worker runs the whole module, so its fixture (the simulated and trained champion) is
@@ -23,12 +23,13 @@ pytestmark = pytest.mark.xdist_group("promote")
 
 def train(tmp: Path, root: Path, *overrides: str) -> Path:
     from training.train import run_train
+    from training.train_cli import train_job
 
     cfg = compose_config("router_train", [*tmp_paths(tmp), f"router.artifact={root}",
                                           "train.baseline=null", "train.publish=false",
                                           "train.lightgbm.n_estimators=150", *overrides])
     OmegaConf.resolve(cfg)
-    return run_train(cfg, progress=False).artifact.path
+    return run_train(train_job(cfg), progress=False).artifact.path
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def contenders(trained_router, tmp_path_factory):
     """A weak champion (300 courses of logs), the shared 2,000-course model as the better
     candidate, one trained on those logs with shuffled labels, and a fresh judging world."""
     from pipeline.simulate_cli import run_simulate
-    from training.evaluation.seeds import compose
-    from training.monitoring.trials import corrupt_examples
+    from training.monitoring.trials_cli import corrupt_examples
+    from training.settings_cli import compose
 
     train_cfg, result = trained_router
     tmp = tmp_path_factory.mktemp("promote")
@@ -45,7 +46,7 @@ def contenders(trained_router, tmp_path_factory):
                                                     "simulate.n_courses=300",
                                                     "simulate.seed=5"]))
     champion = train(tmp / "small", tmp / "champions",
-                     f"data.logs={tmp}/small/data/attempt_logs.parquet")
+                     f"paths.logs={tmp}/small/data/attempt_logs.parquet")
     bad = corrupt_examples(Path(train_cfg.paths.data_dir), tmp / "bad", "shuffled", seed=1)
     degraded = train(tmp / "bad", tmp / "candidates", f"data.examples={bad}")
     run_simulate(compose("router_simulate", [*tmp_paths(tmp / "judge"),
@@ -68,7 +69,7 @@ def promote_config(root: Path, judge: Path, *extra: str):
         f"promote.outcomes={judge}/outcomes.parquet", "promote.holdout_share=1.0",
         "promote.bootstrap=200", *extra])
     OmegaConf.resolve(cfg)
-    return cfg
+    return promote_job(cfg)
 
 
 def test_a_better_candidate_is_promoted_and_the_comparison_recorded(contenders, tmp_path):
@@ -115,8 +116,8 @@ def test_a_pipeline_can_keep_the_candidates_folder_untouched(contenders, tmp_pat
 
 def test_force_promotes_a_refused_candidate_and_says_so(contenders, tmp_path):
     root = serving_root(contenders, tmp_path)
-    result = run_promote(promote_config(root, contenders["judge"]),
-                         str(contenders["degraded"]), force=True)
+    result = run_promote(promote_config(root, contenders["judge"], "promote.force=true"),
+                         str(contenders["degraded"]))
     assert result["promoted"] and result["forced"] and not result["non_inferior"]
     assert (root / LATEST_FILE).read_text() == contenders["degraded"].name
     assert json.loads((root / HISTORY_FILE).read_text().splitlines()[-1])["forced"] is True
@@ -129,7 +130,8 @@ def test_a_corrupt_candidate_is_refused_even_with_force(contenders, tmp_path):
     booster = corrupt / "booster.txt"
     booster.write_text(booster.read_text().replace("leaf_value=", "leaf_value=9", 1))
     with pytest.raises(ArtifactError, match="sha256"):
-        run_promote(promote_config(root, contenders["judge"]), str(corrupt), force=True)
+        run_promote(promote_config(root, contenders["judge"], "promote.force=true"),
+                    str(corrupt))
     assert (root / LATEST_FILE).read_text() == contenders["champion"].name
 
 
@@ -177,7 +179,7 @@ def test_shadow_decisions_in_the_decision_log_are_what_the_candidate_is_scored_o
                                     "router_version": better.router_version}})
              for d in first["decision_id"]]
     (tmp_path / "decisions.jsonl").write_text("\n".join(lines) + "\n")
-    base = [f"router.artifact={root}", f"promote.logs={logs}", "promote.holdout_share=0.3",
+    base = [f"router.artifact={root}", f"paths.logs={logs}", "promote.holdout_share=0.3",
             "promote.bootstrap=100"]
     plain = run_promote(compose_config_resolved(base), str(contenders["better"]))
     root2 = serving_root(contenders, tmp_path / "again")
@@ -192,7 +194,7 @@ def test_shadow_decisions_in_the_decision_log_are_what_the_candidate_is_scored_o
 def compose_config_resolved(overrides: list[str]):
     cfg = compose_config("router_promote", overrides)
     OmegaConf.resolve(cfg)
-    return cfg
+    return promote_job(cfg)
 
 
 def test_only_the_held_out_courses_of_an_outcome_table_are_judged(contenders, tmp_path):
@@ -225,7 +227,8 @@ def test_a_candidate_under_another_versions_name_is_refused(contenders, tmp_path
     disguised = tmp_path / "elsewhere" / contenders["champion"].name
     shutil.copytree(contenders["better"], disguised)
     with pytest.raises(ArtifactError, match="named after its version"):
-        run_promote(promote_config(root, contenders["judge"]), str(disguised), force=True)
+        run_promote(promote_config(root, contenders["judge"], "promote.force=true"),
+                    str(disguised))
     assert (root / LATEST_FILE).read_text() == contenders["champion"].name
     assert not (root / contenders["champion"].name / PROMOTION_FILE).exists()
 
@@ -241,7 +244,7 @@ def test_logs_without_exploration_give_no_off_policy_verdict(contenders, trained
     write_attempts(logs, tmp_path / "greedy.parquet")
     root = serving_root(contenders, tmp_path)
     cfg = compose_config_resolved([f"router.artifact={root}",
-                                   f"promote.logs={tmp_path}/greedy.parquet"])
+                                   f"paths.logs={tmp_path}/greedy.parquet"])
     with pytest.raises(PromotionError, match="explored"):
         run_promote(cfg, str(contenders["better"]))
     assert (root / LATEST_FILE).read_text() == contenders["champion"].name
@@ -252,10 +255,9 @@ def test_promote_settings_are_range_checked(contenders, tmp_path):
 
     root = serving_root(contenders, tmp_path)
     with pytest.raises(ConfigError, match=r"promote\.confidence"):
-        run_promote(promote_config(root, contenders["judge"], "promote.confidence=2"),
-                    str(contenders["better"]))
+        promote_config(root, contenders["judge"], "promote.confidence=2")
     with pytest.raises(ConfigError, match=r"promote\.holdout_share"):
-        run_promote(compose_config_resolved([
+        compose_config_resolved([
             f"router.artifact={root}", f"promote.tasks={contenders['judge']}/tasks.parquet",
             f"promote.outcomes={contenders['judge']}/outcomes.parquet",
-            "promote.holdout_share=-0.5"]), str(contenders["better"]))
+            "promote.holdout_share=-0.5"])

@@ -1,0 +1,84 @@
+"""`router-guarantee-coverage`: the hydra entry point. Each deployment's simulate and train
+configs are composed here (the CLI layer); deployments run `n_jobs` at a time."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from router_model.cli_errors import user_errors
+from router_model.config import CONF_DIR, typed
+from training.evaluation.coverage import (
+    CoverageSettings,
+    coverage_report,
+    deployment_row,
+    summary,
+)
+from training.parallel import run_each
+from training.settings_cli import compose
+
+
+def coverage_settings(cfg: DictConfig) -> CoverageSettings:
+    keys = list(CoverageSettings.__dataclass_fields__)
+    return typed(CoverageSettings, {k: cfg[k] for k in keys if k in cfg}, "router_coverage")
+
+
+def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
+                       ) -> tuple[DictConfig, DictConfig]:
+    """The simulate and train configs of one deployment in `folder`."""
+    paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
+             f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
+    target = settings.first_pass_min
+    return (compose("router_simulate", [*paths, f"simulate.seed={seed}",
+                                        f"simulate.n_courses={settings.n_courses}",
+                                        f"simulate.epsilon={settings.epsilon}"]),
+            compose("router_train", [
+                *paths, "train.baseline=null", *settings.train_overrides,
+                "router.calibrate.bad_vs_static=null",
+                f"router.calibrate.first_pass_min={target}",
+                f"router.guarantee.first_pass_min={target}",
+                f"router.guarantee.delta={settings.delta}"]))
+
+
+def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, DictConfig]
+                   ) -> dict[str, Any]:
+    """Fresh logs, a trained and certified policy, then a fresh world to realize it on."""
+    from pipeline.simulate_cli import run_simulate
+    from pipeline.world import simulate_world
+    from router_model.decide.policy import RoutingPolicy
+    from router_model.model.artifact import load_artifact
+    from training.train import run_train
+    from training.train_cli import train_job
+
+    sim_cfg, train_cfg = configs
+    run_simulate(sim_cfg)
+    job = train_job(train_cfg)
+    trained = run_train(job, progress=False).metrics
+    policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(job.router.artifact))
+    world = simulate_world(sim_cfg.simulate, job.catalog, n_courses=eval_courses,
+                           seed=seed + 5000)
+    return deployment_row(seed, trained, policy, world, job.catalog)
+
+
+def run_coverage(settings: CoverageSettings, record: dict[str, Any], progress: bool = True
+                 ) -> dict[str, Any]:
+    seeds = [settings.first_seed + k for k in range(settings.deployments)]
+    with tempfile.TemporaryDirectory(prefix="router-coverage-") as tmp:
+        calls = [(s, settings.eval_courses, deployment_configs(settings, s, Path(tmp) / str(k)))
+                 for k, s in enumerate(seeds)]
+        runs = run_each(one_deployment, calls, settings.n_jobs, "deployments", progress)
+    return coverage_report(settings, runs, record)
+
+
+@hydra.main(config_path=CONF_DIR, config_name="router_coverage", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with user_errors("router-guarantee-coverage"):
+        OmegaConf.resolve(cfg)
+        settings = coverage_settings(cfg)
+        result = run_coverage(settings, OmegaConf.to_container(cfg, resolve=True))
+    print(summary(result))
+    print(f"Reports in {settings.reports_dir}/metrics.json")
