@@ -136,6 +136,21 @@ def lookup_from_cells(cells: pd.DataFrame, fields: Sequence[str]) -> dict[str, d
             for f in sorted(fields)}
 
 
+def support_from_cells(cells: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per field and tier, how many chains started there: the evidence behind each cell,
+    which the planner's pessimism reads (few started chains, a wider bound)."""
+    counts = cells.groupby(["field", "tier"], observed=True)["n"].sum()
+    out: dict[str, dict[str, int]] = {}
+    for (f, t), n in counts.items():
+        out.setdefault(str(f), {})[str(t)] = int(n)
+    return out
+
+
+def support_table(examples: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """`support_from_cells` of the examples' start cells."""
+    return support_from_cells(start_cells(examples))
+
+
 @dataclass
 class ExampleSet:
     """Labelled examples plus what reading the logs found."""

@@ -22,6 +22,7 @@ from training.dataset import (
     load_examples,
     lookup_table,
     split_examples,
+    support_table,
 )
 from training.fitting import Phases, Prepared, TrainSettings, fit_pass_model
 from training.guarantee import learn_then_test
@@ -158,7 +159,8 @@ def train_locally(job: TrainJob, kinds: list[str], phases: Phases) -> Prepared:
             models[kind] = fit_pass_model(kind, train_rows, spec, job.train)
     return Prepared(data=data, spec=spec, models=models, train_rows=train_rows,
                     test_rows=test_rows, audit_examples=examples,
-                    lookup=lookup_table(train_rows), engine_info={"engine": "local"})
+                    lookup=lookup_table(train_rows), support=support_table(train_rows),
+                    engine_info={"engine": "local"})
 
 
 def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
@@ -180,7 +182,8 @@ def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
             ladder_stats = prepared.data.ladder_stats
             ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
             metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
-            lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
+            lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats,
+                      "support": prepared.support}
             dials = calibrate_policies(job, main, lookup, prepared.test_rows)
             metrics["calibration"] = dials
         with phases("save"):
@@ -240,13 +243,15 @@ def save_trained(job: TrainJob, prepared: Prepared, main: PassModel, metrics: di
         guarantee["point_value"] = (dials["policy"] or {}).get("value")
         dials = {**dials, "policy": {**(dials["policy"] or {}), "dial": guarantee["dial"],
                                      "value": guarantee["value"]}}
-    calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
+    calibrated = {key: {d["dial"]: d["value"], **({"field_lams": d["field_lams"]}
+                                                  if d.get("field_lams") else {})}
+                  for key, d in dials.items() if d}
     data = prepared.data
     reference = {**(data.reference or {}), "calibration": metrics["start_tier_calibration"]}
     artifact = save_artifact(main, job.router.artifact, data_hash=data.data_hash,
                              config=job.record, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
-                                             **calibrated},
+                                             "support": lookup["support"], **calibrated},
                              publish=job.train.publish)
     metrics["router_version"] = artifact.router_version
     return artifact

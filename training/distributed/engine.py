@@ -34,6 +34,7 @@ from training.dataset import (
     ladder_statistics,
     logs_hash,
     lookup_from_cells,
+    support_from_cells,
 )
 from training.distributed.cluster import dask_client
 from training.distributed.partitions import (
@@ -263,6 +264,7 @@ def train_on_dask(job: TrainJob, kinds: list[str], phases: Phases,
         data=data, spec=spec, models=models, train_rows=data.examples, test_rows=test,
         audit_examples=build_examples(audited) if len(audited) else data.examples,
         lookup=lookup_from_cells(cells, sorted(cells["field"].unique())),
+        support=support_from_cells(cells),
         engine_info={"engine": "dask", "workers": workers, "partitions": len(files),
                      "calibration_examples": len(data.examples),
                      "sampled": {"calibration": plan.keep_calibration, "test": plan.keep_test,

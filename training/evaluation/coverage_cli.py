@@ -38,7 +38,7 @@ def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
                                         f"simulate.epsilon={settings.epsilon}"]),
             compose("router_train", [
                 *paths, "train.baseline=null", *settings.train_overrides,
-                "router.calibrate.bad_vs_static=null",
+                "router.calibrate.weighted_bad_vs_static=null",
                 f"router.calibrate.first_pass_min={target}",
                 f"router.guarantee.first_pass_min={target}",
                 f"router.guarantee.delta={settings.delta}"]))
