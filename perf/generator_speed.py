@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from pipeline.generator.cli import run
 from pipeline.generator.gate import BatchingGate, Embedder
 from pipeline.generator.inputs import parse_analysis_result
-from pipeline.generator.runner import AttemptJournal, GenerateSettings
+from pipeline.generator.runner import AttemptJournal
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
 from pipeline.provider_sim.cli import build_simulator
@@ -56,8 +56,7 @@ def overhead(tmp: Path) -> None:
     sim = build_simulator(compose_config("provider_sim", ["provider_sim.embedding_cache=null"]),
                           embedder=Embedder())
     result = parse_analysis_result(synthetic_result(0, seed=9, sections=(4, 4)))
-    tasks = build_tasks(result, GenerateSettings.from_config(cfg.generate).prompts,
-                        {n: s.phase for n, s in catalog.fields.items()})
+    tasks = build_tasks(result, catalog.fields)
     answers = []
     for t in tasks:  # the provider's work, done before the clock starts
         body = {"seed": 1, "response_format": {"json_schema": {"schema": t.spec.json_schema()}}}

@@ -27,7 +27,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from train_scale import peak_rss_mb
 
-from pipeline.world import simulate_world, task_table
+from pipeline.world import simulate_world, task_table, world_settings
 from router_model.config import CONF_DIR, Catalog, typed
 from router_model.contract import EXAMPLE_TASK
 from router_model.decide.policy import RoutingPolicy
@@ -119,7 +119,7 @@ def replay_figures(cfg: DictConfig, courses: int, cache: str) -> dict[str, Any]:
     floor any learned replay pays."""
     catalog = Catalog.from_config(cfg)
     started = time.perf_counter()
-    world = simulate_world(cfg.simulate, catalog, n_courses=courses, seed=7)
+    world = simulate_world(world_settings(cfg.simulate), catalog, n_courses=courses, seed=7)
     simulate_s = time.perf_counter() - started
     tasks = task_table(world)
     context = RouterContext(catalog, policy_for(cfg, cache))

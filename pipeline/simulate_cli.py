@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.world import (
-    attempt_logs,
-    calibration_summary,
-    outcome_table,
-    simulate_world,
-    task_table,
-)
+from pipeline.world.calibration import calibration_summary
+from pipeline.world.settings import WorldSettings, world_settings
+from pipeline.world.simulate import SimulatedWorld, simulate_world
+from pipeline.world.tables import attempt_logs, outcome_table, task_table
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, Catalog
-from router_model.decide.replay import replay
+from router_model.config import CONF_DIR, Catalog, Paths, typed
+from router_model.decide.replay import ReplayResult, replay
 from router_model.decide.rules import StaticRules, explore
 from router_model.logs.attempts import clear_log_dataset, log_dataset_parts, write_attempts
 
@@ -46,67 +45,88 @@ def check_ranges(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "ok": r[0] <= _lookup(summary, k) <= r[1]} for k, r in SEED_RANGES.items()}
 
 
-def shifted_world(sim: DictConfig) -> DictConfig:
-    """The world with its `evaluation_shift` applied when `shifted` is set: logs of the
-    shifted course mix, e.g. recent traffic for router-monitor."""
-    if not sim.get("shifted"):
-        return sim
-    if not sim.get("evaluation_shift"):
-        raise ValueError("simulate.shifted=true needs a world with an evaluation_shift "
-                         "(simulate=shift)")
-    return OmegaConf.merge(sim, sim.evaluation_shift)
+@dataclass(frozen=True)
+class SimulateJob:
+    """router-simulate's composed config, typed once: where to write, the catalog, and the
+    world it logs (with its evaluation_shift applied when `simulate.shifted` is set)."""
+
+    paths: Paths
+    catalog: Catalog
+    world: WorldSettings
+
+
+def simulate_job(cfg: DictConfig) -> SimulateJob:
+    """The settings router-simulate runs on, from its composed config."""
+    world = world_settings(cfg.simulate)
+    return SimulateJob(paths=typed(Paths, cfg.paths, "paths"), catalog=Catalog.from_config(cfg),
+                       world=world.shifted_world() if world.shifted else world)
 
 
 def run_simulate(cfg: DictConfig) -> dict[str, Any]:
     """Simulate, write every output under cfg.paths, and return the summary."""
-    started = time.perf_counter()
-    dataset = not Path(cfg.paths.logs).suffix  # a partitioned dataset folder
-    if dataset:  # refuse a folder holding anything else before writing any output
-        logs = Path(cfg.paths.logs).resolve()
-        inside = [k for k in ("tasks", "outcomes", "simulate_summary")
-                  if logs in Path(cfg.paths[k]).resolve().parents]
-        if inside:
-            raise ValueError(f"paths.logs={str(cfg.paths.logs)[:200]!r} is a dataset folder "
-                             f"that would hold paths.{inside[0]}; give the logs a folder of "
-                             "their own, e.g. paths.logs=${paths.data_dir}/logs")
-        log_dataset_parts(logs)
-    catalog = Catalog.from_config(cfg)
-    sim = shifted_world(cfg.simulate)
-    world = simulate_world(sim, catalog)
-    rules = StaticRules(catalog)  # no model: the seed's static starts
-    static = rules.static_starts(world.tasks["field"])
-    # Calibration is measured on the pure rule policy; the logs add exploration on top.
-    rules_only = replay(world.cube, static, catalog)
-    summary = calibration_summary(world, rules_only, catalog)
-    rng = np.random.default_rng(int(sim.seed) + 1)
-    tasks = world.tasks
+    return simulate(simulate_job(cfg))
+
+
+def _log_folder(paths: Paths) -> bool:
+    """Whether the logs go to a partitioned dataset folder; refuses a folder that would hold
+    another output, before anything is written."""
+    if Path(paths.logs).suffix:
+        return False
+    logs = Path(paths.logs).resolve()
+    inside = [k for k in ("tasks", "outcomes", "simulate_summary")
+              if logs in Path(getattr(paths, k)).resolve().parents]
+    if inside:
+        raise ValueError(f"paths.logs={str(paths.logs)[:200]!r} is a dataset folder "
+                         f"that would hold paths.{inside[0]}; give the logs a folder of "
+                         "their own, e.g. paths.logs=${paths.data_dir}/logs")
+    log_dataset_parts(logs)
+    return True
+
+
+def _logged(job: SimulateJob, world: SimulatedWorld, rules: StaticRules, static: np.ndarray,
+            n_courses: int) -> tuple[ReplayResult, pd.DataFrame, np.ndarray]:
+    """The logged policy (the rules with epsilon exploration on top) replayed on the world,
+    and its attempt logs, a random `audit_courses` of them carrying the audit's verdict."""
+    w, catalog, tasks = job.world, job.catalog, world.tasks
+    rng = np.random.default_rng(w.seed + 1)
     eligible = np.column_stack(rules.eligible(
         (tasks["prompt_tokens"] + tasks["context_tokens"]).to_numpy(float),
         tasks["expected_output_tokens"].to_numpy(float)))
-    start, explored, propensity = explore(static, eligible, float(sim.epsilon), rng)
+    start, explored, propensity = explore(static, eligible, w.epsilon, rng)
     logged = replay(world.cube, start, catalog, record_trace=True)
-    n_courses = summary["courses"]
     audited = np.zeros(n_courses, dtype=bool)  # its own generator: the audit draws nothing else
-    audited[np.random.default_rng(int(sim.seed) + 2).choice(
-        n_courses, min(int(sim.audit_courses), n_courses), replace=False)] = True
-    logs = attempt_logs(world, logged, catalog, explored=explored, propensity=propensity,
-                        router_version=str(sim.router_version), start_time=str(sim.start_time),
-                        courses_per_day=float(sim.courses_per_day), audited=audited)
-    paths = cfg.paths
+    audited[np.random.default_rng(w.seed + 2).choice(
+        n_courses, min(w.audit_courses, n_courses), replace=False)] = True
+    logs = attempt_logs(world, logged, catalog, w, explored=explored, propensity=propensity,
+                        audited=audited)
+    return logged, logs, explored
+
+
+def simulate(job: SimulateJob) -> dict[str, Any]:
+    """Simulate, write every output under the job's paths, and return the summary."""
+    started = time.perf_counter()
+    dataset = _log_folder(job.paths)
+    catalog, paths = job.catalog, job.paths
+    world = simulate_world(job.world, catalog)
+    rules = StaticRules(catalog)  # no model: the seed's static starts
+    static = rules.static_starts(world.tasks["field"])
+    # Calibration is measured on the pure rule policy; the logs add exploration on top.
+    summary = calibration_summary(world, replay(world.cube, static, catalog), catalog)
+    logged, logs, explored = _logged(job, world, rules, static, summary["courses"])
     Path(paths.tasks).parent.mkdir(parents=True, exist_ok=True)
     task_table(world).to_parquet(paths.tasks, index=False)
     outcome_table(world, catalog).to_parquet(paths.outcomes, index=False)
     if dataset:  # this run replaces the dataset's parts
         clear_log_dataset(paths.logs)
-    write_attempts(logs, paths.logs, shards=int(sim.get("log_shards") or 0))
+    write_attempts(logs, paths.logs, shards=job.world.log_shards)
     summary["logged_policy"] = {
-        "epsilon": float(sim.epsilon),
+        "epsilon": job.world.epsilon,
         "attempt_rows": len(logs),
         "explored_task_share": float(explored[~world.cube.overflow].mean()),
         "cost_per_course_usd": float(logged.cost.sum() / summary["courses"]),
     }
     summary["seed_ranges"] = check_ranges(summary)
-    summary["outputs"] = {k: str(paths[k]) for k in ("tasks", "outcomes", "logs")}
+    summary["outputs"] = {k: str(getattr(paths, k)) for k in ("tasks", "outcomes", "logs")}
     # The summary is a DVC output, byte-identical for a seed: the timing is not part of it.
     Path(paths.simulate_summary).write_text(json.dumps(summary, indent=2))
     return {**summary, "seconds": round(time.perf_counter() - started, 2)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -95,12 +95,16 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """A Stage-5 field: phase, impact score, the seed's static tier, optional own threshold."""
+    """A Stage-5 field: phase, impact score, the seed's static tier, optional own threshold,
+    and its token figures (read by the log world model and the generator alike)."""
 
     phase: int
     impact: int
     static_tier: str
     kind: str
+    prompt_tokens: int  # median prompt, before the batch and the source material
+    output_tokens: int  # median output per item
+    context_share: float  # share of the course's source material in the prompt
     batch: bool = False
     pass_threshold: float | None = None  # None: the gate's pass_threshold
     # The quality floor: the field's expected true pass may fall at most this far below
@@ -112,6 +116,8 @@ class FieldSpec:
         where = f"fields.{self.name}"
         check(1 <= self.impact <= 10, f"{where}.impact", self.impact, "must be in 1..10")
         check(1 <= self.phase <= 5, f"{where}.phase", self.phase, "must be in 1..5")
+        check(0.0 <= self.context_share <= 1.0, f"{where}.context_share", self.context_share,
+              "must be in [0, 1]")
         if self.pass_threshold is not None:
             check(0.0 <= self.pass_threshold <= 1.0, f"{where}.pass_threshold",
                   self.pass_threshold, "must be in [0, 1] (or null for the gate's)")
@@ -124,12 +130,33 @@ ConfigStore.instance().store(group="gate", name="gate_schema", node=GateConfig)
 
 
 def typed(schema: type, node: Any, where: str, **extra: Any) -> Any:
-    """Merge a config node onto its dataclass schema and build the object (nested schemas
-    too).
+    """Merge a config node onto its dataclass schema and build the object.
 
     OmegaConf checks names and types (an unknown key or a string where a number belongs fails
-    with the full key); the dataclasses check ranges.
+    with the full key); the dataclasses check ranges. OmegaConf marks a frozen schema's
+    nodes read-only, so it cannot merge into a frozen dataclass nested in another: each
+    nested one (directly, or as the values of a dict) is built first, under its full key.
+    `extra` are fields given ready-made.
     """
+    values = plain(node)
+    values = dict(values) if values is not None else {}
+    hints = get_type_hints(schema)
+    ready: dict[str, Any] = {}
+    for f in fields(schema):
+        if f.name in extra or f.name not in values:  # a missing key is named below
+            continue
+        kind, value = hints[f.name], values[f.name]
+        if is_dataclass(kind):
+            ready[f.name] = typed(kind, value, f"{where}.{f.name}")
+        elif get_origin(kind) is dict and is_dataclass(get_args(kind)[1]):
+            ready[f.name] = {str(k): typed(get_args(kind)[1], v, f"{where}.{f.name}.{k}")
+                             for k, v in (value or {}).items()}
+    rest = {k: v for k, v in values.items() if k not in ready and k not in extra}
+    return _typed_flat(schema, rest, where, **ready, **extra)
+
+
+def _typed_flat(schema: type, node: Any, where: str, **extra: Any) -> Any:
+    """`typed` once the nested schemas are built: merge, check, construct."""
     group = where.split(".")[0]
     try:
         if OmegaConf.is_config(node):  # resolve ${...} against its own root first

@@ -6,30 +6,14 @@ everything below the CLI modules takes those objects, never a config node.
 
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
-from typing import Any, get_type_hints
-
 from omegaconf import DictConfig, OmegaConf
 
-from router_model.config import CONF_DIR, Paths, plain, typed
+from router_model.config import CONF_DIR, Paths, typed
 from training.router_settings import RouterSettings
 
 
-def typed_tree(schema: type, node: Any, where: str, **extra: Any) -> Any:
-    """`typed`, with each nested dataclass built on its own first: OmegaConf cannot merge
-    into a nested frozen schema, and a nested error then names its own key."""
-    hints = get_type_hints(schema)
-    nested = {f.name: hints[f.name] for f in fields(schema)
-              if isinstance(hints[f.name], type) and is_dataclass(hints[f.name])}
-    values = plain(node) if node is not None else {}
-    built = {name: typed_tree(kind, values[name], f"{where}.{name}")
-             for name, kind in nested.items() if name in values}
-    rest = {k: v for k, v in values.items() if k not in nested and k not in extra}
-    return typed(schema, rest, where, **built, **extra)
-
-
 def router_settings(cfg: DictConfig) -> RouterSettings:
-    return typed_tree(RouterSettings, cfg.get("router"), "router")
+    return typed(RouterSettings, cfg.get("router"), "router")
 
 
 def paths(cfg: DictConfig) -> Paths:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, plain, typed
 from training.fitting import TrainSettings
-from training.settings_cli import paths, router_settings, typed_tree
+from training.settings_cli import paths, router_settings
 from training.train import prepare_examples, run_train
 from training.train_job import DataSettings, TrainJob
 from training.train_report import format_summary
@@ -23,7 +23,7 @@ def train_settings(node: Any) -> TrainSettings:
     values = plain(node) if node is not None else {}
     estimators = {k: v for k, v in values.items() if isinstance(v, dict) and "_target_" in v}
     rest = {k: v for k, v in values.items() if k not in estimators}
-    return typed_tree(TrainSettings, rest, "train", estimators=estimators)
+    return typed(TrainSettings, rest, "train", estimators=estimators)
 
 
 def train_job(cfg: DictConfig) -> TrainJob:

@@ -1,23 +1,15 @@
-"""A small on-disk key-value store (sqlite, stdlib) for responses and embeddings.
+"""The response cache: a small on-disk key-value store (sqlite, stdlib), keyed by
+`router_model.files.digest` of the request.
 
 sqlite because it is atomic per write, safe across threads and processes, and needs no new
-dependency; WAL mode lets the provider simulator and the generator share one file.
+dependency; WAL mode lets several runs share one file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
-
-
-def digest(*parts: Any) -> str:
-    """A stable key: sha256 of the parts' canonical JSON."""
-    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 class DiskCache:
@@ -43,19 +35,9 @@ class DiskCache:
         self.hits += 1
         return bytes(row[0])
 
-    def get_many(self, keys: list[str]) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def put(self, key: str, value: bytes) -> None:
         with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                found.update(self._db.execute(
-                    f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk).fetchall())
-        return {k: bytes(v) for k, v in found.items()}
-
-    def put_many(self, items: dict[str, bytes]) -> None:
-        with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", items.items())
+            self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
             self._db.commit()
 
     def hit_rate(self) -> float | None:

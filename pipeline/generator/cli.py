@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import sys
@@ -19,7 +18,7 @@ from tqdm import tqdm
 from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import BatchingGate, Embedder
 from pipeline.generator.inputs import AnalysisResult, InputError, load_analysis_result
-from pipeline.generator.llm_client import LLMClient, ProviderConfigError
+from pipeline.generator.llm_client import LLMClient, provider_settings
 from pipeline.generator.runner import (
     PHASES,
     CourseFailed,
@@ -27,7 +26,9 @@ from pipeline.generator.runner import (
     Generator,
 )
 from pipeline.generator.tasks import build_tasks
-from router_model.config import CONF_DIR, Catalog
+from router_model.cli_errors import user_errors
+from router_model.config import CONF_DIR, Catalog, typed
+from router_model.files import text_key
 from router_model.logs.attempts import validate_sources, write_log_dataset, write_quarantine
 from router_model.serve.client import HttpRouterClient, LocalRouterClient, RouterClient
 from router_model.serve.core import RouterService
@@ -51,7 +52,7 @@ def load_inputs(paths: Sequence[str | Path]) -> list[AnalysisResult]:
         except InputError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputError("\n".join(problems))
+        raise InputError(" | ".join(problems))
     ids = [r.course_id for r in results]
     if len(set(ids)) != len(ids):
         raise InputError(f"course_id must be unique across inputs; got {ids}")
@@ -69,13 +70,12 @@ def router_client(cfg: DictConfig, stack: ExitStack) -> RouterClient:
     return LocalRouterClient(service)
 
 
-def phase_bars(results: list[AnalysisResult], settings: GenerateSettings, catalog: Catalog,
-               enabled: bool, stack: ExitStack) -> Callable[[int], None]:
+def phase_bars(results: list[AnalysisResult], catalog: Catalog, enabled: bool,
+               stack: ExitStack) -> Callable[[int], None]:
     """One progress bar per phase; returns the callback a finished task calls."""
-    phases = {n: s.phase for n, s in catalog.fields.items()}
     totals: dict[int, int] = {}
     for r in results:
-        for t in build_tasks(r, settings.prompts, phases):
+        for t in build_tasks(r, catalog.fields):
             totals[t.phase] = totals.get(t.phase, 0) + 1
     bars = {p: stack.enter_context(tqdm(total=n, desc=f"phase {p} {PHASES[p]}", unit="field",
                                         position=i, disable=not enabled, leave=True))
@@ -102,33 +102,32 @@ async def _run_all(generator: Generator, results: list[AnalysisResult], in_fligh
 def run(cfg: DictConfig, results: list[AnalysisResult] | None = None,
         embedder: Embedder | None = None) -> dict[str, Any]:
     """Generate every input course; write and return the run summary."""
-    g = cfg.generate
-    results = results if results is not None else load_inputs(list(g.inputs))
+    settings = typed(GenerateSettings, cfg.generate, "generate")
+    provider = provider_settings(cfg.provider)
     catalog = Catalog.from_config(cfg)
-    settings = GenerateSettings.from_config(g)
-    out = Path(g.out_dir)
-    provider = OmegaConf.to_container(cfg.provider, resolve=True)
+    results = results if results is not None else load_inputs(settings.inputs)
+    out = Path(settings.out_dir)
     with ExitStack() as stack:
-        cache = DiskCache(provider["cache_path"]) if provider.get("cache") else None
+        cache = DiskCache(provider.cache_path) if provider.cache else None
         if cache is not None:
             stack.callback(cache.close)
         if embedder is None:
-            embedder = Embedder(DiskCache(g.embedding_cache) if g.embedding_cache else None)
-        progress = phase_bars(results, settings, catalog, bool(g.progress), stack)
+            embedder = Embedder(settings.embedding_cache)
+        progress = phase_bars(results, catalog, settings.progress, stack)
         llm = LLMClient(catalog, provider, cache)
         generator = Generator(catalog, router_client(cfg, stack), llm,
-                              BatchingGate(embedder, float(g.gate_batch_wait_s)), settings,
+                              BatchingGate(embedder, settings.gate_batch_wait_s), settings,
                               out, progress)
-        courses = asyncio.run(_run_all(generator, results, int(g.max_courses_in_flight),
-                                       bool(g.fresh)))
+        courses = asyncio.run(_run_all(generator, results, settings.max_courses_in_flight,
+                                       settings.fresh))
     summary = {"courses": courses, "total": totals(courses),
                "response_cache_hit_rate": cache.hit_rate() if cache else None,
                "provider_calls": llm.calls}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if g.get("log_dataset"):
-        export_logs(out, [c for c, s in courses.items() if "error" not in s], g.log_dataset,
-                    int(g.get("log_shards") or 0))
+    if settings.log_dataset:
+        export_logs(out, [c for c, s in courses.items() if "error" not in s],
+                    settings.log_dataset, settings.log_shards)
     return summary
 
 
@@ -142,7 +141,7 @@ def export_logs(out: Path, course_ids: list[str], root: str, shards: int) -> Non
                                   known_fields=None, known_tiers=None)
         quarantined += loaded.quarantined.to_dict("records")
         if len(loaded.frame):
-            name = hashlib.sha256(cid.encode()).hexdigest()[:16]
+            name = text_key(cid)[:16]
             write_log_dataset(loaded.frame, root, shards=shards, basename=name)
     if quarantined:
         write_quarantine(quarantined, out / "export_quarantine.jsonl")
@@ -190,25 +189,27 @@ def format_summary(summary: dict[str, Any], rules: dict[str, Any] | None = None)
     return "\n".join(lines)
 
 
+def rules_config(cfg: DictConfig) -> DictConfig:
+    """The same run with the seed's rule policy (no artifact, in-process), written beside."""
+    rules_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    rules_cfg.serve.artifact = None
+    rules_cfg.router.url = None
+    rules_cfg.generate.out_dir = f"{cfg.generate.out_dir}/seed_rules"
+    rules_cfg.serve.decision_log = f"{rules_cfg.generate.out_dir}/decisions.jsonl"
+    return rules_cfg
+
+
 @hydra.main(config_path=CONF_DIR, config_name="course_generate", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
     for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
+    with user_errors("course-generate"):
         results = load_inputs(list(cfg.generate.inputs))
         summary = run(cfg, results)
         rules = None
         if cfg.generate.compare_with_rules:
-            rules_cfg = OmegaConf.create(OmegaConf.to_container(cfg))
-            rules_cfg.serve.artifact = None
-            rules_cfg.router.url = None
-            rules_cfg.generate.out_dir = f"{cfg.generate.out_dir}/seed_rules"
-            rules_cfg.serve.decision_log = f"{rules_cfg.generate.out_dir}/decisions.jsonl"
-            rules = run(rules_cfg, results)
-    except (InputError, ProviderConfigError) as exc:
-        print(f"course-generate: {exc}", file=sys.stderr)
-        sys.exit(2)
+            rules = run(rules_config(cfg), results)
     print(format_summary(summary, rules))
     if summary["total"]["failed"]:
         sys.exit(1)

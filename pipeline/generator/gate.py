@@ -1,8 +1,10 @@
 """The similarity gate: MiniLM cosine similarity between an output and its reference brief.
 
 The model is loaded once per process (shared with the router's optional embedding feature).
-Embeddings are cached in memory and on disk by a hash of the text, and the gate batches the
-texts of every attempt waiting at the same moment into one model call.
+A text's vector is computed once: remembered here for the run, and stored and looked up on
+disk by router_model/model/embeddings.py, the one embedding cache (training's brief
+embeddings use it too). The gate batches the texts of every attempt waiting at the same
+moment into one model call.
 """
 
 from __future__ import annotations
@@ -10,42 +12,27 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from pipeline.generator.cache import DiskCache, digest
+from router_model.model.embeddings import embed, read_cache
 
 
 class Embedder:
-    """Normalised MiniLM vectors by text, computed once and cached (memory, then disk)."""
+    """Normalised MiniLM vectors by text: the embedding cache under `cache_dir` (None: memory
+    only), read once and then kept in memory for the run."""
 
-    def __init__(self, cache: DiskCache | None = None) -> None:
-        self.cache = cache
-        self.memory: dict[str, np.ndarray] = {}
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.memory: dict[str, np.ndarray] | None = None  # read on first use
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [digest("minilm", t) for t in texts]
-        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.memory}
-        if missing and self.cache is not None:
-            for k, blob in self.cache.get_many(list(missing)).items():
-                self.memory[k] = np.frombuffer(blob, dtype=np.float32)
-                missing.pop(k)
-        if missing:
-            vectors = self._model_encode(list(missing.values()))
-            fresh = dict(zip(missing, vectors, strict=True))
-            self.memory.update(fresh)
-            if self.cache is not None:
-                self.cache.put_many({k: v.tobytes() for k, v in fresh.items()})
-        return np.stack([self.memory[k] for k in keys])
-
-    def _model_encode(self, texts: list[str]) -> np.ndarray:
-        from router_model.model.embeddings import _sentence_model
-
         with self._lock:  # the simulator's thread and the generator share one model
-            vectors = _sentence_model().encode(texts, batch_size=64, normalize_embeddings=True,
-                                               show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+            if self.memory is None:
+                self.memory = read_cache(self.cache_dir)
+            return embed(list(texts), self.cache_dir, progress=False, known=self.memory)
 
     def similarity(self, outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
         """Cosine similarity of each output with its reference, one model call for all."""

@@ -1,7 +1,8 @@
 """The Stage-4 analysis_result the generator reads, validated before any LLM call.
 
-A bad file (missing keys, wrong types, empty sections, NaN) is rejected with the JSON path of
-every problem, so the caller can fix Stage 4's output instead of paying for a half course.
+A bad file (not UTF-8, not JSON, missing keys, wrong types, empty sections, NaN) is rejected
+with the JSON path of every problem, so the caller can fix Stage 4's output instead of paying
+for a half course. Messages are one line: the commands print them as `<command>: <message>`.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def parse_analysis_result(data: Any) -> AnalysisResult:
         problems += [f"{json_path(e['loc'])}: {e['msg']}" for e in exc.errors()
                      if "finite" not in e["msg"]]
     if problems:
-        raise InputError("invalid analysis_result:\n  " + "\n  ".join(problems))
+        raise InputError("invalid analysis_result: " + "; ".join(problems))
     return result
 
 
@@ -123,6 +124,11 @@ def load_analysis_result(path: str | Path) -> AnalysisResult:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}: "
+                         f"{exc.object[exc.start:exc.start + 1]!r})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None

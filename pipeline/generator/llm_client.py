@@ -13,19 +13,64 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import openai
 
-from pipeline.generator.cache import DiskCache, digest
-from router_model.config import Catalog, Tier
+from pipeline.generator.cache import DiskCache
+from router_model.config import Catalog, Tier, check, typed
+from router_model.files import digest
+
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 
 
-class ProviderConfigError(RuntimeError):
+class ProviderConfigError(ValueError):
     """The provider cannot be used as configured (missing key variable, bad key, unknown
-    model): retrying will not help, fixing the config will."""
+    model): retrying will not help, fixing the config will (a user error, not a bug)."""
+
+
+@dataclass(frozen=True)
+class FallbackProvider:
+    """`provider.fallback`: a second provider for a tier after repeated rate limits."""
+
+    name: str
+    base_url: str | None  # None: no fallback
+    api_key_env: str | None  # None: the tier's own key variable
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """`provider` in config (conf/provider/*.yaml hold the values and what each means);
+    built by `provider_settings`."""
+
+    name: str
+    base_url: str | None  # None: each tier's own base_url (conf/tiers)
+    api_key_env: str | None  # None: each tier's own key variable
+    models: dict[str, str]  # a tier's model id on this provider (default: conf/tiers)
+    fallback: FallbackProvider
+    timeout_s: float
+    connect_timeout_s: float
+    max_retries: int
+    max_concurrency: int
+    temperature: float
+    response_format: str
+    cache: bool  # the response cache, keyed by model, prompt and parameters
+    cache_path: str
+
+    def __post_init__(self) -> None:
+        check(self.response_format in RESPONSE_FORMATS, "provider.response_format",
+              self.response_format, f"must be one of {RESPONSE_FORMATS}")
+        for key in ("timeout_s", "connect_timeout_s"):
+            check(getattr(self, key) > 0, f"provider.{key}", getattr(self, key), "must be > 0")
+        check(self.max_retries >= 0, "provider.max_retries", self.max_retries, "must be >= 0")
+        check(self.max_concurrency >= 1, "provider.max_concurrency", self.max_concurrency,
+              "must be >= 1")
+
+
+def provider_settings(node: Any) -> ProviderSettings:
+    """The `provider` config node (or a mapping) as typed settings."""
+    return typed(ProviderSettings, node, "provider")
 
 
 @dataclass(frozen=True)
@@ -64,10 +109,10 @@ def _redact(text: str, secrets: list[str]) -> str:
 class LLMClient:
     """Async chat completions per tier, through `conf/tiers` and `conf/provider`."""
 
-    def __init__(self, catalog: Catalog, provider: Mapping[str, Any],
+    def __init__(self, catalog: Catalog, provider: ProviderSettings,
                  cache: DiskCache | None = None) -> None:
         self.catalog = catalog
-        self.cfg = provider
+        self.settings = provider
         self.cache = cache
         self._clients: dict[tuple[str, str], openai.AsyncOpenAI] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
@@ -78,20 +123,19 @@ class LLMClient:
     def endpoints(self, tier: str) -> list[Endpoint]:
         """The tier's provider, then its fallback if one is configured."""
         t = self.catalog.tiers[tier]
-        model = (self.cfg.get("models") or {}).get(tier, t.model_id)
-        primary = self._endpoint(self.cfg, t, model, default_name=t.provider)
-        fallback = self.cfg.get("fallback") or {}
-        if not fallback.get("base_url"):
+        model = self.settings.models.get(tier, t.model_id)
+        primary = self._endpoint(self.settings, t, model, default_name=t.provider)
+        fallback = self.settings.fallback
+        if not fallback.base_url:
             return [primary]
         return [primary, self._endpoint(fallback, t, model, default_name="fallback")]
 
     @staticmethod
-    def _endpoint(cfg: Mapping[str, Any], tier: Tier, model: str, default_name: str
-                  ) -> Endpoint:
-        return Endpoint(name=str(cfg.get("name") or default_name),
-                        base_url=str(cfg.get("base_url") or tier.base_url),
-                        api_key_env=str(cfg.get("api_key_env") or tier.api_key_env),
-                        model=model)
+    def _endpoint(source: ProviderSettings | FallbackProvider, tier: Tier, model: str,
+                  default_name: str) -> Endpoint:
+        return Endpoint(name=source.name or default_name,
+                        base_url=source.base_url or tier.base_url,
+                        api_key_env=source.api_key_env or tier.api_key_env, model=model)
 
     def _client(self, ep: Endpoint) -> openai.AsyncOpenAI:
         key = (ep.base_url, ep.api_key_env)
@@ -101,21 +145,21 @@ class LLMClient:
                 raise ProviderConfigError(
                     f"environment variable {ep.api_key_env} is not set (the API key for "
                     f"{ep.name} at {ep.base_url}); export it before running")
-            timeout = openai.Timeout(float(self.cfg["timeout_s"]),
-                                     connect=float(self.cfg["connect_timeout_s"]))
+            timeout = openai.Timeout(self.settings.timeout_s,
+                                     connect=self.settings.connect_timeout_s)
             self._clients[key] = openai.AsyncOpenAI(
                 api_key=secret, base_url=ep.base_url, timeout=timeout,
-                max_retries=int(self.cfg["max_retries"]))
+                max_retries=self.settings.max_retries)
         return self._clients[key]
 
     def _limit(self, ep: Endpoint) -> asyncio.Semaphore:
         if ep.name not in self._limits:
-            self._limits[ep.name] = asyncio.Semaphore(int(self.cfg["max_concurrency"]))
+            self._limits[ep.name] = asyncio.Semaphore(self.settings.max_concurrency)
         return self._limits[ep.name]
 
     def _secrets(self) -> list[str]:
         envs = {t.api_key_env for t in self.catalog.tiers.values()}
-        envs |= {c.get("api_key_env") for c in (self.cfg, self.cfg.get("fallback") or {})}
+        envs |= {self.settings.api_key_env, self.settings.fallback.api_key_env}
         return [os.environ.get(e, "") for e in envs if e]
 
     # ---- calls -----------------------------------------------------------------------
@@ -124,8 +168,8 @@ class LLMClient:
                  schema: dict[str, Any] | None, max_tokens: int, seed: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": ep.model, "messages": messages,
                                 "max_tokens": max_tokens, "seed": seed,
-                                "temperature": float(self.cfg["temperature"])}
-        mode = str(self.cfg["response_format"])
+                                "temperature": self.settings.temperature}
+        mode = self.settings.response_format
         if schema is not None and mode == "json_schema":
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": schema_name, "schema": schema, "strict": False}}
@@ -151,7 +195,7 @@ class LLMClient:
             return CallResult(**{**json.loads(hit), "cached": True, "latency_ms": 0.0})
         result = await self._call(tier, ep, body)
         if self.cache is not None and result.error_kind is None:
-            self.cache.put_many({key: json.dumps(asdict(result)).encode()})
+            self.cache.put(key, json.dumps(asdict(result)).encode())
         return result
 
     async def _call(self, tier: str, ep: Endpoint, body: dict[str, Any]) -> CallResult:

@@ -10,11 +10,9 @@ finished fields or duplicating log rows.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +24,12 @@ from pipeline.generator.gate import BatchingGate
 from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
 from pipeline.generator.schemas import gate_text, parse_output
-from pipeline.generator.tasks import FieldPrompt, Task, build_tasks
-from router_model.config import Catalog
+from pipeline.generator.tasks import Task, build_tasks
+from router_model.config import Catalog, check
 from router_model.contract import AttemptRecord
 from router_model.decide.gate import Gate
 from router_model.decide.rules import explore
+from router_model.files import keyed_rng, stable_int, text_key
 from router_model.serve.client import LocalRouterClient, RouterClient
 
 PHASES = {1: "input validation", 2: "metadata", 3: "sections", 4: "quality validation",
@@ -44,22 +43,34 @@ class CourseFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    """`generate` in config."""
+    """`generate` in config (conf/course_generate.yaml holds the values and what each
+    means); built with `config.typed`. Each field's token figures are the catalog's."""
 
-    prompts: dict[str, FieldPrompt]
-    explore_epsilon: float = 0.0  # random start tiers when the router answers from rules
-    max_attempts_per_task: int = 12
-    output_token_factor: float = 3.0  # max_tokens = factor x expected + 256
-    seed: int = 0
+    inputs: list[str]
+    out_dir: str
+    fresh: bool  # drop saved state and logs of these courses first
+    compare_with_rules: bool
+    explore_epsilon: float  # random start tiers when the router answers from rules
+    max_courses_in_flight: int
+    max_attempts_per_task: int
+    output_token_factor: float  # max_tokens = factor x expected + 256
+    seed: int  # the exploration draw
+    log_dataset: str | None
+    log_shards: int
+    progress: bool
+    gate_batch_wait_s: float
+    embedding_cache: str | None  # the MiniLM vectors' cache folder; None: memory only
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> GenerateSettings:
-        prompts = {name: FieldPrompt(float(f["context_share"]), int(f["output_tokens"]))
-                   for name, f in cfg["fields"].items()}
-        return cls(prompts=prompts, explore_epsilon=float(cfg["explore_epsilon"]),
-                   max_attempts_per_task=int(cfg["max_attempts_per_task"]),
-                   output_token_factor=float(cfg["output_token_factor"]),
-                   seed=int(cfg["seed"]))
+    def __post_init__(self) -> None:
+        check(0.0 <= self.explore_epsilon <= 1.0, "generate.explore_epsilon",
+              self.explore_epsilon, "must be in [0, 1]")
+        for key in ("max_courses_in_flight", "max_attempts_per_task"):
+            check(getattr(self, key) >= 1, f"generate.{key}", getattr(self, key), "must be >= 1")
+        check(self.output_token_factor > 0, "generate.output_token_factor",
+              self.output_token_factor, "must be > 0")
+        check(self.log_shards >= 0, "generate.log_shards", self.log_shards, "must be >= 0")
+        check(self.gate_batch_wait_s >= 0, "generate.gate_batch_wait_s",
+              self.gate_batch_wait_s, "must be >= 0")
 
 
 @dataclass
@@ -142,12 +153,6 @@ class CourseState:
         os.replace(tmp, self.path)
 
 
-def stable_seed(*parts: Any) -> int:
-    """The request seed for (task, tier, attempt at that tier): reruns ask the same thing."""
-    return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:4],
-                          "little")
-
-
 @dataclass
 class _Chain:
     """The escalation state of one task while it runs."""
@@ -185,7 +190,7 @@ class Generator:
         self.settings = settings
         self.out = Path(out_dir)
         self.progress = progress
-        self.phases = {n: s.phase for n, s in catalog.fields.items()}
+        self.verdicts = Gate.from_catalog(catalog)  # the one gate, as replay and serving run it
 
     # ---- courses ---------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Generator:
         """Generate (or resume) one course; write its JSON; return it."""
         cid = result.course_id
         started = time.perf_counter()
-        input_hash = hashlib.sha256(result.model_dump_json().encode()).hexdigest()
+        input_hash = text_key(result.model_dump_json())
         state_path = self.out / "state" / f"{cid}.json"
         journal_path = self.out / "attempts" / f"{cid}.jsonl"
         if fresh:
@@ -202,7 +207,7 @@ class Generator:
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state = CourseState(state_path, input_hash)
         journal = AttemptJournal(journal_path)
-        tasks = build_tasks(result, self.settings.prompts, self.phases)
+        tasks = build_tasks(result, self.catalog.fields)
         for phase in sorted({t.phase for t in tasks}):
             todo = [t for t in tasks if t.phase == phase and t.task_id not in state.done]
             outcomes = await asyncio.gather(*(self._run_and_save(t, state, journal)
@@ -246,10 +251,9 @@ class Generator:
         if eps > 0 and source == "rules" and start in ladder:
             # The policy's own draw and propensity, from a generator keyed by the task (so
             # the same inputs explore the same tasks whatever the scheduling).
-            key = hashlib.sha256(f"{self.settings.seed}|{task.task_id}".encode()).digest()
-            rng = np.random.default_rng(int.from_bytes(key[:8], "little"))
             pick, explored, prop = explore(np.array([ladder.index(start)]),
-                                           np.ones((1, len(ladder)), bool), eps, rng)
+                                           np.ones((1, len(ladder)), bool), eps,
+                                           keyed_rng(self.settings.seed, task.task_id))
             start, propensity = ladder[int(pick[0])], float(prop[0])
             source = "exploration" if explored[0] else source
         overflow = start == self.catalog.gate.overflow_tier
@@ -286,7 +290,7 @@ class Generator:
             chain.tier, task.messages(chain.pending), schema_name=task.field,
             schema=task.spec.json_schema(),
             max_tokens=int(self.settings.output_token_factor * expected) + 256,
-            seed=stable_seed(task.task_id, chain.tier, n_here))
+            seed=stable_int(task.task_id, chain.tier, n_here))  # reruns ask the same
 
     async def _judge(self, task: Task, chain: _Chain, call: CallResult) -> dict[str, Any]:
         """Schema per item, then the similarity gate; keeps the best output of each item."""
@@ -303,24 +307,24 @@ class Generator:
         valid = [i for i in chain.pending if parsed[i].value is not None]
         sims = await self.gate.similarity([gate_text(parsed[i].value) for i in valid],
                                           [task.items[i] for i in valid])
-        threshold = Gate.from_catalog(self.catalog).threshold(task.field)
-        for i, sim in zip(valid, map(float, sims), strict=True):
+        threshold = self.verdicts.pass_thresholds([task.field], 1)
+        item_passed = self.verdicts.passes(sims, np.ones(len(valid), bool), threshold)
+        for i, sim, ok in zip(valid, map(float, sims), item_passed, strict=True):
             if sim > chain.best.get(i, (-1.0, {}))[0]:
                 chain.best[i] = (sim, parsed[i].value)
-            if sim >= threshold:
+            if ok:
                 chain.accepted[i] = (sim, parsed[i].value)
         schema_valid = len(valid) == len(chain.pending)
         similarity = round(float(np.mean(sims)), 4) if valid else None
-        passed = schema_valid and similarity is not None and similarity >= threshold
         if not schema_valid:
             chain.last_error = next(parsed[i].error for i in chain.pending if i not in valid)
-        kind = "none" if passed else "schema" if not schema_valid else (
-            "severe_similarity" if similarity < self.catalog.gate.severe_threshold
-            else "low_similarity")
+        # The attempt as a whole: its mean similarity (none when no item parsed) and schema.
+        seen = np.array([np.nan if similarity is None else similarity]), np.array([schema_valid])
+        passed = bool(self.verdicts.passes(*seen, threshold)[0])
         if chain.first_passed is None:
             chain.first_passed = passed
         return {"similarity": similarity, "schema_valid": schema_valid, "passed": passed,
-                "error_kind": kind}
+                "error_kind": str(self.verdicts.verdict(*seen, threshold)[0])}
 
     def _log(self, task: Task, chain: _Chain, call: CallResult, verdict: dict[str, Any],
              journal: AttemptJournal) -> None:

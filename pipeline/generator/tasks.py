@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.generator.inputs import METADATA_FIELDS, AnalysisResult, Brief
 from pipeline.generator.schemas import OUTPUTS, OutputSpec
+from router_model.config import FieldSpec
 
 SYSTEM_PROMPT = ("You write one part of an online course (Stage 5 of a course pipeline). "
                  "Follow each item's brief closely and answer with one JSON object that "
@@ -26,14 +27,6 @@ SOURCE_MARKER = "SOURCE MATERIAL:"
 def estimate_tokens(text: str) -> int:
     """About 4 characters per token: the routing estimate (usage gives the billed count)."""
     return math.ceil(len(text) / 4)
-
-
-@dataclass(frozen=True)
-class FieldPrompt:
-    """`generate.fields.<name>`: how much source goes in, how long the answer should be."""
-
-    context_share: float
-    output_tokens: int  # expected per item: the router's size feature and max_tokens basis
 
 
 @dataclass
@@ -94,20 +87,21 @@ def _metadata(result: AnalysisResult) -> dict[str, Brief]:
     return {f: getattr(result.metadata, f) for f in METADATA_FIELDS}
 
 
-def build_tasks(result: AnalysisResult, prompts: Mapping[str, FieldPrompt],
-                phases: Mapping[str, int]) -> list[Task]:
-    """Every task of the course, ordered by phase."""
+def build_tasks(result: AnalysisResult, fields: Mapping[str, FieldSpec]) -> list[Task]:
+    """Every task of the course, ordered by phase. Each field's phase and token figures are
+    the catalog's (conf/fields): how much source goes in, how long an item's answer is
+    expected to be (the router's size feature and the max_tokens basis)."""
     analysis = course_analysis(result)
     cid = result.course_id
 
     def task(field: str, ordinal: int, items: dict[str, str]) -> Task:
-        p = prompts[field]
-        context = result.source_material[:int(len(result.source_material) * p.context_share)]
+        spec = fields[field]
+        context = result.source_material[:int(len(result.source_material) * spec.context_share)]
         growth = 1.0 + 0.3 * float(result.analysis.complexity)
         return Task(course_id=cid, task_id=f"{cid}-{field}-{ordinal}", field=field,
-                    phase=phases[field], topic=result.topic, items=items, context=context,
+                    phase=spec.phase, topic=result.topic, items=items, context=context,
                     analysis=analysis,
-                    expected_output_tokens=round(p.output_tokens * len(items) * growth))
+                    expected_output_tokens=round(spec.output_tokens * len(items) * growth))
 
     plan_summary = " ".join(s.brief.objectives[0] for s in result.sections)
     tasks = [task("input_validation", 0, {"plan": f"Course plan for {result.topic}: "

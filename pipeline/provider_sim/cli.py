@@ -10,25 +10,24 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import Embedder
 from pipeline.provider_sim.degrade import Degrader
 from pipeline.provider_sim.request_world import RequestWorld
-from pipeline.provider_sim.server import ProviderSimulator, SimSettings, create_app
-from router_model.config import CONF_DIR, Catalog
+from pipeline.provider_sim.server import ProviderSimulator, create_app, sim_settings
+from pipeline.world.settings import world_settings
+from router_model.cli_errors import user_errors
+from router_model.config import CONF_DIR, Catalog, plain
 
 
 def build_simulator(cfg: DictConfig, embedder: Embedder | None = None,
                     **overrides: Any) -> ProviderSimulator:
-    """The simulator from a composed `provider_sim` root config (overrides win)."""
-    sim_cfg = {**OmegaConf.to_container(cfg.provider_sim, resolve=True), **overrides}
-    settings = SimSettings.from_config(sim_cfg)
+    """The simulator from a composed `provider_sim` root config; `overrides` are merged
+    onto `provider_sim` (e.g. faults={"rate_limit": 1.0} leaves the other rates as set)."""
+    settings = sim_settings(OmegaConf.merge(plain(cfg.provider_sim), overrides))
     catalog = Catalog.from_config(cfg)
     if embedder is None:
-        cache = sim_cfg.get("embedding_cache")
-        embedder = Embedder(DiskCache(cache) if cache else None)
-    world = RequestWorld(OmegaConf.to_container(cfg.simulate, resolve=True), catalog,
-                         settings.seed)
+        embedder = Embedder(settings.embedding_cache)
+    world = RequestWorld(world_settings(cfg.simulate), catalog, settings.seed)
     return ProviderSimulator(settings, world, Degrader(embedder), catalog)
 
 
@@ -59,8 +58,9 @@ def main(cfg: DictConfig) -> None:
     import uvicorn
 
     OmegaConf.resolve(cfg)
-    p = cfg.provider_sim
-    sim = build_simulator(cfg)
-    print(f"course-provider-sim: a SIMULATED OpenAI-compatible provider (no LLM) on "
-          f"http://{p.host}:{p.port}/v1, seed {p.seed}, faults {dict(p.faults)}", flush=True)
-    uvicorn.run(create_app(sim), host=p.host, port=int(p.port), log_level=p.log_level)
+    with user_errors("course-provider-sim"):
+        sim = build_simulator(cfg)
+        s = sim.settings
+        print(f"course-provider-sim: a SIMULATED OpenAI-compatible provider (no LLM) on "
+              f"http://{s.host}:{s.port}/v1, seed {s.seed}, faults {s.faults}", flush=True)
+        uvicorn.run(create_app(sim), host=s.host, port=s.port, log_level=s.log_level)

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.generator.gate import Embedder
 from pipeline.generator.schemas import GATE_CHARS, gate_text
-from pipeline.provider_sim.request_world import keyed_rng
+from router_model.files import keyed_rng
 
 FILLER = ("weather", "garden", "kitchen", "holiday", "music", "river", "coffee", "shoes",
           "window", "paint", "bicycle", "morning", "orange", "market", "pillow", "train",

@@ -7,26 +7,17 @@ and the same (task, tier, attempt) gets the same quality, whatever route led the
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.world import (
-    observable_difficulty,
-    quality_base,
-    schema_error_probability,
-    task_difficulty,
-)
+from pipeline.world.outcomes import quality_base, schema_error_probability
+from pipeline.world.settings import WorldSettings
+from pipeline.world.tasks import observable_difficulty, task_difficulty
 from router_model.config import Catalog
-
-
-def keyed_rng(*parts: Any) -> np.random.Generator:
-    """A generator seeded by the parts: order-free, reproducible randomness."""
-    seed = hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8]
-    return np.random.default_rng(int.from_bytes(seed, "little"))
+from router_model.files import keyed_rng
 
 
 @dataclass(frozen=True)
@@ -41,10 +32,12 @@ class Draw:
 
 
 class RequestWorld:
-    """Hidden difficulty and attempt outcomes from `conf/simulate` (the log world)."""
+    """Hidden difficulty and attempt outcomes from `conf/simulate` (the log world); each
+    field's output size from the catalog (conf/fields), as in the log world."""
 
-    def __init__(self, sim_cfg: Mapping[str, Any], catalog: Catalog, seed: int) -> None:
-        self.cfg = sim_cfg
+    def __init__(self, world: WorldSettings, catalog: Catalog, seed: int) -> None:
+        self.world = world
+        self.catalog = catalog
         self.seed = seed
         self.tier_by_model = {t.model_id: t.name for t in catalog.tiers.values()}
         self.tier_by_model.update({t.name: t.name for t in catalog.tiers.values()})
@@ -52,48 +45,50 @@ class RequestWorld:
     def tier_of(self, model: str) -> str | None:
         return self.tier_by_model.get(model)
 
+    def knows(self, field: Any) -> bool:
+        """Whether the world has a view of this Stage-5 field."""
+        return field in self.world.fields
+
     def _offset(self, table: str, key: Any) -> float:
-        entry = self.cfg["courses"][table].get(str(key))
+        entry = getattr(self.world.courses, table).get(str(key))
         return float(entry[1]) if entry is not None else 0.0
 
     def difficulty(self, task: Mapping[str, Any], total_tokens: int) -> float:
         """The task's difficulty: observable part from its analysis, hidden part by hash."""
         a = task.get("analysis", {})
-        f = self.cfg["fields"][task["field"]]
+        f = self.world.fields[task["field"]]
         observable = observable_difficulty(
-            self.cfg["courses"], self._offset("domains", a.get("domain")),
+            self.world.courses, self._offset("domains", a.get("domain")),
             self._offset("audience_levels", a.get("audience_level")),
             float(a.get("complexity", 0.4)), float(a.get("analysis_completeness", 0.75)))
-        noise = self.cfg["noise"]
+        noise = self.world.noise
         course_hidden = keyed_rng(self.seed, "course", task["course_id"]).normal(
-            0.0, float(noise["course_sd"]))
-        task_noise = keyed_rng(self.seed, "task", task["task_id"]).normal(
-            0.0, float(noise["task_sd"]))
+            0.0, noise.course_sd)
+        task_noise = keyed_rng(self.seed, "task", task["task_id"]).normal(0.0, noise.task_sd)
         return float(task_difficulty(
-            float(f["difficulty"]), float(f["sensitivity"]), observable,
-            max(total_tokens, 1), len(task.get("items", [])) or 1,
-            float(self.cfg["batch_difficulty"]), course_hidden, task_noise))
+            f.difficulty, f.sensitivity, observable, max(total_tokens, 1),
+            len(task.get("items", [])) or 1, self.world.batch_difficulty, course_hidden,
+            task_noise))
 
     def draw(self, task: Mapping[str, Any], tier: str, total_tokens: int,
              request_seed: Any) -> Draw:
         """One attempt of `tier` at `task`: quality, gate target, schema, output size."""
-        t = self.cfg["tiers"][tier]
-        noise = self.cfg["noise"]
+        t = self.world.tiers[tier]
+        noise = self.world.noise
         language = self._offset("languages", task.get("analysis", {}).get("language"))
-        margin, base = quality_base(self.cfg["quality"], t, self.difficulty(task, total_tokens),
+        margin, base = quality_base(self.world.quality, t, self.difficulty(task, total_tokens),
                                     language)
         rng = keyed_rng(self.seed, "attempt", task["task_id"], tier, request_seed)
-        quality = base + rng.normal(0.0, float(noise["attempt_sd"]))
-        if rng.random() < float(t["off_topic"]):
+        quality = base + rng.normal(0.0, noise.attempt_sd)
+        if rng.random() < t.off_topic:
             quality = rng.uniform(0.2, 0.6)
         quality = float(np.clip(quality, 0.0, 1.0))
-        target = float(np.clip(quality + rng.normal(0.0, float(noise["gate_sd"])), 0.0, 1.0))
-        f = self.cfg["fields"][task["field"]]
-        p_err = schema_error_probability(t, float(f["structure"]), margin)
+        target = float(np.clip(quality + rng.normal(0.0, noise.gate_sd), 0.0, 1.0))
+        p_err = schema_error_probability(t, self.world.fields[task["field"]].structure, margin)
         complexity = float(task.get("analysis", {}).get("complexity", 0.4))
-        tokens = (float(f["output_tokens"]) * max(len(task.get("items", [])), 1)
-                  * np.exp(rng.normal(0, 0.3)) * (1.0 + 0.3 * complexity)
-                  * float(t["completion_scale"]))
+        tokens = (float(self.catalog.fields[task["field"]].output_tokens)
+                  * max(len(task.get("items", [])), 1)
+                  * np.exp(rng.normal(0, 0.3)) * (1.0 + 0.3 * complexity) * t.completion_scale)
         return Draw(tier=tier, quality=quality, target_similarity=target,
                     schema_broken=bool(rng.random() < p_err),
                     completion_tokens=max(int(tokens + 0.5), 1))

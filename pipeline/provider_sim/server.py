@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,44 +26,63 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from pipeline.generator.tasks import TASK_MARKER, estimate_tokens
 from pipeline.provider_sim.degrade import Degrader, fill, repetitions
-from pipeline.provider_sim.request_world import Draw, RequestWorld, keyed_rng
-from router_model.config import Catalog
+from pipeline.provider_sim.request_world import Draw, RequestWorld
+from router_model.config import Catalog, check, typed
+from router_model.files import keyed_rng
 
 FAULTS = ("rate_limit", "server_error", "timeout", "malformed_json", "truncated", "slow_stream")
 
 
-@dataclass
+LATENCY_MODES = ("zero", "lognormal", "tiers")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """`provider_sim.latency`: how long an answer takes."""
+
+    mode: str  # zero | lognormal (p50_s, sigma) | tiers (conf/tiers' latency model)
+    p50_s: float
+    sigma: float
+    scale: float
+
+    def __post_init__(self) -> None:
+        check(self.mode in LATENCY_MODES, "provider_sim.latency.mode", self.mode,
+              f"must be one of {LATENCY_MODES}")
+        for key in ("p50_s", "sigma", "scale"):
+            check(getattr(self, key) >= 0, f"provider_sim.latency.{key}", getattr(self, key),
+                  "must be >= 0")
+
+
+@dataclass(frozen=True)
 class SimSettings:
-    """`provider_sim` in config."""
+    """`provider_sim` in config (conf/provider_sim.yaml holds the values and what each
+    means); built by `sim_settings`."""
 
-    seed: int = 20251127
-    faults: dict[str, float] = field(default_factory=dict)
-    latency_mode: str = "zero"  # zero | lognormal (p50_s, sigma) | tiers (conf/tiers model)
-    latency_p50_s: float = 2.0
-    latency_sigma: float = 0.5
-    latency_scale: float = 1.0
-    retry_after_s: float = 1.0
-    hang_s: float = 30.0
-    slow_chunk_delay_s: float = 0.5
-    require_api_key: bool = True
+    host: str
+    port: int
+    seed: int
+    latency: Latency
+    faults: dict[str, float]  # share of requests answered with each fault
+    retry_after_s: float
+    hang_s: float
+    slow_chunk_delay_s: float
+    require_api_key: bool
+    embedding_cache: str | None  # the MiniLM vectors' cache folder; None: memory only
+    log_level: str
 
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> SimSettings:
-        latency = cfg.get("latency", {})
-        faults = {k: float(v) for k, v in cfg.get("faults", {}).items()}
-        unknown = sorted(set(faults) - set(FAULTS))
-        if unknown or sum(faults.values()) > 1.0:
-            raise ValueError(f"provider_sim.faults: unknown {unknown} or rates summing > 1 "
-                             f"(known: {FAULTS})")
-        return cls(seed=int(cfg["seed"]), faults=faults,
-                   latency_mode=str(latency.get("mode", "zero")),
-                   latency_p50_s=float(latency.get("p50_s", 2.0)),
-                   latency_sigma=float(latency.get("sigma", 0.5)),
-                   latency_scale=float(latency.get("scale", 1.0)),
-                   retry_after_s=float(cfg.get("retry_after_s", 1.0)),
-                   hang_s=float(cfg.get("hang_s", 30.0)),
-                   slow_chunk_delay_s=float(cfg.get("slow_chunk_delay_s", 0.5)),
-                   require_api_key=bool(cfg.get("require_api_key", True)))
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.faults) - set(FAULTS))
+        check(not unknown and all(v >= 0 for v in self.faults.values())
+              and sum(self.faults.values()) <= 1.0, "provider_sim.faults", self.faults,
+              f"known faults are {FAULTS}, each rate >= 0, summing <= 1")
+        for key in ("retry_after_s", "hang_s", "slow_chunk_delay_s"):
+            check(getattr(self, key) >= 0, f"provider_sim.{key}", getattr(self, key),
+                  "must be >= 0")
+
+
+def sim_settings(node: Any) -> SimSettings:
+    """The `provider_sim` config node (or a mapping) as typed settings."""
+    return typed(SimSettings, node, "provider_sim")
 
 
 def error(status: int, message: str, kind: str, code: str | None = None,
@@ -110,13 +129,13 @@ class ProviderSimulator:
         return None
 
     def latency_s(self, tier: str, completion_tokens: int, key: Any) -> float:
-        s = self.settings
-        if s.latency_mode == "zero":
+        lat = self.settings.latency
+        if lat.mode == "zero":
             return 0.0
-        if s.latency_mode == "lognormal":
-            z = keyed_rng(s.seed, "latency", key).normal()
-            return s.latency_scale * s.latency_p50_s * float(np.exp(s.latency_sigma * z))
-        return s.latency_scale * float(self.catalog.tiers[tier].call_latency_s(completion_tokens))
+        if lat.mode == "lognormal":
+            z = keyed_rng(self.settings.seed, "latency", key).normal()
+            return lat.scale * lat.p50_s * float(np.exp(lat.sigma * z))
+        return lat.scale * float(self.catalog.tiers[tier].call_latency_s(completion_tokens))
 
     def compose(self, body: Mapping[str, Any], task: Mapping[str, Any], tier: str,
                 total_tokens: int) -> tuple[dict[str, Any], Draw, float]:
@@ -182,6 +201,82 @@ async def _sse(body: dict[str, Any], delay_s: float) -> AsyncIterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat-completions request the simulator can answer."""
+
+    body: dict[str, Any]
+    model: str
+    tier: str
+    task: dict[str, Any]
+    prompt_tokens: int
+
+
+async def _read(sim: ProviderSimulator, request: Request) -> ChatRequest | JSONResponse:
+    """The request, or the error a provider answers it with: no key, a body that is not
+    JSON, an unknown model, no generator TASK block, a prompt over the context window."""
+    auth = request.headers.get("authorization", "")
+    if sim.settings.require_api_key and not auth.removeprefix("Bearer ").strip():
+        return error(401, "missing API key (Authorization: Bearer ...)",
+                     "invalid_request_error", "invalid_api_key")
+    try:
+        body = await request.json()
+    except json.JSONDecodeError:
+        return error(400, "request body is not JSON", "invalid_request_error")
+    model = str(body.get("model", ""))
+    tier = sim.world.tier_of(model)
+    if tier is None:
+        return error(404, f"model {model!r} does not exist on this simulator",
+                     "invalid_request_error", "model_not_found")
+    messages = body.get("messages") or []
+    task = parse_task(messages)
+    if task is None or not sim.world.knows(task.get("field")):
+        return error(400, "the simulator answers only Stage-5 generator prompts (TASK "
+                          "block with a known field)", "invalid_request_error")
+    prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) for m in messages)
+    window = sim.catalog.tiers[tier].context_window
+    if prompt_tokens > window:
+        return error(400, f"this model's maximum context length is {window} tokens; the "
+                          f"request has {prompt_tokens}", "invalid_request_error",
+                     "context_length_exceeded")
+    return ChatRequest(body, model, tier, task, prompt_tokens)
+
+
+async def _refusal(fault: str | None, s: SimSettings) -> JSONResponse | None:
+    """The faults answered instead of a completion: a rate limit, a 5xx, a hang."""
+    if fault == "rate_limit":
+        return error(429, "rate limit reached (simulated)", "rate_limit_error",
+                     "rate_limit_exceeded", {"retry-after": f"{s.retry_after_s:g}"})
+    if fault == "server_error":
+        return error(503, "upstream overloaded (simulated)", "server_error")
+    if fault == "timeout":
+        await asyncio.sleep(s.hang_s)
+        return error(504, "gateway timeout (simulated)", "server_error")
+    return None
+
+
+def _damaged(content: str, fault: str | None) -> tuple[str, str]:
+    """(content, finish reason) as the faults that damage an answer leave them."""
+    if fault == "malformed_json":
+        return content[: len(content) // 2] + "}{", "stop"
+    if fault == "truncated":
+        return content[: max(len(content) * 3 // 5, 1)], "length"
+    return content, "stop"
+
+
+def _delivered(out: dict[str, Any], headers: dict[str, str], stream: bool,
+               fault: str | None, s: SimSettings) -> Response:
+    """The completion as one JSON body, as server-sent events, or trickling in slowly."""
+    delay = s.slow_chunk_delay_s if fault == "slow_stream" else 0.0
+    if stream:
+        return StreamingResponse(_sse(out, delay), media_type="text/event-stream",
+                                 headers=headers)
+    if fault == "slow_stream":
+        return StreamingResponse(_trickle(json.dumps(out).encode(), delay),
+                                 media_type="application/json", headers=headers)
+    return JSONResponse(out, headers=headers)
+
+
 def create_app(sim: ProviderSimulator) -> FastAPI:
     """The FastAPI face of the simulator."""
     app = FastAPI(title="stage5 provider SIMULATOR", version="1",
@@ -199,64 +294,26 @@ def create_app(sim: ProviderSimulator) -> FastAPI:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:
         sim.stats["requests"] += 1
-        auth = request.headers.get("authorization", "")
-        if s.require_api_key and not auth.removeprefix("Bearer ").strip():
-            return error(401, "missing API key (Authorization: Bearer ...)",
-                         "invalid_request_error", "invalid_api_key")
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return error(400, "request body is not JSON", "invalid_request_error")
-        model = str(body.get("model", ""))
-        tier = sim.world.tier_of(model)
-        if tier is None:
-            return error(404, f"model {model!r} does not exist on this simulator",
-                         "invalid_request_error", "model_not_found")
-        messages = body.get("messages") or []
-        task = parse_task(messages)
-        if task is None or task.get("field") not in sim.world.cfg["fields"]:
-            return error(400, "the simulator answers only Stage-5 generator prompts (TASK "
-                              "block with a known field)", "invalid_request_error")
-        prompt_tokens = sum(estimate_tokens(str(m.get("content", ""))) for m in messages)
-        if prompt_tokens > sim.catalog.tiers[tier].context_window:
-            return error(400, f"this model's maximum context length is "
-                              f"{sim.catalog.tiers[tier].context_window} tokens; the request "
-                              f"has {prompt_tokens}", "invalid_request_error",
-                         "context_length_exceeded")
+        req = await _read(sim, request)
+        if isinstance(req, JSONResponse):
+            return req
         fault = sim.pick_fault()
         if fault:
             sim.stats[f"fault_{fault}"] += 1
-        if fault == "rate_limit":
-            return error(429, "rate limit reached (simulated)", "rate_limit_error",
-                         "rate_limit_exceeded", {"retry-after": f"{s.retry_after_s:g}"})
-        if fault == "server_error":
-            return error(503, "upstream overloaded (simulated)", "server_error")
-        if fault == "timeout":
-            await asyncio.sleep(s.hang_s)
-            return error(504, "gateway timeout (simulated)", "server_error")
-        answer, draw, sim_view = await asyncio.to_thread(sim.compose, body, task, tier,
-                                                         prompt_tokens)
-        content = json.dumps(answer)
-        finish = "stop"
-        if fault == "malformed_json":
-            content = content[: len(content) // 2] + "}{"
-        elif fault == "truncated":
-            content, finish = content[: max(len(content) * 3 // 5, 1)], "length"
-        out = completion_body(model, content, prompt_tokens, finish)
+        refused = await _refusal(fault, s)
+        if refused is not None:
+            return refused
+        answer, draw, sim_view = await asyncio.to_thread(sim.compose, req.body, req.task,
+                                                         req.tier, req.prompt_tokens)
+        content, finish = _damaged(json.dumps(answer), fault)
+        out = completion_body(req.model, content, req.prompt_tokens, finish)
         sim.stats["completions"] += 1
-        await asyncio.sleep(sim.latency_s(tier, out["usage"]["completion_tokens"],
-                                          (task["task_id"], body.get("seed"), tier)))
+        await asyncio.sleep(sim.latency_s(req.tier, out["usage"]["completion_tokens"],
+                                          (req.task["task_id"], req.body.get("seed"), req.tier)))
         headers = {"x-simulator": "stage5-provider-sim",
                    "x-simulator-quality": f"{draw.quality:.4f}",
                    "x-simulator-target": f"{draw.target_similarity:.4f}",
                    "x-simulator-similarity": f"{sim_view:.4f}"}
-        delay = s.slow_chunk_delay_s if fault == "slow_stream" else 0.0
-        if body.get("stream"):
-            return StreamingResponse(_sse(out, delay), media_type="text/event-stream",
-                                     headers=headers)
-        if fault == "slow_stream":
-            return StreamingResponse(_trickle(json.dumps(out).encode(), delay),
-                                     media_type="application/json", headers=headers)
-        return JSONResponse(out, headers=headers)
+        return _delivered(out, headers, bool(req.body.get("stream")), fault, s)
 
     return app

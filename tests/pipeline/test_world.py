@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import pipeline.world as world_module
-from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate
-from pipeline.world import (
-    _normal,
-    _summed_randint,
-    calibration_summary,
-    field_thresholds,
-    simulate_world,
-)
+import pipeline.world.outcomes as outcomes_module
+from pipeline.simulate_cli import SEED_RANGES, check_ranges, run_simulate, simulate_job
+from pipeline.world.calibration import calibration_summary
+from pipeline.world.draws import fast_normal, summed_uniform_ints
+from pipeline.world.outcomes import field_thresholds
+from pipeline.world.settings import world_settings
+from pipeline.world.simulate import simulate_world
+from router_model.config import ConfigError
 from router_model.decide.gate import Gate
 from router_model.decide.replay import cube_from_table, replay
 from router_model.decide.rules import StaticRules
@@ -81,10 +80,16 @@ def test_logged_propensities_match_epsilon_greedy(simulated):
     assert (overflow["propensity"] == 1.0).all()
 
 
-def test_same_seed_same_data_and_other_seed_other_data(catalog, cfg):
-    a = simulate_world(cfg.simulate, catalog, n_courses=50)
-    b = simulate_world(cfg.simulate, catalog, n_courses=50)
-    c = simulate_world(cfg.simulate, catalog, n_courses=50, seed=7)
+@pytest.fixture(scope="module")
+def world(cfg):
+    """conf/simulate as router-simulate types it."""
+    return world_settings(cfg.simulate)
+
+
+def test_same_seed_same_data_and_other_seed_other_data(catalog, world):
+    a = simulate_world(world, catalog, n_courses=50)
+    b = simulate_world(world, catalog, n_courses=50)
+    c = simulate_world(world, catalog, n_courses=50, seed=7)
     pd.testing.assert_frame_equal(a.tasks, b.tasks)
     assert np.array_equal(a.cube.similarity, b.cube.similarity)
     assert not np.array_equal(a.cube.similarity[:10], c.cube.similarity[:10])
@@ -101,8 +106,8 @@ def test_outcome_table_round_trips_to_the_same_replay(simulated, catalog):
         cube_from_table(tasks, outcomes.iloc[1:], catalog)
 
 
-def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, cfg):
-    world = simulate_world(cfg.simulate, catalog, n_courses=300)
+def test_cheaper_tiers_fail_more_on_harder_and_more_structured_fields(catalog, world):
+    world = simulate_world(world, catalog, n_courses=300)
     passed = (world.cube.similarity[:, :3, 0] >= 0.75) & world.cube.schema_valid[:, :3, 0]
     by_tier = passed.mean(axis=0)
     assert by_tier[0] < by_tier[1] < by_tier[2]
@@ -125,24 +130,24 @@ def test_summed_draws_take_the_same_values_as_one_draw_per_row(bounds):
     counts = np.random.default_rng(1).integers(0, 7, 500)
     looped, summed = np.random.default_rng(5), np.random.default_rng(5)
     expected = [looped.integers(bounds[0], bounds[1] + 1, int(k)).sum() for k in counts]
-    np.testing.assert_array_equal(_summed_randint(summed, bounds, counts), expected)
+    np.testing.assert_array_equal(summed_uniform_ints(summed, bounds, counts), expected)
     assert looped.bit_generator.state == summed.bit_generator.state
 
 
 @pytest.mark.parametrize("sd", [0.036, 0.25, 1.0])
 def test_fast_normal_draws_numpys_normal_bit_for_bit(sd):
-    """_normal replaces rng.normal(0, sd) everywhere in the world: same bits, same state."""
+    """fast_normal replaces rng.normal(0, sd) everywhere in the world: same bits, same state."""
     a, b = np.random.default_rng(3), np.random.default_rng(3)
     expected = a.normal(0.0, sd, (20_000, 3))
-    np.testing.assert_array_equal(_normal(b, sd, (20_000, 3)).view(np.uint64),
+    np.testing.assert_array_equal(fast_normal(b, sd, (20_000, 3)).view(np.uint64),
                                   expected.view(np.uint64))
     assert a.bit_generator.state == b.bit_generator.state
 
 
-def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
+def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg, world):
     """What the array-built task table must keep: generation order, per-course ordinals,
     each task's own brief, course id and pass threshold."""
-    tasks = simulate_world(cfg.simulate, catalog, n_courses=40, seed=3).tasks
+    tasks = simulate_world(world, catalog, n_courses=40, seed=3).tasks
     keys = ["course_index", "phase", "field", "ordinal"]
     pd.testing.assert_frame_equal(tasks[keys], tasks[keys].sort_values(keys, ignore_index=True))
     per_field = tasks.groupby(["course_index", "field"])["ordinal"]
@@ -160,13 +165,50 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg):
     np.testing.assert_array_equal(field_thresholds(catalog, tasks["field"]), per_task)
 
 
-def test_the_tier_arithmetic_block_size_changes_nothing(catalog, cfg, monkeypatch):
+def test_the_tier_arithmetic_block_size_changes_nothing(catalog, world, monkeypatch):
     """draw_outcomes draws each tier for the whole table, then computes it block by block:
     any block size must give the same cube (so the blocks never touch the draw order)."""
-    whole = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
-    monkeypatch.setattr(world_module, "BLOCK_ROWS", 7)
-    blocked = simulate_world(cfg.simulate, catalog, n_courses=30, seed=5)
+    whole = simulate_world(world, catalog, n_courses=30, seed=5)
+    monkeypatch.setattr(outcomes_module, "BLOCK_ROWS", 7)
+    blocked = simulate_world(world, catalog, n_courses=30, seed=5)
     assert len(whole.tasks) > 7
     for key, value in vars(whole.cube).items():
         np.testing.assert_array_equal(getattr(blocked.cube, key), value, err_msg=key)
     np.testing.assert_array_equal(blocked.completion_tokens, whole.completion_tokens)
+
+
+def test_the_world_reads_each_fields_token_figures_from_the_catalog(catalog, world):
+    """One token table (conf/fields): a field's figure there moves the world's tasks."""
+    from dataclasses import replace
+
+    base = simulate_world(world, catalog, n_courses=30, seed=2).tasks
+    fields = {**catalog.fields, "exercise": replace(catalog.fields["exercise"],
+                                                    output_tokens=1000)}
+    doubled = simulate_world(world, replace(catalog, fields=fields), n_courses=30,
+                             seed=2).tasks
+    exercise = base["field"] == "exercise"
+    ratio = doubled["expected_output_tokens"][exercise] / base["expected_output_tokens"][exercise]
+    assert ratio.between(1.99, 2.01).all()
+    pd.testing.assert_series_equal(doubled["expected_output_tokens"][~exercise],
+                                   base["expected_output_tokens"][~exercise])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("~simulate.noise.task_sd", "simulate.noise.task_sd is missing"),
+    ("simulate.quality.floor=0.95", "simulate.quality.floor, ceiling"),
+    ("simulate.fields.exercise.per=lesson", "simulate.fields.exercise.per='lesson'"),
+    ("simulate.tiers.qwen3-max.off_topic=2", "simulate.tiers.qwen3-max.off_topic=2.0"),
+    ("+simulate.tiers.qwen3-max.speed=2", "simulate.tiers.qwen3-max: Key 'speed'"),
+    ("simulate.shifted=true", "simulate.shifted=True: needs a world with an evaluation_shift"),
+])
+def test_world_settings_name_the_key_at_fault(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        world_settings(compose_config(overrides=[override]).simulate)
+
+
+def test_a_shifted_world_logs_the_shifted_mix():
+    shifted = simulate_job(compose_config(overrides=["simulate=shift", "simulate.shifted=true"]))
+    plain = world_settings(compose_config(overrides=["simulate=shift"]).simulate)
+    assert shifted.world.courses == plain.shifted_world().courses != plain.courses
+    assert shifted.world.courses.domains["mathematics"] == [0.30, 0.30]
+    assert shifted.world.tiers == plain.tiers

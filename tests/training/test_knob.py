@@ -47,11 +47,11 @@ def _plain_starts(choice: StartChoice, plan: dict[str, np.ndarray]) -> np.ndarra
 
 @pytest.fixture(scope="module")
 def held_out(trained_router, catalog):
-    from pipeline.world import simulate_world, task_table
+    from pipeline.world import simulate_world, task_table, world_settings
 
     cfg, _ = trained_router
-    world = simulate_world(compose_config("router_evaluate").simulate, catalog, n_courses=150,
-                           seed=11)
+    world = simulate_world(world_settings(compose_config("router_evaluate").simulate), catalog,
+                           n_courses=150, seed=11)
     tasks = task_table(world)
     tasks.loc[tasks.index[::7], "prompt_tokens"] = 400_000  # fits no tier: starts on top
     return RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact)), tasks

@@ -16,7 +16,6 @@ from training.benchmarks.harness import run_benchmark
 from training.benchmarks.reports import summary_markdown
 from training.benchmarks.settings import BenchmarkJob, BenchmarkSettings, BenchmarkSpec
 from training.benchmarks.specs import spec_file
-from training.settings_cli import typed_tree
 from training.train_cli import train_settings
 
 SHOWN = ("apgr", "cpt50", "aiq", "cost_per_prompt", "op95pct_quality_vs_premium",
@@ -48,7 +47,7 @@ def load_spec(settings: BenchmarkSettings, name: str) -> BenchmarkSpec:
 
 def benchmark_job(cfg: DictConfig) -> BenchmarkJob:
     keys = list(BenchmarkSettings.__dataclass_fields__)
-    settings = typed_tree(BenchmarkSettings, {k: cfg[k] for k in keys if k in cfg},
+    settings = typed(BenchmarkSettings, {k: cfg[k] for k in keys if k in cfg},
                           "router_benchmark")
     return BenchmarkJob(settings=settings, gate=typed(GateConfig, cfg.get("gate"), "gate"),
                         policy=typed(PolicySettings, cfg.router.policy, "router.policy"),

@@ -5,24 +5,24 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.world import world_settings
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, Catalog, plain
+from router_model.config import CONF_DIR, Catalog, plain, typed
 from training.evaluation.evaluate import EvaluateJob, EvaluateSettings, run_evaluate
 from training.evaluation.report import format_summary
-from training.settings_cli import paths, router_settings, typed_tree
+from training.settings_cli import paths, router_settings
 
 
 def evaluate_job(cfg: DictConfig) -> EvaluateJob:
     """A composed router_evaluate config as typed settings; the evaluation world is
     conf/simulate with its evaluation_shift (if any) merged in."""
     simulate = cfg.simulate
-    shift = simulate.get("evaluation_shift")
-    world = OmegaConf.merge(simulate, shift) if shift else simulate
+    world = world_settings(simulate)
     return EvaluateJob(catalog=Catalog.from_config(cfg), paths=paths(cfg),
                        router=router_settings(cfg),
-                       evaluate=typed_tree(EvaluateSettings, cfg.get("evaluate"), "evaluate"),
-                       world=plain(world), world_seed=int(simulate.seed),
-                       shifted=bool(shift), routers=plain(cfg.routers),
+                       evaluate=typed(EvaluateSettings, cfg.get("evaluate"), "evaluate"),
+                       world=world.shifted_world(), world_seed=world.seed,
+                       shifted=bool(world.evaluation_shift), routers=plain(cfg.routers),
                        reports_dir=str(cfg.reports_dir))
 
 

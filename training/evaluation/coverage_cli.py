@@ -48,7 +48,7 @@ def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, Dict
                    ) -> dict[str, Any]:
     """Fresh logs, a trained and certified policy, then a fresh world to realize it on."""
     from pipeline.simulate_cli import run_simulate
-    from pipeline.world import simulate_world
+    from pipeline.world import simulate_world, world_settings
     from router_model.decide.policy import RoutingPolicy
     from router_model.model.artifact import load_artifact
     from training.train import run_train
@@ -59,7 +59,7 @@ def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, Dict
     job = train_job(train_cfg)
     trained = run_train(job, progress=False).metrics
     policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(job.router.artifact))
-    world = simulate_world(sim_cfg.simulate, job.catalog, n_courses=eval_courses,
+    world = simulate_world(world_settings(sim_cfg.simulate), job.catalog, n_courses=eval_courses,
                            seed=seed + 5000)
     return deployment_row(seed, trained, policy, world, job.catalog)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from pipeline.world import simulate_world, task_table
+from pipeline.world import WorldSettings, simulate_world, task_table
 from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
@@ -88,7 +88,7 @@ class EvaluateJob:
     paths: Paths
     router: RouterSettings
     evaluate: EvaluateSettings
-    world: dict[str, Any]
+    world: WorldSettings
     world_seed: int
     shifted: bool
     routers: dict[str, Any]

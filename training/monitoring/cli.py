@@ -11,25 +11,25 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, Catalog, ConfigError, plain
+from router_model.config import CONF_DIR, Catalog, ConfigError, plain, typed
 from router_model.model.artifact import ArtifactError
 from training.monitoring.monitor import MonitorJob, MonitorSettings, run_monitor
 from training.monitoring.promote import PromoteJob, PromoteSettings, run_promote
 from training.monitoring.report import format_promotion, write_reports
-from training.settings_cli import paths, router_settings, typed_tree
+from training.settings_cli import paths, router_settings
 
 
 def monitor_job(cfg: DictConfig) -> MonitorJob:
     return MonitorJob(catalog=Catalog.from_config(cfg), paths=paths(cfg),
                       router=router_settings(cfg),
-                      monitor=typed_tree(MonitorSettings, cfg.get("monitor"), "monitor"),
+                      monitor=typed(MonitorSettings, cfg.get("monitor"), "monitor"),
                       routers=plain(cfg.routers), reports_dir=str(cfg.reports_dir))
 
 
 def promote_job(cfg: DictConfig) -> PromoteJob:
     return PromoteJob(catalog=Catalog.from_config(cfg), paths=paths(cfg),
                       router=router_settings(cfg),
-                      promote=typed_tree(PromoteSettings, cfg.get("promote"), "promote"))
+                      promote=typed(PromoteSettings, cfg.get("promote"), "promote"))
 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_monitor", version_base="1.3")

@@ -20,6 +20,7 @@ from pipeline.generator.inputs import InputError, parse_analysis_result
 from pipeline.generator.runner import GenerateSettings
 from pipeline.generator.schemas import gate_text, parse_output
 from pipeline.generator.tasks import build_tasks
+from router_model.config import typed
 from router_model.logs.attempts import read_attempts
 from tests.helpers import compose_config
 from tests.pipeline.generator.helpers import EXAMPLES, generate_config, simulator
@@ -65,10 +66,7 @@ def test_the_examples_are_valid_and_the_long_one_overflows(catalog):
     results = load_inputs([EXAMPLES])
     assert [r.course_id for r in results] == ["example-long", "example-short",
                                               "example-typical"]
-    cfg = compose_config("course_generate")
-    settings = GenerateSettings.from_config(cfg.generate)
-    phases = {n: s.phase for n, s in catalog.fields.items()}
-    long_tasks = build_tasks(results[0], settings.prompts, phases)
+    long_tasks = build_tasks(results[0], catalog.fields)
     totals = [t.router_task()["prompt_tokens"] + t.router_task()["context_tokens"]
               for t in long_tasks if t.field == "course_title"]
     assert totals[0] > catalog.gate.context_overflow_tokens
@@ -110,9 +108,7 @@ def test_cli_generates_a_course_whose_logs_obey_the_contract(tmp_path, embedder,
 def test_gate_similarity_tracks_the_worlds_quality(embedder, catalog):
     """Requests across tiers and attempts: the real gate vs the world's intended quality."""
     result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
-    cfg = compose_config("course_generate")
-    tasks = build_tasks(result, GenerateSettings.from_config(cfg.generate).prompts,
-                        {n: s.phase for n, s in catalog.fields.items()})
+    tasks = build_tasks(result, catalog.fields)
     quality, target, gate = [], [], []
     with simulator(embedder) as (url, _):
         for task in tasks:
@@ -229,10 +225,8 @@ def test_a_partly_valid_batch_regenerates_only_its_invalid_items(tmp_path, embed
 
     cfg = generate_config(tmp_path, "http://unused")
     result = parse_analysis_result(json.loads((EXAMPLES / "typical.json").read_text()))
-    settings = GenerateSettings.from_config(cfg.generate)
-    task = next(t for t in build_tasks(result, settings.prompts,
-                                       {n: s.phase for n, s in catalog.fields.items()})
-                if t.field == "lesson_content")
+    settings = typed(GenerateSettings, cfg.generate, "generate")  # as course-generate does
+    task = next(t for t in build_tasks(result, catalog.fields) if t.field == "lesson_content")
     provider = ScriptedProvider()
     generator = Generator(catalog, LocalRouterClient(RouterService.from_config(cfg)), provider,
                           BatchingGate(embedder), settings, tmp_path / "out")
@@ -250,9 +244,7 @@ def test_the_simulator_streams_server_sent_events_the_sdk_reads(embedder, catalo
     import openai
 
     result = parse_analysis_result(example())
-    cfg = compose_config("course_generate")
-    task = build_tasks(result, GenerateSettings.from_config(cfg.generate).prompts,
-                       {n: s.phase for n, s in catalog.fields.items()})[1]
+    task = build_tasks(result, catalog.fields)[1]
     with simulator(embedder) as (url, _):
         client = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
         stream = client.chat.completions.create(

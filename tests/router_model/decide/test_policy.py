@@ -237,10 +237,10 @@ def test_per_field_tables_are_read_once_per_distinct_field(learned):
 def test_a_start_needs_only_cost_and_bad(learned, catalog):
     """Planning only cost and bad (what the routers do) gives the same starts and the same
     values as planning every expectation."""
-    from pipeline.world import simulate_world, task_table
+    from pipeline.world import simulate_world, task_table, world_settings
 
     cfg = compose_config("router_evaluate")
-    world = simulate_world(cfg.simulate, catalog, n_courses=60, seed=3)
+    world = simulate_world(world_settings(cfg.simulate), catalog, n_courses=60, seed=3)
     tasks = task_table(world)
     for policy in (learned, learned.variant("threshold_policy")):
         full = policy.start_tiers(tasks)

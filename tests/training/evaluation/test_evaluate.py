@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.world import simulate_world
+from pipeline.world import simulate_world, world_settings
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube
 from router_model.decide.routers import Oracle, RouterContext
@@ -129,7 +129,7 @@ def test_the_oracle_starts_where_the_cheapest_true_pass_is(catalog):
 
 
 def test_flipped_gate_flips_at_the_rate(catalog, cfg):
-    world = simulate_world(cfg.simulate, catalog, n_courses=100, seed=4)
+    world = simulate_world(world_settings(cfg.simulate), catalog, n_courses=100, seed=4)
     flipped = flip_gate(world.cube, 0.2, 0.1, np.random.default_rng(0))
     truth = world.cube.quality >= 0.75
     verdict = flipped.similarity >= 0.75
