@@ -183,7 +183,8 @@ class Replays:
         return {"_cost": per_course(res.cost, course),
                 "_latency": per_course(res.latency_s, course),
                 "_passed": per_course(res.true_pass, course),
-                "_weighted": per_course(res.true_pass * impact, course)}
+                "_weighted": per_course(res.true_pass * impact, course),
+                "_high": per_course(res.true_pass & (impact >= HIGH_IMPACT), course)}
 
 
 def replay_routers(job: EvaluateJob, context: RouterContext, table: EvalTable) -> Replays:
@@ -204,8 +205,8 @@ def replay_routers(job: EvaluateJob, context: RouterContext, table: EvalTable) -
 def sweep_frontiers(job: EvaluateJob, context: RouterContext, table: EvalTable,
                     rep: Replays) -> dict[str, list[dict[str, Any]]]:
     """Each router of `evaluate.sweeps` replayed at every value of its dial's calibration
-    grid (predicted once per router; floored fields keep their own dials). A point carries
-    its metrics and its per-course totals."""
+    grid (predicted once per router), with its floored fields' own dials and, where it has
+    any, without them too. A point carries its metrics and its per-course totals."""
     out = {}
     for name in job.evaluate.sweeps:
         if name not in rep.runs:
@@ -213,11 +214,13 @@ def sweep_frontiers(job: EvaluateJob, context: RouterContext, table: EvalTable,
         policy = build_router(str(name), job.routers, context).policy
         dial, values = DIALS[policy.settings.rule]
         plan = policy.start_tiers(table.tasks)
+        floors = [True, False] if policy.settings.field_lams else [True]
         points = []
-        for v in values:
-            start = policy.choice.with_settings(**{dial: float(v)}).starts_for(plan)
+        for floored, v in ((f, v) for f in floors for v in values):
+            changes = {dial: float(v)} if floored else {dial: float(v), "field_lams": {}}
+            start = policy.choice.with_settings(**changes).starts_for(plan)
             res = replay(table.cube, start, context.catalog)
-            points.append({"dial": dial, "value": float(v),
+            points.append({"dial": dial, "value": float(v), "floors": floored,
                            **policy_metrics(res, rep.course, rep.impact),
                            **rep.frontier_point(res)})
         out[str(name)] = points
@@ -230,27 +233,25 @@ def frontiers(rep: Replays, fronts: dict[str, list[dict]]) -> dict[str, Frontier
     for name, run in rep.runs.items():
         pts = [rep.frontier_point(run), *fronts.get(name, [])]
         out[name] = Frontier(*(np.vstack([p[k] for p in pts]) for k in
-                               ("_cost", "_latency", "_passed", "_weighted")))
+                               ("_cost", "_latency", "_passed", "_weighted", "_high")))
     return out
 
 
 def headline_section(ev: EvaluateSettings, rep: Replays, fronts: dict[str, list[dict]]
                      ) -> dict[str, Any]:
-    """The upper bound: every router at the reference's impact-weighted true pass (and at
-    its unweighted one), the learned router against the pooled simple baselines there, and
-    the learned frontier's quality at the ladder's cost."""
-    ones = np.ones(len(rep.course))
-    totals = CourseTotals(per_course(ones, rep.course), per_course(rep.impact, rep.course))
+    """The upper bound: every router at the reference's impact-weighted and high-impact true
+    pass (and at its plain true pass), the compared routers against the pooled simple
+    baselines there, and the learned frontier's quality at the ladder's cost."""
+    course, impact = rep.course, rep.impact
+    totals = CourseTotals(per_course(np.ones(len(course)), course), per_course(impact, course),
+                          per_course(impact >= HIGH_IMPACT, course))
     lines = frontiers(rep, fronts)
-    reference = rep.metrics[ev.match_quality_of]
     shared = {"reference": ev.match_quality_of, "compare": list(ev.compare),
               "baselines": [b for b in ev.baselines if b in rep.runs],
               "n_boot": ev.bootstrap, "seed": ev.seed}
     ladder = rep.metrics[ev.match_cost_of]
-    return {"weighted": matched_section(lines, totals, weighted=True, **shared,
-                                        target=reference["weighted_true_pass_rate"]),
-            "unweighted": matched_section(lines, totals, weighted=False, **shared,
-                                          target=reference["true_pass_rate"]),
+    return {"weighted": matched_section(lines, totals, "weighted", **shared),
+            "unweighted": matched_section(lines, totals, "unweighted", **shared),
             "quality_at_cost": {"of": ev.match_cost_of, "label": UPPER_BOUND,
                                 **quality_at_cost(lines["learned"], totals,
                                                   ladder["cost_per_course"],

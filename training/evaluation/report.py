@@ -53,8 +53,9 @@ def matched_lines(result: dict[str, Any]) -> list[str]:
     lines = []
     for key in ("weighted", "unweighted"):
         h = result["matched"][key]
-        lines.append(f"At {h['match_quality_of']}'s {h['quality']} ({h['target']:.4f}); "
-                     f"{h['label']}. Pooled baselines: any mix of {', '.join(h['baselines'])}.")
+        shown = ", ".join(f"{n} {t:.4f}" for n, t in h["targets"].items())
+        lines.append(f"At {h['match_quality_of']}'s {h['quality']} ({shown}); {h['label']}. "
+                     f"Pooled baselines: any mix of {', '.join(h['baselines'])}.")
         if key == "weighted":
             for name, cost in sorted(h["cost_at_target"].items(), key=lambda kv: kv[1]):
                 seconds = h["latency_s_per_course_at_target"][name]
@@ -87,9 +88,9 @@ def learning_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {field:<22}{row['static']:>10.4f}{row['planner_on_lookup']:>10.4f}"
                      f"{row['model_over_lookup']:>10.4f}{tp['static']:>11.4f}"
                      f"{tp['lookup']:>11.4f}{tp['learned']:>11.4f}")
-    total = split["at_matched_weighted_quality"]
+    total = split["at_matched_quality"]
     if total:
-        lines.append(f"  in all, at static's impact-weighted true pass ({total['label']}): "
+        lines.append(f"  in all, at static's quality ({total['label']}): "
                      f"planner on lookup ${total['planner_on_lookup']:.4f}, model over lookup "
                      f"${total['model_over_lookup']:.4f} ({total['model_share_of_saving']:.0%}"
                      " of the saving)")
@@ -147,14 +148,18 @@ def frontier_plot(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     q = "weighted_true_pass_rate"
     for name, sweep in result["sweeps"].items():
-        ax.plot([s["cost_per_course"] for s in sweep], [s[q] for s in sweep],
-                "-o", ms=3, label=f"{name} ({sweep[0]['dial']} swept on this world)")
+        for floored in (True, False):
+            line = [s for s in sweep if s["floors"] == floored]
+            if line:
+                ax.plot([s["cost_per_course"] for s in line], [s[q] for s in line], "-o",
+                        ms=3, ls="-" if floored else ":", label=f"{name} ({line[0]['dial']} "
+                        f"swept on this world{'' if floored else ', no floors'})")
     for name, m in result["policies"].items():
         ax.scatter(m["cost_per_course"], m[q], s=40, zorder=3, marker="x")
         ax.annotate(name, (m["cost_per_course"], m[q]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     h = result["matched"]["weighted"]
-    ax.axhline(h["target"], color="grey", lw=0.8, ls="--",
+    ax.axhline(h["targets"]["weighted"], color="grey", lw=0.8, ls="--",
                label=f"{h['match_quality_of']}'s impact-weighted true pass")
     ax.set_xscale("log")
     ax.set_xlabel("cost per course (USD, log scale)")
@@ -201,10 +206,11 @@ def markdown_report(result: dict[str, Any], by_field: pd.DataFrame) -> str:
                      f"{g['false_pass_rate']:.4f} | {g['calls_per_task']:.3f} |")
     for name, sweep in result["sweeps"].items():
         lines += ["", f"## {name}: {sweep[0]['dial']} swept on this world", "",
-                  f"| {sweep[0]['dial']} | $/course | w. true pass | true pass | premium share |"
-                  " calls/task |", "|---|---|---|---|---|---|"]
+                  f"| {sweep[0]['dial']} | floors | $/course | w. true pass | true pass | "
+                  "premium share | calls/task |", "|---|---|---|---|---|---|---|"]
         for s in sweep:
-            lines.append(f"| {s['value']:.4g} | {s['cost_per_course']:.4f} | "
+            lines.append(f"| {s['value']:.4g} | {'on' if s['floors'] else 'off'} | "
+                         f"{s['cost_per_course']:.4f} | "
                          f"{s['weighted_true_pass_rate']:.4f} | {s['true_pass_rate']:.4f} | "
                          f"{s['premium_share']:.3f} | {s['calls_per_task']:.3f} |")
     p = result["published_metrics"]
