@@ -148,6 +148,7 @@ class Prepared:
     audit_examples: pd.DataFrame
     lookup: dict[str, dict[str, float]]
     support: dict[str, dict[str, int]]
+    certify_rows: pd.DataFrame | None = None  # the guarantee's courses (local engine only)
     engine_info: dict[str, Any] = field(default_factory=dict)
 
 

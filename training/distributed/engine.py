@@ -221,6 +221,9 @@ def train_on_dask(job: TrainJob, kinds: list[str], phases: Phases,
     """The Dask engine: examples per partition, LightGBM on the cluster, the same bundle."""
     if kinds[0] != "lightgbm":
         raise ValueError(f"train.model={kinds[0]!r}: train.engine=dask trains lightgbm only")
+    if job.router.guarantee.enabled:
+        raise ValueError("router.guarantee.enabled=true needs train.engine=local (the Dask "
+                         "engine does not keep certification courses out of its statistics)")
     spec = FeatureSpec.from_config(job.router.features, embedding_cache=job.paths.cache_dir)
     files = [f for f in expand_log_paths(job.paths.logs)
              if not same_file(f, job.paths.quarantine)]

@@ -32,16 +32,14 @@ def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
     """The simulate and train configs of one deployment in `folder`."""
     paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
              f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
-    target = settings.first_pass_min
     return (compose("router_simulate", [*paths, f"simulate.seed={seed}",
                                         f"simulate.n_courses={settings.n_courses}",
-                                        f"simulate.epsilon={settings.epsilon}"]),
+                                        f"simulate.epsilon={settings.epsilon}",
+                                        f"simulate.audit_courses={settings.audit_courses}"]),
             compose("router_train", [
                 *paths, "train.baseline=null", *settings.train_overrides,
-                "router.calibrate.weighted_bad_vs_static=null",
-                f"router.calibrate.first_pass_min={target}",
-                f"router.guarantee.first_pass_min={target}",
-                f"router.guarantee.delta={settings.delta}"]))
+                "router.guarantee.enabled=true", f"router.guarantee.delta={settings.delta}",
+                f"router.guarantee.margin={settings.margin}"]))
 
 
 def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, DictConfig]
