@@ -115,11 +115,13 @@ def paired_terms(cert: Certification, expected_bad: np.ndarray, start: np.ndarra
 def binomial_floor(cert: Certification, impact: np.ndarray, on_policy: np.ndarray) -> float:
     """The least standard error the policy side's correction can have: the binomial one of
     its matched tasks' bad outcomes at an Agresti-Coull rate, weighted as the estimate is."""
+    total = float((impact * cert.labelled).sum())
+    if total == 0.0:
+        return float("inf")  # nothing labelled: no evidence at all
     k, n = float(cert.bad[on_policy].sum()), float(on_policy.sum())
     rate = (k + 2.0) / (n + 4.0)
     weights = impact[on_policy] / cert.propensity[on_policy]
-    return float(np.sqrt((weights ** 2).sum() * rate * (1 - rate))
-                 / (impact * cert.labelled).sum())
+    return float(np.sqrt((weights ** 2).sum() * rate * (1 - rate))) / total
 
 
 def course_ratio(numerator: np.ndarray, weights: np.ndarray, course: np.ndarray,
