@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from pipeline.world import WorldSettings, simulate_world, task_table
 from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
+from router_model.decide.gate import flip_mask
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
 from router_model.decide.routers import RouterContext, build_router
 from router_model.decide.settings import DIALS, POLICY_VARIANTS
@@ -158,9 +159,7 @@ def flip_gate(cube: OutcomeCube, false_pass: float, false_fail: float,
     """The gate as the true outcome flipped at the given rates (schema errors stay errors)."""
     thr = cube.pass_threshold[:, None, None]
     truth = cube.quality >= thr
-    flip = np.where(truth, rng.random(truth.shape) < false_fail,
-                    rng.random(truth.shape) < false_pass)
-    verdict = truth ^ flip
+    verdict = truth ^ flip_mask(truth, false_pass, false_fail, rng)
     sim = np.where(verdict, np.maximum(cube.quality, thr),
                    np.minimum(cube.quality, np.nextafter(thr, 0)))
     return replace(cube, similarity=sim)
