@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from pipeline.world import WorldSettings, simulate_world, task_table
 from router_model.config import Catalog, Paths, check
-from router_model.decide.policy import RoutingPolicy
 from router_model.decide.gate import flip_mask
+from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
 from router_model.decide.routers import RouterContext, build_router
 from router_model.decide.settings import DIALS, POLICY_VARIANTS
