@@ -69,6 +69,7 @@ class SeedsSettings:
     eval_courses: int
     bootstrap: int
     train_overrides: list[str]
+    evaluate_overrides: list[str]
     n_jobs: int
     reports_dir: str
 

@@ -36,7 +36,7 @@ def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
             compose("router_evaluate", [
                 *paths, *world_cfg, f"evaluate.n_courses={settings.eval_courses}",
                 "evaluate.ope=false", "evaluate.gate_error_rates=[]",
-                f"evaluate.bootstrap={settings.bootstrap}"]))
+                f"evaluate.bootstrap={settings.bootstrap}", *settings.evaluate_overrides]))
 
 
 def one_run(configs: tuple[DictConfig, DictConfig, DictConfig]) -> dict[str, float]:
