@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, typed
+from router_model.config import CONF_DIR
 from training.evaluation.coverage import (
     CoverageSettings,
     coverage_report,
@@ -19,12 +19,11 @@ from training.evaluation.coverage import (
     summary,
 )
 from training.parallel import run_each
-from training.settings_cli import compose
+from training.settings_cli import compose, root_settings
 
 
 def coverage_settings(cfg: DictConfig) -> CoverageSettings:
-    keys = list(CoverageSettings.__dataclass_fields__)
-    return typed(CoverageSettings, {k: cfg[k] for k in keys if k in cfg}, "router_coverage")
+    return root_settings(CoverageSettings, cfg, "router_coverage")
 
 
 def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
