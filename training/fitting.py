@@ -41,6 +41,7 @@ class TrainSettings:
     test_size: float
     seed: int
     publish: bool
+    publish_if_worse: bool  # publish even when the model loses to its lookup baseline
     calibration: str
     cv_folds: int
     holdout_calibration_from: int | None

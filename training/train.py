@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from router_model.catalog_check import catalog_record
 from router_model.config import Catalog, Paths
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.settings import POLICY_VARIANTS
@@ -34,6 +35,7 @@ from training.metrics import (
     full_report,
     reliability_plot,
 )
+from training.publish_gate import publish_gate
 from training.train_job import TrainJob
 from training.train_report import markdown_report
 
@@ -266,7 +268,9 @@ def save_trained(job: TrainJob, prepared: Prepared, main: PassModel, metrics: di
     artifact = save_artifact(main, job.router.artifact, data_hash=data.data_hash,
                              config=job.record, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
-                                             "support": lookup["support"], **calibrated},
-                             publish=job.train.publish)
+                                             "support": lookup["support"], **calibrated,
+                                             **catalog_record(job.catalog)},
+                             publish=publish_gate(job.train, metrics, prepared.test_rows,
+                                                  lookup["lookup"], job.catalog.ladder))
     metrics["router_version"] = artifact.router_version
     return artifact

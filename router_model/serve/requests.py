@@ -106,6 +106,13 @@ def check_extra_analysis(analysis: Analysis) -> None:
             raise RequestValueError(("analysis", preview(key, 20)),
                                     f"key is {len(key)} chars, more than "
                                     f"{MAX_EXTRA_ANALYSIS_KEY_CHARS}")
+        # A container's JSON takes at least 2 characters per element: a long one is refused
+        # before anything walks it (a 1.9M-element array once took seconds to refuse).
+        least = (len(value) + 2 if isinstance(value, str) else
+                 2 * len(value) + 1 if isinstance(value, list | dict) else 0)
+        if least > MAX_EXTRA_ANALYSIS_VALUE_CHARS:
+            raise RequestValueError(("analysis", key), f"value is at least {least} chars of "
+                                    f"JSON, more than {MAX_EXTRA_ANALYSIS_VALUE_CHARS}")
         check_plain_json(value, ("analysis", key), depth=2)
         size = len(json.dumps(value))
         if size > MAX_EXTRA_ANALYSIS_VALUE_CHARS:

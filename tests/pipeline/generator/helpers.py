@@ -35,7 +35,8 @@ def simulator(embedder: Embedder | None = None, **settings: Any
 def generate_config(tmp: Path, url: str, *overrides: str) -> DictConfig:
     """course_generate against `url`, everything written under `tmp`, rules by default."""
     cfg = compose_config("course_generate", [
-        *tmp_paths(tmp), f"provider.base_url={url}", "generate.progress=false",
+        *tmp_paths(tmp), f"provider.base_url={url}", "provider.fallback.base_url=null",
+        "generate.progress=false",
         "serve.artifact=null", f"generate.out_dir={tmp}/out", "generate.embedding_cache=null",
         *overrides])
     OmegaConf.resolve(cfg)
