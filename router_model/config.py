@@ -147,6 +147,9 @@ class FieldSpec:
     context_share: float  # share of the course's source material in the prompt
     batch: bool = False
     pass_threshold: float | None = None  # None: the gate's pass_threshold
+    # The quality floor: the field's expected true pass may fall at most this far below
+    # the seed's rule start's (None: no floor). Held by a per-field dial at training.
+    floor_tolerance: float | None = None
     name: str = ""  # the key in conf/fields, filled in by the catalog
 
     def __post_init__(self) -> None:
@@ -158,6 +161,9 @@ class FieldSpec:
         if self.pass_threshold is not None:
             check(0.0 <= self.pass_threshold <= 1.0, f"{where}.pass_threshold",
                   self.pass_threshold, "must be in [0, 1] (or null for the gate's)")
+        if self.floor_tolerance is not None:
+            check(0.0 <= self.floor_tolerance <= 1.0, f"{where}.floor_tolerance",
+                  self.floor_tolerance, "must be in [0, 1] (or null: no quality floor)")
 
 
 ConfigStore.instance().store(group="gate", name="gate_schema", node=GateConfig)

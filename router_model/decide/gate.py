@@ -142,3 +142,13 @@ class Gate:
         nxt[passed | flag] = tier[passed | flag]
         nretry[passed | flag] = retry[passed | flag]
         return action, nxt, nretry, reason
+
+
+def flip_mask(truth: np.ndarray, false_pass: float, false_fail: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Which verdicts a noisy gate gets wrong: a truly passing output fails with probability
+    `false_fail`, a truly failing one passes with probability `false_pass` (one uniform
+    array for each side, drawn in that order). The one definition of simulated gate error:
+    the world model, the evaluation's gate-error sweep and the public benchmarks use it."""
+    return np.where(truth, rng.random(truth.shape) < false_fail,
+                    rng.random(truth.shape) < false_pass)

@@ -7,8 +7,8 @@ promotion. A manifest is checked here before anything else reads it, so a missin
 `gate_errors.model.slope` is an `ArtifactError` naming the key, never a 500 later on.
 
 Known keys are type-checked strictly (a number is not a string, a count is not a bool) and
-their ranges are checked; keys this router does not know (a later trainer's `support`
-table, `gate_version`, `tiers`, ...) are accepted and ignored, so a newer trainer's
+their ranges are checked; keys this router does not know (a later trainer's
+`gate_version`, `tiers`, ...) are accepted and ignored, so a newer trainer's
 artifact still loads. Where the trainer can legitimately write NaN (a tier without retries
 has `retry_pass_rate` NaN), NaN is accepted; nowhere else.
 """
@@ -80,6 +80,7 @@ class Dial(_Schema):
 
     lam: Annotated[float, Field(ge=0.0, le=1e6)] | None = None
     knob: Share | None = None
+    field_lams: dict[Name, Annotated[float, Field(ge=0.0, le=1e6)]] = {}  # quality floors
 
 
 class Manifest(_Schema):
@@ -97,6 +98,7 @@ class Manifest(_Schema):
     metrics: dict[str, Any] = {}
     ladder_stats: LadderStats = LadderStats()
     lookup: dict[Name, dict[Name, ShareOrNaN]] = {}
+    support: dict[Name, dict[Name, Count]] = {}  # rows behind each lookup cell (pessimism)
     reference: dict[str, Any] = {}
     # A dial may be absent (the policy then uses its uncalibrated default), never null.
     policy: Dial = Dial()
