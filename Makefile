@@ -21,8 +21,8 @@ UV_INSTALL  = $(BIN)/uv pip install --quiet --python $(BIN)/python \
               $(foreach links,$(FIND_LINKS),--find-links $(links))
 $(VENV)/.installed: pyproject.toml router_model/decide/_planner.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(PIP_INSTALL) uv 2>/dev/null && $(UV_INSTALL) -e '.[dev,embed]' \
-	 || { echo "uv unavailable or failed; installing with pip"; $(PIP_INSTALL) -e '.[dev,embed]'; }
+	@$(PIP_INSTALL) uv 2>/dev/null && $(UV_INSTALL) -e '.[dev,embed,litellm,otel]' \
+	 || { echo "uv unavailable or failed; installing with pip"; $(PIP_INSTALL) -e '.[dev,embed,litellm,otel]'; }
 	@touch $@
 
 install: $(VENV)/.installed

@@ -109,7 +109,7 @@ def child(workdir: str, engine: str, millions: int) -> None:
         f"paths.data_dir={workdir}/scratch", f"paths.artifacts_dir={workdir}/artifacts",
         f"paths.reports_dir={workdir}/reports/{engine}-{millions}M", "paths.cache_dir=null",
         f"paths.logs=[{','.join(chunks)}]", f"train.engine={engine}", "train.split=hash",
-        "train.baseline=null", "router.calibrate.bad_vs_static=true"])
+        "train.baseline=null", "router.calibrate.weighted_bad_vs_static=true"])
     with PeakMemory() as peaks:
         start = time.perf_counter()
         try:

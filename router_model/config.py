@@ -34,6 +34,43 @@ def check(ok: bool, where: str, value: Any, rule: str) -> None:
         raise ConfigError(f"{where}={value!r}: {rule}")
 
 
+MAX_TOKENS_PARAMS = ("max_completion_tokens", "max_tokens")
+REASONING_EFFORTS = ("minimal", "low", "medium", "high")
+RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Another deployment of a tier (`tiers.<tier>.deployments.<name>`): the same model at a
+    second base URL or provider, tried when the first one keeps failing."""
+
+    provider: str
+    base_url: str
+    api_key_env: str
+    model_id: str | None  # None: the tier's model_id
+
+
+@dataclass(frozen=True)
+class TierRequest:
+    """`tiers.<tier>.request`: what a call to this tier sends besides the prompt."""
+
+    reasoning_effort: str | None  # reasoning models (gpt-oss, Gemini Flash); None: not sent
+    max_tokens_param: str  # max_completion_tokens (current API) or max_tokens (older servers)
+    response_format: str | None  # json_schema | json_object | none; None: provider's setting
+    extra_body: dict[str, Any]  # sent as is (e.g. OpenRouter's `provider` preferences)
+
+    def check(self, where: str) -> None:
+        """Ranges, named under `where` (the tier's key: `tiers.<tier>.request`)."""
+        check(self.reasoning_effort is None or self.reasoning_effort in REASONING_EFFORTS,
+              f"{where}.reasoning_effort", self.reasoning_effort,
+              f"must be one of {REASONING_EFFORTS} or null")
+        check(self.max_tokens_param in MAX_TOKENS_PARAMS, f"{where}.max_tokens_param",
+              self.max_tokens_param, f"must be one of {MAX_TOKENS_PARAMS}")
+        check(self.response_format is None or self.response_format in RESPONSE_FORMATS,
+              f"{where}.response_format", self.response_format,
+              f"must be one of {RESPONSE_FORMATS} or null")
+
+
 @dataclass(frozen=True)
 class Tier:
     """One callable model: where it lives, what it costs and how fast it is."""
@@ -48,6 +85,8 @@ class Tier:
     ladder_rank: int | None
     first_token_s: float
     output_tokens_per_s: float
+    deployments: dict[str, Deployment]  # more deployments of this tier, tried in order
+    request: TierRequest
     name: str = ""  # the key in conf/tiers, filled in by the catalog
 
     def __post_init__(self) -> None:
@@ -58,6 +97,7 @@ class Tier:
               self.output_tokens_per_s, "must be > 0")
         check(self.context_window > 0, f"{where}.context_window", self.context_window,
               "must be > 0")
+        self.request.check(f"{where}.request")
 
     def call_cost(self, prompt_tokens: Any, completion_tokens: Any) -> Any:
         """USD for one call; works on scalars and numpy arrays alike."""
@@ -115,6 +155,9 @@ class FieldSpec:
     context_share: float  # share of the course's source material in the prompt
     batch: bool = False
     pass_threshold: float | None = None  # None: the gate's pass_threshold
+    # The quality floor: the field's expected true pass may fall at most this far below
+    # the seed's rule start's (None: no floor). Held by a per-field dial at training.
+    floor_tolerance: float | None = None
     name: str = ""  # the key in conf/fields, filled in by the catalog
 
     def __post_init__(self) -> None:
@@ -126,6 +169,9 @@ class FieldSpec:
         if self.pass_threshold is not None:
             check(0.0 <= self.pass_threshold <= 1.0, f"{where}.pass_threshold",
                   self.pass_threshold, "must be in [0, 1] (or null for the gate's)")
+        if self.floor_tolerance is not None:
+            check(0.0 <= self.floor_tolerance <= 1.0, f"{where}.floor_tolerance",
+                  self.floor_tolerance, "must be in [0, 1] (or null: no quality floor)")
 
 
 ConfigStore.instance().store(group="gate", name="gate_schema", node=GateConfig)

@@ -22,13 +22,23 @@ SCHEMA_VERSION = 1
 VerdictKind = Literal["none", "schema", "low_similarity", "severe_similarity"]
 # Attempts that ended without a gate verdict: retried at the same tier, label nothing.
 TransientKind = Literal["rate_limit", "timeout", "provider_error"]
-ErrorKind = Literal[VerdictKind, TransientKind, "context_overflow"]
+# Provider outcomes after the client's own retries and same-tier fallbacks (issue 28): no
+# gate verdict either, so they label nothing. `tier_unavailable`: every deployment of the
+# tier failed or is cooling down, the only provider outcome that may move the ladder (with
+# its own reason); `provider_rejected`: a permanent 4xx (bad request, auth, unknown model),
+# which stops the task and never escalates.
+ProviderKind = Literal["tier_unavailable", "provider_rejected"]
+ErrorKind = Literal[VerdictKind, TransientKind, "context_overflow", ProviderKind]
 
 GATE_VERDICTS: tuple[str, ...] = typing.get_args(VerdictKind)
 TRANSIENT_ERRORS: tuple[str, ...] = typing.get_args(TransientKind)
-ERROR_KINDS: tuple[str, ...] = (*GATE_VERDICTS, *TRANSIENT_ERRORS, "context_overflow")
+PROVIDER_OUTCOMES: tuple[str, ...] = typing.get_args(ProviderKind)
+ERROR_KINDS: tuple[str, ...] = (*GATE_VERDICTS, *TRANSIENT_ERRORS, "context_overflow",
+                                 *PROVIDER_OUTCOMES)
 
-StartSource = Literal["learned", "rules", "exploration", "override"]
+# `rules_fallback`: the generator's router client answered from the local rules because
+# router-serve could not be reached (issue 28).
+StartSource = Literal["learned", "rules", "exploration", "override", "rules_fallback"]
 START_SOURCES: tuple[str, ...] = typing.get_args(StartSource)
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -94,6 +104,17 @@ class AttemptRecord(BaseModel):
     gate_raw_score: float | None = None
     gate_calibrated_score: Unit | None = None
     gate_version: str | None = None
+    # ---- issue 28: the provider's side of the attempt and the run (None in older logs) ----
+    run_id: str | None = None  # the generator run (task ids carry it: runs train together)
+    deployment: str | None = None  # which deployment of the tier answered (or failed last)
+    response_model: str | None = None  # the `model` the provider's response named
+    finish_reason: str | None = None  # the provider's finish reason (stop, length, ...)
+    usage_prompt_tokens: Count | None = None  # billed prompt tokens (prompt_tokens above is
+    #                                           the routing estimate, a model feature)
+    usage_estimated: bool | None = None  # usage absent or implausible: tokens estimated
+    provider_retries: Count | None = None  # failed provider calls absorbed before this
+    #                                        outcome (retries and same-tier fallbacks)
+    # ---- end issue 28 ----
 
 
 @dataclass

@@ -27,6 +27,13 @@ def policy_settings(**changes: Any) -> PolicySettings:
     return yaml_defaults(PolicySettings, "router", "policy", **changes)
 
 
+def yaml_guarantee(**changes: Any) -> Any:
+    """router.guarantee as conf/router/default.yaml sets it, with `changes`."""
+    from training.guarantee import GuaranteeSettings
+
+    return yaml_defaults(GuaranteeSettings, "router", "guarantee", **changes)
+
+
 def tmp_paths(tmp: Path) -> list[str]:
     """Overrides that send every output of a job into `tmp`."""
     return [f"paths.data_dir={tmp}/data", f"paths.artifacts_dir={tmp}/artifacts",

@@ -31,7 +31,7 @@ from training.chains import OUTCOME_COLUMNS, Chains
 from training.reference import reference_profile
 
 # Bump when the example-building logic changes, so stale caches are never reused.
-DATASET_VERSION = 4  # 4: the drift reference travels with the examples
+DATASET_VERSION = 5  # 5: examples carry their chain's final verdict (the guarantee's)
 
 
 def build_examples(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.DataFrame:
@@ -52,6 +52,13 @@ def build_examples(attempts: pd.DataFrame, chains: Chains | None = None) -> pd.D
     start = chains.order[chains.first][chains.chain[rows]]
     examples["start_source"] = attempts["start_source"].iloc[start].to_numpy()
     examples["propensity"] = attempts["propensity"].iloc[start].to_numpy()
+    # How the chain ended: its last attempt's gate verdict, and the audit's where there is
+    # one (what the quality guarantee certifies on).
+    last = chains.order[chains.last][chains.chain[rows]]
+    examples["final_passed"] = attempts["passed"].to_numpy()[last].astype(bool)
+    examples["final_audit"] = (pd.Series(attempts["audit_passed"], dtype="boolean").to_numpy()[last]
+                               if "audit_passed" in attempts.columns
+                               else pd.array([pd.NA] * len(rows), dtype="boolean"))
     return examples
 
 
@@ -136,6 +143,21 @@ def lookup_from_cells(cells: pd.DataFrame, fields: Sequence[str]) -> dict[str, d
             for f in sorted(fields)}
 
 
+def support_from_cells(cells: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per field and tier, how many chains started there: the evidence behind each cell,
+    which the planner's pessimism reads (few started chains, a wider bound)."""
+    counts = cells.groupby(["field", "tier"], observed=True)["n"].sum()
+    out: dict[str, dict[str, int]] = {}
+    for (f, t), n in counts.items():
+        out.setdefault(str(f), {})[str(t)] = int(n)
+    return out
+
+
+def support_table(examples: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """`support_from_cells` of the examples' start cells."""
+    return support_from_cells(start_cells(examples))
+
+
 @dataclass
 class ExampleSet:
     """Labelled examples plus what reading the logs found."""
@@ -158,17 +180,20 @@ def logs_hash(paths: Sequence[LogSource], catalog: Catalog) -> str:
 
 
 def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
-                  cache_dir: str | Path | None, quarantine_path: str | Path | None = None
-                  ) -> ExampleSet:
+                  cache_dir: str | Path | None, quarantine_path: str | Path | None = None,
+                  certify: tuple[float, int] | None = None) -> ExampleSet:
     """Read logs through the contract and build examples, reusing the on-disk cache.
 
     The cache is a `datasets` Arrow dataset keyed by the logs' content hash: a retrain on
-    unchanged logs memory-maps it instead of re-validating every row.
+    unchanged logs memory-maps it instead of re-validating every row. `certify` (share,
+    seed): courses kept for the quality guarantee (`certification_courses`), left out of the
+    ladder statistics as they are out of every fit.
     """
     files = expand_log_paths(logs)
     # the quarantine file is never a log, even when it lies in the logs folder
     files = [f for f in files if not same_file(f, quarantine_path)]
-    key = logs_hash(files, catalog)
+    key = logs_hash(files, catalog) + (f"-certify-{certify[0]}-{certify[1]}" if certify
+                                       else "")
     cache = Path(cache_dir) / "examples" / key if cache_dir else None
     if cache is not None and (cache / "meta.json").exists():
         import datasets
@@ -184,8 +209,12 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
     examples = build_examples(loaded.frame, chains)
     counts = {**loaded.counts, "examples": len(examples),
               "tasks": int(examples["task_id"].nunique()) if len(examples) else 0}
-    result = ExampleSet(examples, key, counts, ladder_statistics(loaded.frame, chains),
-                        from_cache=False, reference=reference_profile(loaded.frame, chains))
+    stats = ladder_statistics(loaded.frame, chains)
+    if certify is not None:
+        kept = loaded.frame[~certification_courses(loaded.frame["course_id"], *certify)]
+        stats = ladder_statistics(kept.reset_index(drop=True))
+    result = ExampleSet(examples, key, counts, stats, from_cache=False,
+                        reference=reference_profile(loaded.frame, chains))
     if cache is not None:
         _write_cache(result, cache)
     return result
@@ -218,6 +247,14 @@ def in_holdout(course_ids: pd.Series | Sequence[str], share: float) -> np.ndarra
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"holdout share {share!r} must be in [0, 1]")
     return course_draw(course_ids) < share
+
+
+def certification_courses(course_ids: pd.Series | Sequence[str], share: float, seed: int
+                          ) -> np.ndarray:
+    """Courses kept for certifying the quality guarantee: out of the model's fit, the
+    ladder statistics and the false-pass model alike, so the certificate's data is
+    independent of everything the certified policy was built from."""
+    return course_draw(course_ids, f"certify-{seed}:") < share
 
 
 def hash_test_courses(course_ids: pd.Series | Sequence[str], test_size: float, seed: int

@@ -41,6 +41,7 @@ class TrainSettings:
     test_size: float
     seed: int
     publish: bool
+    publish_if_worse: bool  # publish even when the model loses to its lookup baseline
     calibration: str
     cv_folds: int
     holdout_calibration_from: int | None
@@ -135,8 +136,9 @@ class Prepared:
 
     `train_rows` are the training examples in memory (the local engine: all of them; the Dask
     engine: the calibration sample gathered to the client), `test_rows` the held-out ones,
-    `audit_examples` every example with an audit verdict, and `lookup` the lookup-table
-    baseline from all training rows.
+    `audit_examples` every example with an audit verdict, `lookup` the lookup-table
+    baseline from all training rows and `support` how many chains started in each of its
+    cells.
     """
 
     data: ExampleSet
@@ -146,6 +148,8 @@ class Prepared:
     test_rows: pd.DataFrame
     audit_examples: pd.DataFrame
     lookup: dict[str, dict[str, float]]
+    support: dict[str, dict[str, int]]
+    certify_rows: pd.DataFrame | None = None  # the guarantee's courses (local engine only)
     engine_info: dict[str, Any] = field(default_factory=dict)
 
 

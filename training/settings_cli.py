@@ -6,10 +6,19 @@ everything below the CLI modules takes those objects, never a config node.
 
 from __future__ import annotations
 
+from typing import Any
+
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR, Paths, typed
 from training.router_settings import RouterSettings
+
+
+def root_settings(schema: type, cfg: DictConfig, where: str) -> Any:
+    """A command whose settings sit at the config's root (not in a group): its schema's
+    keys, typed."""
+    keys = list(schema.__dataclass_fields__)
+    return typed(schema, {k: cfg[k] for k in keys if k in cfg}, where)
 
 
 def router_settings(cfg: DictConfig) -> RouterSettings:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from router_model.catalog_check import catalog_record
 from router_model.config import Catalog, Paths
 from router_model.decide.gate import gate_version
 from router_model.decide.policy import RoutingPolicy
@@ -19,10 +20,12 @@ from router_model.model.features import FeatureSpec
 from router_model.model.pass_model import PassModel
 from training.dataset import (
     ExampleSet,
+    certification_courses,
     in_holdout,
     load_examples,
     lookup_table,
     split_examples,
+    support_table,
 )
 from training.fitting import Phases, Prepared, TrainSettings, fit_pass_model
 from training.guarantee import learn_then_test
@@ -33,6 +36,7 @@ from training.metrics import (
     full_report,
     reliability_plot,
 )
+from training.publish_gate import publish_gate
 from training.train_job import TrainJob
 from training.train_report import markdown_report
 
@@ -63,15 +67,17 @@ def false_pass_model(model: PassModel, examples: pd.DataFrame, min_rows: int = 2
 
 
 def guaranteed_dial(job: TrainJob, model: PassModel, manifest: dict[str, Any],
-                    rows: pd.DataFrame) -> dict[str, Any] | None:
-    """Learn-then-Test for the learned policy when router.guarantee asks for it."""
-    spec = job.router.guarantee
-    if spec.first_pass_min is None:
+                    rows: pd.DataFrame | None, field_lams: dict[str, float]
+                    ) -> dict[str, Any] | None:
+    """Learn-then-Test for the learned policy (with its floored fields' dials) on the
+    certification courses, when router.guarantee asks for it."""
+    if not job.router.guarantee.enabled or rows is None:
         return None
-    candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate"},
+    candidate = RouterArtifact(model=model, manifest={**manifest, "router_version": "candidate",
+                                                      "policy": {"field_lams": field_lams}},
                                path=None)
     policy = RoutingPolicy(job.catalog, job.router.policy, candidate)
-    return learn_then_test(policy, rows, spec.first_pass_min, spec.delta, seed=job.train.seed)
+    return learn_then_test(policy, rows, job.router.guarantee)
 
 
 def calibrate_policies(job: TrainJob, model: PassModel, manifest: dict[str, Any],
@@ -120,7 +126,13 @@ def load_training_examples(job: TrainJob) -> ExampleSet:
         return ExampleSet(frame, meta["data_hash"], meta["counts"], meta["ladder_stats"],
                           from_cache=True, reference=meta.get("reference"))
     return load_examples(job.paths.logs, job.catalog, cache_dir=job.paths.cache_dir,
-                         quarantine_path=job.paths.quarantine)
+                         quarantine_path=job.paths.quarantine, certify=certify_split(job))
+
+
+def certify_split(job: TrainJob) -> tuple[float, int] | None:
+    """(share, seed) of the courses kept to certify the guarantee on, when it is asked for."""
+    g = job.router.guarantee
+    return (g.share, job.train.seed) if g.enabled else None
 
 
 def prepare_examples(catalog: Catalog, paths: Paths, train: TrainSettings, out: Path
@@ -147,6 +159,11 @@ def train_locally(job: TrainJob, kinds: list[str], phases: Phases) -> Prepared:
         if job.data.holdout_share:  # courses router-promote judges on: never trained on
             keep = ~in_holdout(examples["course_id"], job.data.holdout_share)
             examples = examples[keep].reset_index(drop=True)
+        certify_rows = None
+        if certify_split(job):  # the guarantee's courses: out of every fit
+            kept = certification_courses(examples["course_id"], *certify_split(job))
+            certify_rows = examples[kept].reset_index(drop=True)
+            examples = examples[~kept].reset_index(drop=True)
     with phases("split"):
         train_idx, test_idx = split_examples(examples, method=job.train.split,
                                              test_size=job.train.test_size, seed=job.train.seed)
@@ -159,7 +176,8 @@ def train_locally(job: TrainJob, kinds: list[str], phases: Phases) -> Prepared:
             models[kind] = fit_pass_model(kind, train_rows, spec, job.train)
     return Prepared(data=data, spec=spec, models=models, train_rows=train_rows,
                     test_rows=test_rows, audit_examples=examples,
-                    lookup=lookup_table(train_rows), engine_info={"engine": "local"})
+                    lookup=lookup_table(train_rows), support=support_table(train_rows),
+                    certify_rows=certify_rows, engine_info={"engine": "local"})
 
 
 def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
@@ -181,7 +199,8 @@ def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
             ladder_stats = prepared.data.ladder_stats
             ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
             metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
-            lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats}
+            lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats,
+                      "support": prepared.support}
             dials = calibrate_policies(job, main, lookup, prepared.test_rows)
             metrics["calibration"] = dials
         with phases("save"):
@@ -235,20 +254,25 @@ def evaluate(job: TrainJob, prepared: Prepared, kinds: list[str]
 def save_trained(job: TrainJob, prepared: Prepared, main: PassModel, metrics: dict[str, Any],
                  lookup: dict[str, Any], dials: dict[str, Any]) -> RouterArtifact:
     """The artifact: model, dials (certified when asked), lookup table and drift reference."""
-    guarantee = guaranteed_dial(job, main, lookup, prepared.test_rows)
+    guarantee = guaranteed_dial(job, main, lookup, prepared.certify_rows,
+                                (dials["policy"] or {}).get("field_lams", {}))
     metrics["guarantee"] = guarantee
     if guarantee and guarantee["certified"]:  # serve the certified dial, not the point one
         guarantee["point_value"] = (dials["policy"] or {}).get("value")
         dials = {**dials, "policy": {**(dials["policy"] or {}), "dial": guarantee["dial"],
                                      "value": guarantee["value"]}}
-    calibrated = {key: {d["dial"]: d["value"]} for key, d in dials.items() if d}
+    calibrated = {key: {d["dial"]: d["value"], **({"field_lams": d["field_lams"]}
+                                                  if d.get("field_lams") else {})}
+                  for key, d in dials.items() if d}
     data = prepared.data
     reference = {**(data.reference or {}), "calibration": metrics["start_tier_calibration"]}
     artifact = save_artifact(main, job.router.artifact, data_hash=data.data_hash,
                              config=job.record, metrics=metrics, ladder_stats=data.ladder_stats,
                              extra_manifest={"lookup": lookup["lookup"], "reference": reference,
+                                             "support": lookup["support"], **calibrated,
                                              "gate_version": gate_version(job.catalog.gate),
-                                             **calibrated},
-                             publish=job.train.publish)
+                                             **catalog_record(job.catalog)},
+                             publish=publish_gate(job.train, metrics, prepared.test_rows,
+                                                  lookup["lookup"], job.catalog.ladder))
     metrics["router_version"] = artifact.router_version
     return artifact

@@ -32,7 +32,12 @@ from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, typed
 from router_model.files import text_key
 from router_model.logs.attempts import validate_sources, write_log_dataset, write_quarantine
-from router_model.serve.client import HttpRouterClient, LocalRouterClient, RouterClient
+from router_model.serve.client import (
+    HttpRouterClient,
+    LocalRouterClient,
+    RouterClient,
+    RouterClientSettings,
+)
 from router_model.serve.core import RouterService
 
 log = logging.getLogger("stage5_router.generate")
@@ -62,14 +67,22 @@ def load_inputs(paths: Sequence[str | Path]) -> list[AnalysisResult]:
 
 
 def router_client(cfg: DictConfig, stack: ExitStack) -> RouterClient:
-    """router-serve over HTTP when router.url is set, else the service in-process."""
+    """router-serve over HTTP when router.url is set (with the seed's rules in-process as
+    its fallback when the service is unreachable), else the service in-process."""
     if cfg.router.get("url"):
-        client = HttpRouterClient(str(cfg.router.url))
+        settings = typed(RouterClientSettings, cfg.router_client, "router_client")
+        fallback = None
+        if settings.fallback:
+            rules = OmegaConf.create(OmegaConf.to_container(cfg))
+            rules.serve.artifact = None  # the seed's rules: nothing to load, nothing to lose
+            fallback = LocalRouterClient(RouterService.from_config(rules))
+            stack.callback(fallback.service.close)
+        client = HttpRouterClient(str(cfg.router.url), settings, fallback)
         stack.callback(client.close)
         return client
     service = RouterService.from_config(cfg)
     stack.callback(service.close)
-    return LocalRouterClient(service)
+    return LocalRouterClient(service)  # it warns if the catalog changed since training
 
 
 def phase_bars(results: list[AnalysisResult], catalog: Catalog, enabled: bool,

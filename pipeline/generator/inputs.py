@@ -104,9 +104,27 @@ def _non_finite(data: Any, loc: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return []
 
 
+def _router_refusals(data: Any) -> list[str]:
+    """What the router would refuse in the analysis block: its own request model decides
+    (extra keys' number and sizes, plain JSON), so the two limits cannot drift apart."""
+    from router_model.serve.requests import TaskIn
+
+    analysis = data.get("analysis") if isinstance(data, dict) else None
+    if not isinstance(analysis, dict):
+        return []  # missing or mistyped: the schema check below names it
+    try:
+        TaskIn.model_validate({"field": "course_title", "prompt_tokens": 0,
+                               "analysis": analysis})
+    except ValidationError as exc:
+        return [f"$.analysis: the router refuses it: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors() if "finite" not in e["msg"]]
+    return []
+
+
 def parse_analysis_result(data: Any) -> AnalysisResult:
     """Validate a decoded analysis_result; raise InputError naming every bad JSON path."""
     problems = [f"{json_path(loc)}: NaN/Infinity is not a number" for loc in _non_finite(data)]
+    problems += _router_refusals(data)
     try:
         result = AnalysisResult.model_validate(data)
     except ValidationError as exc:
@@ -132,7 +150,11 @@ def load_analysis_result(path: str | Path) -> AnalysisResult:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be an analysis_result") from None
     try:
         return parse_analysis_result(data)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
+    except RecursionError:  # under the decoder's limit, over the checks' (a few hundred)
+        raise InputError(f"{path}: JSON nested too deeply to be an analysis_result") from None

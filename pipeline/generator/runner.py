@@ -26,6 +26,13 @@ from pipeline.generator.course import assemble_course
 from pipeline.generator.gating import judge_items
 from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
+from pipeline.generator.outcomes import (
+    PROVIDER_OUTCOMES,
+    logged_task_id,
+    new_run_id,
+    provider_fields,
+    provider_step,
+)
 from pipeline.generator.phases import run_phases
 from pipeline.generator.tasks import Task, build_tasks
 from router_model.config import Catalog, check
@@ -109,8 +116,9 @@ class FieldResult:
 class AttemptJournal:
     """One course's attempt log, appended row by row (contract JSONL), crash-safe."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, run_id: str | None = None) -> None:
         self.path = path
+        self.run_id = run_id  # in every logged task id (outcomes.logged_task_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.counts: dict[str, int] = {}
         if path.exists():
@@ -141,18 +149,20 @@ class CourseState:
     def __init__(self, path: Path, input_hash: str) -> None:
         self.path = path
         self.done: dict[str, FieldResult] = {}
+        self.run_id: str | None = new_run_id()
         if path.exists():
             data = json.loads(path.read_text())
             if data["input_hash"] != input_hash:
                 raise CourseFailed(f"{path} belongs to a different analysis_result for this "
                                    "course_id; delete it or pass fresh=true to start over")
             self.done = {k: FieldResult(**v) for k, v in data["done"].items()}
+            self.run_id = data.get("run_id")  # a run started before run ids: none
         self.input_hash = input_hash
 
     def save(self, result: FieldResult) -> None:
         self.done[result.task_id] = result
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"input_hash": self.input_hash,
+        tmp.write_text(json.dumps({"input_hash": self.input_hash, "run_id": self.run_id,
                                    "done": {k: asdict(v) for k, v in self.done.items()}}))
         os.replace(tmp, self.path)
 
@@ -210,7 +220,7 @@ class Generator:
                 path.unlink(missing_ok=True)
         state_path.parent.mkdir(parents=True, exist_ok=True)
         state = CourseState(state_path, input_hash)
-        journal = AttemptJournal(journal_path)
+        journal = AttemptJournal(journal_path, state.run_id)
         tasks = build_tasks(result, self.catalog.fields)
         phases = await run_phases(self, result, tasks, state, journal)
         course = assemble_course(result, tasks, state.done, phases)
@@ -282,10 +292,7 @@ class Generator:
             call = await self._call(task, chain)
             verdict = await self._judge(task, chain, call)
             self._log(task, chain, call, verdict, journal)
-            step = await self._router(
-                "escalate", decision_id=chain.decision["decision_id"], tier=chain.tier,
-                similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
-                error_kind=call.error_kind, retry_count=chain.retry)
+            step = await self._next_step(task, chain, call, verdict)
             if step["action"] == "accept":
                 for i in chain.pending:
                     chain.accepted[i] = chain.best[i]
@@ -296,6 +303,17 @@ class Generator:
             chain.pending = [i for i in chain.pending if i not in chain.accepted]
             chain.tier, chain.retry, chain.reason = (step["next_tier"], step["retry_count"],
                                                      step["reason"])
+
+    async def _next_step(self, task: Task, chain: _Chain, call: CallResult,
+                         verdict: dict[str, Any]) -> dict[str, Any]:
+        """The router's ladder after a gate verdict; after a provider outcome (every
+        deployment down, a permanent 4xx) the provider's own step, never the gate's."""
+        if call.error_kind in PROVIDER_OUTCOMES:
+            return provider_step(self.catalog, chain.tier, call.error_kind, call.error)
+        return await self._router(
+            "escalate", decision_id=chain.decision["decision_id"], tier=chain.tier,
+            similarity=verdict["similarity"], schema_valid=verdict["schema_valid"],
+            error_kind=call.error_kind, retry_count=chain.retry, field=task.field)
 
     async def _call(self, task: Task, chain: _Chain) -> CallResult:
         n_here = chain.per_tier.get(chain.tier, 0)
@@ -338,9 +356,10 @@ class Generator:
         d = chain.decision
         tier = self.catalog.tiers[chain.tier]
         routed = task.router_task()
+        task_id = logged_task_id(task.task_id, journal.run_id)
         journal.append(AttemptRecord(
-            timestamp=datetime.now(UTC), course_id=task.course_id, task_id=task.task_id,
-            field=task.field, phase=task.phase, attempt=journal.next_attempt(task.task_id),
+            timestamp=datetime.now(UTC), course_id=task.course_id, task_id=task_id,
+            field=task.field, phase=task.phase, attempt=journal.next_attempt(task_id),
             tier=chain.tier, model=tier.model_id, provider=call.provider,
             prompt_tokens=routed["prompt_tokens"], completion_tokens=call.completion_tokens,
             context_tokens=routed["context_tokens"], analysis=task.analysis, brief=task.brief,
@@ -352,7 +371,7 @@ class Generator:
             predicted_pass_prob=(d.get("pass_probabilities") or {}).get(chain.tier),
             propensity=chain.propensity, escalation_reason=chain.reason,
             gate_raw_score=verdict["raw"], gate_calibrated_score=verdict["similarity"],
-            gate_version=self.gate.version))
+            gate_version=self.gate.version, **provider_fields(call, journal.run_id)))
 
     def _finish(self, task: Task, chain: _Chain, flagged: bool) -> FieldResult:
         missing = [i for i in task.items if i not in chain.accepted and i not in chain.best]

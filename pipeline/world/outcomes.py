@@ -21,7 +21,7 @@ from pipeline.world.draws import fast_normal, scaled_normal
 from pipeline.world.gate_error import batch_minimum_levels, language_group, read_table
 from pipeline.world.settings import Interactions, Noise, QualityCurve, TierWorld, WorldSettings
 from router_model.config import Catalog, ConfigError
-from router_model.decide.gate import Gate
+from router_model.decide.gate import Gate, flip_mask
 from router_model.decide.replay import OutcomeCube
 
 # Rows per block of a tier's arithmetic: its temporaries stay small (in cache, and reused by
@@ -61,7 +61,7 @@ def gate_flips(noise: Noise, similarity: np.ndarray, quality: np.ndarray,
         return similarity
     thr = threshold[:, None, None]
     truth = quality >= thr
-    flip = np.where(truth, rng.random(truth.shape) < ff, rng.random(truth.shape) < fp)
+    flip = flip_mask(truth, fp, ff, rng)
     above = thr + rng.uniform(0.0, 0.05, truth.shape)
     below = severe + (thr - severe) * rng.uniform(0.0, 1.0, truth.shape)
     return np.where(flip, np.where(truth, below, np.minimum(above, 1.0)), similarity)

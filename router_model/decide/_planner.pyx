@@ -12,7 +12,7 @@ so threads may share one planner. Argument lengths are checked up front: indexin
 unchecked for speed (boundscheck=False) past that point.
 """
 
-from libc.math cimport exp, log, INFINITY
+from libc.math cimport exp, log, sqrt, INFINITY
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 
@@ -81,17 +81,20 @@ cdef class CompiledPlanner:
                  "needs one false-pass intercept per tier")
 
     def plan(self, const double[:, ::1] X, double prompt_total, double output,
-             rates, double price, double required):
+             rates, penalty, double price, double required):
         """(start, pass probabilities, expected costs, fits the context) for one encoded
         row. `rates`: the false-pass rate per tier when there is no false-pass model.
-        `price`: lam x w(field); `required`: the threshold rule's pass probability."""
+        `penalty`: the planning pessimism's kappa^2 / (n + 1) per tier, or None.
+        `price`: lam x w(field); `required`: the threshold rule's pass probability. The
+        probabilities returned are the model's; the plan acts on the pessimistic ones."""
         self._check_width(X, 1)
         cdef int L = self.tiers, t, start
         cdef double *buffer = self._buffer()
-        cdef double *p = buffer
+        cdef double *p = buffer + 5 * L
         cdef double *cost_first = buffer + 3 * L
         try:
             self._fill_rates(rates, buffer + 2 * L)
+            self._fill_penalty(penalty, buffer + 6 * L)
             start = self._plan_row(&X[0, 0], prompt_total, output, price, required, buffer)
             tokens = prompt_total + output
             return (start, [p[t] for t in range(L)], [cost_first[t] for t in range(L)],
@@ -99,19 +102,21 @@ cdef class CompiledPlanner:
         finally:
             free(buffer)
 
-    def plan_many(self, const double[:, ::1] X, prompt_total, output, rates, price,
-                  required):
+    def plan_many(self, const double[:, ::1] X, prompt_total, output, rates, penalty,
+                  price, required):
         """`plan` for each row of X (per-task lists of the same arguments; `rates` None
-        with a false-pass model): (starts, probability rows, expected-cost columns,
-        fits-the-context columns), the layout of `RoutingPolicy.plan_columns`."""
+        with a false-pass model, `penalty` None without pessimism): (starts, probability
+        rows, expected-cost columns, fits-the-context columns), the layout of
+        `StartChoice.plan_columns`."""
         cdef Py_ssize_t n = X.shape[0], i
         self._check_width(X, n)
         _require(len(prompt_total) == len(output) == len(price) == len(required) == n and (
-            self.fp_model or rates is not None and len(rates) == n),
+            self.fp_model or rates is not None and len(rates) == n) and (
+            penalty is None or len(penalty) == n),
             f"plan_many needs one value per task ({n}) in every list")
         cdef int L = self.tiers, t
         cdef double *buffer = self._buffer()
-        cdef double *p = buffer
+        cdef double *p = buffer + 5 * L
         cdef double *cost_first = buffer + 3 * L
         starts, p_rows = [], []
         cost_columns = [[] for _ in range(L)]
@@ -119,6 +124,7 @@ cdef class CompiledPlanner:
         try:
             for i in range(n):
                 self._fill_rates(None if self.fp_model else rates[i], buffer + 2 * L)
+                self._fill_penalty(None if penalty is None else penalty[i], buffer + 6 * L)
                 starts.append(self._plan_row(&X[i, 0], prompt_total[i], output[i], price[i],
                                              required[i], buffer))
                 p_rows.append([p[t] for t in range(L)])
@@ -136,9 +142,10 @@ cdef class CompiledPlanner:
                              f"{X.shape[0]} x {X.shape[1]}")
 
     cdef double *_buffer(self) except NULL:
-        """One call's scratch: p, cost, false pass, cost and bad from each start (one
-        entry per tier each), then the tier rows for the trees."""
-        cdef double *buffer = <double *>malloc(sizeof(double) * self.tiers * (5 + self.width))
+        """One call's scratch: the planning p, cost, false pass, cost and bad from each
+        start, the model's p, the pessimism (one entry per tier each), then the tier rows
+        for the trees."""
+        cdef double *buffer = <double *>malloc(sizeof(double) * self.tiers * (7 + self.width))
         if buffer == NULL:
             raise MemoryError()
         return buffer
@@ -153,25 +160,40 @@ cdef class CompiledPlanner:
         for t in range(self.tiers):
             fp[t] = rates[t]
 
+    cdef void _fill_penalty(self, penalty, double *pen) except *:
+        """The pessimism per tier into `pen` (zeros when planning is not pessimistic)."""
+        cdef int t
+        _require(penalty is None or len(penalty) == self.tiers,
+                 f"needs one pessimism term per tier ({self.tiers})")
+        for t in range(self.tiers):
+            pen[t] = 0.0 if penalty is None else penalty[t]
+
     cdef int _plan_row(self, const double *row, double prompt_total, double output,
                        double price, double required, double *buffer) except -1:
-        """One task into `buffer` (see `_buffer`; the rates already in place without a
-        false-pass model); returns its start tier."""
+        """One task into `buffer` (see `_buffer`; the rates and the pessimism already in
+        place); returns its start tier."""
         cdef int L = self.tiers, t, j
         cdef double *p = buffer
         cdef double *cost = buffer + L
         cdef double *fp = buffer + 2 * L
         cdef double *cost_first = buffer + 3 * L
         cdef double *bad_first = buffer + 4 * L
-        cdef double *rows = buffer + 5 * L
+        cdef double *model_p = buffer + 5 * L
+        cdef double *pen = buffer + 6 * L
+        cdef double *rows = buffer + 7 * L
         for t in range(L):
             for j in range(self.width):
                 rows[t * self.width + j] = row[j]
             rows[t * self.width + self.tier_col] = self.codes[t]
-            p[t] = 0.0
-        self.forest(rows, p, 0, L)
+            model_p[t] = 0.0
+        self.forest(rows, model_p, 0, L)
         for t in range(L):
-            p[t] = self._calibrated(p[t])
+            model_p[t] = self._calibrated(model_p[t])
+            p[t] = model_p[t]
+            if pen[t] != 0.0:  # StartChoice.planning_p, the same steps
+                p[t] = p[t] - sqrt(p[t] * (1.0 - p[t]) * pen[t])
+                if p[t] < 0.0:
+                    p[t] = 0.0
             if self.fp_model:
                 fp[t] = self._false_pass(t, p[t])
         self._attempt_costs(prompt_total, output, cost)

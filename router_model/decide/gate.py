@@ -153,6 +153,16 @@ class Gate:
         return action, nxt, nretry, reason
 
 
+def flip_mask(truth: np.ndarray, false_pass: float, false_fail: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Which verdicts a noisy gate gets wrong: a truly passing output fails with probability
+    `false_fail`, a truly failing one passes with probability `false_pass` (one uniform
+    array for each side, drawn in that order). The one definition of simulated gate error:
+    the world model, the evaluation's gate-error sweep and the public benchmarks use it."""
+    return np.where(truth, rng.random(truth.shape) < false_fail,
+                    rng.random(truth.shape) < false_pass)
+
+
 # ---- the calibration map and the gate's version ----------------------------------------------
 
 ANY_FIELD = "*"  # the map a field without its own uses
@@ -211,6 +221,8 @@ def gate_mismatch(gate: GateConfig, manifest: Mapping[str, Any] | None) -> str |
     if manifest is None:
         return None
     learned = manifest.get("gate_version")
+    if not isinstance(learned, str) or len(learned) > 100:  # a manifest is not trusted text
+        learned = None
     current = gate_version(gate)
     if learned == current:
         return None

@@ -54,8 +54,9 @@ class RoutingPolicy:
         self.predictor = predictor
         self.calibration_key = calibration_key
         self.fallback_reason = fallback_reason or (None if artifact else "no_model")
-        self.choice = StartChoice(catalog, self.settings,
-                                  artifact.manifest.get("ladder_stats", {}) if artifact else {})
+        manifest = artifact.manifest if artifact else {}
+        self.choice = StartChoice(catalog, self.settings, manifest.get("ladder_stats", {}),
+                                  manifest.get("support"))
         self.rules = self.choice.rules
         self.rng = np.random.default_rng(seed)
         self.ladder = catalog.ladder
@@ -181,7 +182,7 @@ class RoutingPolicy:
         if self.learned:
             try:
                 X, gaps = self._encode(tasks, flat, columns, output)
-                plan = (self._plan_compiled(X, fields, impact, prompt_total, output)
+                plan = (self._plan_compiled(X, fields, prompt_total, output)
                         if self._planner is not None else
                         self._plan_tasks(self._predict_encoded(X), fields, impact,
                                          prompt_total, output))
@@ -225,37 +226,41 @@ class RoutingPolicy:
     def _plan_tasks(self, p: np.ndarray, fields: list[str], impact: list[float],
                     prompt_total: list[float], output: list[float]) -> dict[str, Any]:
         """The plan for a decision: on floats for one task (far cheaper than numpy there),
-        on arrays for many; `p_rows` keeps each task's probabilities as floats."""
+        on arrays for many; `p_rows` keeps each task's probabilities (the model's, before
+        the planning pessimism) as floats."""
+        choice = self.choice
         if len(fields) == 1:
-            p0 = p[0].tolist()
-            plan = self.choice.plan_columns(p0, impact[0], prompt_total[0], output[0],
-                                            self.choice.false_pass(fields[0], p0),
-                                            self.DECISION_QUANTITIES)
+            p0 = choice.planning_p(p[0].tolist(), fields[0])
+            plan = choice.plan_columns(p0, impact[0], prompt_total[0], output[0],
+                                       choice.false_pass(fields[0], p0),
+                                       self.DECISION_QUANTITIES,
+                                       lam=choice.settings.lam_of(fields[0]))
         else:
-            columns = list(p.T)
-            plan = self.choice.plan_columns(columns, np.array(impact), np.array(prompt_total),
-                                            np.array(output),
-                                            self.choice.false_pass(fields, columns),
-                                            self.DECISION_QUANTITIES)
+            columns = list(choice.planning_p(p, fields).T)
+            plan = choice.plan_columns(columns, np.array(impact), np.array(prompt_total),
+                                       np.array(output), choice.false_pass(fields, columns),
+                                       self.DECISION_QUANTITIES, lam=choice.lams(fields))
         return {**plan, "p_rows": p.tolist()}
 
-    def _plan_compiled(self, X: np.ndarray, fields: list[str], impact: list[float],
-                       prompt_total: list[float], output: list[float]) -> dict[str, Any]:
+    def _plan_compiled(self, X: np.ndarray, fields: list[str], prompt_total: list[float],
+                       output: list[float]) -> dict[str, Any]:
         """`_plan_tasks` by the compiled planner: the same numbers (tested). Without the
         audit's false-pass model the planner takes the audit's rates by field and tier."""
-        table = self.choice.false_pass_model is None
+        choice = self.choice
+        table = choice.false_pass_model is None
         if len(fields) == 1:
-            price, required = self.choice.impact_terms(impact[0])
+            price, required = choice.terms(fields[0])
             start, p, cost, eligible = self._planner.plan(
-                X, prompt_total[0], output[0], self.choice.false_pass(fields[0], []) if table
-                else None, price, required)
+                X, prompt_total[0], output[0], choice.false_pass(fields[0], []) if table
+                else None, choice.penalty(fields[0]), price, required)
             return {"start": start, "p_rows": [p], "expected_cost": cost,
                     "eligible": eligible, "required": required}
-        terms = [self.choice.impact_terms(i) for i in impact]
+        terms = [choice.terms(f) for f in fields]
         required = [t[1] for t in terms]
         start, p_rows, cost, eligible = self._planner.plan_many(
-            X, prompt_total, output, [self.choice.false_pass(f, []) for f in fields] if table
-            else None, [t[0] for t in terms], required)
+            X, prompt_total, output, [choice.false_pass(f, []) for f in fields] if table
+            else None, [choice.penalty(f) for f in fields] if choice.penalties else None,
+            [t[0] for t in terms], required)
         return {"start": start, "p_rows": p_rows, "expected_cost": cost,
                 "eligible": eligible, "required": required}
 

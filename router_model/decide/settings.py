@@ -43,7 +43,9 @@ class PolicySettings:
     knob: float | None  # threshold rule only; None: calibrated
     impact_slope: float
     epsilon: float  # share of randomised start tiers (exploration, propensity logged)
-    latency_price_per_s: float
+    latency_usd_per_hour: float  # what an hour of generator wall time is worth
+    pessimism: float  # kappa: standard errors off each (field, tier) cell's pass probability
+    field_lams: dict[str, float] | None  # per-field dials (quality floors); None: calibrated
     default_schema_share: float
     default_severe_share: float
     default_retry_pass_rate: float
@@ -63,8 +65,23 @@ class PolicySettings:
         if self.knob is not None:
             check(0.0 <= self.knob <= 1.0, "router.policy.knob", self.knob,
                   "must be in [0, 1] (or null for the calibrated knob)")
-        check(self.latency_price_per_s >= 0, "router.policy.latency_price_per_s",
-              self.latency_price_per_s, "must be >= 0")
+        check(self.latency_usd_per_hour >= 0, "router.policy.latency_usd_per_hour",
+              self.latency_usd_per_hour, "must be >= 0 USD per hour")
+        check(self.pessimism >= 0, "router.policy.pessimism", self.pessimism,
+              "must be >= 0 standard errors (0: plan on the model's probabilities as they are)")
+        for name, value in (self.field_lams or {}).items():
+            check(value >= 0, f"router.policy.field_lams.{name}", value, "must be >= 0")
+
+    @property
+    def latency_price_per_s(self) -> float:
+        """USD per second of latency: the hourly value of generator wall time / 3600."""
+        return self.latency_usd_per_hour / 3600.0
+
+    def lam_of(self, field_name: str) -> float:
+        """The dial for one field: the policy's lam, or the field's own when its quality
+        floor needs more (a floor can only raise the price of a bad outcome)."""
+        own = (self.field_lams or {}).get(field_name)
+        return self.lam if own is None or own < self.lam else own
 
 
 def calibrated(settings: PolicySettings, manifest: Mapping[str, Any] | None,
@@ -76,6 +93,9 @@ def calibrated(settings: PolicySettings, manifest: Mapping[str, Any] | None,
         settings = replace(settings, lam=float(stored.get("lam", UNCALIBRATED_LAM)))
     if settings.knob is None:
         settings = replace(settings, knob=float(stored.get("knob", UNCALIBRATED_KNOB)))
+    if settings.field_lams is None:
+        settings = replace(settings, field_lams={str(f): float(v) for f, v in
+                                                 stored.get("field_lams", {}).items()})
     return settings
 
 
@@ -86,5 +106,6 @@ def variant_settings(settings: PolicySettings, own_key: str, key: str,
     if key not in POLICY_VARIANTS:
         raise ValueError(f"unknown policy variant {key!r}; known: {sorted(POLICY_VARIANTS)}")
     rule, _ = POLICY_VARIANTS[key]
-    base = settings if key == own_key else replace(settings, lam=None, knob=None)
+    base = settings if key == own_key else replace(settings, lam=None, knob=None,
+                                                   field_lams=None)
     return replace(base, rule=rule, **changes)

@@ -14,33 +14,47 @@ copy is quarantined and the first kept; twins that differ are quarantined togeth
 that cannot be read at all (a 0-byte Parquet, a UTF-16 or binary JSONL) is quarantined as a
 whole, with its path and reason, and reading goes on; a quarantine file is never read back
 as a log.
+
+At the door, before any frame is built (`ReadLimits`, a parameter of the reader with module
+defaults): a row with more keys than `max_keys`, a string longer than `max_value_chars`, a
+JSONL line longer than `max_row_bytes`, or one that would take a file past `max_columns`
+distinct keys is quarantined with the reason (one row with 20k keys made memory grow as
+rows x keys); a timestamp outside the window (`earliest`, now + `max_future`) is
+quarantined, a row from the future included; an object where the contract wants a plain
+value, `true` where it wants a number or a version, and an extra analysis key whose rows
+disagree on its JSON type are quarantined; so are a task's rows when its chain has a gap
+(attempts 1 and 3 without 2) or its id is reused in another course.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from router_model.contract import AttemptRecord
 from router_model.files import stable_hash32
+from router_model.logs.read_files import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    read_jsonl,
+    read_parquet,
+)
 from router_model.logs.store import (
+    DEFAULT_URL_SCHEMES,
     LogReadError,
     LogSource,
     expand_log_paths,
-    open_binary,
     same_file,
     suffix,
 )
@@ -49,6 +63,7 @@ from router_model.logs.validate import (
     column_rules,
     join_reasons,
     json_value,
+    quarantine_broken_chains,
     quarantine_duplicates,
     validate_frame,
 )
@@ -214,9 +229,6 @@ def _frame_to_nested(frame: pd.DataFrame) -> Iterable[dict[str, Any]]:
 # Reading and validation
 
 
-QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
-
-
 @dataclass
 class LoadResult:
     """Valid rows, quarantined rows and counts from reading one or more log files."""
@@ -226,165 +238,24 @@ class LoadResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class _NonFinite:
-    """What the strict JSON reader puts where a line said NaN / Infinity / 1e400."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-
-def _parse_float(text: str) -> Any:
-    value = float(text)
-    return value if math.isfinite(value) else _NonFinite(text)
-
-
-def _first_non_finite(obj: Any, path: str = "") -> str | None:
-    stack = [(obj, path)]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, _NonFinite):
-            return f"{where or 'value'}={value.text}: not a finite number"
-        if isinstance(value, dict):
-            stack += [(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()]
-        elif isinstance(value, list):
-            stack += [(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return None
-
-
-# Cheap signs of a value Arrow cannot store: an escaped UTF-16 surrogate, or 19+ digits.
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|\d{19,}")
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _first_unstorable(obj: Any, path: str = "") -> str | None:
-    """The first lone surrogate or out-of-int64 integer in a parsed record, as a reason."""
-    if isinstance(obj, dict):
-        items: Any = obj.items()
-    elif isinstance(obj, list):
-        items = enumerate(obj)
-    else:
-        items = ()
-    for key, value in items:
-        where = f"{path}.{key}" if path else str(key)
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return f"{where}: a lone UTF-16 surrogate (not valid Unicode text)"
-        elif isinstance(value, int) and not isinstance(value, bool) and \
-                not _INT64[0] <= value <= _INT64[1]:
-            return (f"{where}: an integer of {len(str(value))} digits, outside the 64-bit "
-                    "integer range")
-        elif isinstance(value, (dict, list)):
-            found = _first_unstorable(value, where)
-            if found:
-                return found
-    return None
-
-
-def _read_jsonl(path: LogSource) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Rows of a JSONL log, and the lines that are not records (with their reasons).
-
-    Strict: a line must be UTF-8 and a JSON object without NaN / Infinity / 1e400."""
-    rows, bad = [], []
-    flagged = False
-
-    def constant(name: str) -> _NonFinite:
-        nonlocal flagged
-        flagged = True
-        return _NonFinite(name)
-
-    def number(text: str) -> Any:
-        nonlocal flagged
-        value = _parse_float(text)
-        flagged = flagged or isinstance(value, _NonFinite)
-        return value
-
-    with open_binary(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            preview = raw[:2000].decode("utf-8", "replace")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad.append({"source": str(path), "row": lineno, "reason": (
-                    f"line is not valid UTF-8 (byte {exc.start})"), "record": preview})
-                continue
-            flagged = False
-            try:
-                obj = json.loads(line, parse_constant=constant, parse_float=number)
-            except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
-                bad.append({"source": str(path), "row": lineno,
-                            "reason": f"line is not valid JSON ({msg})", "record": preview})
-                continue
-            if not isinstance(obj, dict):
-                bad.append({"source": str(path), "row": lineno,
-                            "reason": "line is not a JSON object", "record": preview})
-                continue
-            if flagged:
-                bad.append({"source": str(path), "row": lineno,
-                            "reason": _first_non_finite(obj), "record": preview})
-                continue
-            odd = _SUSPECT.search(line) and _first_unstorable(obj)
-            if odd:
-                bad.append({"source": str(path), "row": lineno, "reason": odd,
-                            "record": preview})
-                continue
-            obj["_row"] = lineno
-            rows.append(obj)
-    if rows and QUARANTINE_KEYS.issuperset(k for k in rows[0] if k != "_row"):
-        raise LogReadError(f"{path}: a quarantine file (source, row, reason, record), not "
-                           "an attempt log; skipped")
-    if not rows and bad:
-        raise LogReadError(f"none of its {len(bad)} lines is a JSON attempt record (first "
-                           f"problem: {bad[0]['reason']}); is it really a JSONL log?")
-    frame = pd.json_normalize(rows, sep=".") if rows else pd.DataFrame()
-    return frame, bad
-
-
-def _read_parquet(path: LogSource) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows of a Parquet log, and a reason per row for NaN / Infinity in float columns
-    (Arrow keeps NaN apart from null; pandas would not)."""
-    try:
-        with open_binary(path) as fh:
-            table = pq.read_table(fh)
-        table.validate(full=True)  # e.g. text that is not UTF-8: Arrow does not check on read
-    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-        raise LogReadError(f"not a readable Parquet file ({type(exc).__name__}: "
-                           f"{str(exc)[:200]})") from None
-    reasons = np.full(table.num_rows, "", dtype=object)
-    for name in table.column_names:
-        column = table.column(name)
-        if not pa.types.is_floating(column.type):
-            continue
-        nan = pc.fill_null(pc.or_(pc.is_nan(column), pc.is_inf(column)), False)
-        for i in np.flatnonzero(nan.to_numpy(zero_copy_only=False)):
-            msg = f"{name}={column[int(i)].as_py()}: not a finite number"
-            reasons[i] = f"{reasons[i]}; {msg}" if reasons[i] else msg
-    try:
-        frame = table.to_pandas()
-    except (pa.ArrowException, UnicodeDecodeError) as exc:  # e.g. binary data marked as text
-        raise LogReadError(f"Parquet file with columns pandas cannot read "
-                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
-    frame["_row"] = np.arange(1, len(frame) + 1)
-    return frame, reasons
-
-
 def read_attempts(paths: str | Path | Sequence[str | Path], *,
                   known_fields: Iterable[str] | None = None,
                   known_tiers: Iterable[str] | None = None,
-                  quarantine_path: str | Path | None = None) -> LoadResult:
+                  quarantine_path: str | Path | None = None,
+                  limits: ReadLimits = DEFAULT_LIMITS,
+                  url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES,
+                  now: datetime | None = None) -> LoadResult:
     """Read and validate attempt logs; quarantine bad rows (with reasons) instead of dropping.
 
     A file that cannot be read at all is quarantined as one entry (`row` None) and the others
     are read; the quarantine file itself is never read as a log, even inside the folder.
+    `limits`: what a row and a file may hold and the timestamps' window (ending `now` +
+    `limits.max_future`); `url_schemes`: the URL schemes that may be read.
     """
-    files = [f for f in expand_log_paths(paths) if not same_file(f, quarantine_path)]
-    loaded = validate_sources(files, known_fields=known_fields, known_tiers=known_tiers)
+    files = [f for f in expand_log_paths(paths, url_schemes=url_schemes)
+             if not same_file(f, quarantine_path)]
+    loaded = validate_sources(files, known_fields=known_fields, known_tiers=known_tiers,
+                              limits=limits, url_schemes=url_schemes, now=now)
     if quarantine_path is not None and len(loaded.quarantined):
         write_quarantine(loaded.quarantined.to_dict("records"), quarantine_path)
     if loaded.frame.empty and len(loaded.quarantined):
@@ -407,22 +278,26 @@ def write_quarantine(rows: Iterable[dict[str, Any]], path: str | Path) -> None:
 
 
 def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] | None = None,
-                     known_tiers: Iterable[str] | None = None) -> LoadResult:
+                     known_tiers: Iterable[str] | None = None,
+                     limits: ReadLimits = DEFAULT_LIMITS,
+                     url_schemes: Sequence[str] = DEFAULT_URL_SCHEMES,
+                     now: datetime | None = None) -> LoadResult:
     """Read and validate these files: the valid rows, and the rest quarantined with reasons.
     Never raises for bad content; a distributed reader calls it once per partition."""
     known_fields = list(known_fields) if known_fields is not None else None
     known_tiers = list(known_tiers) if known_tiers is not None else None
+    window = limits.window(now)
     good, bad_rows = [], []
-    origins: list[tuple[str, np.ndarray]] = []  # (file, row numbers) of each kept block
+    sources: list[np.ndarray] = []  # where each kept row came from: file and row number
+    row_numbers: list[np.ndarray] = []
     files_quarantined = 0
     for path in files:
         try:
             if suffix(path) == ".jsonl":
-                frame, bad = _read_jsonl(path)
+                frame, bad, pre = read_jsonl(path, limits, url_schemes)
                 bad_rows += bad
-                pre = np.full(len(frame), "", dtype=object)
             else:
-                frame, pre = _read_parquet(path)
+                frame, pre = read_parquet(path, limits, url_schemes)
         except (LogReadError, OSError) as exc:
             files_quarantined += 1
             bad_rows.append({"source": str(path), "row": None,
@@ -431,7 +306,8 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
         if frame.empty:
             continue
         rows = frame.pop("_row").to_numpy()
-        clean, reasons = validate_frame(frame, known_fields=known_fields, known_tiers=known_tiers)
+        clean, reasons = validate_frame(frame, known_fields=known_fields,
+                                        known_tiers=known_tiers, window=window)
         reasons = np.array([join_reasons(a, b) for a, b in zip(pre, reasons, strict=True)],
                            dtype=object) if (pre != "").any() else reasons
         is_bad = reasons != ""
@@ -440,11 +316,14 @@ def validate_sources(files: Sequence[LogSource], *, known_fields: Iterable[str] 
             bad_rows.append({"source": str(path), "row": int(rows[i]), "reason": reasons[i],
                              "record": record})
         good.append(clean.loc[~is_bad])
-        origins.append((str(path), rows[~is_bad]))
+        sources.append(np.full(int((~is_bad).sum()), str(path), dtype=object))
+        row_numbers.append(rows[~is_bad])
     frame = pd.concat(good, ignore_index=True) if good else pd.DataFrame(columns=KNOWN_COLUMNS)
     if len(frame):
-        frame, duplicates = quarantine_duplicates(frame, origins)
-        bad_rows += duplicates
+        where, lines = np.concatenate(sources), np.concatenate(row_numbers)
+        frame, duplicates, kept = quarantine_duplicates(frame, where, lines)
+        frame, broken, _ = quarantine_broken_chains(frame, where[kept], lines[kept])
+        bad_rows += duplicates + broken
         frame = _contiguous_text(frame)
     # object dtype: row numbers stay ints and a skipped file's row stays None
     quarantined = pd.DataFrame(bad_rows, columns=["source", "row", "reason", "record"],

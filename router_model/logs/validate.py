@@ -8,6 +8,7 @@ disagree. The validator coerces a whole flat frame at once and gives every row o
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from collections.abc import Iterable
@@ -186,6 +187,8 @@ def _check_datetime(raw: pd.Series, isnull: np.ndarray, rule: ColumnRule, failur
 def _check_literal(raw: pd.Series, isnull: np.ndarray, rule: ColumnRule, failures: Failures
                    ) -> tuple[pd.Series, Failures]:
     ok = raw.isin(list(set(rule.choices))).to_numpy()
+    if raw.dtype == bool or raw.dtype == object:  # true == 1 for isin; not for the contract
+        ok = ok & ~raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
     failures.append((~ok & ~isnull, lambda v, r=rule: (
         f"{r.name}={_short(v)}: expected one of {sorted(map(str, r.choices))}")))
     return raw, failures
@@ -206,54 +209,142 @@ def _check_str(raw: pd.Series, isnull: np.ndarray, rule: ColumnRule, failures: F
     return raw.astype(object).where(~isnull, None), failures
 
 
-def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = None,
-                   known_tiers: Iterable[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Coerce a flat frame to contract types; return it with one reason ("" = valid) per row."""
-    n = len(frame)
-    reasons = np.full(n, "", dtype=object)
+class _Reasons:
+    """One reason per row ("" = valid), each failure appended with "; "."""
 
-    def add(mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
-        idx = np.flatnonzero(mask)
-        for i in idx:
+    def __init__(self, n: int) -> None:
+        self.reasons = np.full(n, "", dtype=object)
+
+    def add(self, mask: np.ndarray, message: Any, values: pd.Series | None) -> None:
+        for i in np.flatnonzero(mask):
             v = json_value(values.iloc[i]) if values is not None else None
             msg = message(v)
-            reasons[i] = msg if not reasons[i] else f"{reasons[i]}; {msg}"
+            self.reasons[i] = msg if not self.reasons[i] else f"{self.reasons[i]}; {msg}"
 
+
+def validate_frame(frame: pd.DataFrame, *, known_fields: Iterable[str] | None = None,
+                   known_tiers: Iterable[str] | None = None,
+                   window: tuple[pd.Timestamp, pd.Timestamp] | None = None
+                   ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Coerce a flat frame to contract types; return it with one reason ("" = valid) per row.
+
+    `window`: (earliest, latest) timestamps a row may carry; rows outside it (a row from
+    the future included) are quarantined, not just kept from setting anyone's window."""
+    found = _Reasons(len(frame))
     out = {}
     for rule in column_rules():
         coerced, failures = _check_column(frame, rule)
         original = frame[rule.name] if rule.name in frame.columns else None
         for mask, message in failures:
-            add(mask, message, original)
+            found.add(mask, message, original)
         # Typed columns stay Series on frame's index (no round trip through numpy objects);
         # object columns go through numpy so the frame infers their dtype as before.
         out[rule.name] = coerced.to_numpy() if coerced.dtype == object else coerced
-
-    unknown = [c for c in frame.columns
-               if c not in KNOWN_COLUMNS and not c.startswith("analysis.")]
-    for c in unknown:
-        present = frame[c].notna().to_numpy()
-        add(present, lambda v, c=c: f"unknown column {c!r} (not in the attempt-log contract)",
-            frame[c])
-    if known_fields is not None:
-        allowed = set(known_fields)
-        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
-        bad = ~field_.isin(allowed).to_numpy() & field_.notna().to_numpy()
-        add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
-            field_)
-    if known_tiers is not None:
-        allowed = set(known_tiers)
-        tier = frame.get("tier", pd.Series([None] * n))
-        bad = ~tier.isin(allowed).to_numpy() & tier.notna().to_numpy()
-        add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
+    known = set(KNOWN_COLUMNS)
+    flattened = {c: _typed_parent(c, known) for c in frame.columns if c not in known}
+    _check_columns(frame, flattened, found)
+    if window is not None:
+        _check_window(frame, out["timestamp"], window, found)
+    _check_vocabulary(frame, known_fields, known_tiers, found)
     if "passed" in frame.columns and "schema_valid" in frame.columns:
         incoherent = (out["passed"].astype(bool) & ~out["schema_valid"].astype(bool))
-        add(incoherent, lambda v: "passed=true with schema_valid=false", None)
-
+        found.add(incoherent, lambda v: "passed=true with schema_valid=false", None)
     extras = {c: frame[c].to_numpy() if frame[c].dtype == object else frame[c]
-              for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS}
-    clean = pd.DataFrame({**out, **extras}, index=frame.index)
-    return clean, reasons
+              for c in frame.columns if c.startswith("analysis.") and c not in KNOWN_COLUMNS
+              and flattened.get(c) is None}
+    for c, values in extras.items():
+        if isinstance(values, np.ndarray) and values.dtype == object:
+            for mask, message in [*_one_type(c, values), *_storable(c, values, found.reasons)]:
+                found.add(mask, message, frame[c])
+    return pd.DataFrame({**out, **extras}, index=frame.index), found.reasons
+
+
+def _check_columns(frame: pd.DataFrame, flattened: dict[str, str | None],
+                   found: _Reasons) -> None:
+    """Objects where the contract wants a plain value, and columns it does not know."""
+    for c, parent in flattened.items():
+        if parent is not None:
+            found.add(frame[c].notna().to_numpy(), lambda v, p=parent: (
+                f"{p}: expected a plain value, got an object"), None)
+        elif not c.startswith("analysis."):
+            found.add(frame[c].notna().to_numpy(), lambda v, c=c: (
+                f"unknown column {c!r} (not in the attempt-log contract)"), frame[c])
+
+
+def _check_window(frame: pd.DataFrame, stamps: pd.Series,
+                  window: tuple[pd.Timestamp, pd.Timestamp], found: _Reasons) -> None:
+    earliest, latest = window
+    found.add((stamps < earliest).fillna(False).to_numpy(dtype=bool), lambda v: (
+        f"timestamp={_short(v)}: before {earliest.isoformat()} (outside the reader's "
+        "window)"), frame.get("timestamp"))
+    found.add((stamps > latest).fillna(False).to_numpy(dtype=bool), lambda v: (
+        f"timestamp={_short(v)}: after {latest.isoformat()} (a row from the future; "
+        "outside the reader's window)"), frame.get("timestamp"))
+
+
+def _check_vocabulary(frame: pd.DataFrame, known_fields: Iterable[str] | None,
+                      known_tiers: Iterable[str] | None, found: _Reasons) -> None:
+    """Fields and tiers the catalog does not know."""
+    n = len(frame)
+    if known_fields is not None:
+        field_ = frame.get("field", pd.Series([None] * n, index=frame.index))
+        bad = ~field_.isin(set(known_fields)).to_numpy() & field_.notna().to_numpy()
+        found.add(bad, lambda v: f"field={_short(v)}: unknown field name (not in conf/fields)",
+                  field_)
+    if known_tiers is not None:
+        tier = frame.get("tier", pd.Series([None] * n))
+        bad = ~tier.isin(set(known_tiers)).to_numpy() & tier.notna().to_numpy()
+        found.add(bad, lambda v: f"tier={_short(v)}: unknown tier (not in conf/tiers)", tier)
+
+
+def _typed_parent(column: str, known: set[str]) -> str | None:
+    """The contract column `column` was flattened out of (`analysis.domain.x` ->
+    `analysis.domain`), if any: a JSON object given where a plain value belongs."""
+    parts = column.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        parent = ".".join(parts[:i])
+        if parent in known:
+            return parent
+    return None
+
+
+def _json_type(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true/false"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list | tuple | np.ndarray):
+        kinds = {_json_type(v) for v in value} - {None}
+        if len(kinds) > 1 or any("mixed values" in k for k in kinds):
+            return "a list of mixed values"
+        return f"a list of {kinds.pop()}" if kinds else "an empty list"
+    return "an object"
+
+
+def _one_type(column: str, values: np.ndarray) -> list[tuple[np.ndarray, Any]]:
+    """An extra analysis key holds one JSON type over the rows read (nulls aside; an empty
+    list fits any list type), so it can be stored and learned from: rows of another type
+    than most rows', and lists of mixed values, are quarantined with the reason."""
+    kinds = np.array([_json_type(v) for v in values], dtype=object)
+    present = np.array([k is not None for k in kinds], dtype=bool)
+    if not present.any():
+        return []
+    typed = present & (kinds != "an empty list") & (kinds != "a list of mixed values")
+    names, counts = np.unique(kinds[typed].astype(str), return_counts=True)
+    main = str(names[int(np.argmax(counts))]) if len(names) else None
+    ok = ~present | (kinds == main) | ((kinds == "an empty list") & (
+        main is None or main.startswith("a list")))
+    wrong = ~ok
+    if not wrong.any():
+        return []
+    return [(wrong, lambda v, c=column, m=main: (
+        f"{c}={_short(v)}: {_json_type(v)}, while the other rows hold {m} (one type per "
+        "extra analysis key)" if m and _json_type(v) != "a list of mixed values"
+        else f"{c}={_short(v)}: a list of mixed values"))]
 
 
 def json_value(value: Any) -> Any:
@@ -276,17 +367,52 @@ def join_reasons(first: str, second: str) -> str:
     return "; ".join(parts)
 
 
-def quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarray]]
-                           ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def _storable(column: str, values: np.ndarray, reasons: np.ndarray
+              ) -> list[tuple[np.ndarray, Any]]:
+    """The rows still valid must convert to one Arrow column (the examples cache stores
+    them): when they do not (objects in lists whose keys disagree on a type, say), the rows
+    holding lists or objects are quarantined."""
+    import pyarrow as pa
+
+    nested = np.array([isinstance(v, list | tuple | dict | np.ndarray) for v in values])
+    keep = (reasons == "") & nested
+    if not keep.any():
+        return []
+    try:
+        pa.array(list(values[reasons == ""]), from_pandas=True)
+        return []
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return [(nested, lambda v, c=column: (
+            f"{c}={_short(v)}: values of this key that cannot be stored together (one JSON "
+            "shape per extra analysis key)"))]
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with unhashable values (lists, arrays, objects) as canonical JSON text, so
+    rows can be compared, grouped and told apart whatever an extra analysis key holds."""
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object and any(isinstance(v, list | dict | np.ndarray | tuple)
+                                          for v in column):
+            column = column.map(lambda v: json.dumps(json_value(v) if not isinstance(
+                v, np.ndarray) else v.tolist(), sort_keys=True, default=str)
+                if isinstance(v, list | dict | np.ndarray | tuple) else v)
+        out[name] = column
+    return pd.DataFrame(out, index=frame.index)
+
+
+def quarantine_duplicates(frame: pd.DataFrame, sources: np.ndarray, row_numbers: np.ndarray
+                          ) -> tuple[pd.DataFrame, list[dict[str, Any]], np.ndarray]:
     """One row per (task_id, attempt): an exact copy is quarantined (the first is kept);
-    twins that differ in anything are all quarantined, since which one is true is unknown."""
+    twins that differ in anything are all quarantined, since which one is true is unknown.
+    `sources` and `row_numbers` say where each row came from; returns the kept frame, the
+    quarantined rows and the mask of rows kept."""
     keys = ["task_id", "attempt"]
     twins = frame.duplicated(subset=keys, keep=False).to_numpy()
     if not twins.any():
-        return frame, []
-    sources = np.concatenate([np.full(len(rows), name, dtype=object) for name, rows in origins])
-    row_numbers = np.concatenate([rows for _, rows in origins])
-    candidates = frame.loc[twins]
+        return frame, [], np.ones(len(frame), dtype=bool)
+    candidates = _comparable(frame.loc[twins])
     versions = candidates.drop_duplicates().groupby(keys).size()
     conflicting = candidates.set_index(keys).index.isin(versions[versions > 1].index)
     copies = candidates.duplicated(keep="first").to_numpy()
@@ -296,7 +422,7 @@ def quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarr
     drop = np.zeros(len(frame), dtype=bool)
     out = []
     for j, i in enumerate(np.flatnonzero(twins)):
-        row = candidates.iloc[j]
+        row = frame.iloc[i]
         key = (row["task_id"], row["attempt"])
         if conflicting[j]:
             reason = (f"task_id={_short(key[0])} attempt={key[1]} appears more than once with "
@@ -310,4 +436,49 @@ def quarantine_duplicates(frame: pd.DataFrame, origins: list[tuple[str, np.ndarr
         drop[i] = True
         out.append({"source": sources[i], "row": int(row_numbers[i]), "reason": reason,
                     "record": {k: json_value(v) for k, v in row.items()}})
-    return frame.loc[~drop].reset_index(drop=True), out
+    return frame.loc[~drop].reset_index(drop=True), out, ~drop
+
+
+def quarantine_broken_chains(frame: pd.DataFrame, sources: np.ndarray, row_numbers: np.ndarray
+                             ) -> tuple[pd.DataFrame, list[dict[str, Any]], np.ndarray]:
+    """A task's attempts must be one chain: one course, consecutive attempts (a log may
+    start a chain after its first attempt, not skip one inside it). A task id used in two
+    courses, or a chain with an attempt missing inside it, cannot be read as an escalation
+    chain; all its rows are quarantined with the reason."""
+    if frame.empty:
+        return frame, [], np.ones(0, dtype=bool)
+    # One sort by (task, attempt): within a task, the course must not change and each
+    # attempt must follow the one before by 1 (duplicates are already gone).
+    task, _ = pd.factorize(frame["task_id"])
+    course, _ = pd.factorize(frame["course_id"])
+    attempt = frame["attempt"].to_numpy(dtype=np.int64)
+    order = np.lexsort((attempt, task))
+    t, c, a = task[order], course[order], attempt[order]
+    same = t[1:] == t[:-1]
+    reused = np.isin(task, t[1:][same & (c[1:] != c[:-1])])
+    gap = np.isin(task, t[1:][same & (a[1:] - a[:-1] != 1)]) & ~reused
+    bad = reused | gap
+    if not bad.any():
+        return frame, [], np.ones(len(frame), dtype=bool)
+    out = []
+    attempts_of = frame.loc[gap].groupby("task_id", observed=True)["attempt"].agg(
+        lambda a: sorted(int(x) for x in a)).to_dict() if gap.any() else {}
+    courses_of = frame.loc[reused].groupby("task_id", observed=True)["course_id"].agg(
+        lambda c: sorted(map(str, set(c)))).to_dict() if reused.any() else {}
+    for i in np.flatnonzero(bad):
+        row = frame.iloc[i]
+        task = row["task_id"]
+        if reused[i]:
+            names = courses_of[task]
+            reason = (f"task_id={_short(task)} is used in {len(names)} courses "
+                      f"({', '.join(_short(n, 30) for n in names[:3])}); a task id names one "
+                      "task of one course, so all its rows are quarantined")
+        else:
+            have = attempts_of[task]
+            missing = sorted(set(range(min(have), max(have) + 1)) - set(have))
+            reason = (f"task_id={_short(task)}: attempt {missing[0]} is missing (attempts "
+                      f"{', '.join(map(str, have[:10]))}): the chain has a gap, so all its "
+                      "rows are quarantined")
+        out.append({"source": sources[i], "row": int(row_numbers[i]), "reason": reason,
+                    "record": {k: json_value(v) for k, v in row.items()}})
+    return frame.loc[~bad].reset_index(drop=True), out, ~bad

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from router_model.model.booster_text import BoosterTextError, checked_model_text
 from router_model.model.compiled import SMALL_BATCH, compile_booster
 from router_model.model.features import FeatureSpec
 
@@ -176,13 +177,21 @@ def apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
 
 
 class BoosterModel:
-    """A saved LightGBM model: the booster rebuilt from LightGBM's own text format."""
+    """A saved LightGBM model: the booster rebuilt from LightGBM's own text format.
 
-    def __init__(self, model_text: str) -> None:
+    The text is checked first (`booster_text.checked_model_text`): LightGBM's parser and
+    predictor trust their input, and a truncated, cyclic or out-of-range model would abort
+    or hang the process. LightGBM reads only the checked text."""
+
+    def __init__(self, model_text: str, n_features: int | None = None) -> None:
         import lightgbm as lgb
 
         try:
-            self.booster_ = lgb.Booster(model_str=model_text)
+            checked = checked_model_text(model_text, n_features)
+        except BoosterTextError as exc:
+            raise ModelDataError(f"the LightGBM model text is refused: {exc}") from None
+        try:
+            self.booster_ = lgb.Booster(model_str=checked)
         except Exception as exc:  # LightGBM raises its own error type on bad text
             raise ModelDataError(f"the LightGBM model text cannot be parsed "
                                  f"({type(exc).__name__})") from exc
@@ -332,12 +341,20 @@ class PassModel:
             return predict_booster(self.estimator.booster_, X)
         return self.estimator.decision_function(X)
 
-    def compile(self, cache_dir: str | Path) -> None:
+    def compile(self, cache_dir: str | Path, **limits: Any) -> None:
         """Predict through the trees compiled to native code from now on (same numbers to
-        1e-9, tested; about 5x faster for one row). Other estimators stay as they are."""
-        if self.is_lightgbm:
-            self.compiled = compile_booster(self.estimator.booster_.model_to_string(),
-                                            cache_dir)
+        1e-9, tested; about 5x faster for one row). Other estimators stay as they are.
+        `limits`: `compile_booster`'s time and memory limits. The compiled trees are
+        checked against LightGBM on a few rows before they are used."""
+        if not self.is_lightgbm:
+            return
+        compiled = compile_booster(self.estimator.booster_.model_to_string(), cache_dir,
+                                   **limits)
+        rows = _check_rows(len(self.spec.columns))
+        expected = predict_booster(self.estimator.booster_, rows)
+        if not np.allclose(compiled.predict(rows), expected, rtol=0, atol=1e-9):
+            raise ModelDataError("the compiled trees do not predict what LightGBM does")
+        self.compiled = compiled
 
     def predict_matrix(self, X: np.ndarray) -> np.ndarray:
         """Calibrated pass probabilities for encoded rows.
@@ -427,9 +444,14 @@ class PassModel:
         return data, None
 
     @classmethod
-    def from_data(cls, data: dict[str, Any], booster_text: str | None) -> PassModel:
+    def from_data(cls, data: dict[str, Any], booster_text: str | None, *,
+                  embedding_cache: str | None = None) -> PassModel:
+        """The model `to_data` described. `embedding_cache` is where brief embeddings may be
+        cached: the loader's choice, never a path written in the data (an artifact must not
+        choose where the process writes)."""
         try:
-            spec = FeatureSpec.from_data(data["spec"])
+            spec_data = {k: v for k, v in dict(data["spec"]).items() if k != "embedding_cache"}
+            spec = FeatureSpec.from_data(spec_data, embedding_cache=embedding_cache)
             kind, estimator_data = str(data["kind"]), dict(data["estimator"])
             calibrator = calibrator_from_data(data["calibrator"])
             kind_of = estimator_data.pop("type")
@@ -439,7 +461,7 @@ class PassModel:
         if kind_of == "lightgbm":
             if booster_text is None:
                 raise ModelDataError("a LightGBM model needs its booster text")
-            estimator: Any = BoosterModel(booster_text)
+            estimator: Any = BoosterModel(booster_text, len(spec.columns))
             if estimator.n_features_in_ != len(spec.columns):
                 raise ModelDataError(f"the booster has {estimator.n_features_in_} features, "
                                      f"the feature spec {len(spec.columns)}")
@@ -450,6 +472,17 @@ class PassModel:
                                  "or logistic")
         return cls(spec=spec, calibrated=None, kind=kind, estimator=estimator,
                    calibrator=calibrator)
+
+
+def _check_rows(width: int) -> np.ndarray:
+    """A few rows to compare compiled trees with LightGBM: all missing, zeros, small codes
+    and spread-out numbers (any difference in the trees shows on some of them)."""
+    rng = np.random.default_rng(0)
+    rows = np.vstack([np.full((1, width), np.nan), np.zeros((1, width)),
+                      rng.integers(0, 4, (6, width)).astype(float),
+                      rng.lognormal(3.0, 3.0, (8, width))])
+    rows[10:, ::2] = np.nan
+    return rows
 
 
 def _plain_value(code: float, spec: FeatureSpec, j: int) -> Any:

@@ -17,13 +17,16 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from router_model.serve.core import RouterService
+from router_model.serve import connections, openai_route
+from router_model.serve.core import RouterService, ServeSettings
 from router_model.serve.endpoints import ROUTERS
 from router_model.serve.http_guard import BodyGuard, validation_error_handler
+from router_model.serve.http_metrics import HttpCounts
 from router_model.serve.metrics import Metrics
 
 log = logging.getLogger("stage5_router.service")
@@ -46,6 +49,7 @@ def create_app(service: RouterService) -> FastAPI:
     """Build the app around a ready `RouterService` (config is resolved by the caller)."""
     metrics = Metrics(service.settings.gauge_window, str(service.settings.replica))
     metrics.set_model(service.readiness())
+    metrics.watch_service(service)
     metrics.watch_decision_log(service)
 
     @contextlib.asynccontextmanager
@@ -57,14 +61,35 @@ def create_app(service: RouterService) -> FastAPI:
             watcher.cancel()
         service.close()
 
+    # No trailing-slash redirects: Starlette builds them from the client's Host header, so a
+    # redirect would point wherever the client said. /v1/route/ is a 404.
+    settings = service.settings
     app = FastAPI(title="stage5-router", version="1", lifespan=lifespan,
+                  redirect_slashes=False,
                   description="Routing decisions for Stage-5 course generation.")
     app.state.service, app.state.metrics = service, metrics
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_middleware(BodyGuard, max_body_bytes=service.settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes,
+                       max_task_body_bytes=settings.max_task_body_bytes,
+                       max_json_items=settings.max_json_items)
+    app.add_middleware(HttpCounts, metrics=metrics)  # outermost: sees the guard's refusals
+    connections.configure(connection_limits(settings))
+    app.include_router(openai_route.router)  # first: /v1/route also takes OpenAI requests
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+def connection_limits(settings: ServeSettings) -> connections.ConnectionLimits:
+    return connections.ConnectionLimits(
+        header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
+        max_header_bytes=settings.max_header_bytes, max_connections=settings.max_connections)
+
+
+def server_options(settings: ServeSettings) -> dict[str, Any]:
+    """uvicorn's options for `serve`'s connection limits (`connections.py`)."""
+    return connections.uvicorn_options(connection_limits(settings),
+                                       settings.keepalive_timeout_s)
 
 
 CONFIG_ENV = "ROUTER_SERVE_CONFIG"

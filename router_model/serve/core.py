@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,15 +21,22 @@ from typing import Any
 import numpy as np
 
 from router_model.config import Catalog, check, typed
-from router_model.contract import TRANSIENT_ERRORS, Decision
+from router_model.contract import EXAMPLE_TASK, TRANSIENT_ERRORS, Decision
 from router_model.decide.gate import ACTION_NAMES, Action, Gate, gate_mismatch, gate_version
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import Router, RouterContext, build_router
 from router_model.decide.settings import PolicySettings
 from router_model.logs.decisions import DecisionLog
-from router_model.model.artifact import LATEST_FILE, MANIFEST_FILE, load_artifact, probe
+from router_model.model.artifact import (
+    MANIFEST_FILE,
+    ArtifactError,
+    load_artifact,
+    probe,
+    read_latest,
+)
 from router_model.model.compiled import compile_model
 from router_model.model.features import flatten_task
+from router_model.serve.catalog_guard import guard
 
 log = logging.getLogger("stage5_router.serving")
 
@@ -54,10 +62,20 @@ class ServeSettings:
     decision_log_backups: int
     decision_log_flush_s: float  # a crash loses at most this much of the log
     compiled_cache: str | None  # compile the trees, cached in its compiled/; None: off
+    compile_timeout_s: float  # a compile that takes longer is killed; LightGBM serves
+    compile_memory_mb: int  # the compiling child process's address-space limit
+    compile_wait_s: float  # at start-up, wait this long for compiled trees before serving
     reload_poll_s: float
     admin_token_env: str
     max_batch: int
     max_body_bytes: int
+    max_task_body_bytes: int  # /v1/route and /v1/escalate: one task, far smaller
+    max_json_items: int  # values and keys in one body, counted before it is parsed
+    header_timeout_s: float  # a request's headers must arrive within this
+    body_timeout_s: float  # and its body within this, once the headers are in
+    keepalive_timeout_s: float  # an idle keep-alive connection is closed after this
+    max_header_bytes: int  # larger request headers get a 431
+    max_connections: int  # more open connections are answered 503 and closed
     ready_when_degraded: bool
     host: str
     port: int
@@ -80,6 +98,18 @@ class ServeSettings:
         check(self.max_batch >= 1, "serve.max_batch", self.max_batch, "must be >= 1")
         check(self.max_body_bytes >= 1024, "serve.max_body_bytes", self.max_body_bytes,
               "must be >= 1024")
+        check(self.max_task_body_bytes >= 1024, "serve.max_task_body_bytes",
+              self.max_task_body_bytes, "must be >= 1024 (the smaller of it and "
+              "serve.max_body_bytes applies)")
+        check(self.max_json_items >= 100, "serve.max_json_items", self.max_json_items,
+              "must be >= 100")
+        for key in ("header_timeout_s", "body_timeout_s", "keepalive_timeout_s"):
+            check(getattr(self, key) > 0, f"serve.{key}", getattr(self, key),
+                  "must be > 0 seconds")
+        check(self.max_header_bytes >= 1024, "serve.max_header_bytes", self.max_header_bytes,
+              "must be >= 1024")
+        check(self.max_connections >= 1, "serve.max_connections", self.max_connections,
+              "must be >= 1")
         check(self.workers >= 1, "serve.workers", self.workers, "must be >= 1")
         check(self.gauge_window >= 1, "serve.gauge_window", self.gauge_window, "must be >= 1")
         check(0 < self.port < 65536, "serve.port", self.port, "must be in 1..65535")
@@ -87,6 +117,12 @@ class ServeSettings:
               self.decision_log_flush_s, "must be > 0 seconds")
         check(self.reload_poll_s >= 0, "serve.reload_poll_s", self.reload_poll_s,
               "must be >= 0 (0 disables automatic reloads)")
+        check(self.compile_timeout_s > 0, "serve.compile_timeout_s", self.compile_timeout_s,
+              "must be > 0 seconds")
+        check(self.compile_memory_mb >= 256, "serve.compile_memory_mb",
+              self.compile_memory_mb, "must be >= 256")
+        check(self.compile_wait_s >= 0, "serve.compile_wait_s", self.compile_wait_s,
+              "must be >= 0 seconds")
 
 
 REPLICA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -101,6 +137,8 @@ def default_replica(port: int) -> str:
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-.") or "host"
     return f"{host[:56]}-{port}"
 
+
+MAX_REMEMBERED = 100_000  # decisions /v1/escalate can look up by id alone
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s'\"/:,;()]+)+/?")
 
@@ -119,20 +157,25 @@ def _redacted(policy: RoutingPolicy) -> RoutingPolicy:
 
 
 def artifact_signature(path: str | None) -> tuple[Any, ...]:
-    """What changes when a new artifact lands: LATEST's target and its manifest's mtime."""
+    """What changes when a new artifact lands: LATEST's target and its manifest's mtime.
+    Never blocks and never raises (a LATEST that is a FIFO, unreadable or too big is a
+    signature of its own, and the reload it triggers says what is wrong)."""
     if not path:
         return ()
     root = Path(path)
-    latest = root / LATEST_FILE
     try:
-        target = latest.read_bytes().strip().decode("utf-8", "replace")
-    except OSError:
-        target = ""
+        target = read_latest(root) or ""
+    except Exception as exc:  # ArtifactError, or anything else a crafted root provokes
+        return ("unreadable", str(exc)[:200])
     manifest = (root / target / MANIFEST_FILE) if target else root / MANIFEST_FILE
     try:
         return (target, manifest.stat().st_mtime_ns)
     except (OSError, ValueError):
         return (target, None)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class RouterService:
@@ -151,21 +194,32 @@ class RouterService:
                                         settings.decision_log_flush_s,
                                         replica=settings.replica)
         self._seed = seed
-        self._reload_lock = threading.Lock()
-        self._tiers_by_decision: OrderedDict[str, str] = OrderedDict()
+        self._reload_lock = threading.RLock()
+        self._tiers_by_decision: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._tiers_lock = threading.Lock()
-        policy = _redacted(RoutingPolicy.from_artifact_path(
-            catalog, self.policy_settings, settings.artifact, seed, settings.compiled_cache))
-        if settings.artifact and not policy.learned:
-            log.warning("serving from the rules (degraded): %s", policy.fallback_reason)
-        self.router = self._build_router(policy)
-        shadow = (_redacted(RoutingPolicy.from_artifact_path(
-            catalog, self.policy_settings, settings.shadow_artifact, seed,
-            settings.compiled_cache))
-            if settings.shadow_artifact else None)
-        self.shadow_router = self._build_router(shadow) if shadow else None
-        self.signature = artifact_signature(settings.artifact)
         self.reloads = {"ok": 0, "rejected": 0}
+        self.last_reload: dict[str, Any] | None = None
+        self.trees = "none"  # the served model's trees: compiled, compiling, lightgbm, none
+        self._policy_failing = False  # the last decision's learned policy raised
+        # Start-up never fails on an artifact: whatever the folder holds, the service
+        # starts, from the rules (degraded, and saying why) if it must.
+        self.signature = artifact_signature(settings.artifact)
+        self.router = self._router_or_rules(settings.artifact, "serve.artifact")
+        if settings.artifact and not self.policy.learned:
+            log.warning("serving from the rules (degraded): %s", self.policy.fallback_reason)
+        self.shadow_router = (self._router_or_rules(settings.shadow_artifact,
+                                                    "serve.shadow_artifact")
+                              if settings.shadow_artifact else None)
+        if self.shadow_router is not None and not self.shadow_router.context.policy.learned:
+            log.warning("no shadow scoring: %s", self.shadow.fallback_reason)
+            self.shadow_router = None
+        waits = [self._compile_later("router", 0.0)]
+        if self.shadow_router is not None:
+            waits.append(self._compile_later("shadow_router", 0.0))
+        deadline = time.monotonic() + settings.compile_wait_s
+        for done in waits:  # bounded: past the wait, LightGBM serves until the trees are ready
+            if done is not None:
+                done.wait(max(0.0, deadline - time.monotonic()))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], seed: int | None = None) -> RouterService:
@@ -175,9 +229,40 @@ class RouterService:
                    typed(ServeSettings, cfg["serve"], "serve"), seed=seed,
                    registry=cfg.get("routers"))
 
+    def _load_policy(self, path: str) -> RoutingPolicy:
+        """The learned policy on the artifact at `path`, checked end to end: loaded (files,
+        sizes, schema, hashes, tree structure: `load_artifact`), probed, and one example
+        decision made. Raises on anything wrong; compiles nothing (`_compile_later` does)."""
+        artifact = load_artifact(path)
+        probe(artifact)
+        policy = RoutingPolicy(self.catalog, self.policy_settings, artifact, seed=self._seed)
+        decision = policy.decide(EXAMPLE_TASK)
+        if decision.source not in ("learned", "exploration") or not all(
+                0.0 <= p <= 1.0 for p in decision.pass_probabilities.values()):
+            raise ArtifactError(f"{artifact.path}: the model loads but does not decide "
+                                f"({decision.fallback_reason or 'no probabilities'})")
+        policy.rng = np.random.default_rng(self._seed)  # the probe decision drew nothing real
+        return policy
+
+    def _router_or_rules(self, path: str | None, key: str) -> Router:
+        """The configured router on the artifact at `path`; on any failure the rules, with
+        the reason (paths redacted), so a bad artifact never stops the service."""
+        if not path:
+            return self._build_router(RoutingPolicy(self.catalog, self.policy_settings, None,
+                                                    "no_model", self._seed))
+        try:
+            return self._build_router(self._load_policy(path))
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, ArtifactError) else \
+                f"{key}: {type(exc).__name__}: {exc}"
+            rules = RoutingPolicy(self.catalog, self.policy_settings, None,
+                                  f"artifact_error: {reason[:500]}", self._seed)
+            return self._build_router(_redacted(rules))
+
     def _build_router(self, policy: RoutingPolicy) -> Router:
         """The configured router from the registry, on `policy`; a router that needs a
         model the policy lacks leaves the learned router, which answers from the rules."""
+        policy = guard(policy, self.catalog)  # catalog changes warned, unseen tiers: rules
         mismatch = gate_mismatch(self.catalog.gate,
                                  policy.artifact.manifest if policy.artifact else None)
         if mismatch:
@@ -228,12 +313,17 @@ class RouterService:
 
     def _decide(self, router: Router, tasks: Sequence[Mapping[str, Any]]) -> list[Decision]:
         try:
-            return router.decide(tasks)
+            decisions = router.decide(tasks)
         except Exception as exc:  # a bug must cost a learned decision, never the request
+            if router is self.router:
+                self._policy_failing = True  # /readyz and router_degraded say so
             log.exception("policy failed; answering from the rules")
             rules = RoutingPolicy(self.catalog, self.policy_settings,
                                   fallback_reason=f"internal_error: {type(exc).__name__}")
             return rules.decide_many(tasks)
+        if self._policy_failing and router is self.router:
+            self._policy_failing = False
+        return decisions
 
     def _explain(self, policy: RoutingPolicy, task: Mapping[str, Any], decision: Decision
                  ) -> list[dict[str, Any]]:
@@ -244,12 +334,21 @@ class RouterService:
         return model.explain(model.spec.encode_records([flat]))
 
     def _remember(self, decision_id: str, tier: str, field: Any) -> None:
-        """Where a decision's task stands now (tier, field), so /v1/escalate can omit them."""
+        """Where a decision's task stands now (tier, field), so /v1/escalate can omit them.
+        Only decisions this service issued are remembered (the newest 100,000)."""
         with self._tiers_lock:
             self._tiers_by_decision[decision_id] = (tier, field)
             self._tiers_by_decision.move_to_end(decision_id)
-            while len(self._tiers_by_decision) > 100_000:
+            while len(self._tiers_by_decision) > MAX_REMEMBERED:
                 self._tiers_by_decision.popitem(last=False)
+
+    def _advance(self, decision_id: str, tier: str, field: Any) -> None:
+        """Move a decision this service issued to its next tier; an id it never issued
+        changes nothing (a flood of made-up ids cannot push real decisions out)."""
+        with self._tiers_lock:
+            if decision_id in self._tiers_by_decision:
+                self._tiers_by_decision[decision_id] = (tier, field)
+                self._tiers_by_decision.move_to_end(decision_id)
 
     # ---- the ladder, one gate result at a time ----------------------------------------
 
@@ -281,7 +380,7 @@ class RouterService:
             action, nxt = ACTION_NAMES[Action(int(a[0]))], names[int(n[0])]
             retry, reason = int(r[0]), why[0] or None
         if decision_id:
-            self._remember(decision_id, nxt, field)
+            self._advance(decision_id, nxt, field)
         target = self.catalog.tiers[nxt]
         return {"action": action, "next_tier": nxt, "model": target.model_id,
                 "provider": target.provider, "retry_count": retry, "reason": reason,
@@ -289,11 +388,20 @@ class RouterService:
 
     # ---- model lifecycle ---------------------------------------------------------------
 
+    def degraded(self) -> bool:
+        """True while the rules answer in place of a configured model: it did not load, or
+        the loaded policy failed on its last decision."""
+        return bool(self.settings.artifact) and (not self.policy.learned
+                                                  or self._policy_failing)
+
     def readiness(self) -> dict[str, Any]:
-        """`status` is "degraded" while a configured artifact is not being served; whether
-        that still counts as ready is `serve.ready_when_degraded`."""
+        """`status` is "degraded" while the rules answer in place of a configured model;
+        whether that still counts as ready is `serve.ready_when_degraded`. `last_reload`
+        says how the newest reload went (a rejected one leaves the old model serving)."""
         policy = self.policy
-        degraded = bool(self.settings.artifact) and not policy.learned
+        degraded = self.degraded()
+        reason = policy.fallback_reason or (
+            "internal_error: the model failed on the last decision" if degraded else None)
         return {"ready": not degraded or self.settings.ready_when_degraded,
                 "status": "degraded" if degraded else "ok",
                 "replica": self.settings.replica,
@@ -301,31 +409,42 @@ class RouterService:
                 "router": self.settings.router,
                 "router_version": policy.router_version,
                 "gate_version": gate_version(self.catalog.gate),
-                "fallback_reason": policy.fallback_reason,
+                "fallback_reason": reason,
                 "rule": policy.settings.rule, "lam": policy.settings.lam,
+                "trees": self.trees,
+                "last_reload": self.last_reload,
                 "shadow": self.shadow.router_version if self.shadow else None}
 
     def reload(self) -> dict[str, Any]:
-        """Load, probe, then swap. A bad artifact is rejected and the old model keeps serving."""
+        """Load, check, probe, then swap. A bad artifact (whatever is wrong with it) is
+        rejected with the reason and the old model keeps serving. The new model serves
+        through LightGBM at once; its compiled trees replace that when they are ready."""
         path = self.settings.artifact
+        started = time.perf_counter()
         with self._reload_lock:
             try:
                 if not path:
-                    raise FileNotFoundError("no artifact path is configured (serve.artifact)")
-                artifact = load_artifact(path)
-                compile_model(artifact.model, self.settings.compiled_cache)
-                probe(artifact)
+                    raise ArtifactError("no artifact path is configured (serve.artifact)")
+                router = self._build_router(self._load_policy(path))
             except Exception as exc:
                 self.reloads["rejected"] += 1
-                log.warning("reload rejected: %s", exc)
-                return {"reloaded": False, "error": redact_paths(str(exc)),
+                error = redact_paths(str(exc) if isinstance(exc, ArtifactError)
+                                     else f"{type(exc).__name__}: {exc}")
+                log.warning("reload rejected, the old model keeps serving: %s", exc)
+                self.last_reload = {"ok": False, "at": now_iso(), "error": error}
+                return {"reloaded": False, "error": error,
                         "router_version": self.policy.router_version}
-            policy = RoutingPolicy(self.catalog, self.policy_settings, artifact,
-                                   seed=self._seed)
-            self.router = self._build_router(policy)
+            self.router = router
+            self._policy_failing = False
             self.signature = artifact_signature(path)
             self.reloads["ok"] += 1
-            return {"reloaded": True, "router_version": self.policy.router_version}
+            seconds = round(time.perf_counter() - started, 3)
+            self.last_reload = {"ok": True, "at": now_iso(),
+                                "router_version": self.policy.router_version,
+                                "seconds": seconds}
+            self._compile_later("router", 0.0)
+            return {"reloaded": True, "router_version": self.policy.router_version,
+                    "seconds": seconds}
 
     def reload_if_changed(self) -> dict[str, Any] | None:
         signature = artifact_signature(self.settings.artifact)
@@ -334,6 +453,49 @@ class RouterService:
         result = self.reload()
         self.signature = signature  # a rejected version is not retried until it changes
         return result
+
+    def _compile_later(self, slot: str, wait_s: float) -> threading.Event | None:
+        """Compile the trees of the policy in `slot` ("router" or "shadow_router") on a
+        background thread (the compiler itself runs in a time- and memory-limited child
+        process: `compiled.compile_booster`), then swap in the same model deciding
+        through them, unless a reload replaced it meanwhile. Returns an event set when done
+        (None when there is nothing to compile)."""
+        router = getattr(self, slot)
+        artifact = router.context.policy.artifact if router is not None else None
+        model = artifact.model if artifact is not None else None
+        if slot == "router":
+            self.trees = "none" if model is None else "lightgbm"
+        if model is None or not model.is_lightgbm or not self.settings.compiled_cache:
+            return None
+        if slot == "router":
+            self.trees = "compiling"
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                compile_model(model, self.settings.compiled_cache,
+                              timeout_s=self.settings.compile_timeout_s,
+                              memory_bytes=self.settings.compile_memory_mb * 2**20)
+                with self._reload_lock:
+                    current = getattr(self, slot)
+                    if current is None or current.context.policy.artifact is not artifact:
+                        return  # replaced while compiling: the newer model compiles itself
+                    if model.compiled is not None:
+                        setattr(self, slot, self._build_router(RoutingPolicy(
+                            self.catalog, self.policy_settings, artifact, seed=self._seed)))
+                    if slot == "router":
+                        self.trees = "compiled" if model.compiled is not None else "lightgbm"
+            except Exception:  # the thread must never take anything down with it
+                log.exception("swapping in the compiled trees failed; LightGBM serves")
+                if slot == "router":
+                    self.trees = "lightgbm"
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"compile-{slot}", daemon=True).start()
+        if wait_s:
+            done.wait(wait_s)
+        return done
 
     def admin_token(self) -> str | None:
         return os.environ.get(self.settings.admin_token_env) or None

@@ -61,8 +61,15 @@ class Metrics:
                            ["router_version", "mode"], registry=self.registry)
         self.reloads = Counter("router_reloads", "Model reloads", ["result"],
                                registry=self.registry)
-        self.degraded = Gauge("router_degraded", "1 while the configured model is not being "
-                              "served (answers come from the rules)", registry=self.registry)
+        self.degraded = Gauge("router_degraded", "1 while the rules answer in place of the "
+                              "configured model (it did not load, or it failed on the last "
+                              "decision)", registry=self.registry)
+        self.reload_rejected = Gauge("router_reload_rejected", "1 while the newest reload was "
+                                     "rejected (the model served before it, or the rules, "
+                                     "keeps serving)", registry=self.registry)
+        self.compiled = Gauge("router_compiled_trees", "1 while the served model decides "
+                              "through compiled trees (0: LightGBM, or no model)",
+                              registry=self.registry)
 
     def observe(self, endpoint: str, seconds: float, decisions: list[dict[str, Any]],
                 fields: list[Any]) -> None:
@@ -81,7 +88,13 @@ class Metrics:
     def set_model(self, readiness: dict[str, Any]) -> None:
         self.model.clear()
         self.model.labels(readiness["router_version"], readiness["mode"]).set(1)
-        self.degraded.set(1 if readiness["status"] == "degraded" else 0)
+
+    def watch_service(self, service: RouterService) -> None:
+        """The gauges that must never lie, read from the service at scrape time."""
+        self.degraded.set_function(lambda: float(service.degraded()))
+        self.reload_rejected.set_function(lambda: float(
+            service.last_reload is not None and not service.last_reload["ok"]))
+        self.compiled.set_function(lambda: float(service.trees == "compiled"))
 
     def watch_decision_log(self, service: RouterService) -> None:
         """What rotation deleted from the decision log, and lines that could not be written;

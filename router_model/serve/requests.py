@@ -13,7 +13,7 @@ import json
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from router_model.contract import EXAMPLE_TASK, Analysis, ErrorKind
 
@@ -21,8 +21,17 @@ TOKENS = Field(ge=0, le=100_000_000)
 MAX_EXTRA_ANALYSIS_KEYS = 32      # extra analysis keys per task
 MAX_EXTRA_ANALYSIS_KEY_CHARS = 64
 MAX_EXTRA_ANALYSIS_VALUE_CHARS = 1_000  # each extra value, as JSON text
+# A brief is a feature, not a payload: MiniLM reads its first 256 tokens (about 1,000
+# characters), so a longer brief (a batch of 12 lessons' briefs runs past 20,000) is cut here
+# rather than refused, and the decision log stays small.
+BRIEF_MAX_CHARS = 20_000
 MAX_NESTING = 32                  # containers inside containers, anywhere in a body
 INT64 = 2**63
+
+
+def clip_brief(value: Any) -> Any:
+    """A string brief cut to `BRIEF_MAX_CHARS`; anything else is left for the type check."""
+    return value[:BRIEF_MAX_CHARS] if isinstance(value, str) else value
 
 
 class RequestValueError(ValueError):
@@ -106,6 +115,13 @@ def check_extra_analysis(analysis: Analysis) -> None:
             raise RequestValueError(("analysis", preview(key, 20)),
                                     f"key is {len(key)} chars, more than "
                                     f"{MAX_EXTRA_ANALYSIS_KEY_CHARS}")
+        # A container's JSON takes at least 2 characters per element: a long one is refused
+        # before anything walks it (a 1.9M-element array once took seconds to refuse).
+        least = (len(value) + 2 if isinstance(value, str) else
+                 2 * len(value) + 1 if isinstance(value, list | dict) else 0)
+        if least > MAX_EXTRA_ANALYSIS_VALUE_CHARS:
+            raise RequestValueError(("analysis", key), f"value is at least {least} chars of "
+                                    f"JSON, more than {MAX_EXTRA_ANALYSIS_VALUE_CHARS}")
         check_plain_json(value, ("analysis", key), depth=2)
         size = len(json.dumps(value))
         if size > MAX_EXTRA_ANALYSIS_VALUE_CHARS:
@@ -139,7 +155,7 @@ class TaskIn(_Strict):
     context_tokens: Annotated[int, TOKENS] = 0
     expected_output_tokens: Annotated[int, TOKENS] | None = None
     analysis: Analysis = Field(default_factory=Analysis)
-    brief: str | None = Field(None, max_length=20_000)
+    brief: Annotated[str | None, BeforeValidator(clip_brief)] = None
     course_id: str | None = Field(None, max_length=200)
     task_id: str | None = Field(None, max_length=200)
 

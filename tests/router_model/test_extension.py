@@ -20,7 +20,9 @@ FIFTH_TIER = [
     "+tiers.gpt-5-mini={model_id: openai/gpt-5-mini, provider: openrouter, "
     "base_url: 'https://openrouter.ai/api/v1', api_key_env: OPENROUTER_API_KEY, "
     "price_in_per_m: 2.0, price_out_per_m: 8.0, context_window: 400000, ladder_rank: 3, "
-    "first_token_s: 1.0, output_tokens_per_s: 60}",
+    "first_token_s: 1.0, output_tokens_per_s: 60, deployments: {}, request: {"
+    "reasoning_effort: null, max_tokens_param: max_completion_tokens, response_format: null, "
+    "extra_body: {}}}",
     "+simulate.tiers.gpt-5-mini={skill: 1.6, language_gap: 0.1, schema_error: 0.0005, "
     "off_topic: 0.0003, completion_scale: 1.0}",
 ]

@@ -21,7 +21,8 @@ def target(**goal: Any) -> CalibrationTarget:
     return CalibrationTarget(**{**dict.fromkeys(CalibrationTarget.__dataclass_fields__), **goal})
 
 
-TARGETS = [target(bad_vs_static=True), target(first_pass_vs_static=True),
+TARGETS = [target(weighted_bad_vs_static=True), target(bad_vs_static=True),
+           target(first_pass_vs_static=True),
            target(first_pass_min=0.9), target(premium_share_max=0.05),
            target(final_pass_min=0.99)]
 
@@ -32,12 +33,13 @@ def _plain_starts(choice: StartChoice, plan: dict[str, np.ndarray]) -> np.ndarra
     top = eligible.shape[1] - 1
     if choice.settings.rule == "threshold":
         required = choice.required_pass_prob(plan["impact"])
-        ok = eligible & (plan["p"] >= required[:, None])
+        ok = eligible & (plan["p_plan"] >= required[:, None])
         ok[:, top] = eligible[:, top]
         loss = plan["expected_cost"]
     else:
         ok = eligible
-        price = choice.settings.lam * choice.impact_weight(plan["impact"])
+        lam = np.broadcast_to(choice.lams(plan["fields"]), (len(eligible),))
+        price = lam * choice.impact_weight(plan["impact"])
         loss = plan["expected_cost"] + price[:, None] * plan["expected_bad"]
     loss = np.where(ok, loss, np.inf)
     return np.where(np.isfinite(loss.min(axis=1)), np.argmin(loss, axis=1), top)

@@ -280,6 +280,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from pipeline.simulate_cli import run_simulate
     from router_model.contract import EXAMPLE_TASK
     from router_model.decide.policy import RoutingPolicy
+    from router_model.model.embeddings import read_cache
     from tests.helpers import compose_config, tmp_paths
     from training.train import run_train
     from training.train_cli import train_job
@@ -293,7 +294,8 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     result = run_train(train_job(cfg), progress=False)
     spec = result.artifact.model.spec
     assert spec.columns[-3:] == ["brief_pca_0", "brief_pca_1", "brief_pca_2"]
-    assert (tmp_path / "cache" / "embeddings" / "all-MiniLM-L6-v2.parquet").exists()
+    cached = read_cache(tmp_path / "cache")
+    assert cached and all(v.shape == (384,) for v in cached.values())
     policy = RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact))
     with_brief = policy.decide({**EXAMPLE_TASK, "brief": "Write the lesson content for a "
                                 "beginner programming course taught in en."})

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from router_model.config import Catalog, plain
+from router_model.decide.gate import flip_mask
 from router_model.decide.ladder_cost import LadderCostModel
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, replay
@@ -268,7 +269,7 @@ def ladder_metrics(catalog: Catalog, starts: dict[str, np.ndarray], table: Outco
     n, K = len(idx), len(table.models)
     truth = table.passed[idx]
     rng = np.random.default_rng(seed)
-    verdict = truth ^ (rng.random(truth.shape) < rate)
+    verdict = truth ^ flip_mask(truth, rate, rate, rng)
     shape = (n, K + 1, 1)
     # The gate sees similarity 1 for a passing verdict and 0 (a near miss: no retries, no
     # severe jump in this catalog) otherwise; quality is the truth on the same scale.

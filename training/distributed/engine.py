@@ -34,6 +34,7 @@ from training.dataset import (
     ladder_statistics,
     logs_hash,
     lookup_from_cells,
+    support_from_cells,
 )
 from training.distributed.cluster import dask_client
 from training.distributed.partitions import (
@@ -220,6 +221,9 @@ def train_on_dask(job: TrainJob, kinds: list[str], phases: Phases,
     """The Dask engine: examples per partition, LightGBM on the cluster, the same bundle."""
     if kinds[0] != "lightgbm":
         raise ValueError(f"train.model={kinds[0]!r}: train.engine=dask trains lightgbm only")
+    if job.router.guarantee.enabled:
+        raise ValueError("router.guarantee.enabled=true needs train.engine=local (the Dask "
+                         "engine does not keep certification courses out of its statistics)")
     spec = FeatureSpec.from_config(job.router.features, embedding_cache=job.paths.cache_dir)
     files = [f for f in expand_log_paths(job.paths.logs)
              if not same_file(f, job.paths.quarantine)]
@@ -263,6 +267,7 @@ def train_on_dask(job: TrainJob, kinds: list[str], phases: Phases,
         data=data, spec=spec, models=models, train_rows=data.examples, test_rows=test,
         audit_examples=build_examples(audited) if len(audited) else data.examples,
         lookup=lookup_from_cells(cells, sorted(cells["field"].unique())),
+        support=support_from_cells(cells),
         engine_info={"engine": "dask", "workers": workers, "partitions": len(files),
                      "calibration_examples": len(data.examples),
                      "sampled": {"calibration": plan.keep_calibration, "test": plan.keep_test,

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, typed
+from router_model.config import CONF_DIR
 from training.evaluation.coverage import (
     CoverageSettings,
     coverage_report,
@@ -19,12 +19,11 @@ from training.evaluation.coverage import (
     summary,
 )
 from training.parallel import run_each
-from training.settings_cli import compose
+from training.settings_cli import compose, root_settings
 
 
 def coverage_settings(cfg: DictConfig) -> CoverageSettings:
-    keys = list(CoverageSettings.__dataclass_fields__)
-    return typed(CoverageSettings, {k: cfg[k] for k in keys if k in cfg}, "router_coverage")
+    return root_settings(CoverageSettings, cfg, "router_coverage")
 
 
 def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
@@ -32,16 +31,14 @@ def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
     """The simulate and train configs of one deployment in `folder`."""
     paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
              f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
-    target = settings.first_pass_min
     return (compose("router_simulate", [*paths, f"simulate.seed={seed}",
                                         f"simulate.n_courses={settings.n_courses}",
-                                        f"simulate.epsilon={settings.epsilon}"]),
+                                        f"simulate.epsilon={settings.epsilon}",
+                                        f"simulate.audit_courses={settings.audit_courses}"]),
             compose("router_train", [
                 *paths, "train.baseline=null", *settings.train_overrides,
-                "router.calibrate.bad_vs_static=null",
-                f"router.calibrate.first_pass_min={target}",
-                f"router.guarantee.first_pass_min={target}",
-                f"router.guarantee.delta={settings.delta}"]))
+                "router.guarantee.enabled=true", f"router.guarantee.delta={settings.delta}",
+                f"router.guarantee.margin={settings.margin}"]))
 
 
 def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, DictConfig]

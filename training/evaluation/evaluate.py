@@ -3,6 +3,10 @@
 Exact replay runs the ladder over a full outcome table (every tier's outcome for every task)
 from each policy's start tiers. The default table is a fresh simulated world (another seed
 than the one the router was trained on); any table in the same long form can be given.
+
+The headline is every router at the dial it deploys with (calibrated on its training logs
+only). Each router's dial is also swept on this world, and the comparison at matched
+quality read off those frontiers (`matched.py`) is an upper bound, labelled so.
 """
 
 from __future__ import annotations
@@ -18,17 +22,19 @@ from tqdm.auto import tqdm
 
 from pipeline.world import WorldSettings, simulate_world, task_table
 from router_model.config import Catalog, Paths, check
+from router_model.decide.gate import flip_mask
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_table, replay
 from router_model.decide.routers import RouterContext, build_router
-from router_model.decide.settings import POLICY_VARIANTS
+from router_model.decide.settings import DIALS, POLICY_VARIANTS
 from router_model.logs.attempts import read_attempts
-from training.evaluation.compare import (
-    Points,
-    cost_at,
-    matched_comparison,
-    quality_at,
-    stack,
+from training.evaluation.matched import (
+    UPPER_BOUND,
+    CourseTotals,
+    Frontier,
+    learning_split,
+    matched_section,
+    quality_at_cost,
 )
 from training.evaluation.off_policy import (
     NoExplorationError,
@@ -57,7 +63,7 @@ class EvaluateSettings:
     match_quality_of: str
     match_cost_of: str
     compare: list[str]
-    sweeps: dict[str, Any]  # router -> {dial: [values]}
+    sweeps: list[str]  # routers whose dial is swept over its calibration grid
     gate_error_rates: list[float]
     ope: bool
 
@@ -111,12 +117,27 @@ def evaluation_table(job: EvaluateJob) -> EvalTable:
                      f"fresh simulated world{shifted}, seed {seed}, {ev.n_courses:,} courses")
 
 
-def policy_metrics(res: ReplayResult, course: np.ndarray) -> dict[str, Any]:
-    n_courses = len(np.unique(course))
+HIGH_IMPACT = 8  # fields at or above this impact score are the "high-impact" ones
+
+
+def task_impact(catalog: Catalog, tasks: pd.DataFrame) -> np.ndarray:
+    """Each task's field impact score (5 for a field the catalog does not know)."""
+    impact = {name: spec.impact for name, spec in catalog.fields.items()}
+    return tasks["field"].astype(str).map(impact).fillna(5).to_numpy(float)
+
+
+def policy_metrics(res: ReplayResult, course: np.ndarray, impact: np.ndarray
+                   ) -> dict[str, Any]:
+    """A replay's figures; `course`: each task's course code (`course_codes`)."""
+    n_courses = int(course.max()) + 1 if len(course) else 0
     calls = res.calls.sum()
+    high = impact >= HIGH_IMPACT
     return {
         "cost_per_course": float(res.cost.sum() / n_courses),
         "true_pass_rate": float(res.true_pass.mean()),
+        "weighted_true_pass_rate": float(np.average(res.true_pass, weights=impact)),
+        "high_impact_true_pass_rate": float(res.true_pass[high].mean()) if high.any()
+        else float("nan"),
         "gate_pass_rate": float(res.accepted.mean()),
         "false_pass_rate": float((res.accepted & ~res.true_pass).mean()),
         "mean_final_similarity": float(res.final_similarity.mean()),
@@ -130,8 +151,16 @@ def policy_metrics(res: ReplayResult, course: np.ndarray) -> dict[str, Any]:
 
 
 def per_course(values: np.ndarray, course: np.ndarray) -> np.ndarray:
-    _, idx = np.unique(course, return_inverse=True)
-    return np.bincount(idx, weights=np.asarray(values, float))
+    """Sums per course (in sorted course order); `course` as ids, or as the codes
+    `course_codes` made once (sorting a million ids for every sum cost minutes)."""
+    codes = course if np.issubdtype(np.asarray(course).dtype, np.integer) else \
+        course_codes(course)
+    return np.bincount(codes, weights=np.asarray(values, float))
+
+
+def course_codes(course: np.ndarray) -> np.ndarray:
+    """Each task's course as an index into the sorted distinct courses."""
+    return np.unique(course, return_inverse=True)[1]
 
 
 def flip_gate(cube: OutcomeCube, false_pass: float, false_fail: float,
@@ -139,9 +168,7 @@ def flip_gate(cube: OutcomeCube, false_pass: float, false_fail: float,
     """The gate as the true outcome flipped at the given rates (schema errors stay errors)."""
     thr = cube.pass_threshold[:, None, None]
     truth = cube.quality >= thr
-    flip = np.where(truth, rng.random(truth.shape) < false_fail,
-                    rng.random(truth.shape) < false_pass)
-    verdict = truth ^ flip
+    verdict = truth ^ flip_mask(truth, false_pass, false_fail, rng)
     sim = np.where(verdict, np.maximum(cube.quality, thr),
                    np.minimum(cube.quality, np.nextafter(thr, 0)))
     return replace(cube, similarity=sim)
@@ -149,16 +176,29 @@ def flip_gate(cube: OutcomeCube, false_pass: float, false_fail: float,
 
 @dataclass
 class Replays:
-    """Every configured router's start tiers and exact-replay results on one table."""
+    """Every configured router's start tiers and exact-replay results on one table, with
+    each task's course and impact score."""
 
     starts: dict[str, np.ndarray]
     runs: dict[str, ReplayResult]
     metrics: dict[str, dict[str, Any]]
+    course: np.ndarray
+    impact: np.ndarray
+
+    def frontier_point(self, res: ReplayResult) -> dict[str, np.ndarray]:
+        """One operating point's per-course totals."""
+        course, impact = self.course, self.impact
+        return {"_cost": per_course(res.cost, course),
+                "_latency": per_course(res.latency_s, course),
+                "_passed": per_course(res.true_pass, course),
+                "_weighted": per_course(res.true_pass * impact, course),
+                "_high": per_course(res.true_pass & (impact >= HIGH_IMPACT), course)}
 
 
 def replay_routers(job: EvaluateJob, context: RouterContext, table: EvalTable) -> Replays:
     """Build each router of `evaluate.routers` from the registry and replay it exactly."""
-    course = table.tasks["course_id"].to_numpy()
+    course = course_codes(table.tasks["course_id"].to_numpy())
+    impact = task_impact(context.catalog, table.tasks)
     starts = {}
     for name in job.evaluate.routers:
         router = build_router(str(name), job.routers, context)
@@ -166,76 +206,70 @@ def replay_routers(job: EvaluateJob, context: RouterContext, table: EvalTable) -
             router.fit(table.tasks, table.cube)
         starts[str(name)] = router.start_tiers(table.tasks)
     runs = {name: replay(table.cube, s, context.catalog) for name, s in starts.items()}
-    return Replays(starts, runs, {n: policy_metrics(r, course) for n, r in runs.items()})
+    return Replays(starts, runs, {n: policy_metrics(r, course, impact)
+                                  for n, r in runs.items()}, course, impact)
 
 
 def sweep_frontiers(job: EvaluateJob, context: RouterContext, table: EvalTable,
                     rep: Replays) -> dict[str, list[dict[str, Any]]]:
-    """Each router with a dial, replayed at every value of `evaluate.sweeps` (predicted
-    once per router). A point carries its metrics and its per-course cost and true passes."""
-    course = table.tasks["course_id"].to_numpy()
+    """Each router of `evaluate.sweeps` replayed at every value of its dial's calibration
+    grid (predicted once per router), with its floored fields' own dials and, where it has
+    any, without them too. A point carries its metrics and its per-course totals."""
     out = {}
-    for name, sweep in job.evaluate.sweeps.items():
+    for name in job.evaluate.sweeps:
         if name not in rep.runs:
             continue
-        ((dial, values),) = sweep.items()
         policy = build_router(str(name), job.routers, context).policy
+        dial, values = DIALS[policy.settings.rule]
         plan = policy.start_tiers(table.tasks)
+        floors = [True, False] if policy.settings.field_lams else [True]
         points = []
-        for v in values:
-            start = policy.choice.with_settings(**{dial: float(v)}).starts_for(plan)
+        for floored, v in ((f, v) for f in floors for v in values):
+            changes = {dial: float(v)} if floored else {dial: float(v), "field_lams": {}}
+            start = policy.choice.with_settings(**changes).starts_for(plan)
             res = replay(table.cube, start, context.catalog)
-            points.append({"dial": dial, "value": float(v), **policy_metrics(res, course),
-                           "_cost": per_course(res.cost, course),
-                           "_passed": per_course(res.true_pass, course)})
+            points.append({"dial": dial, "value": float(v), "floors": floored,
+                           **policy_metrics(res, rep.course, rep.impact),
+                           **rep.frontier_point(res)})
         out[str(name)] = points
     return out
 
 
-def operating_points(name: str, rep: Replays, fronts: dict[str, list[dict]],
-                     course: np.ndarray) -> Points:
-    """A router's calibrated point plus its swept points, as per-course totals."""
-    run = rep.runs[name]
-    cost = [per_course(run.cost, course)] + [pt["_cost"] for pt in fronts.get(name, [])]
-    passed = [per_course(run.true_pass, course)] + [pt["_passed"] for pt in fronts.get(
-        name, [])]
-    return Points(np.vstack(cost), np.vstack(passed))
-
-
-def headline_section(ev: EvaluateSettings, rep: Replays, fronts: dict[str, list[dict]],
-                     course: np.ndarray) -> dict[str, Any]:
-    """Learned against the pooled simple baselines at static's true pass, and each router's
-    own cost there."""
-    baselines = [b for b in ev.baselines if b in rep.runs]
-    points = {n: operating_points(n, rep, fronts, course) for n in rep.runs}
-    tasks = per_course(np.ones(len(course)), course)
-    reference = points[str(ev.match_quality_of)]
-    target = float(rep.metrics[str(ev.match_quality_of)]["true_pass_rate"])
-    ones = np.ones((1, len(tasks)))
-    cost_there = {}
-    for name, pts in points.items():
-        c, q = pts.at(ones, tasks)
-        cost_there[name] = cost_at(c[0], q[0], target)
-    ladder = str(ev.match_cost_of)
-    budget = float(rep.metrics[ladder]["cost_per_course"])
-    lc, lq = points["learned"].at(ones, tasks)
-    reached = quality_at(lc[0], lq[0], budget)
-    out = {"match_quality_of": str(ev.match_quality_of), "target_true_pass": target,
-           "baselines": baselines, "cost_at_target": cost_there,
-           "best_single_baseline": min(baselines, key=cost_there.get),
-           "quality_at_cost": {"of": ladder, "cost_per_course": budget, "learned": reached,
-                               "baseline": rep.metrics[ladder]["true_pass_rate"],
-                               "gain": reached - rep.metrics[ladder]["true_pass_rate"]}}
-    for name in ev.compare:
-        if name in points:
-            out[str(name)] = matched_comparison(
-                points[name], stack([points[b] for b in baselines]), reference, tasks,
-                n_boot=ev.bootstrap, seed=ev.seed)
+def frontiers(rep: Replays, fronts: dict[str, list[dict]]) -> dict[str, Frontier]:
+    """Every router's deployed point plus its swept points, as per-course totals."""
+    out = {}
+    for name, run in rep.runs.items():
+        pts = [rep.frontier_point(run), *fronts.get(name, [])]
+        out[name] = Frontier(*(np.vstack([p[k] for p in pts]) for k in
+                               ("_cost", "_latency", "_passed", "_weighted", "_high")))
     return out
 
 
-def savings_section(ev: EvaluateSettings, rep: Replays, course: np.ndarray) -> dict[str, Any]:
-    """The learned policy's cost and call savings against every other router, with CIs."""
+def headline_section(ev: EvaluateSettings, rep: Replays, fronts: dict[str, list[dict]]
+                     ) -> dict[str, Any]:
+    """The upper bound: every router at the reference's impact-weighted and high-impact true
+    pass (and at its plain true pass), the compared routers against the pooled simple
+    baselines there, and the learned frontier's quality at the ladder's cost."""
+    course, impact = rep.course, rep.impact
+    totals = CourseTotals(per_course(np.ones(len(course)), course), per_course(impact, course),
+                          per_course(impact >= HIGH_IMPACT, course))
+    lines = frontiers(rep, fronts)
+    shared = {"reference": ev.match_quality_of, "compare": list(ev.compare),
+              "baselines": [b for b in ev.baselines if b in rep.runs],
+              "n_boot": ev.bootstrap, "seed": ev.seed}
+    ladder = rep.metrics[ev.match_cost_of]
+    return {"weighted": matched_section(lines, totals, "weighted", **shared),
+            "unweighted": matched_section(lines, totals, "unweighted", **shared),
+            "quality_at_cost": {"of": ev.match_cost_of, "label": UPPER_BOUND,
+                                **quality_at_cost(lines["learned"], totals,
+                                                  ladder["cost_per_course"],
+                                                  ladder["weighted_true_pass_rate"])}}
+
+
+def savings_section(ev: EvaluateSettings, rep: Replays) -> dict[str, Any]:
+    """The learned policy's cost and call savings against every other router at their
+    deployed dials, with CIs (each at its own quality: read them with the quality)."""
+    course = rep.course
     learned_cost = per_course(rep.runs["learned"].cost, course)
     learned_calls = per_course(rep.runs["learned"].calls, course)
     ci = {"n_boot": ev.bootstrap, "seed": ev.seed}
@@ -265,7 +299,6 @@ def gate_error_sweep(job: EvaluateJob, context: RouterContext, table: EvalTable,
                      rep: Replays) -> list[dict[str, Any]]:
     """Every router again with the gate flipped at each `evaluate.gate_error_rates`."""
     ev, catalog = job.evaluate, context.catalog
-    course = table.tasks["course_id"].to_numpy()
     rows = []
     for rate in ev.gate_error_rates:
         flipped = flip_gate(table.cube, float(rate), float(rate),
@@ -275,26 +308,35 @@ def gate_error_sweep(job: EvaluateJob, context: RouterContext, table: EvalTable,
             if router.sees_test_outcomes:  # the oracle knows the flipped outcomes too
                 start = router.fit(table.tasks, flipped).start_tiers(table.tasks)
             rows.append({"gate_error": float(rate), "policy": name, **policy_metrics(
-                replay(flipped, start, catalog), course)})
+                replay(flipped, start, catalog), rep.course, rep.impact)})
     return rows
 
 
-def sources_section(catalog: Catalog, rep: Replays, tasks: pd.DataFrame) -> dict[str, Any]:
-    """Where the learned policy's savings come from, in three measured effects."""
+def sources_section(catalog: Catalog, rep: Replays, tasks: pd.DataFrame,
+                    headline: dict[str, Any]) -> dict[str, Any]:
+    """Where the learned policy's savings come from: the planner on the lookup table against
+    the model over it (per field at the deployed dials, and in all at matched quality), the
+    premium fields, and the gate-error exposure."""
     m, runs = rep.metrics, rep.runs
-    course = tasks["course_id"].to_numpy()
     premium_fields = [f for f, s in catalog.fields.items() if s.static_tier == catalog.premium]
     on_premium_fields = tasks["field"].isin(premium_fields).to_numpy()
-    n_courses = len(np.unique(course))
+    n_courses = int(rep.course.max()) + 1
+    by_field = {}
+    for field in sorted(tasks["field"].astype(str).unique()):
+        mask = (tasks["field"].astype(str) == field).to_numpy()
+        by_field[field] = {name: {"cost_per_course": float(runs[name].cost[mask].sum()
+                                                           / n_courses),
+                                  "true_pass_rate": float(runs[name].true_pass[mask].mean())}
+                           for name in ("static", "lookup", "learned") if name in runs}
+    split = (learning_split(by_field, headline["weighted"]["cost_at_target"],
+                            m["static"]["cost_per_course"])
+             if {"static", "lookup", "learned"} <= set(runs) else None)
     return {
+        "learning": split,
         "premium_fields": premium_fields,
         "premium_field_cost_per_course": {
             name: float(runs[name].cost[on_premium_fields].sum() / n_courses)
             for name in ("static", "learned")},
-        "calls_and_latency_vs_cheapest": {
-            name: {"calls_per_task": m[name]["calls_per_task"],
-                   "latency_s_per_task": m[name]["latency_s_per_task"]}
-            for name in ("ladder-from-cheapest", "learned")},
         "gate_error_exposure": {name: m[name]["false_pass_rate"]
                                 for name in ("ladder-from-cheapest", "static", "learned")},
     }
@@ -322,14 +364,13 @@ def run_evaluate(job: EvaluateJob, progress: bool = True) -> dict[str, Any]:
     context = RouterContext(catalog, policy, seed=ev.seed)
     next(step)
     table = evaluation_table(job)
-    course = table.tasks["course_id"].to_numpy()
     next(step)
     rep = replay_routers(job, context, table)
     m = rep.metrics
     next(step)
     fronts = sweep_frontiers(job, context, table, rep)
-    headline = headline_section(ev, rep, fronts, course)
-    savings = savings_section(ev, rep, course)
+    headline = headline_section(ev, rep, fronts)
+    savings = savings_section(ev, rep)
     next(step)
     gate_sweep = gate_error_sweep(job, context, table, rep) if ev.gate_error_rates else []
     next(step)
@@ -339,13 +380,13 @@ def run_evaluate(job: EvaluateJob, progress: bool = True) -> dict[str, Any]:
         "table": table.source, "router_version": policy.router_version,
         "lam": policy.settings.lam,
         "calibration": {k: policy.artifact.manifest.get(k, {}) for k in POLICY_VARIANTS},
-        "policies": m, "headline": headline, "savings_vs": savings,
-        "where_savings_come_from": sources_section(catalog, rep, table.tasks),
+        "policies": m, "matched": headline, "savings_vs": savings,
+        "where_savings_come_from": sources_section(catalog, rep, table.tasks, headline),
         "sweeps": {n: [{k: v for k, v in pt.items() if not k.startswith("_")} for pt in pts]
                    for n, pts in fronts.items()},
         "published_metrics": published_section(m, fronts.get("learned", [])),
         "gate_error_sweep": gate_sweep, "off_policy": ope,
-        "targets": targets(m, headline),
+        "targets": targets(m),
     }
     timings = {"seconds": round(time.perf_counter() - started, 1)}
     write_reports(result, field_breakdown(rep.runs, table.tasks), Path(job.reports_dir),
@@ -404,13 +445,16 @@ def off_policy_section(job: EvaluateJob, policy: RoutingPolicy) -> dict[str, Any
     return out
 
 
-def targets(m: dict[str, Any], headline: dict[str, Any]) -> dict[str, Any]:
-    """The policy issue's headline targets on this world, each with its measured value."""
-    h = headline["learned"]
-    static = m["static"]["cost_per_course"]
+def targets(m: dict[str, Any]) -> dict[str, Any]:
+    """The deployed learned router against the static rules on this world: the targets of
+    the deployed-promise issue, each with its measured value (at the deployed dials)."""
+    learned, static = m["learned"], m["static"]
+    weighted = learned["weighted_true_pass_rate"] - static["weighted_true_pass_rate"]
+    high = learned["high_impact_true_pass_rate"] - static["high_impact_true_pass_rate"]
+    ratio = learned["cost_per_course"] / static["cost_per_course"]
     return {
-        "cost_at_static_quality_<=_best_baseline": {
-            "value": h["saving"]["value"], "met": h["policy_cost"] <= h["best_baseline_cost"]},
-        "saving_vs_static_>=60%": {"value": 1.0 - h["policy_cost"] / static,
-                                   "met": 1.0 - h["policy_cost"] / static >= 0.60},
+        "deployed_weighted_true_pass_>=_static": {"value": weighted, "met": weighted >= 0},
+        "deployed_high_impact_true_pass_>=_static-0.005": {"value": high,
+                                                            "met": high >= -0.005},
+        "deployed_cost_<=_50%_of_static": {"value": ratio, "met": ratio <= 0.5},
     }

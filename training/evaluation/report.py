@@ -13,26 +13,30 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = [("cost_per_course", "$/course", "{:.4f}"), ("true_pass_rate", "true pass", "{:.4f}"),
-           ("gate_pass_rate", "gate pass", "{:.4f}"), ("false_pass_rate", "false pass",
-                                                       "{:.4f}"),
-           ("calls_per_task", "calls/task", "{:.3f}"), ("premium_share", "premium",
-                                                         "{:.3f}"),
-           ("latency_s_per_task", "latency s", "{:.2f}")]
+COLUMNS = [("cost_per_course", "$/course", "{:.4f}"),
+           ("weighted_true_pass_rate", "w. true pass", "{:.4f}"),
+           ("high_impact_true_pass_rate", "hi-impact", "{:.4f}"),
+           ("true_pass_rate", "true pass", "{:.4f}"), ("false_pass_rate", "false pass", "{:.4f}"),
+           ("calls_per_task", "calls/task", "{:.3f}"), ("premium_share", "premium", "{:.3f}"),
+           ("latency_s_per_course", "s/course", "{:.0f}")]
+DEPLOYED = ("Every router at the dial it deploys with (calibrated on its training logs only); "
+            "w. true pass weighs each task by its field's impact score, hi-impact is the true "
+            "pass of the fields of impact >= 8.")
 
 
 def policy_table(metrics: dict[str, dict[str, Any]], markdown: bool = False) -> str:
-    names = list(metrics)
+    """The deployed rows, learned first, then static, then the rest."""
+    names = sorted(metrics, key=lambda n: (n != "learned", n != "static"))
     if markdown:
-        head = "| policy | " + " | ".join(c[1] for c in COLUMNS) + " |"
+        head = "| router | " + " | ".join(c[1] for c in COLUMNS) + " |"
         lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
         for n in names:
             lines.append(f"| {n} | " + " | ".join(fmt.format(metrics[n][k])
                                                   for k, _, fmt in COLUMNS) + " |")
         return "\n".join(lines)
-    lines = [f"{'policy':<22}" + "".join(f"{c[1]:>11}" for c in COLUMNS)]
+    lines = [f"{'router':<22}" + "".join(f"{c[1]:>13}" for c in COLUMNS)]
     for n in names:
-        lines.append(f"{n:<22}" + "".join(f"{fmt.format(metrics[n][k]):>11}"
+        lines.append(f"{n:<22}" + "".join(f"{fmt.format(metrics[n][k]):>13}"
                                           for k, _, fmt in COLUMNS))
     return "\n".join(lines)
 
@@ -43,53 +47,70 @@ def _ci(s: dict[str, float], pct: bool = True) -> str:
     return f"{s['value']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]"
 
 
-def headline_lines(result: dict[str, Any]) -> list[str]:
-    """Each compared router against the best simple baseline at matched true pass."""
-    h = result["headline"]
-    lines = [f"At {h['match_quality_of']}'s true pass ({h['target_true_pass']:.4f}), cost per "
-             f"course along each frontier (pooled baselines: any mix of "
-             f"{', '.join(h['baselines'])}):"]
-    for name, cost in sorted(h["cost_at_target"].items(), key=lambda kv: kv[1]):
-        shown = f"${cost:.4f}" if math.isfinite(cost) else "never reaches it"
-        lines.append(f"  {name:<22} {shown}")
-    qc = h["quality_at_cost"]
-    lines.append(f"  at {qc['of']}'s cost (${qc['cost_per_course']:.4f}/course) the learned "
-                 f"frontier reaches true pass {qc['learned']:.4f} vs {qc['baseline']:.4f}")
-    for name, c in h.items():
-        if isinstance(c, dict) and "saving" in c:
-            lines.append(f"  {name} vs the best baseline mix: saving {_ci(c['saving'])}, "
-                         f"${_ci(c['difference_per_course'], pct=False)} per course "
-                         f"(95% CI over courses)")
+def matched_lines(result: dict[str, Any]) -> list[str]:
+    """Each router's cost (and wall time) at the reference's impact-weighted true pass, the
+    compared routers against the pooled baselines there, and the same unweighted."""
+    lines = []
+    for key in ("weighted", "unweighted"):
+        h = result["matched"][key]
+        shown = ", ".join(f"{n} {t:.4f}" for n, t in h["targets"].items())
+        lines.append(f"At {h['match_quality_of']}'s {h['quality']} ({shown}); {h['label']}. "
+                     f"Pooled baselines: any mix of {', '.join(h['baselines'])}.")
+        if key == "weighted":
+            for name, cost in sorted(h["cost_at_target"].items(), key=lambda kv: kv[1]):
+                seconds = h["latency_s_per_course_at_target"][name]
+                shown = (f"${cost:.4f}/course, {seconds:.0f} s/course" if math.isfinite(cost)
+                         else "never reaches it")
+                lines.append(f"  {name:<22} {shown}")
+        for name, c in h.items():
+            if isinstance(c, dict) and "saving" in c:
+                lines.append(f"  {name} vs the best baseline mix: saving {_ci(c['saving'])}, "
+                             f"${_ci(c['difference_per_course'], pct=False)} per course "
+                             "(95% CI over courses)")
+    qc = result["matched"]["quality_at_cost"]
+    lines.append(f"At {qc['of']}'s cost (${qc['cost_per_course']:.4f}/course) the learned "
+                 f"frontier reaches impact-weighted true pass {qc['learned']:.4f} vs "
+                 f"{qc['baseline']:.4f} ({qc['label']})")
+    return lines
+
+
+def learning_lines(result: dict[str, Any]) -> list[str]:
+    """The saving against static split into planner-on-lookup and model-over-lookup."""
+    split = result["where_savings_come_from"]["learning"]
+    if not split:
+        return []
+    lines = ["Where the learned policy earns its place (saving against static, $/course, at "
+             "the deployed dials): planner on the lookup table + model over the table", ""]
+    lines.append(f"  {'field':<22}{'static $':>10}{'planner':>10}{'model':>10}"
+                 f"{'static tp':>11}{'lookup tp':>11}{'learned tp':>11}")
+    for field, row in split["per_field_deployed"].items():
+        tp = row["true_pass"]
+        lines.append(f"  {field:<22}{row['static']:>10.4f}{row['planner_on_lookup']:>10.4f}"
+                     f"{row['model_over_lookup']:>10.4f}{tp['static']:>11.4f}"
+                     f"{tp['lookup']:>11.4f}{tp['learned']:>11.4f}")
+    total = split["at_matched_quality"]
+    if total:
+        lines.append(f"  in all, at static's quality ({total['label']}): "
+                     f"planner on lookup ${total['planner_on_lookup']:.4f}, model over lookup "
+                     f"${total['model_over_lookup']:.4f} ({total['model_share_of_saving']:.0%}"
+                     " of the saving)")
     return lines
 
 
 def format_summary(result: dict[str, Any]) -> str:
     lines = [f"Exact replay on {result['table']} (router {result['router_version']}, "
-             f"lam {result['lam']:.4g} USD per bad outcome)", "",
-             policy_table(result["policies"]), "", *headline_lines(result), "",
-             "Learned policy savings at its calibrated point (95% bootstrap CI over courses):"]
-    for base, s in result["savings_vs"].items():
-        lines.append(f"  vs {base:<22} cost {_ci(s['cost'])}   calls {_ci(s['calls'])}")
+             f"lam {result['lam']:.4g} USD per bad outcome)", DEPLOYED, "",
+             policy_table(result["policies"]), "", "Targets (deployed dials):"]
+    for name, t in result["targets"].items():
+        lines.append(f"  [{'met ' if t['met'] else 'MISS'}] {name:<48} {t['value']:+.4f}")
+    lines += ["", *matched_lines(result), "", *learning_lines(result)]
+    ge = result["where_savings_come_from"]["gate_error_exposure"]
+    lines.append(f"  gate-error exposure (accepted but truly failing): ladder "
+                 f"{ge['ladder-from-cheapest']:.2%}, static {ge['static']:.2%}, learned "
+                 f"{ge['learned']:.2%}")
     p = result["published_metrics"]
     lines.append(f"  AIQ {p['aiq']:.4f}  APGR {p['apgr']:.3f}  CPT(50%) {p['cpt50']:.3f}  "
                  f"CPT(80%) {p['cpt80']:.3f}  (x = premium share, over the lam sweep)")
-    src = result["where_savings_come_from"]
-    pf = src["premium_field_cost_per_course"]
-    cl = src["calls_and_latency_vs_cheapest"]
-    ge = src["gate_error_exposure"]
-    lad = "ladder-from-cheapest"
-    lines += ["", "Where the learned policy earns its place:",
-              f"  cheaper starts on fields static sends to premium: ${pf['static']:.4f} -> "
-              f"${pf['learned']:.4f} per course",
-              f"  vs the ladder from the cheapest tier: calls/task "
-              f"{cl[lad]['calls_per_task']:.3f} -> {cl['learned']['calls_per_task']:.3f}, "
-              f"latency s/task {cl[lad]['latency_s_per_task']:.2f} -> "
-              f"{cl['learned']['latency_s_per_task']:.2f}",
-              f"  gate-error exposure (accepted but truly failing): ladder {ge[lad]:.2%}, "
-              f"static {ge['static']:.2%}, learned {ge['learned']:.2%}"]
-    lines += ["", "Targets:"]
-    for name, t in result["targets"].items():
-        lines.append(f"  [{'met ' if t['met'] else 'MISS'}] {name:<42} {t['value']:.3f}")
     ope = result.get("off_policy")
     if ope and "error" not in ope:
         lines += ["", "Off-policy estimates from the training logs (per task):"]
@@ -125,20 +146,25 @@ def frontier_plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    q = "weighted_true_pass_rate"
     for name, sweep in result["sweeps"].items():
-        ax.plot([s["cost_per_course"] for s in sweep], [s["true_pass_rate"] for s in sweep],
-                "-o", ms=3, label=f"{name} ({sweep[0]['dial']} sweep)")
+        for floored in (True, False):
+            line = [s for s in sweep if s["floors"] == floored]
+            if line:
+                ax.plot([s["cost_per_course"] for s in line], [s[q] for s in line], "-o",
+                        ms=3, ls="-" if floored else ":", label=f"{name} ({line[0]['dial']} "
+                        f"swept on this world{'' if floored else ', no floors'})")
     for name, m in result["policies"].items():
-        ax.scatter(m["cost_per_course"], m["true_pass_rate"], s=40, zorder=3, marker="x")
-        ax.annotate(name, (m["cost_per_course"], m["true_pass_rate"]), fontsize=7,
+        ax.scatter(m["cost_per_course"], m[q], s=40, zorder=3, marker="x")
+        ax.annotate(name, (m["cost_per_course"], m[q]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
-    h = result["headline"]
-    ax.axhline(h["target_true_pass"], color="grey", lw=0.8, ls="--",
-               label=f"{h['match_quality_of']}'s true pass")
+    h = result["matched"]["weighted"]
+    ax.axhline(h["targets"]["weighted"], color="grey", lw=0.8, ls="--",
+               label=f"{h['match_quality_of']}'s impact-weighted true pass")
     ax.set_xscale("log")
     ax.set_xlabel("cost per course (USD, log scale)")
-    ax.set_ylabel("true final pass rate")
-    ax.set_title("Cost vs quality: every router, exact replay")
+    ax.set_ylabel("impact-weighted true final pass rate")
+    ax.set_title("Cost vs quality: x = deployed dials; lines = dials swept (upper bound)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -148,17 +174,20 @@ def frontier_plot(result: dict[str, Any], path: Path) -> None:
 def markdown_report(result: dict[str, Any], by_field: pd.DataFrame) -> str:
     lines = [f"# Offline evaluation: {result['router_version']}", "",
              f"Exact replay on {result['table']}; learned lam {result['lam']:.4g} USD per bad "
-             f"outcome.", "", policy_table(result["policies"], markdown=True), "",
-             "## Learned against the best simple baseline, at matched true pass", "",
-             *["    " + line for line in headline_lines(result)], "",
-             "## Savings of the learned policy at its calibrated point (95% CI over courses)",
-             "", "| vs | cost | calls |", "|---|---|---|"]
+             f"outcome.", "", "## Deployed", "", DEPLOYED, "",
+             policy_table(result["policies"], markdown=True), "", "## Targets (deployed dials)",
+             ""]
+    for name, t in result["targets"].items():
+        lines.append(f"- {'met' if t['met'] else '**missed**'}: {name} = {t['value']:+.4f}")
+    lines += ["", "## Learned against the best simple baseline, at matched quality (upper "
+              "bound)", "", *["    " + line for line in matched_lines(result)], "",
+              "## Where the learned policy earns its place", "",
+              *["    " + line for line in learning_lines(result)], "",
+              "## Savings of the learned policy at its deployed point (each router at its own "
+              "quality; 95% CI over courses)", "", "| vs | cost | calls |", "|---|---|---|"]
     for base, s in result["savings_vs"].items():
         lines.append(f"| {base} | {_ci(s['cost'])} | {_ci(s['calls'])} |")
-    lines += ["", "## Targets", ""]
-    for name, t in result["targets"].items():
-        lines.append(f"- {'met' if t['met'] else '**missed**'}: {name} = {t['value']:.3f}")
-    lines += ["", "## Where the savings come from: per field", "",
+    lines += ["", "## Per field", "",
               "| field | static $ | learned $ | lookup $ | learned mean start tier | "
               "lookup mean start tier |", "|---|---|---|---|---|---|"]
     pivot = by_field.pivot(index="field", columns="policy")
@@ -176,13 +205,14 @@ def markdown_report(result: dict[str, Any], by_field: pd.DataFrame) -> str:
                      f"{g['true_pass_rate']:.4f} | {g['gate_pass_rate']:.4f} | "
                      f"{g['false_pass_rate']:.4f} | {g['calls_per_task']:.3f} |")
     for name, sweep in result["sweeps"].items():
-        lines += ["", f"## {name}: {sweep[0]['dial']} sweep", "",
-                  f"| {sweep[0]['dial']} | $/course | true pass | premium share | calls/task |",
-                  "|---|---|---|---|---|"]
+        lines += ["", f"## {name}: {sweep[0]['dial']} swept on this world", "",
+                  f"| {sweep[0]['dial']} | floors | $/course | w. true pass | true pass | "
+                  "premium share | calls/task |", "|---|---|---|---|---|---|---|"]
         for s in sweep:
-            lines.append(f"| {s['value']:.4g} | {s['cost_per_course']:.4f} | "
-                         f"{s['true_pass_rate']:.4f} | {s['premium_share']:.3f} | "
-                         f"{s['calls_per_task']:.3f} |")
+            lines.append(f"| {s['value']:.4g} | {'on' if s['floors'] else 'off'} | "
+                         f"{s['cost_per_course']:.4f} | "
+                         f"{s['weighted_true_pass_rate']:.4f} | {s['true_pass_rate']:.4f} | "
+                         f"{s['premium_share']:.3f} | {s['calls_per_task']:.3f} |")
     p = result["published_metrics"]
     lines += ["", f"AIQ {p['aiq']:.4f}, APGR {p['apgr']:.3f}, CPT(50%) {p['cpt50']:.3f}, "
               f"CPT(80%) {p['cpt80']:.3f}. {p['note']}", ""]

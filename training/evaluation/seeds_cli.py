@@ -12,15 +12,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, typed
+from router_model.config import CONF_DIR
 from training.evaluation.seeds import HEADLINES, SeedsSettings, markdown, seeds_report
 from training.parallel import run_each
-from training.settings_cli import compose
+from training.settings_cli import compose, root_settings
 
 
 def seeds_settings(cfg: DictConfig) -> SeedsSettings:
-    keys = list(SeedsSettings.__dataclass_fields__)
-    return typed(SeedsSettings, {k: cfg[k] for k in keys if k in cfg}, "router_evaluate_seeds")
+    return root_settings(SeedsSettings, cfg, "router_evaluate_seeds")
 
 
 def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
@@ -36,7 +35,7 @@ def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
             compose("router_evaluate", [
                 *paths, *world_cfg, f"evaluate.n_courses={settings.eval_courses}",
                 "evaluate.ope=false", "evaluate.gate_error_rates=[]",
-                f"evaluate.bootstrap={settings.bootstrap}"]))
+                f"evaluate.bootstrap={settings.bootstrap}", *settings.evaluate_overrides]))
 
 
 def one_run(configs: tuple[DictConfig, DictConfig, DictConfig]) -> dict[str, float]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from router_model.catalog_check import catalog_alerts
 from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import RouterContext, build_router
@@ -259,7 +260,8 @@ def run_monitor(job: MonitorJob) -> dict[str, Any]:
                    "last_task": str(pd.to_datetime(tasks["timestamp"]).max())},
         "decision_log": {**decision_counts, "joined_tasks": joined},
         "reference": {"tasks": reference.get("tasks"), "courses": reference.get("courses")},
-        "alerts": alerts(features, outcomes, calibration, settings),
+        "alerts": alerts(features, outcomes, calibration, settings)
+        + catalog_alerts(policy.artifact.manifest, job.catalog),
         "feature_drift": features, "outcome_drift": outcomes, "calibration": calibration,
         "policy_value": value,
         "pass_rate_by_day": daily_pass_rate(tasks),

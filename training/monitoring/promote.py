@@ -30,6 +30,7 @@ import pandas as pd
 from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import cube_from_table, replay
+from router_model.decide.settings import DIALS
 from router_model.files import atomic_write_text
 from router_model.logs.attempts import read_attempts
 from router_model.model.artifact import (
@@ -76,7 +77,6 @@ class PromoteSettings:
     cost_margin: float
     quality_margin: float
     confidence: float
-    lams: list[float]
     bootstrap: int
     seed: int
 
@@ -177,13 +177,13 @@ def serving_champion(root: Path, initial: str | None) -> RouterArtifact | None:
     return load_artifact(resolve_version_dir(root))
 
 
-def sweep_starts(policy: RoutingPolicy, tasks: pd.DataFrame, lams: list[float]) -> np.ndarray:
-    """(1 + len(lams), n) start tiers: the served dial first, then each lam of the sweep
-    (one prediction, re-planned per lam)."""
-    served = policy.start_tiers(tasks)
-    rows = [served["start"]]
-    rows += [policy.with_settings(lam=float(lam)).start_tiers(tasks, p=served["p"])["start"]
-             for lam in lams]
+def sweep_starts(policy: RoutingPolicy, tasks: pd.DataFrame) -> np.ndarray:
+    """(1 + grid, n) start tiers: the served dial first, then each lam of the dial's one
+    grid (`settings.DIALS`; one prediction and one plan, re-chosen per lam)."""
+    plan = policy.start_tiers(tasks)
+    _, grid = DIALS["expected_loss"]
+    rows = [plan["start"]]
+    rows += [policy.choice.with_settings(lam=float(lam)).starts_for(plan) for lam in grid]
     return np.vstack(rows)
 
 
@@ -199,7 +199,7 @@ def replay_evidence(job: PromoteJob, policies: dict[str, RoutingPolicy]) -> Evid
     cost, quality = {}, {}
     for name, policy in policies.items():
         runs = [replay(cube, start, catalog)
-                for start in sweep_starts(policy, tasks, settings.lams)]
+                for start in sweep_starts(policy, tasks)]
         cost[name] = np.vstack([r.cost for r in runs])
         quality[name] = np.vstack([r.true_pass for r in runs]).astype(float)
     return Evidence("exact replay", tasks["course_id"].to_numpy(), cost, quality, "true pass")
@@ -234,7 +234,7 @@ def logged_evidence(job: PromoteJob, policies: dict[str, RoutingPolicy]) -> Evid
     shadow = shadow_starts(job, bandit, policies["candidate"].router_version)
     cost, quality = {}, {}
     for name, policy in policies.items():
-        rows = sweep_starts(policy, bandit, settings.lams)
+        rows = sweep_starts(policy, bandit)
         if name == "candidate":  # where it ran in shadow, what it chose on live traffic
             rows[0] = np.where(shadow >= 0, shadow, rows[0])
         starts = [with_overflow(bandit, catalog, s) for s in rows]

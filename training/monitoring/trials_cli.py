@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from router_model.cli_errors import user_errors
-from router_model.config import CONF_DIR, typed
+from router_model.config import CONF_DIR
 from training.monitoring.trials import (
     TrialsSettings,
     drift_summary,
@@ -24,13 +24,11 @@ from training.monitoring.trials import (
     write_trials,
 )
 from training.parallel import run_each
-from training.settings_cli import compose
+from training.settings_cli import compose, root_settings
 
 
 def trials_settings(cfg: DictConfig) -> TrialsSettings:
-    keys = list(TrialsSettings.__dataclass_fields__)
-    return typed(TrialsSettings, {k: cfg[k] for k in keys if k in cfg},
-                 "router_monitor_trials")
+    return root_settings(TrialsSettings, cfg, "router_monitor_trials")
 
 
 def paths(folder: Path) -> list[str]:

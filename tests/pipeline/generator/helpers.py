@@ -43,7 +43,8 @@ RAW_COSINE_GATE = ("gate.scorer=brief_cosine", "gate.calibration_map=null",
 def generate_config(tmp: Path, url: str, *overrides: str) -> DictConfig:
     """course_generate against `url`, everything written under `tmp`, rules by default."""
     cfg = compose_config("course_generate", [
-        *tmp_paths(tmp), f"provider.base_url={url}", "generate.progress=false",
+        *tmp_paths(tmp), f"provider.base_url={url}", "provider.fallback.base_url=null",
+        "generate.progress=false",
         "serve.artifact=null", f"generate.out_dir={tmp}/out", "generate.embedding_cache=null",
         *overrides])
     OmegaConf.resolve(cfg)

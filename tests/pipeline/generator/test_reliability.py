@@ -37,7 +37,8 @@ def test_30_percent_faults_complete_or_fail_resumably(tmp_path, embedder, catalo
     inputs = load_inputs([EXAMPLES / "short.json", EXAMPLES / "typical.json"])
     faults = {"rate_limit": 0.1, "server_error": 0.1, "timeout": 0.1}
     with simulator(embedder, faults=faults, retry_after_s=0.05, hang_s=6) as (url, sim):
-        cfg = generate_config(tmp_path, url, "provider.timeout_s=3", "provider.max_retries=2")
+        cfg = generate_config(tmp_path, url, "provider.idle_timeout_s=3",
+                              "provider.retry.backoff_s=0.05")
         summary = run(cfg, inputs, embedder)
         print(f"\nfaults injected: {dict(sim.stats)}; courses: "
               f"{ {k: v.get('error', 'ok') for k, v in summary['courses'].items()} }")
@@ -101,9 +102,9 @@ def test_a_planted_api_key_never_leaves_the_process(tmp_path, embedder, catalog,
     caplog.set_level(logging.DEBUG)
     faults = {"server_error": 0.2, "malformed_json": 0.1, "truncated": 0.1}
     with simulator(embedder, faults=faults) as (url, _):
-        cfg = generate_config(tmp_path, url, "provider.max_retries=0",
+        cfg = generate_config(tmp_path, url, "provider.retry.attempts_per_deployment=1",
                               "provider.fallback.base_url=http://127.0.0.1:9/v1",
-                              "provider.fallback.api_key_env=UNSET_FALLBACK_KEY")
+                              "provider.fallback.api_key_env=PROVIDER_SIM_API_KEY")
         try:
             summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
             messages = json.dumps(summary)
@@ -115,17 +116,22 @@ def test_a_planted_api_key_never_leaves_the_process(tmp_path, embedder, catalog,
     for text in [*written, messages, caplog.text]:
         assert planted not in text
     kinds = set(read_attempts(tmp_path / "out/attempts").frame["error_kind"])
-    assert kinds & {"provider_error", "schema"}  # failures happened and were logged
+    assert kinds & {"tier_unavailable", "schema"}  # failures happened and were logged
 
 
 def test_a_stream_slower_than_the_timeout_fails_resumably(tmp_path, embedder, catalog,
                                                           monkeypatch):
     monkeypatch.setenv("PROVIDER_SIM_API_KEY", "k")
     with simulator(embedder, faults={"slow_stream": 1.0}, slow_chunk_delay_s=1.5) as (url, _):
-        cfg = generate_config(tmp_path, url, "provider.timeout_s=0.5", "provider.max_retries=0")
+        cfg = generate_config(tmp_path, url, "provider.idle_timeout_s=0.5",
+                              "provider.retry.attempts_per_deployment=1",
+                              "provider.retry.rounds=1")
         summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
     error = summary["courses"]["example-short"]["error"]
     assert "phase 1" in error and "run the same command again to resume" in error
+    assert "every deployment is down" in error and "highest tier" in error
     logs = read_attempts(tmp_path / "out/attempts").frame
-    assert set(logs["error_kind"]) == {"timeout"} and not logs["passed"].any()
+    # Every timeout was the provider's: each tier was tried once, then the next one.
+    assert set(logs["error_kind"]) == {"tier_unavailable"} and not logs["passed"].any()
+    assert set(logs["escalation_reason"].dropna()) == {"tier_unavailable"}
     check_logs(tmp_path / "out", catalog)

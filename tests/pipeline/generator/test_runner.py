@@ -147,13 +147,19 @@ def test_the_simulator_writes_parseable_text_of_the_drawn_quality_and_size(embed
 def test_rate_limited_tiers_fall_back_to_the_second_provider(tmp_path, embedder):
     with simulator(embedder, faults={"rate_limit": 1.0}, retry_after_s=0.01) as (url, _), \
             simulator(embedder) as (fallback, fb_sim):
-        cfg = generate_config(tmp_path, url, "provider.max_retries=1",
+        cfg = generate_config(tmp_path, url, "provider.retry.attempts_per_deployment=2",
                               f"provider.fallback.base_url={fallback}")
         summary = run(cfg, load_inputs([EXAMPLES / "short.json"]), embedder)
         assert fb_sim.stats["completions"] >= 14
     assert summary["total"]["failed"] == 0
-    logs = read_attempts(tmp_path / "out/attempts")
-    assert set(logs.frame["provider"]) == {"simulator-fallback"}
+    logs = read_attempts(tmp_path / "out/attempts").frame
+    assert set(logs["provider"]) == {"simulator-b"}
+    # Rate limits never escalated: each attempt's tier is its chain's start, none retried.
+    assert set(logs["error_kind"]) <= {"none", "schema", "low_similarity",
+                                       "severe_similarity"}
+    # The first calls retried on the rate-limited deployment, then its cooldown opened and
+    # later calls went straight to the second one.
+    assert logs["provider_retries"].iloc[0] >= 1 and (logs["provider_retries"] == 0).any()
 
 
 def test_the_response_cache_answers_a_repeated_run(tmp_path, embedder):
@@ -200,7 +206,8 @@ def test_the_router_over_http_gives_the_decisions_in_the_logs(tmp_path, embedder
               for x in (tmp_path / "served.jsonl").open()}
     logged = set(read_attempts(tmp_path / "out/attempts").frame["decision_id"])
     assert len(logged) == 14 and logged <= served
-    assert not (tmp_path / "out/decisions.jsonl").exists()  # no in-process router was built
+    local = tmp_path / "out/decisions.jsonl"  # the rules fallback's log: never used here
+    assert not local.exists() or local.read_text() == ""
 
 
 class ScriptedProvider:

@@ -30,10 +30,20 @@ def compiled_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("compiled")
 
 
-def _policy(cfg, catalog, cache, **settings) -> RoutingPolicy:
+# A support table with thin and thick cells (and fields it lacks): planning pessimism on.
+SUPPORT = {"course_title": {"gpt-oss-20b": 3, "gpt-oss-120b": 40, "qwen3-max": 5000},
+           "lesson_content": {"gpt-oss-20b": 0, "gpt-oss-120b": 9000, "qwen3-max": 300},
+           "exercise": {"gpt-oss-20b": 20000, "gpt-oss-120b": 200}}
+PESSIMISTIC = {"support": SUPPORT, "field_lams": {"course_title": 3.0, "exercise": 0.0}}
+
+
+def _policy(cfg, catalog, cache, support=None, **settings) -> RoutingPolicy:
     policy = RoutingPolicy.from_artifact_path(
         catalog, policy_settings(**settings), cfg.router.artifact,
         compiled_cache=str(cache))
+    if support is not None:  # the same trees, with a support table in the manifest
+        policy.artifact.manifest["support"] = support
+        policy = RoutingPolicy(catalog, policy_settings(**settings), policy.artifact)
     assert policy._planner is not None, "the compiled planner was not built: make install"
     return policy
 
@@ -48,7 +58,7 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
                                                             np.nan))])[0]
     flat.setdefault("expected_output_tokens", output)
     X, _ = policy.artifact.model.spec.encode_with_gaps([flat])
-    compiled = policy._plan_compiled(X, [field], [impact], [prompt], [output])
+    compiled = policy._plan_compiled(X, [field], [prompt], [output])
     python = policy._plan_tasks(policy._predict_encoded(X), [field], [impact], [prompt],
                                 [output])
     return compiled, python
@@ -56,7 +66,8 @@ def _both_plans(policy: RoutingPolicy, task: dict) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("settings", [{}, {"rule": "threshold"}, {"false_pass_rate": 0.03},
                                       {"rule": "threshold", "false_pass_rate": 0.0},
-                                      {"latency_price_per_s": 0.002, "lam": 0.5}])
+                                      {"latency_usd_per_hour": 7.2, "lam": 0.5}, PESSIMISTIC,
+                                      {**PESSIMISTIC, "rule": "threshold"}])
 def test_one_task_planned_in_c_is_the_python_plan_to_the_last_bit(trained_router, catalog,
                                                               compiled_cache, settings):
     cfg, _ = trained_router
@@ -73,7 +84,8 @@ def test_one_task_planned_in_c_is_the_python_plan_to_the_last_bit(trained_router
     assert len(starts) > 1  # the tasks reach more than one start tier
 
 
-@pytest.mark.parametrize("settings", [{}, {"rule": "threshold", "false_pass_rate": 0.03}])
+@pytest.mark.parametrize("settings", [{}, {"rule": "threshold", "false_pass_rate": 0.03},
+                                      {**PESSIMISTIC, "false_pass_rate": 0.03}])
 def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, catalog,
                                                             compiled_cache, settings):
     """Many tasks at once: the planner's rows and columns against numpy's arrays. numpy's
@@ -90,7 +102,7 @@ def test_a_batch_planned_in_c_is_the_vectorised_python_plan(trained_router, cata
     for f, out in zip(flat, output, strict=True):
         f.setdefault("expected_output_tokens", out)
     X, _ = policy.artifact.model.spec.encode_with_gaps(flat)
-    compiled = policy._plan_compiled(X, fields, impact, prompt, output)
+    compiled = policy._plan_compiled(X, fields, prompt, output)
     python = policy._plan_tasks(policy._predict_encoded(X), fields, impact, prompt, output)
     assert compiled["start"] == np.asarray(python["start"]).tolist()
     np.testing.assert_allclose(compiled["p_rows"], python["p_rows"], rtol=0, atol=1e-12)
@@ -126,8 +138,8 @@ def test_calibration_is_numpys_interpolation_at_every_edge(tmp_path):
         edge_planner = planner._planner_class()(
             compiled, compiled.entry_address, X.shape[1], tier_col, codes,
             ("isotonic", xs, ys), tiers, gate, ladder, None, 1, False)
-        _, p, _, _ = edge_planner.plan(np.ascontiguousarray(X[:1]), 100.0, 50.0, [0.0] * 3, 0.0,
-                                  0.0)
+        _, p, _, _ = edge_planner.plan(np.ascontiguousarray(X[:1]), 100.0, 50.0, [0.0] * 3,
+                                       None, 0.0, 0.0)
         assert p == np.interp(raw, xs, ys).tolist(), (xs, ys)
 
 
@@ -159,20 +171,26 @@ def test_wrong_arguments_raise_clean_errors_never_crash(trained_router, catalog,
     width = len(policy.artifact.model.spec.columns)
     X = np.zeros((3, width))
     with pytest.raises(ValueError, match=f"1 row\\(s\\) of {width} features, not 1 x {width - 1}"):
-        planner_.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, 0.0, 0.0)
+        planner_.plan(np.zeros((1, width - 1)), 1.0, 1.0, None, None, 0.0, 0.0)
     for short in range(4):  # each per-task list one short in turn
         lists = [[1.0] * (2 if k == short else 3) for k in range(4)]
         with pytest.raises(ValueError, match="one value per task"):
-            planner_.plan_many(X, lists[0], lists[1], None, lists[2], lists[3])
+            planner_.plan_many(X, lists[0], lists[1], None, None, lists[2], lists[3])
     table = _policy(cfg, catalog, compiled_cache, false_pass_rate=0.03)._planner
     for rates in (None, [0.03, 0.03], [0.03] * 4):
         with pytest.raises(ValueError, match="one false-pass rate per tier"):
-            table.plan(X[:1], 1.0, 1.0, rates, 0.1, 0.5)
+            table.plan(X[:1], 1.0, 1.0, rates, None, 0.1, 0.5)
         with pytest.raises(ValueError):
-            table.plan_many(X, [1.0] * 3, [1.0] * 3, [rates] * 3, [0.1] * 3, [0.5] * 3)
-    assert table.plan_many(X, [1.0] * 3, [1.0] * 3, [[0.03] * 3] * 3, [0.1] * 3,
-                           [0.5] * 3)[0] == [table.plan(X[:1], 1.0, 1.0, [0.03] * 3, 0.1,
-                                                        0.5)[0]] * 3
+            table.plan_many(X, [1.0] * 3, [1.0] * 3, [rates] * 3, None, [0.1] * 3, [0.5] * 3)
+    for penalty in ([0.1, 0.1], [0.1] * 4):
+        with pytest.raises(ValueError, match="one pessimism term per tier"):
+            table.plan(X[:1], 1.0, 1.0, [0.03] * 3, penalty, 0.1, 0.5)
+    with pytest.raises(ValueError, match="one value per task"):
+        table.plan_many(X, [1.0] * 3, [1.0] * 3, [[0.03] * 3] * 3, [[0.1] * 3] * 2,
+                        [0.1] * 3, [0.5] * 3)
+    assert table.plan_many(X, [1.0] * 3, [1.0] * 3, [[0.03] * 3] * 3, None, [0.1] * 3,
+                           [0.5] * 3)[0] == [table.plan(X[:1], 1.0, 1.0, [0.03] * 3, None,
+                                                        0.1, 0.5)[0]] * 3
 
 
 def test_a_config_the_planner_cannot_take_falls_back_to_python(trained_router, catalog,

@@ -55,8 +55,9 @@ def test_expected_cost_with_retries_and_failure_mix_matches_hand_computation():
 
 
 def test_latency_price_is_added_to_the_cost(catalog):
-    cheap = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.0))
-    timed = LadderCostModel(catalog, policy_settings(latency_price_per_s=0.01))
+    """An hour of wall time at 36 USD prices each second at 0.01 USD."""
+    cheap = LadderCostModel(catalog, policy_settings(latency_usd_per_hour=0.0))
+    timed = LadderCostModel(catalog, policy_settings(latency_usd_per_hour=36.0))
     c0, lat = cheap.attempt_cost(10_000.0, 1000.0)
     c1, _ = timed.attempt_cost(10_000.0, 1000.0)
     np.testing.assert_allclose(np.subtract(c1, c0), 0.01 * np.asarray(lat))
@@ -89,7 +90,8 @@ def test_expected_loss_trades_cost_against_bad_outcomes(catalog):
         cols = policy.choice.plan_columns(list(p.T), impact, prompt, output, false_pass)
         plan = {k: np.column_stack(v) for k, v in cols.items()
                 if k in ("eligible", "expected_cost", "expected_bad")}
-        again = policy.choice.starts_for({**plan, "p": p, "impact": impact})
+        again = policy.choice.starts_for({**plan, "p_plan": p, "impact": impact,
+                                          "fields": ["exercise", "course_title"]})
         assert again.tolist() == np.asarray(cols["start"]).tolist()
         return again.tolist()
 
@@ -243,9 +245,61 @@ def test_a_start_needs_only_cost_and_bad(learned, catalog):
     for policy in (learned, learned.variant("threshold_policy")):
         full = policy.start_tiers(tasks)
         lean = policy.start_tiers(tasks, p=full["p"], quantities=policy.DECISION_QUANTITIES)
-        assert set(lean) == {"p", "impact", "start", "required", "eligible", "expected_cost",
-                             "expected_bad"}
+        assert set(lean) == {"p", "p_plan", "impact", "fields", "start", "required",
+                             "eligible", "expected_cost", "expected_bad"}
         for key, value in lean.items():
-            assert np.array_equal(value, full[key]), key
+            if key != "fields":
+                assert np.array_equal(value, full[key]), key
 
 
+
+
+def test_planning_is_pessimistic_in_thin_cells_only(catalog):
+    """A cell with few examples loses kappa standard errors of its probability; a thick
+    cell (almost) nothing; a field with no support at all the most; no support table or
+    kappa 0: the probabilities as they are."""
+    from router_model.decide.choice import StartChoice
+
+    support = {"exercise": {"gpt-oss-20b": 10_000, "gpt-oss-120b": 9, "qwen3-max": 0}}
+    choice = StartChoice(catalog, policy_settings(pessimism=2.0), support=support)
+    p = [0.9, 0.9, 0.9]
+    lowered = choice.planning_p(p, "exercise")
+    assert lowered[0] == pytest.approx(0.9 - 2.0 * (0.09 / 10_001) ** 0.5)
+    assert lowered[1] == pytest.approx(0.9 - 2.0 * (0.09 / 10) ** 0.5)
+    assert lowered[2] == pytest.approx(0.9 - 2.0 * 0.3)
+    assert choice.planning_p(p, "never-seen") == [pytest.approx(0.3)] * 3
+    assert choice.planning_p([0.5, 0.5, 0.5], "never-seen") == [0.0] * 3  # floored at 0
+    many = choice.planning_p(np.array([p, p]), ["exercise", "never-seen"])
+    np.testing.assert_allclose(many, [lowered, [0.3] * 3])
+    assert StartChoice(catalog, policy_settings(pessimism=0.0), support=support
+                       ).planning_p(p, "exercise") == p
+    assert StartChoice(catalog, policy_settings(pessimism=2.0)).planning_p(p, "exercise") == p
+
+
+def test_a_fields_own_dial_only_raises_its_price(catalog):
+    """field_lams: a floored field plans with its own lam when it is the larger; other
+    fields keep the policy's; an artifact's calibrated field dials are read, a variant's
+    are its own."""
+    from router_model.decide.choice import StartChoice
+    from router_model.decide.settings import calibrated, variant_settings
+
+    settings = policy_settings(lam=0.5, field_lams={"course_title": 3.0, "exercise": 0.1})
+    assert settings.lam_of("course_title") == 3.0
+    assert settings.lam_of("exercise") == 0.5  # below the policy's lam: no effect
+    assert settings.lam_of("lesson_content") == 0.5
+    manifest = {"policy": {"lam": 0.2, "field_lams": {"course_title": 7.0}},
+                "lookup_policy": {"lam": 0.4}}
+    read = calibrated(policy_settings(), manifest)
+    assert (read.lam, read.field_lams) == (0.2, {"course_title": 7.0})
+    lookup = calibrated(variant_settings(read, "policy", "lookup_policy"), manifest,
+                        "lookup_policy")
+    assert (lookup.lam, lookup.field_lams) == (0.4, {})
+    p = np.array([[0.80, 0.95, 0.99]] * 2)
+    args = (np.array([10.0, 10.0]), np.array([5000.0, 5000.0]), np.array([500.0, 500.0]))
+    errors = {"gate_errors": {"tier": {"gpt-oss-20b": 0.2, "gpt-oss-120b": 0.1}}}
+    plain = StartChoice(catalog, calibrated(policy_settings(lam=0.001), None), errors)
+    floored = StartChoice(catalog, calibrated(policy_settings(
+        lam=0.001, field_lams={"course_title": 1.0}), None), errors)
+    fields = ["course_title", "course_description"]
+    assert plain.plan(p, *args, fields)["start"].tolist() == [0, 0]
+    assert floored.plan(p, *args, fields)["start"].tolist() == [2, 0]

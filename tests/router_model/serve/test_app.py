@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from router_model.contract import EXAMPLE_TASK, Decision, DecisionLogRecord
 from router_model.model.artifact import LATEST_FILE
-from router_model.serve.app import create_app
+from router_model.serve.app import create_app, server_options
 from router_model.serve.client import HttpRouterClient, LocalRouterClient
 from router_model.serve.core import RouterService
 from tests.helpers import REPO, compose_config, metric_values
@@ -47,7 +47,8 @@ def running(tmp: Path, artifact: str | None, **serve: object):
     service = RouterService.from_config(cfg, seed=0)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+                                           log_level="warning",
+                                           **server_options(service.settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

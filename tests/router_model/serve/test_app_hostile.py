@@ -19,6 +19,7 @@ from router_model.contract import EXAMPLE_TASK, Analysis
 from router_model.logs.decisions import DecisionLog
 from router_model.model.artifact import LATEST_FILE, resolve_version_dir, save_artifact
 from router_model.serve.requests import (
+    BRIEF_MAX_CHARS,
     EscalateIn,
     RequestValueError,
     TaskIn,
@@ -230,10 +231,22 @@ def test_extra_analysis_keys_are_capped_and_never_echoed_or_logged(server, analy
 
 def test_a_422_never_echoes_a_large_input(server):
     url, _, _ = server
-    for body in ({**TASK, "field": "f" * 150_000}, {**TASK, "brief": "b" * 150_000},
+    for body in ({**TASK, "field": "f" * 150_000}, {**TASK, "brief": ["b"] * 30_000},
                  {**TASK, "course_id": ["c"] * 20_000}, {"tasks": "t" * 150_000}):
         r = httpx.post(f"{url}/v1/route", json=body)
         assert r.status_code == 422 and len(r.content) < 1_000, (len(r.content), r.text[:300])
+
+
+def test_a_long_brief_is_cut_not_refused_and_the_log_keeps_the_cut(server):
+    """A batch of long lesson briefs runs past the limit; the brief is a feature, not data."""
+    url, service, tmp = server
+    r = httpx.post(f"{url}/v1/route", json={**TASK, "brief": "b" * 150_000})
+    assert r.status_code == 200, r.text[:300]
+    service.decision_log.flush()
+    records = [json.loads(line) for f in (tmp / "decisions").glob("decisions.jsonl*")
+               for line in f.read_text().splitlines()]
+    briefs = [r["task"]["brief"] for r in records if r["task"].get("brief", "")[:1] == "b"]
+    assert [len(b) for b in briefs] == [BRIEF_MAX_CHARS]
 
 
 def test_the_decision_log_never_writes_nan(tmp_path):

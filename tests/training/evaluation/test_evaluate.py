@@ -149,25 +149,30 @@ def test_evaluate_end_to_end(trained_router, tmp_path):
     assert set(pol) == set(cfg.evaluate.routers)
     assert pol["always-premium"]["premium_share"] > 0.95 > pol["ladder-from-cheapest"][
         "premium_share"]
-    h = result["headline"]
-    # Never worse than the ladder from the cheapest tier at its cost (the learned frontier
-    # holds lam = 0, which starts nearly everything there), within the sampling noise.
-    assert h["quality_at_cost"]["gain"] >= -0.005
-    # The learned router is compared with every baseline pooled, at static's true pass.
-    assert h["target_true_pass"] == pytest.approx(pol["static"]["true_pass_rate"])
-    best = min(h["cost_at_target"][b] for b in h["baselines"])
-    assert h["learned"]["best_baseline_cost"] <= best + 1e-9
-    assert h["learned"]["policy_cost"] == pytest.approx(h["cost_at_target"]["learned"])
+    matched = result["matched"]
+    # The learned frontier holds lam = 0 (nearly everything on the cheapest tier), so at the
+    # ladder's cost it is not worse than the ladder, within the sampling noise.
+    assert matched["quality_at_cost"]["gain"] >= -0.005
+    # The pooled baselines may mix: never dearer than the best single baseline there.
+    weighted = matched["weighted"]
+    best = min(weighted["cost_at_target"][b] for b in weighted["baselines"])
+    assert weighted["learned"]["best_baseline_cost"] <= best + 1e-9
+    # The deployed dial (calibrated on the training logs only) keeps the quality promise on
+    # this fresh world: impact-weighted true pass at least static's, high-impact within
+    # 0.005 of static's.
+    for key, slack in (("weighted_true_pass_rate", 0.0), ("high_impact_true_pass_rate", 0.005)):
+        assert pol["learned"][key] >= pol["static"][key] - slack, key
     ope = result["off_policy"]
     assert {"ips", "snips", "dr"} <= set(ope["cost"]) and "exact_replay" in ope
-    # the cross-fitted DR estimate of the learned policy's cost lands near exact replay
-    exact = ope["exact_replay"]["cost"]
-    assert ope["cost"]["dr"]["value"] == pytest.approx(exact, rel=0.25)
+    # the cross-fitted DR estimate of the learned policy's cost: its interval holds the
+    # exact replay's answer (on the same logged tasks)
+    exact, dr = ope["exact_replay"]["cost"], ope["cost"]["dr"]
+    assert dr["ci_low"] <= exact <= dr["ci_high"]
     assert len(result["gate_error_sweep"]) == 2 * len(pol)
     saved = json.loads((tmp_path / "evaluate" / "metrics.json").read_text())
-    assert saved["headline"]["learned"]["saving"] == h["learned"]["saving"]
+    assert saved["matched"]["weighted"]["learned"]["saving"] == weighted["learned"]["saving"]
     report = (tmp_path / "evaluate" / "report.md").read_text()
-    assert "best simple baseline" in report and "lookup-threshold" in report
+    assert "upper bound" in report and "earns its place" in report
 
 
 def test_a_given_task_table_carries_every_feature_the_model_reads(trained_router):

@@ -1,0 +1,1 @@
+"""Integrations with other stacks (optional extras): the LiteLLM routing plugin."""
