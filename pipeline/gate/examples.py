@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.generator.inputs import Brief
+from pipeline.generator.plan import Brief
 from pipeline.generator.schemas import OUTPUTS, gate_text, parse_output
 
 # level: the quality it stands for on the seed's scale (0.75 passes, below 0.60 is severe)

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from pipeline.gate.verifier import Verifier
 from pipeline.generator.cache import DiskCache
 from pipeline.generator.gate import BatchingGate, Embedder
-from pipeline.generator.inputs import AnalysisResult, InputError, load_analysis_result
+from pipeline.generator.inputs import InputError, load_analysis_result
 from pipeline.generator.llm_client import LLMClient, provider_settings
+from pipeline.generator.plan import AnalysisResult
 from pipeline.generator.runner import (
     PHASES,
     CourseFailed,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.generator.inputs import AnalysisResult
+from pipeline.generator.plan import AnalysisResult
 from pipeline.generator.tasks import Task
 
 FieldResult = Any  # pipeline.generator.runner.FieldResult (the runner imports this module)

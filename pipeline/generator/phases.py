@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.generator.course import SUFFIXES, section_items
-from pipeline.generator.inputs import AnalysisResult, Brief
+from pipeline.generator.plan import AnalysisResult, Brief
 from pipeline.generator.schemas import gate_text
 from pipeline.generator.tasks import Task, expected_tokens
 

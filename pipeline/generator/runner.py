@@ -24,7 +24,6 @@ import numpy as np
 from pipeline.gate.verifier import Verifier
 from pipeline.generator.course import assemble_course
 from pipeline.generator.gating import judge_items
-from pipeline.generator.inputs import AnalysisResult
 from pipeline.generator.llm_client import CallResult, LLMClient
 from pipeline.generator.outcomes import (
     PROVIDER_OUTCOMES,
@@ -34,6 +33,7 @@ from pipeline.generator.outcomes import (
     provider_step,
 )
 from pipeline.generator.phases import run_phases
+from pipeline.generator.plan import AnalysisResult
 from pipeline.generator.tasks import Task, build_tasks
 from router_model.config import Catalog, check
 from router_model.contract import AttemptRecord

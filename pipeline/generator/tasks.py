@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.generator.inputs import METADATA_FIELDS, AnalysisResult, Brief
+from pipeline.generator.plan import METADATA_FIELDS, AnalysisResult, Brief
 from pipeline.generator.schemas import OUTPUTS, OutputSpec
 from router_model.config import FieldSpec
 

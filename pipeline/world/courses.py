@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.generator.inputs import (
+from pipeline.generator.plan import (
     Analysis,
     AnalysisResult,
     Brief,
