@@ -40,6 +40,7 @@ def test_generator_traffic_and_simulated_logs_are_one_world(tmp_path, embedder, 
         run(generate_config(tmp_path / "gen", url), load_inputs([tmp_path / "inputs"]),
             embedder)
     traffic = read_attempts(tmp_path / "gen/out/attempts").frame
+    traffic["task_id"] = traffic["task_id"].str.split("@").str[0]  # ids carry the run
     planned = traffic[~traffic["task_id"].str.endswith(("-p4", "-p5"))]
 
     # The same tasks with the same routing features, computed by one function.
