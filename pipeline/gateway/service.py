@@ -98,7 +98,7 @@ class Gateway:
         if log and "{replica}" in log:
             log = log.replace("{replica}", str(service.settings.replica))
         self.attempts = AttemptLog(log)
-        self.judge = judge or Judge(service.gate, settings.embedding_cache)
+        self.judge = judge or Judge(service.gate, settings.embedding_cache, self.catalog.gate)
 
     def body_for(self, tier: str, request: dict[str, Any]) -> Any:
         """The provider body for each deployment: the client's request on the tier's model,
@@ -128,7 +128,7 @@ class Gateway:
         out = Outcome(decision=decision, call=None, tier=tier)  # type: ignore[arg-type]
         for attempt in range(1, self.settings.max_attempts + 1):
             call = await self.llm.complete_bodies(tier, self.body_for(tier, request))
-            verdict = await self._judge(call, request, info, task["field"], tier, out)
+            verdict = await self._judge(call, request, info, task, tier, out)
             self._log(task, decision, tier, attempt, call, verdict, reason)
             out.tiers.append(tier)
             out.cost_usd += call.cost_usd
@@ -156,13 +156,14 @@ class Gateway:
         return out
 
     async def _judge(self, call: CallResult, request: dict[str, Any], info: dict[str, Any],
-                     field_name: str, tier: str, out: Outcome) -> Verdict:
+                     task: dict[str, Any], tier: str, out: Outcome) -> Verdict:
         if call.error_kind:
             return Verdict(None, False, False, call.error_kind, gated=True)
         started = time.perf_counter()
         with gate_span(tier) as span:
+            language = (task.get("analysis") or {}).get("language")
             verdict = await self.judge.judge(call.content, request.get("response_format"),
-                                             info.get("reference"), field_name)
+                                             info.get("reference"), task["field"], language)
             judged(span, verdict.similarity, verdict.schema_valid, verdict.kind)
         out.gate_ms += (time.perf_counter() - started) * 1e3
         return verdict
