@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.generator.tasks import build_tasks
+from pipeline.generator.tasks import build_tasks, course_analysis
 from pipeline.world.courses import course_results
 from pipeline.world.draws import fast_normal, uniform_ints, weighted_choice
 from pipeline.world.settings import CourseMix, Interactions, WorldSettings
@@ -76,6 +76,11 @@ def _task_order(course: np.ndarray, code: np.ndarray, ordinal: np.ndarray, names
     return np.argsort(key, kind="stable")
 
 
+# The course's counts as the generator reports them to the router (`course_analysis`): the
+# world's draw of learning outcomes is not the generator's objective_count (which adds the
+# other metadata briefs' objectives), so the logs carry the generator's.
+COURSE_COUNTS = ("section_count", "lesson_count", "objective_count", "source_tokens")
+
 ROW_KEYS = ("course_index", "field", "ordinal", "batch_size", "prompt_tokens",
             "context_tokens", "expected_output_tokens", "brief")
 
@@ -86,7 +91,11 @@ def generator_tasks(world: WorldSettings, courses: pd.DataFrame, course_ids: lis
     `build_tasks` and `Task.router_task` on the course's analysis_result."""
     code_of = {name: k for k, name in enumerate(world.fields)}
     rows: list[tuple[Any, ...]] = []
+    counts: dict[str, list[int]] = {k: [] for k in COURSE_COUNTS}
     for i, result in enumerate(course_results(courses, course_ids, world)):
+        analysis = course_analysis(result)
+        for key in COURSE_COUNTS:
+            counts[key].append(int(analysis[key]))
         for t in build_tasks(result, catalog.fields):
             if t.field not in code_of:
                 raise ValueError(f"simulate.fields has no {t.field!r}: the world needs its "
@@ -99,6 +108,7 @@ def generator_tasks(world: WorldSettings, courses: pd.DataFrame, course_ids: lis
     out = {k: np.array(v, dtype=np.int64) for k, v in zip(ROW_KEYS[:-1], columns[:-1],
                                                         strict=True)}
     out["brief"] = np.array(columns[-1], dtype=object)
+    out.update({f"course_{k}": np.array(v, dtype=np.int64) for k, v in counts.items()})
     return out
 
 
@@ -108,6 +118,7 @@ def expand_tasks(world: WorldSettings, courses: pd.DataFrame, course_ids: list[s
     difficulty; per-field values are taken by index rather than merged per row."""
     names = list(world.fields)
     rows = generator_tasks(world, courses, course_ids, catalog)
+    courses = courses.assign(**{k: rows[f"course_{k}"] for k in COURSE_COUNTS})
     phase = np.array([catalog.fields[n].phase for n in names], dtype=np.int64)
     order = _task_order(rows["course_index"], rows["field"], rows["ordinal"], names, phase)
     code, course_idx = rows["field"][order], rows["course_index"][order]
