@@ -37,6 +37,11 @@ def simulated(tmp_path_factory):
     return cfg, run_simulate(cfg)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 27: with the measured gate error (conf/simulate/gate_error) and the generator's own "
+    "tasks, the rule policy misses the seed's ideal-path (55.9%) and first-attempt (67.4%) "
+    "ranges and overflows 1.5% of courses; data/README.md, Calibration. The world was not "
+    "re-tuned toward the ranges; strict: it fails loudly once they hold again"))
 def test_default_world_is_calibrated_to_the_seed_note(simulated):
     _, summary = simulated
     assert summary["courses"] == 8000  # the default config
