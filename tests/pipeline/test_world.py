@@ -155,8 +155,9 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg, world
     """What the array-built task table must keep: generation order, per-course ordinals,
     each task's own brief, course id and pass threshold; the tasks and their features are
     the generator's own (`build_tasks` on the analysis_result the world wrote)."""
-    from pipeline.generator.tasks import build_tasks
+    from pipeline.generator.tasks import build_tasks, course_analysis
     from pipeline.world.courses import course_result
+    from pipeline.world.tasks import simulate_courses
 
     tasks = simulate_world(world, catalog, n_courses=40, seed=3).tasks
     keys = ["course_index", "phase", "field", "ordinal"]
@@ -167,10 +168,13 @@ def test_tasks_are_ordered_numbered_and_described_row_by_row(catalog, cfg, world
     sections = tasks.groupby("course_index")["section_count"].first()
     for (course, field), count in per_field.size().items():
         assert count == (sections[course] if field in per_section else 1)
-    for _, rows in tasks.groupby("course_index"):
+    drawn = simulate_courses(replace(world, seed=3), 40, np.random.default_rng(3))
+    for k, rows in tasks.groupby("course_index"):
         row = rows.iloc[0]
-        result = course_result(row, row.course_id, replace(world, seed=3), 3)
+        result = course_result(drawn.iloc[k], row.course_id, replace(world, seed=3), 3)
         generator = {t.task_id: t.router_task() for t in build_tasks(result, catalog.fields)}
+        # the logged course counts are the generator's (objectives of every metadata brief)
+        assert int(row.objective_count) == course_analysis(result)["objective_count"]
         for r in rows.itertuples():
             g = generator[r.task_id]
             assert (r.brief, r.prompt_tokens, r.context_tokens, r.expected_output_tokens) == (
