@@ -101,11 +101,7 @@ def attempt_logs(world: SimulatedWorld, result: ReplayResult, catalog: Catalog,
         "propensity": starts["propensity"],
         "escalation_reason": starts["escalation_reason"],
     })
-    # The gate's fields (issue 27): the world draws calibrated scores, not raw ones.
-    frame["gate_raw_score"] = np.nan
-    frame["gate_calibrated_score"] = frame["similarity"]
-    table = read_table(settings.gate_error)
-    frame["gate_version"] = table.gate_version if table is not None else None
+    gate_fields(frame, settings)
     if audited is not None:
         truth = valid & (trace["quality"].to_numpy() >= world.cube.pass_threshold[ti])
         frame["audit_passed"] = pd.array(
@@ -145,3 +141,12 @@ def outcome_table(world: SimulatedWorld, catalog: Catalog) -> pd.DataFrame:
         "gate_cost_usd": per_attempt(cube.gate_cost),
         "latency_s": per_attempt(cube.latency_s),
     })
+
+
+def gate_fields(frame: pd.DataFrame, settings: WorldSettings) -> None:
+    """The attempt logs' gate fields (issue 27): the world draws calibrated scores, not raw
+    ones, for the gate version its error table was measured for."""
+    frame["gate_raw_score"] = np.nan
+    frame["gate_calibrated_score"] = frame["similarity"]
+    table = read_table(settings.gate_error)
+    frame["gate_version"] = table.gate_version if table is not None else None

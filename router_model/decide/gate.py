@@ -234,3 +234,10 @@ def gate_mismatch(gate: GateConfig, manifest: Mapping[str, Any] | None) -> str |
             f"{manifest.get('router_version')} learned gate {learned}, this service runs gate "
             f"{current}; its pass probabilities describe the old gate: retrain with "
             "router-train on logs judged by this gate")
+
+
+def warn_if_gate_changed(gate: GateConfig, artifact: Any, log: Any) -> None:
+    """Log `gate_mismatch`'s warning for a served artifact (None: nothing to compare)."""
+    mismatch = gate_mismatch(gate, getattr(artifact, "manifest", None))
+    if mismatch:
+        log.warning(mismatch)
