@@ -177,8 +177,10 @@ class ProviderSimulator:
 
 
 def completion_body(model: str, content: str, prompt_tokens: int,
-                    finish_reason: str = "stop") -> dict[str, Any]:
-    completion = estimate_tokens(content)
+                    finish_reason: str = "stop", billed: int | None = None) -> dict[str, Any]:
+    """The chat.completion object; `billed`: the completion tokens the world drew (a
+    reasoning model bills more than its visible answer), at least the answer's own."""
+    completion = max(estimate_tokens(content), billed or 0)
     return {"id": f"chatcmpl-sim-{uuid.uuid4().hex[:16]}", "object": "chat.completion",
             "created": int(time.time()), "model": model, "system_fingerprint": "simulator",
             "choices": [{"index": 0, "finish_reason": finish_reason,
@@ -317,14 +319,16 @@ def create_app(sim: ProviderSimulator) -> FastAPI:
         refused = await _refusal(fault, s)
         if refused is not None:
             return refused
+        billed = None
         if req.judge:
             answer, quality = sim.judge(req.task), None
         else:
             answer, draw = await asyncio.to_thread(sim.compose, req.body, req.task, req.tier,
                                                    req.prompt_tokens)
-            quality = draw.quality
+            quality, billed = draw.quality, draw.completion_tokens
         content, finish = _damaged(json.dumps(answer, ensure_ascii=False), fault)
-        out = completion_body(req.model, content, req.prompt_tokens, finish)
+        out = completion_body(req.model, content, req.prompt_tokens, finish,
+                              None if finish == "length" else billed)
         sim.stats["judgements" if req.judge else "completions"] += 1
         key = (req.task.get("task_id", "judge"), req.body.get("seed"), req.tier)
         await asyncio.sleep(sim.latency_s(req.tier, out["usage"]["completion_tokens"], key))
