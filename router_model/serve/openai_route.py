@@ -195,7 +195,11 @@ async def route_any(request: Request, explain: Annotated[bool, Query()] = False,
                     lam: Annotated[float | None, Query(ge=0, le=1e6)] = None) -> Any:
     """A Stage-5 task (as before) or an OpenAI chat-completions request; `?lam=` per request."""
     service, metrics = request.app.state.service, request.app.state.metrics
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError:  # an empty body (the guard gave every other malformed one its 422)
+        raise RequestValidationError([{"type": "missing", "loc": ("body",),
+                                       "msg": "Field required", "input": None}]) from None
     extra: dict[str, Any] = {}
     try:
         if isinstance(body, dict) and "messages" in body:

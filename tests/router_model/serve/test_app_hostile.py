@@ -237,6 +237,15 @@ def test_a_422_never_echoes_a_large_input(server):
         assert r.status_code == 422 and len(r.content) < 1_000, (len(r.content), r.text[:300])
 
 
+def test_an_empty_body_is_a_422_on_every_post(server):
+    """/v1/route reads its body itself (it also takes OpenAI requests): an empty one was a
+    500 there while the other endpoints answered 422."""
+    url, _, _ = server
+    for path in ("/v1/route", "/v1/route/batch", "/v1/escalate"):
+        r = post(url, path, b"")
+        assert r.status_code == 422 and "body" in r.text, (path, r.status_code, r.text[:200])
+
+
 def test_a_long_brief_is_cut_not_refused_and_the_log_keeps_the_cut(server):
     """A batch of long lesson briefs runs past the limit; the brief is a feature, not data."""
     url, service, tmp = server
