@@ -9,7 +9,8 @@ takes minutes: the replay, simulation and training targets, set at 100k courses 
 are scaled linearly to the size used (stated in the table).
 
     .venv/bin/python perf/report.py [--decisions 10000] [--courses 20000]
-        [--train-rows 100000] [--serve-seconds 5] [--skip serve train]
+        [--train-rows 100000] [--serve-seconds 5] [--gateway-requests 300]
+        [--skip serve gateway train replay]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from gateway_overhead import gateway_figures
 from policy_speed import (
     TASK,
     decision_figures,
@@ -94,6 +96,18 @@ def serve_rows(s: dict[str, Any], seconds: int) -> list[dict[str, Any]]:
                tasks_per_s / bare["rps"] >= batch_target, f"{s['generator']} -c4 {seconds}s"),
         figure("serve.workers=2", two["rps"], "req/s", "1 worker", one["rps"],
                two["rps"] / one["rps"], ">= 1.6x", two["rps"] / one["rps"] >= 1.6, size),
+    ]
+
+
+def gateway_rows(g: dict[str, Any]) -> list[dict[str, Any]]:
+    """router-gateway against the same call made straight to the simulator (issue 28)."""
+    size = f"{g['requests']} sequential requests; router: {g['router']}"
+    overhead, direct = g["overhead_p50_ms"], g["direct_p50_ms"]
+    return [
+        figure("router-gateway overhead p50 (no gate)", overhead, "ms",
+               "direct call p50", direct, overhead / direct, "<= 2 ms", overhead <= 2, size),
+        figure("  the gate's own time p50 (MiniLM)", g["gate_p50_ms"], "ms", "direct call p50",
+               direct, g["gate_p50_ms"] / direct, "(reference)", None, size),
     ]
 
 
@@ -230,7 +244,9 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=20_000)
     parser.add_argument("--train-rows", type=int, nargs="*", default=[100_000])
     parser.add_argument("--serve-seconds", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["serve", "train", "replay"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["serve", "gateway", "train",
+                                                                    "replay"])
+    parser.add_argument("--gateway-requests", type=int, default=300)
     parser.add_argument("--out", default=str(ROOT / "reports" / "perf.json"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -251,6 +267,9 @@ def main() -> None:
             report["serve"] = serve_figures(args.serve_seconds, 16,
                                             str(ROOT / "artifacts" / "router"), cache)
             rows += serve_rows(report["serve"], args.serve_seconds)
+        if "gateway" not in args.skip:
+            report["gateway"] = gateway_figures(args.gateway_requests)
+            rows += gateway_rows(report["gateway"])
         if "replay" not in args.skip:
             report["replay"] = replay_figures(cfg, args.courses, cache)
             rows += replay_rows(report["replay"])

@@ -247,12 +247,34 @@ def plain(node: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class LogReading:
+    """`paths.log_reading`: what one log row and one file may hold, the window timestamps
+    must fall in, and the URL schemes that may be read (router_model/logs/read_files.py)."""
+
+    max_keys: int
+    max_columns: int
+    max_value_chars: int
+    max_row_bytes: int
+    earliest: str  # ISO date or time, UTC
+    max_future_days: float
+    url_schemes: list[str]
+
+    def __post_init__(self) -> None:
+        for name in ("max_keys", "max_columns", "max_value_chars", "max_row_bytes"):
+            check(getattr(self, name) >= 1, f"paths.log_reading.{name}", getattr(self, name),
+                  "must be >= 1")
+        check(self.max_future_days >= 0, "paths.log_reading.max_future_days",
+              self.max_future_days, "must be >= 0")
+
+
+@dataclass(frozen=True)
 class Paths:
     """`paths` in config: where every job reads and writes (relative to the working
     directory). `logs` is the one name of the attempt-log location."""
 
     data_dir: str
     logs: Any  # a file, a folder (hive dataset), a glob, a URL, or a list of them
+    log_reading: LogReading
     tasks: str
     outcomes: str
     quarantine: str

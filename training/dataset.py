@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from router_model.config import Catalog
+from router_model.config import Catalog, LogReading
 from router_model.contract import GATE_VERDICTS
 from router_model.files import stable_hash32
 from router_model.logs.attempts import read_attempts
+from router_model.logs.read_files import read_options
 from router_model.logs.store import LogSource, expand_log_paths, fingerprint, same_file
 from training.chains import OUTCOME_COLUMNS, Chains
 from training.reference import reference_profile
@@ -170,10 +171,13 @@ class ExampleSet:
     reference: dict[str, Any] | None = None  # training/reference.py: what drift is measured to
 
 
-def logs_hash(paths: Sequence[LogSource], catalog: Catalog) -> str:
-    """Content hash of the log files plus what shapes the examples (fields, tiers, version)."""
+def logs_hash(paths: Sequence[LogSource], catalog: Catalog,
+              reading: LogReading | None = None) -> str:
+    """Content hash of the log files plus what shapes the examples (fields, tiers, version,
+    and the reading rules when given)."""
+    rules = f"|{reading}" if reading is not None else ""
     h = hashlib.sha256(f"v{DATASET_VERSION}|{sorted(catalog.fields)}|{catalog.tier_names}"
-                       .encode())
+                       f"{rules}".encode())
     for p in paths:
         fingerprint(p, h)
     return h.hexdigest()
@@ -181,19 +185,22 @@ def logs_hash(paths: Sequence[LogSource], catalog: Catalog) -> str:
 
 def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
                   cache_dir: str | Path | None, quarantine_path: str | Path | None = None,
-                  certify: tuple[float, int] | None = None) -> ExampleSet:
+                  certify: tuple[float, int] | None = None,
+                  reading: LogReading | None = None) -> ExampleSet:
     """Read logs through the contract and build examples, reusing the on-disk cache.
 
     The cache is a `datasets` Arrow dataset keyed by the logs' content hash: a retrain on
     unchanged logs memory-maps it instead of re-validating every row. `certify` (share,
     seed): courses kept for the quality guarantee (`certification_courses`), left out of the
-    ladder statistics as they are out of every fit.
+    ladder statistics as they are out of every fit. `reading`: `paths.log_reading` (None:
+    the readers' defaults); the cache key includes it, since it decides which rows count.
     """
-    files = expand_log_paths(logs)
+    options = read_options(reading)
+    files = expand_log_paths(logs, url_schemes=options["url_schemes"])
     # the quarantine file is never a log, even when it lies in the logs folder
     files = [f for f in files if not same_file(f, quarantine_path)]
-    key = logs_hash(files, catalog) + (f"-certify-{certify[0]}-{certify[1]}" if certify
-                                       else "")
+    key = logs_hash(files, catalog, reading) + (f"-certify-{certify[0]}-{certify[1]}"
+                                                if certify else "")
     cache = Path(cache_dir) / "examples" / key if cache_dir else None
     if cache is not None and (cache / "meta.json").exists():
         import datasets
@@ -204,7 +211,7 @@ def load_examples(logs: str | Path | Sequence[str | Path], catalog: Catalog, *,
                           reference=meta.get("reference"))
 
     loaded = read_attempts(files, known_fields=catalog.fields, known_tiers=catalog.tier_names,
-                           quarantine_path=quarantine_path)
+                           quarantine_path=quarantine_path, **options)
     chains = Chains.of(loaded.frame)
     examples = build_examples(loaded.frame, chains)
     counts = {**loaded.counts, "examples": len(examples),

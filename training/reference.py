@@ -9,6 +9,7 @@ sides on one function is what makes a drift statistic mean something.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,28 @@ def category_counts(values: pd.Series) -> pd.Series:
     """How often each value occurs, keyed by its text, missing ones as MISSING (so a rise in
     missing values is drift too). Counted before the values become text: at a million rows,
     turning every value into text was most of the reference's time."""
-    counts = values.value_counts(dropna=False)
+    try:
+        counts = values.value_counts(dropna=False)
+    except TypeError:  # lists or objects in an extra analysis key: count their JSON text
+        counts = values.map(_container_text).value_counts(dropna=False)
     counts = counts[counts > 0]  # a categorical column lists its unused categories too
-    labels = np.array([MISSING if pd.isna(k) else str(k) for k in counts.index], dtype=object)
+    labels = np.array([_label(k) for k in counts.index], dtype=object)
     return counts.groupby(labels).sum()
+
+
+def _container_text(value: Any) -> Any:
+    """A list, tuple, array or object as its JSON text; any other value as it is."""
+    if isinstance(value, np.ndarray | tuple):
+        value = list(value.tolist() if isinstance(value, np.ndarray) else value)
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
+def _label(key: Any) -> str:
+    """A counted value's text: containers by their JSON, MISSING for a missing scalar."""
+    text = _container_text(key)
+    if text is key and pd.isna(key):
+        return MISSING
+    return str(text)
 
 
 def bin_shares(values: np.ndarray, edges: list[float]) -> np.ndarray:

@@ -126,7 +126,8 @@ def load_training_examples(job: TrainJob) -> ExampleSet:
         return ExampleSet(frame, meta["data_hash"], meta["counts"], meta["ladder_stats"],
                           from_cache=True, reference=meta.get("reference"))
     return load_examples(job.paths.logs, job.catalog, cache_dir=job.paths.cache_dir,
-                         quarantine_path=job.paths.quarantine, certify=certify_split(job))
+                         quarantine_path=job.paths.quarantine, certify=certify_split(job),
+                         reading=job.paths.log_reading)
 
 
 def certify_split(job: TrainJob) -> tuple[float, int] | None:
@@ -140,7 +141,7 @@ def prepare_examples(catalog: Catalog, paths: Paths, train: TrainSettings, out: 
     """router-prepare: the examples from the logs, each marked with its split, written to
     `out` with their meta (hash, counts, ladder statistics, drift reference)."""
     data = load_examples(paths.logs, catalog, cache_dir=paths.cache_dir,
-                         quarantine_path=paths.quarantine)
+                         quarantine_path=paths.quarantine, reading=paths.log_reading)
     _, test = split_examples(data.examples, method=train.split, test_size=train.test_size,
                              seed=train.seed)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -77,9 +77,14 @@ async def sse(body: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError:  # empty (the guard gave every other malformed body its 422)
+        body = None
     if not isinstance(body, dict):
         return openai_error(400, "body: must be a chat-completions object", "body")
+    if not isinstance(body.get("stream_options") or {}, dict):
+        return openai_error(400, "stream_options: must be an object", "stream_options")
     try:
         task, info = openai_task(body)
     except RoutingError as exc:

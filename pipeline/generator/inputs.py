@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,29 @@ def parse_analysis_result(data: Any) -> AnalysisResult:
     return result
 
 
+MAX_INPUT_BYTES = 64 * 2**20  # an analysis_result is kilobytes; a course's sources, a few MB
+
+
+def _input_text(path: Path) -> str:
+    """The file's text, read only from a regular file within MAX_INPUT_BYTES: a FIFO waited
+    forever for a writer, and a link to /dev/zero read until memory ran out."""
+    info = path.stat()
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(21, "Is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, device or socket is never "
+                         "read)")
+    if info.st_size > MAX_INPUT_BYTES:
+        raise InputError(f"{path}: {info.st_size:,} bytes, more than the {MAX_INPUT_BYTES:,} "
+                         "an analysis_result may hold")
+    return path.read_text(encoding="utf-8")
+
+
 def load_analysis_result(path: str | Path) -> AnalysisResult:
     """Read and validate one analysis_result JSON file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_input_text(path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:

@@ -116,8 +116,11 @@ class LLMClient:
             read = s.idle_timeout_s if s.stream else s.timeout_s
             timeout = openai.Timeout(s.deadline_s, connect=s.connect_timeout_s, read=read)
             # Retries are ours (providers.py): each failed call must reach the cooldowns.
-            self._clients[key] = openai.AsyncOpenAI(api_key=secret, base_url=ep.base_url,
-                                                    timeout=timeout, max_retries=0)
+            # No redirects: a provider's 3xx must not send the client to another host (a
+            # metadata endpoint, say); it is a provider error like any other non-answer.
+            self._clients[key] = openai.AsyncOpenAI(
+                api_key=secret, base_url=ep.base_url, timeout=timeout, max_retries=0,
+                http_client=openai.DefaultAsyncHttpx2Client(follow_redirects=False))
         return self._clients[key]
 
     def _limit(self, ep: Endpoint) -> asyncio.Semaphore:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from router_model.config import LogReading
 from router_model.logs.store import DEFAULT_URL_SCHEMES, LogReadError, LogSource, open_binary
 
 QUARANTINE_KEYS = frozenset({"source", "row", "reason", "record"})
@@ -46,6 +47,20 @@ class ReadLimits:
 
 
 DEFAULT_LIMITS = ReadLimits()
+
+
+def read_options(reading: LogReading | None) -> dict[str, Any]:
+    """`limits` and `url_schemes` for the readers from `paths.log_reading` (None: defaults)."""
+    if reading is None:
+        return {"limits": DEFAULT_LIMITS, "url_schemes": DEFAULT_URL_SCHEMES}
+    earliest = pd.Timestamp(reading.earliest)
+    earliest = earliest.tz_localize(UTC) if earliest.tzinfo is None else earliest
+    limits = ReadLimits(max_keys=reading.max_keys, max_columns=reading.max_columns,
+                        max_value_chars=reading.max_value_chars,
+                        max_row_bytes=reading.max_row_bytes,
+                        earliest=earliest.to_pydatetime(),
+                        max_future=timedelta(days=reading.max_future_days))
+    return {"limits": limits, "url_schemes": tuple(reading.url_schemes)}
 
 
 class _NonFinite:

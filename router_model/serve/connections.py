@@ -76,6 +76,9 @@ except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
 
 if HttpToolsProtocol is not None:
 
+    class HeadersTooLarge(Exception):
+        """Raised from a parser callback; httptools turns it into a parser error."""
+
     class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
         """uvicorn's httptools protocol with the limits above."""
 
@@ -117,8 +120,30 @@ if HttpToolsProtocol is not None:
             super().on_message_begin()
             self._reading_headers = True
             self._header_bytes = 0
+            self._parsed_header_bytes = 0
             if self._timer is None:
                 self._arm(self.limits.header_timeout_s, HEADERS_TOO_SLOW)
+
+        # A request whose headers arrive in one read is parsed inside that read, after the
+        # count above was reset: so the parsed URL and headers are counted too.
+        def on_url(self, url: bytes) -> None:
+            self._count_parsed(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count_parsed(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def _count_parsed(self, size: int) -> None:
+            self._parsed_header_bytes = getattr(self, "_parsed_header_bytes", 0) + size
+            if self._parsed_header_bytes > self.limits.max_header_bytes:
+                self._close_with(HEADERS_TOO_LARGE)
+                raise HeadersTooLarge  # stops the parser: no request reaches the app
+
+        def send_400_response(self, msg: str) -> None:
+            if self.transport is not None and self.transport.is_closing():
+                return  # already answered (431) and closing
+            super().send_400_response(msg)
 
         def on_headers_complete(self) -> None:
             self._reading_headers = False

@@ -97,8 +97,9 @@ def routing_block(body: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(found.get("analysis"), str):
         try:
             found["analysis"] = json.loads(found["analysis"])
-        except json.JSONDecodeError:
-            raise RoutingError("metadata.stage5_analysis", "is not JSON text") from None
+        except (ValueError, RecursionError):  # not JSON, nested too deep, 4,300+ digits
+            raise RoutingError("metadata.stage5_analysis", "is not JSON text within the "
+                                                           "parser's limits") from None
         if not isinstance(found["analysis"], Mapping):
             raise RoutingError("metadata.stage5_analysis", "is not a JSON object")
     unknown = sorted(set(found) - set(KEYS))
@@ -137,7 +138,11 @@ def openai_task(body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise RoutingError(f"{where}{loc}", str(err["msg"])[:200]) from None
-    info = {"lam": lam, "reference": keys.get("reference") or keys.get("brief"),
+    reference = keys.get("reference") or keys.get("brief")
+    if reference is not None and not isinstance(reference, str):
+        raise RoutingError(f"{where}reference", "must be a string (the text the gate "
+                                                "compares the answer with)")
+    info = {"lam": lam, "reference": reference,
             "routed_from": "metadata" if keys.get("field") else "messages"}
     return valid, info
 
@@ -195,7 +200,11 @@ async def route_any(request: Request, explain: Annotated[bool, Query()] = False,
                     lam: Annotated[float | None, Query(ge=0, le=1e6)] = None) -> Any:
     """A Stage-5 task (as before) or an OpenAI chat-completions request; `?lam=` per request."""
     service, metrics = request.app.state.service, request.app.state.metrics
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError:  # an empty body (the guard gave every other malformed one its 422)
+        raise RequestValidationError([{"type": "missing", "loc": ("body",),
+                                       "msg": "Field required", "input": None}]) from None
     extra: dict[str, Any] = {}
     try:
         if isinstance(body, dict) and "messages" in body:

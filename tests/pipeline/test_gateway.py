@@ -98,13 +98,26 @@ def test_metadata_as_openai_strings_and_messages_alone(served, catalog):
      "stage5.analysis.complexity"),
     ({"metadata": {"stage5_analysis": "{not json"}}, "metadata.stage5_analysis"),
     ({"stage5": {"colour": "red"}}, "stage5.colour"),
-    ({"stage5": {"lam": -1}}, "stage5.lam")])
+    ({"stage5": {"lam": -1}}, "stage5.lam"),
+    # found by the hostile probe: each was a 500, the last two after a paid provider call
+    ({"metadata": {"stage5_analysis": "[" * 5000 + "]" * 5000}}, "metadata.stage5_analysis"),
+    ({"metadata": {"stage5_analysis": '{"x": 1' + "0" * 5000 + "}"}},
+     "metadata.stage5_analysis"),
+    ({"stage5": {"reference": {"a": 1}}}, "stage5.reference"),
+    ({"stream": True, "stream_options": "yes"}, "stream_options")])
 def test_bad_metadata_is_a_400_naming_the_field(served, extra, param):
     url, *_ = served
     body = {"model": "stage5-router", "messages": [{"role": "user", "content": "hi"}], **extra}
     r = httpx.post(f"{url}/chat/completions", json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param
     assert param in r.json()["error"]["message"]
+
+
+def test_an_empty_body_is_a_400_not_a_500(served):
+    url, *_ = served
+    r = httpx.post(f"{url}/chat/completions", content=b"",
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "body"
 
 
 def test_an_unknown_model_is_404_and_models_lists_the_router(served):

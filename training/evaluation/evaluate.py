@@ -28,6 +28,7 @@ from router_model.decide.replay import OutcomeCube, ReplayResult, cube_from_tabl
 from router_model.decide.routers import RouterContext, build_router
 from router_model.decide.settings import DIALS, POLICY_VARIANTS
 from router_model.logs.attempts import read_attempts
+from router_model.logs.read_files import read_options
 from training.evaluation.matched import (
     UPPER_BOUND,
     CourseTotals,
@@ -414,7 +415,8 @@ def off_policy_section(job: EvaluateJob, policy: RoutingPolicy) -> dict[str, Any
     """IPS / SNIPS / DR from the training logs, next to exact replay on the same tasks."""
     catalog, ev = job.catalog, job.evaluate
     loaded = read_attempts(job.paths.logs, known_fields=catalog.fields,
-                           known_tiers=catalog.tier_names)
+                           known_tiers=catalog.tier_names,
+                           **read_options(job.paths.log_reading))
     bandit = logged_bandit(loaded.frame, catalog)
     try:
         plan = policy.start_tiers(bandit)

@@ -21,6 +21,7 @@ from router_model.config import Catalog, Paths, check
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import RouterContext, build_router
 from router_model.logs.attempts import read_attempts
+from router_model.logs.read_files import read_options
 from router_model.model.artifact import ArtifactError, load_artifact
 from training.monitoring.drift import (
     DriftSettings,
@@ -171,7 +172,8 @@ def served_probabilities(tasks: pd.DataFrame, decisions: pd.DataFrame,
 def recent_traffic(job: MonitorJob) -> RecentTraffic:
     catalog, monitor = job.catalog, job.monitor
     loaded = read_attempts(job.paths.logs, known_fields=catalog.fields,
-                           known_tiers=catalog.tier_names, quarantine_path=monitor.quarantine)
+                           known_tiers=catalog.tier_names, quarantine_path=monitor.quarantine,
+                           **read_options(job.paths.log_reading))
     attempts = in_window(loaded.frame, monitor.window_days, monitor.until)
     tasks = task_frame(attempts) if len(attempts) else pd.DataFrame()
     counts = {**loaded.counts, "window_attempts": len(attempts), "window_tasks": len(tasks)}

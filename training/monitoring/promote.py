@@ -33,6 +33,7 @@ from router_model.decide.replay import cube_from_table, replay
 from router_model.decide.settings import DIALS
 from router_model.files import atomic_write_text
 from router_model.logs.attempts import read_attempts
+from router_model.logs.read_files import read_options
 from router_model.model.artifact import (
     LATEST_FILE,
     ArtifactError,
@@ -219,7 +220,8 @@ def logged_evidence(job: PromoteJob, policies: dict[str, RoutingPolicy]) -> Evid
     """Cross-fitted doubly robust terms of both on the held-out courses of recent logs."""
     catalog, settings = job.catalog, job.promote
     attempts = read_attempts(job.paths.logs, known_fields=catalog.fields,
-                             known_tiers=catalog.tier_names).frame
+                             known_tiers=catalog.tier_names,
+                             **read_options(job.paths.log_reading)).frame
     attempts = attempts[in_holdout(attempts["course_id"], settings.holdout_share)]
     bandit = logged_bandit(attempts, catalog)
     explored = explored_share(bandit)

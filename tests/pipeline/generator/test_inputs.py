@@ -55,3 +55,25 @@ def test_a_deeply_nested_input_file_is_one_clear_error(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(InputError, match="nested too deeply"):
         load_analysis_result(path)
+
+
+def test_a_fifo_or_a_device_as_input_is_refused_not_waited_on(tmp_path):
+    import os
+
+    fifo = tmp_path / "course.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        with pytest.raises(InputError, match="not a regular file"):
+            load_analysis_result(path)
+
+
+def test_an_oversized_input_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import pipeline.generator.inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_INPUT_BYTES", 1_000)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"topic": "x" * 2_000}))
+    with pytest.raises(InputError, match="more than the 1,000"):
+        load_analysis_result(path)

@@ -109,6 +109,17 @@ def test_a_permanent_4xx_stops_at_once_naming_tier_and_deployment(catalog):
         provider_step(catalog, "gpt-oss-120b", result.error_kind, result.error)
 
 
+def test_a_redirect_never_sends_the_client_to_another_host(catalog):
+    """A provider's 307 to another host (a metadata endpoint, say) is not followed: it stops
+    the task as a rejected call, and the other host never hears from the client."""
+    with stub_provider([("ok", completion())]) as (elsewhere, other), \
+            stub_provider([("status", 307, {}, {"location": f"{elsewhere}/chat/completions"})]
+                          ) as (url, stub):
+        result = call(LLMClient(catalog, settings(url)))
+    assert other.bodies == [] and len(stub.bodies) == 1
+    assert result.error_kind == "provider_rejected" and "Error code: 307" in result.error
+
+
 def test_a_200_that_is_not_json_is_retried_never_a_crash(catalog):
     with stub_provider([("not_json",), ("ok", completion())]) as (url, stub):
         for stream in ("true", "false"):

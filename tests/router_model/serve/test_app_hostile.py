@@ -237,15 +237,47 @@ def test_a_422_never_echoes_a_large_input(server):
         assert r.status_code == 422 and len(r.content) < 1_000, (len(r.content), r.text[:300])
 
 
+@pytest.fixture(scope="module")
+def default_limits(small_root, tmp_path_factory):
+    """router-serve with conf/serve's own body limits (4 MB, 256 KB for one task)."""
+    with running(tmp_path_factory.mktemp("default-limits"), str(small_root),
+                 reload_poll_s=0) as (url, _):
+        yield url
+
+
+NESTED = b"[" * 28 + b"]" * 28
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/route/batch", b'{"tasks":[' + b",".join([NESTED] * 60_000) + b"]}"),
+    ("/v1/route", b'{"field":"x","prompt_tokens":1,"analysis":{"a":['
+     + b",".join([NESTED] * 4_000) + b"]}}")])
+def test_nested_brackets_are_counted_before_parsing(default_limits, path, body):
+    """Arrays nested deep have no comma to count, yet each is walked: 60,000 of them held
+    the event loop for 5.9 s. They count now, and one task's body counts for less."""
+    r = post(default_limits, path, body)
+    assert r.status_code == 413 and "JSON values and containers" in r.text, r.text[:200]
+
+
+def test_an_empty_body_is_a_422_on_every_post(server):
+    """/v1/route reads its body itself (it also takes OpenAI requests): an empty one was a
+    500 there while the other endpoints answered 422."""
+    url, _, _ = server
+    for path in ("/v1/route", "/v1/route/batch", "/v1/escalate"):
+        r = post(url, path, b"")
+        assert r.status_code == 422 and "body" in r.text, (path, r.status_code, r.text[:200])
+
+
 def test_a_long_brief_is_cut_not_refused_and_the_log_keeps_the_cut(server):
     """A batch of long lesson briefs runs past the limit; the brief is a feature, not data."""
     url, service, tmp = server
-    r = httpx.post(f"{url}/v1/route", json={**TASK, "brief": "b" * 150_000})
+    r = httpx.post(f"{url}/v1/route", json={**TASK, "brief": "cut-me:" + "b" * 150_000})
     assert r.status_code == 200, r.text[:300]
     service.decision_log.flush()
     records = [json.loads(line) for f in (tmp / "decisions").glob("decisions.jsonl*")
                for line in f.read_text().splitlines()]
-    briefs = [r["task"]["brief"] for r in records if r["task"].get("brief", "")[:1] == "b"]
+    briefs = [r["task"]["brief"] for r in records
+              if str(r["task"].get("brief", "")).startswith("cut-me:")]
     assert [len(b) for b in briefs] == [BRIEF_MAX_CHARS]
 
 
