@@ -296,7 +296,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     assert spec.columns[-3:] == ["brief_pca_0", "brief_pca_1", "brief_pca_2"]
     cached = read_cache(tmp_path / "cache")
     assert cached and all(v.shape == (384,) for v in cached.values())
-    policy = RoutingPolicy(catalog, policy_settings(), load_artifact(cfg.router.artifact))
+    policy = RoutingPolicy(catalog, policy_settings(), load_artifact(result.artifact.path))
     with_brief = policy.decide({**EXAMPLE_TASK, "brief": "Write the lesson content for a "
                                 "beginner programming course taught in en."})
     without = policy.decide(EXAMPLE_TASK)
