@@ -94,7 +94,9 @@ def test_cli_generates_a_course_whose_logs_obey_the_contract(tmp_path, embedder,
     logs = read_attempts(tmp_path / "out/attempts", known_fields=catalog.fields,
                          known_tiers=catalog.tier_names)
     assert logs.counts["quarantined"] == 0
-    assert set(logs.frame["task_id"]) == set(course["fields"])
+    assert {t.split("@")[0] for t in logs.frame["task_id"]} == set(course["fields"])
+    assert (logs.frame["task_id"] == logs.frame["task_id"].str.split("@").str[0] + "@"
+            + logs.frame["run_id"]).all()
     exported = read_attempts(tmp_path / "dataset")  # the same rows, as a partitioned dataset
     assert [p.parent.name.split("=")[0] for p in (tmp_path / "dataset").rglob("*.parquet")] \
         == ["date"]
