@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,20 +51,9 @@ def _compose(name: str, overrides: list[str]) -> Any:
 
 
 def _serve(app: Any) -> tuple[str, Any]:
-    import uvicorn
+    from pipeline.provider_sim.cli import serve_app_in_thread
 
-    from pipeline.provider_sim.cli import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("a server did not start within 60 s")
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}/v1", server
+    return serve_app_in_thread(app, wait_s=60)
 
 
 def _p50_ms(call: Callable[[], Any], n: int) -> float:

@@ -34,6 +34,12 @@ def yaml_guarantee(**changes: Any) -> Any:
     return yaml_defaults(GuaranteeSettings, "router", "guarantee", **changes)
 
 
+def path_overrides(cfg: Any) -> list[str]:
+    """Overrides that send another job to the same places as `cfg` (its `paths` locations;
+    the log-reading rules are settings, not places, and stay as configured)."""
+    return [f"paths.{k}={v}" for k, v in cfg.paths.items() if k != "log_reading"]
+
+
 def tmp_paths(tmp: Path) -> list[str]:
     """Overrides that send every output of a job into `tmp`."""
     return [f"paths.data_dir={tmp}/data", f"paths.artifacts_dir={tmp}/artifacts",

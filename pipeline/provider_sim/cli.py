@@ -34,16 +34,23 @@ def free_port() -> int:
 
 def serve_in_thread(sim: ProviderSimulator, port: int | None = None) -> tuple[str, Any]:
     """Start the simulator under uvicorn in a daemon thread; (base_url ending /v1, server)."""
+    return serve_app_in_thread(create_app(sim), port)
+
+
+def serve_app_in_thread(app: Any, port: int | None = None, wait_s: float = 20.0
+                        ) -> tuple[str, Any]:
+    """Any ASGI app under uvicorn on loopback in a daemon thread; (base_url ending /v1,
+    server). The simulator, and the gateway in front of it in perf/gateway_overhead.py."""
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(sim), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", timeout_graceful_shutdown=1))
     threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + wait_s
     while not server.started:
         if time.monotonic() > deadline:
-            raise RuntimeError("the provider simulator did not start within 20 s")
+            raise RuntimeError(f"a server did not start within {wait_s:.0f} s")
         time.sleep(0.02)
     return f"http://127.0.0.1:{port}/v1", server
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from omegaconf import OmegaConf
 
 from pipeline.gateway.app import create_gateway_app
@@ -17,7 +14,7 @@ from pipeline.gateway.cli import build_gateway
 from pipeline.gateway.service import Gateway
 from pipeline.generator.inputs import load_analysis_result
 from pipeline.generator.tasks import Task, build_tasks
-from pipeline.provider_sim.cli import free_port
+from pipeline.provider_sim.cli import serve_app_in_thread
 from tests.helpers import compose_config, tmp_paths
 from tests.pipeline.generator.helpers import EXAMPLES
 
@@ -50,18 +47,8 @@ def gateway(tmp: Path, provider_url: str, embedder: Any = None, *overrides: str
     gw = build_gateway(OmegaConf.to_container(cfg, resolve=True))
     if embedder is not None:
         gw.judge._embedder = embedder
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_gateway_app(gw), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("router-gateway did not start within 30 s")
-        time.sleep(0.01)
+    url, server = serve_app_in_thread(create_gateway_app(gw), wait_s=30)
     try:
-        yield f"http://127.0.0.1:{port}/v1", gw
+        yield url, gw
     finally:
         server.should_exit = True
-        thread.join(timeout=10)

@@ -20,6 +20,7 @@ from router_model.model.features import FeatureSpec
 from tests.helpers import compose_config, policy_settings
 from training.dataset import build_examples, load_examples, split_examples
 from training.fitting import TrainSettings
+from training.settings_cli import paths
 
 
 def chain(task, course, steps):
@@ -203,8 +204,9 @@ def test_train_save_load_predict_round_trip_is_identical(trained):
     cfg, result = trained
     loaded = load_artifact(cfg.router.artifact)  # via LATEST
     assert loaded.router_version == result.artifact.router_version
-    examples = load_examples(cfg.paths.logs, _catalog(cfg), cache_dir=cfg.paths.cache_dir)
-    assert examples.from_cache  # the second read hits the datasets cache
+    examples = load_examples(cfg.paths.logs, _catalog(cfg), cache_dir=cfg.paths.cache_dir,
+                             reading=paths(cfg).log_reading)
+    assert examples.from_cache  # the second read, under the same rules, hits the cache
     frame = examples.examples.head(500)
     np.testing.assert_array_equal(result.artifact.model.predict_frame(frame),
                                   loaded.model.predict_frame(frame))

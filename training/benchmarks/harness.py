@@ -249,6 +249,9 @@ def benchmark_catalog(job: BenchmarkJob, table: OutcomeTable) -> Catalog:
     tiers = {f"m{j}": {"model_id": m, "provider": "benchmark", "base_url": "-",
                        "api_key_env": "-", "price_in_per_m": 0.0, "price_out_per_m": 0.0,
                        "context_window": 10**9, "ladder_rank": j, "first_token_s": 0.0,
+                       "deployments": {}, "request": {
+                           "reasoning_effort": None, "max_tokens_param": "max_tokens",
+                           "response_format": None, "extra_body": {}},
                        "output_tokens_per_s": 1.0} for j, m in enumerate(table.models)}
     tiers["unused-overflow"] = {**tiers["m0"], "ladder_rank": None}
     gate = replace(job.gate, severe_threshold=0.0, retries_per_tier=0,

@@ -10,16 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from pipeline.provider_sim.cli import free_port
+from pipeline.provider_sim.cli import serve_app_in_thread
 
 
 def completion(content: str = '{"title": "A fine title"}', usage: Any = "auto",
@@ -89,21 +87,11 @@ class Stub:
 def stub_provider(script: list[tuple[Any, ...]]) -> Iterator[tuple[str, Stub]]:
     """(base_url ending /v1, stub) on a free loopback port, for the block's duration."""
     stub = Stub(script)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(stub.app(), host="127.0.0.1", port=port,
-                                           log_level="warning", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the stub provider did not start within 20 s")
-        time.sleep(0.01)
+    url, server = serve_app_in_thread(stub.app())
     try:
-        yield f"http://127.0.0.1:{port}/v1", stub
+        yield url, stub
     finally:
         server.should_exit = True
-        thread.join(timeout=5)
 
 
 def error_body(message: str, kind: str = "server_error", code: str | None = None

@@ -38,12 +38,13 @@ def start_router(tmp: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("router-serve did not start")
 
 
-def kill_after(state: Path, fields: int, proc: subprocess.Popen) -> None:
+def kill_after(state: Path, fields: int, proc: subprocess.Popen, killed: list[float]) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if state.exists() and len(json.loads(state.read_text())["done"]) >= fields:
             break
         time.sleep(0.02)
+    killed.append(time.time())
     proc.send_signal(signal.SIGKILL)
 
 
@@ -53,7 +54,8 @@ def test_killing_router_serve_mid_course_finishes_on_the_rules(tmp_path, embedde
     port = free_port()
     proc = start_router(tmp_path, port)
     state = tmp_path / "out/state/example-typical.json"
-    killer = threading.Thread(target=kill_after, args=(state, 6, proc), daemon=True)
+    killed: list[float] = []
+    killer = threading.Thread(target=kill_after, args=(state, 6, proc, killed), daemon=True)
     try:
         with simulator(embedder, latency={"mode": "lognormal", "p50_s": 0.1}) as (url, _):
             cfg = generate_config(tmp_path, url, f"router.url=http://127.0.0.1:{port}",
@@ -77,9 +79,13 @@ def test_killing_router_serve_mid_course_finishes_on_the_rules(tmp_path, embedde
     assert len(course["fields"]) == 26 == frame["task_id"].nunique()
     served = "".join(p.read_text() for p in (tmp_path / "serve").rglob("decisions*.jsonl"))
     local = (tmp_path / "out/decisions.jsonl").read_text()
+    # A SIGKILL loses what the service's decision log had queued in its last flush_s
+    # (0.2 s, documented): a decision missing from it must have been made just before.
     for task_id, row in frame.groupby("task_id").first().iterrows():
         where = local if row["start_source"] == "rules_fallback" else served
-        assert row["decision_id"] in where, task_id
+        if row["decision_id"] not in where:
+            assert row["start_source"] != "rules_fallback", task_id
+            assert killed[0] - row["timestamp"].timestamp() < 1.0, task_id
     print(f"\nrouter-serve killed after 6 fields: {(sources == 'rules').sum()} tasks routed "
           f"by the service, {(sources == 'rules_fallback').sum()} by the local rules; "
           f"{len(frame)} attempt rows, none duplicated")

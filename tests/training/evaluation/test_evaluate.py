@@ -14,7 +14,7 @@ from pipeline.world import simulate_world, world_settings
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.replay import OutcomeCube
 from router_model.decide.routers import Oracle, RouterContext
-from tests.helpers import compose_config, policy_settings
+from tests.helpers import compose_config, path_overrides, policy_settings
 from training.evaluation.cli import evaluate_job
 from training.evaluation.evaluate import flip_gate, run_evaluate
 from training.evaluation.off_policy import NoExplorationError, estimate
@@ -139,7 +139,7 @@ def test_flipped_gate_flips_at_the_rate(catalog, cfg):
 
 def test_evaluate_end_to_end(trained_router, tmp_path):
     train_cfg, _ = trained_router
-    paths = [f"paths.{k}={v}" for k, v in train_cfg.paths.items()]
+    paths = path_overrides(train_cfg)
     cfg = compose_config("router_evaluate", [
         *paths, f"reports_dir={tmp_path}/evaluate", "evaluate.n_courses=400",
         "evaluate.bootstrap=200", "evaluate.gate_error_rates=[0.0,0.2]"])
@@ -181,7 +181,7 @@ def test_a_given_task_table_carries_every_feature_the_model_reads(trained_router
 
     train_cfg, result = trained_router
     cfg = compose_config("router_evaluate", [
-        *(f"paths.{k}={v}" for k, v in train_cfg.paths.items()),
+        *path_overrides(train_cfg),
         f"evaluate.tasks={train_cfg.paths.tasks}", f"evaluate.outcomes={train_cfg.paths.outcomes}"])
     OmegaConf.resolve(cfg)
     table = evaluation_table(evaluate_job(cfg))
