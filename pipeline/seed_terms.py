@@ -35,14 +35,19 @@ def course_figures(course: Any, first_passed: Any, final_passed: Any, cost: Any
             "field_final_pass": float(frame["final"].mean())}
 
 
+def first_attempt_passed(result: Any) -> np.ndarray:
+    """Per task of a replay: the gate accepted its first call (one call, accepted)."""
+    return np.asarray(result.accepted) & (np.asarray(result.calls) == 1)
+
+
 def replay_course_figures(tasks: pd.DataFrame, result: Any) -> dict[str, float]:
     """The seed's per-course figures of one replay (router_model.decide.replay): a task's
     first call passed when it was accepted after one call; it passed finally when it was not
     flagged. `tasks` holds the replayed tasks' `course_id` (or `course_index`). Cost per
     course is the replay's (calls and the gate). Also the true final pass (quality)."""
     course = tasks["course_id"] if "course_id" in tasks else tasks["course_index"]
-    first = np.asarray(result.accepted) & (np.asarray(result.calls) == 1)
-    out = course_figures(course, first, ~np.asarray(result.flagged), result.cost)
+    out = course_figures(course, first_attempt_passed(result), ~np.asarray(result.flagged),
+                         result.cost)
     true = pd.Series(np.asarray(result.true_pass, bool)).groupby(np.asarray(course)).all()
     out["course_true_final_pass"] = float(true.mean())
     return out

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pipeline.seed_terms import first_attempt_passed
+from pipeline.seed_terms import targets as seed_targets
 from pipeline.world import WorldSettings, simulate_world, task_table
 from router_model.config import Catalog, Paths, check
 from router_model.decide.gate import flip_mask
@@ -148,7 +150,24 @@ def policy_metrics(res: ReplayResult, course: np.ndarray, impact: np.ndarray
         "latency_s_per_task": float(res.latency_s.mean()),
         "latency_s_per_course": float(res.latency_s.sum() / n_courses),
         "flagged_rate": float(res.flagged.mean()),
+        **course_pass_rates(res, course),
     }
+
+
+def course_pass_rates(res: ReplayResult, course: np.ndarray) -> dict[str, float]:
+    """The seed's per-course terms: the share of courses whose every task passed the gate on
+    its first call, whose every task ended unflagged (final pass), and truly passed."""
+    size = np.bincount(course)
+    if not len(size):
+        return dict.fromkeys(("course_first_attempt_pass", "course_final_pass",
+                              "course_true_final_pass"), float("nan"))
+
+    def every(passed: np.ndarray) -> float:
+        return float(np.mean(np.bincount(course, weights=passed.astype(float)) == size))
+
+    return {"course_first_attempt_pass": every(first_attempt_passed(res)),
+            "course_final_pass": every(~res.flagged),
+            "course_true_final_pass": every(res.true_pass)}
 
 
 def per_course(values: np.ndarray, course: np.ndarray) -> np.ndarray:
@@ -388,6 +407,9 @@ def run_evaluate(job: EvaluateJob, progress: bool = True) -> dict[str, Any]:
         "published_metrics": published_section(m, fronts.get("learned", [])),
         "gate_error_sweep": gate_sweep, "off_policy": ope,
         "targets": targets(m),
+        "seed_targets": {name: seed_targets({**m[name], "cost_per_course_usd":
+                                             m[name]["cost_per_course"]})
+                         for name in ("learned", "static")},
     }
     timings = {"seconds": round(time.perf_counter() - started, 1)}
     write_reports(result, field_breakdown(rep.runs, table.tasks), Path(job.reports_dir),

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.seed_terms import format_targets
+
 COLUMNS = [("cost_per_course", "$/course", "{:.4f}"),
            ("weighted_true_pass_rate", "w. true pass", "{:.4f}"),
            ("high_impact_true_pass_rate", "hi-impact", "{:.4f}"),
@@ -68,9 +70,10 @@ def matched_lines(result: dict[str, Any]) -> list[str]:
                              f"${_ci(c['difference_per_course'], pct=False)} per course "
                              "(95% CI over courses)")
     qc = result["matched"]["quality_at_cost"]
+    reached = (f"reaches impact-weighted true pass {qc['learned']:.4f} vs"
+               if math.isfinite(qc["learned"]) else "never gets that cheap; the ladder reaches")
     lines.append(f"At {qc['of']}'s cost (${qc['cost_per_course']:.4f}/course) the learned "
-                 f"frontier reaches impact-weighted true pass {qc['learned']:.4f} vs "
-                 f"{qc['baseline']:.4f} ({qc['label']})")
+                 f"frontier {reached} {qc['baseline']:.4f} ({qc['label']})")
     return lines
 
 
@@ -97,13 +100,22 @@ def learning_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def seed_lines(result: dict[str, Any]) -> list[str]:
+    """The seed note's per-course targets for the deployed learned router and static."""
+    lines = ["The seed's targets, per course (deployed dials; a course passes first when "
+             "every field passed the gate on its first call, finally when none is flagged):"]
+    for name, terms in result["seed_targets"].items():
+        lines += [f"  {name}", *format_targets({k: t["value"] for k, t in terms.items()})]
+    return lines
+
+
 def format_summary(result: dict[str, Any]) -> str:
     lines = [f"Exact replay on {result['table']} (router {result['router_version']}, "
              f"lam {result['lam']:.4g} USD per bad outcome)", DEPLOYED, "",
              policy_table(result["policies"]), "", "Targets (deployed dials):"]
     for name, t in result["targets"].items():
         lines.append(f"  [{'met ' if t['met'] else 'MISS'}] {name:<48} {t['value']:+.4f}")
-    lines += ["", *matched_lines(result), "", *learning_lines(result)]
+    lines += ["", *seed_lines(result), "", *matched_lines(result), "", *learning_lines(result)]
     ge = result["where_savings_come_from"]["gate_error_exposure"]
     lines.append(f"  gate-error exposure (accepted but truly failing): ladder "
                  f"{ge['ladder-from-cheapest']:.2%}, static {ge['static']:.2%}, learned "
@@ -151,9 +163,10 @@ def frontier_plot(result: dict[str, Any], path: Path) -> None:
         for floored in (True, False):
             line = [s for s in sweep if s["floors"] == floored]
             if line:
-                ax.plot([s["cost_per_course"] for s in line], [s[q] for s in line], "-o",
-                        ms=3, ls="-" if floored else ":", label=f"{name} ({line[0]['dial']} "
-                        f"swept on this world{'' if floored else ', no floors'})")
+                ax.plot([s["cost_per_course"] for s in line], [s[q] for s in line],
+                        marker="o", ms=3, ls="-" if floored else ":",
+                        label=f"{name} ({line[0]['dial']} swept on this world"
+                              f"{'' if floored else ', no floors'})")
     for name, m in result["policies"].items():
         ax.scatter(m["cost_per_course"], m[q], s=40, zorder=3, marker="x")
         ax.annotate(name, (m["cost_per_course"], m[q]), fontsize=7,
@@ -179,6 +192,7 @@ def markdown_report(result: dict[str, Any], by_field: pd.DataFrame) -> str:
              ""]
     for name, t in result["targets"].items():
         lines.append(f"- {'met' if t['met'] else '**missed**'}: {name} = {t['value']:+.4f}")
+    lines += ["", *["    " + line for line in seed_lines(result)]]
     lines += ["", "## Learned against the best simple baseline, at matched quality (upper "
               "bound)", "", *["    " + line for line in matched_lines(result)], "",
               "## Where the learned policy earns its place", "",

@@ -57,7 +57,8 @@ def train(folder: Path, root: Path, overrides: list[str]) -> Path:
 
 
 def corrupt_examples(data: Path, folder: Path, how: str, seed: int) -> Path:
-    """The logs' examples with their labels shuffled or flipped: a model that must lose."""
+    """The logs' examples with their labels shuffled, flipped, or "optimistic" (every attempt
+    of the cheapest tier passed: a model that starts everything there)."""
     from training.train import load_training_examples
     from training.train_cli import train_job
 
@@ -65,8 +66,10 @@ def corrupt_examples(data: Path, folder: Path, how: str, seed: int) -> Path:
                                              f"paths.logs={data}/attempt_logs.parquet"]))
     ex = load_training_examples(job)
     labels = ex.examples["label"].to_numpy()
-    labels = (np.random.default_rng(seed).permutation(labels) if how == "shuffled"
-              else 1 - labels)
+    cheapest = ex.examples["tier"].to_numpy() == job.catalog.ladder[0]
+    labels = {"shuffled": lambda: np.random.default_rng(seed).permutation(labels),
+              "flipped": lambda: 1 - labels,
+              "optimistic": lambda: np.where(cheapest, 1, labels)}[how]()
     out = folder / f"examples-{how}.parquet"
     ex.examples.assign(label=labels.astype(np.int8)).to_parquet(out, index=False)
     out.with_suffix(".json").write_text(json.dumps({

@@ -66,8 +66,7 @@ def test_killing_router_serve_mid_course_finishes_on_the_rules(tmp_path, embedde
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert summary["total"]["failed"] == 0 and summary["courses"]["example-typical"][
-        "fields"] == 26
+    assert summary["total"]["failed"] == 0
     logs = read_attempts(tmp_path / "out/attempts", known_fields=catalog.fields,
                          known_tiers=catalog.tier_names)
     frame = logs.frame
@@ -76,7 +75,8 @@ def test_killing_router_serve_mid_course_finishes_on_the_rules(tmp_path, embedde
     sources = frame.groupby("task_id")["start_source"].first()
     assert (sources == "rules").sum() >= 6 and (sources == "rules_fallback").sum() >= 1
     course = json.loads((tmp_path / "out/courses/example-typical.json").read_text())
-    assert len(course["fields"]) == 26 == frame["task_id"].nunique()
+    planned = [t for t in course["fields"] if not t.endswith(("-p4", "-p5"))]  # + phases 4, 5
+    assert len(planned) == 26 and len(course["fields"]) == frame["task_id"].nunique()
     served = "".join(p.read_text() for p in (tmp_path / "serve").rglob("decisions*.jsonl"))
     local = (tmp_path / "out/decisions.jsonl").read_text()
     # A SIGKILL loses what the service's decision log had queued in its last flush_s

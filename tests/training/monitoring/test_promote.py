@@ -42,8 +42,11 @@ def train(tmp: Path, root: Path, *overrides: str) -> Path:
 
 @pytest.fixture(scope="module")
 def contenders(trained_router, tmp_path_factory):
-    """A weak champion (300 courses of logs), a model of the shared 2,000-course logs as the
-    better candidate, one trained on those logs with shuffled labels, and a fresh judging world."""
+    """A champion that learned nothing (300 courses of logs with shuffled labels), a model of
+    the shared 2,000-course logs as the better candidate, one trained on those logs told that
+    every tier passes as the degraded one, and a fresh judging world. (On the one world the
+    gate passes most weak cheap-tier outputs, so a model of gate labels gains little true
+    pass from more logs, and one of flipped labels even gains some: see the README.)"""
     from pipeline.simulate_cli import run_simulate
     from training.monitoring.trials_cli import corrupt_examples
     from training.settings_cli import compose
@@ -53,9 +56,9 @@ def contenders(trained_router, tmp_path_factory):
     run_simulate(compose_config("router_simulate", [*tmp_paths(tmp / "small"),
                                                     "simulate.n_courses=300",
                                                     "simulate.seed=5"]))
-    champion = train(tmp / "small", tmp / "champions",
-                     f"paths.logs={tmp}/small/data/attempt_logs.parquet")
-    bad = corrupt_examples(Path(train_cfg.paths.data_dir), tmp / "bad", "shuffled", seed=1)
+    blind = corrupt_examples(tmp / "small" / "data", tmp / "blind", "shuffled", seed=1)
+    champion = train(tmp / "blind", tmp / "champions", f"data.examples={blind}")
+    bad = corrupt_examples(Path(train_cfg.paths.data_dir), tmp / "bad", "optimistic", seed=1)
     degraded = train(tmp / "bad", tmp / "candidates", f"data.examples={bad}")
     better = train(tmp / "better", tmp / "candidates", f"paths.logs={train_cfg.paths.logs}")
     run_simulate(compose("router_simulate", [*tmp_paths(tmp / "judge"),
@@ -96,7 +99,7 @@ def test_a_better_candidate_is_promoted_and_the_comparison_recorded(contenders, 
     assert [h["promoted"] for h in history] == [True]
 
 
-def test_a_candidate_trained_on_shuffled_labels_is_refused(contenders, tmp_path):
+def test_a_candidate_told_every_tier_passes_is_refused(contenders, tmp_path):
     root = serving_root(contenders, tmp_path)
     result = run_promote(promote_config(root, contenders["judge"]),
                          str(contenders["degraded"]))
