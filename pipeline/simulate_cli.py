@@ -21,7 +21,7 @@ from pipeline.world.tables import attempt_logs, outcome_table, task_table
 from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Catalog, Paths, typed
 from router_model.decide.gate import gate_version
-from router_model.decide.replay import ReplayResult, replay
+from router_model.decide.replay import OutcomeCube, ReplayResult, replay
 from router_model.decide.rules import StaticRules, explore
 from router_model.logs.attempts import clear_log_dataset, log_dataset_parts, write_attempts
 
@@ -129,10 +129,30 @@ def simulate(job: SimulateJob) -> dict[str, Any]:
     }
     summary["seed_ranges"] = check_ranges(summary)
     summary["gate"] = gate_versions(job)
+    summary["gate_vs_truth"] = gate_vs_truth(world.cube, catalog)
     summary["outputs"] = {k: str(getattr(paths, k)) for k in ("tasks", "outcomes", "logs")}
     # The summary is a DVC output, byte-identical for a seed: the timing is not part of it.
     Path(paths.simulate_summary).write_text(json.dumps(summary, indent=2))
     return {**summary, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def gate_vs_truth(cube: OutcomeCube, catalog: Catalog) -> dict[str, dict[str, float]]:
+    """Per ladder tier, every task's first attempt: how often the gate passes it, how often
+    it is truly good, the share of gate passes that are truly bad, and how well the two
+    verdicts agree (phi): what a router trained on gate verdicts can learn of the truth."""
+    thr = (np.full(cube.n_tasks, catalog.gate.pass_threshold) if cube.pass_threshold is None
+           else cube.pass_threshold)
+    out = {}
+    for t, tier in enumerate(catalog.ladder):
+        valid = cube.schema_valid[:, t, 0]
+        gate = valid & (cube.similarity[:, t, 0] >= thr)
+        true = valid & (cube.quality[:, t, 0] >= thr)
+        both = gate.std() > 0 and true.std() > 0
+        out[tier] = {"gate_pass": float(gate.mean()), "true_pass": float(true.mean()),
+                     "bad_among_gate_passes": float((~true[gate]).mean()) if gate.any()
+                     else float("nan"),
+                     "phi": float(np.corrcoef(gate, true)[0, 1]) if both else float("nan")}
+    return out
 
 
 def gate_versions(job: SimulateJob) -> dict[str, Any]:
@@ -163,6 +183,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"  calls per task {summary['calls_per_task']:.3f}, first-call success "
                  f"{summary['task_first_call_success']:.1%}, true pass "
                  f"{summary['task_final_true_pass_rate']:.1%}")
+    lines.append("  first attempts, gate verdict against the truth (what a router of gate "
+                 "labels can learn):")
+    for tier, g in summary["gate_vs_truth"].items():
+        lines.append(f"    {tier:<14} gate pass {g['gate_pass']:.1%}, truly good "
+                     f"{g['true_pass']:.1%}, truly bad among gate passes "
+                     f"{g['bad_among_gate_passes']:.1%}, agreement phi {g['phi']:.2f}")
     gate = summary.get("gate", {})
     if gate.get("measured_for") and not gate.get("match"):
         lines.append(f"  WARNING: the gate error table was measured for gate "

@@ -233,3 +233,27 @@ def test_a_shifted_world_logs_the_shifted_mix():
     assert shifted.world.courses == plain.shifted_world().courses != plain.courses
     assert shifted.world.courses.domains["mathematics"] == [0.30, 0.30]
     assert shifted.world.tiers == plain.tiers
+
+
+def test_gate_vs_truth_counts_first_attempts_per_tier(catalog):
+    """router-simulate's gate-against-truth table on a cube written by hand: on the cheapest
+    tier the gate passes three tasks of which one is truly bad, and fails a good one."""
+    from pipeline.simulate_cli import gate_vs_truth
+    from router_model.decide.replay import OutcomeCube
+
+    n, tiers = 4, len(catalog.tier_names)
+    sim = np.full((n, tiers, 2), 0.9)
+    quality = np.full((n, tiers, 2), 0.9)
+    sim[:, 0, 0] = [0.9, 0.9, 0.9, 0.5]
+    quality[:, 0, 0] = [0.9, 0.9, 0.3, 0.9]
+    sim[:, 0, 1] = 0.1  # later attempts do not count
+    cube = OutcomeCube(similarity=sim, quality=quality, schema_valid=np.ones((n, tiers, 2), bool),
+                       call_cost=np.zeros((n, tiers)), gate_cost=np.zeros((n, tiers)),
+                       latency_s=np.zeros((n, tiers)), overflow=np.zeros(n, bool),
+                       pass_threshold=np.full(n, 0.75))
+    table = gate_vs_truth(cube, catalog)
+    cheap = table[catalog.ladder[0]]
+    assert cheap["gate_pass"] == 0.75 and cheap["true_pass"] == 0.75
+    assert cheap["bad_among_gate_passes"] == pytest.approx(1 / 3)
+    assert cheap["phi"] == pytest.approx(-1 / 3)  # gate and truth disagree on two of four
+    assert np.isnan(table[catalog.ladder[1]]["phi"])  # everything passes: no agreement to measure
