@@ -42,6 +42,7 @@ class TrainSettings:
     seed: int
     publish: bool
     publish_if_worse: bool  # publish even when the model loses to its lookup baseline
+    false_pass_model: bool  # fit P(truly bad | accepted) on the audit; false: its rate table
     calibration: str
     cv_folds: int
     holdout_calibration_from: int | None

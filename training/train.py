@@ -198,7 +198,9 @@ def run_train(job: TrainJob, progress: bool = True) -> TrainResult:
         with phases("calibrate dials"):
             main = prepared.models[kinds[0]]
             ladder_stats = prepared.data.ladder_stats
-            ladder_stats["gate_errors"]["model"] = false_pass_model(main, prepared.audit_examples)
+            ladder_stats["gate_errors"]["model"] = (
+                false_pass_model(main, prepared.audit_examples) if job.train.false_pass_model
+                else None)
             metrics["false_pass_model"] = ladder_stats["gate_errors"]["model"]
             lookup = {"lookup": prepared.lookup, "ladder_stats": ladder_stats,
                       "support": prepared.support}

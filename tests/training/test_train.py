@@ -304,3 +304,31 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     without = policy.decide(EXAMPLE_TASK)
     assert with_brief.source == without.source == "learned"
     assert "brief" in without.missing_features and "brief" not in with_brief.missing_features
+
+
+@pytest.mark.slow
+def test_without_the_false_pass_model_the_planner_reads_the_audit_table(trained, tmp_path):
+    """train.false_pass_model=false: no fitted model in the artifact, so the planner's
+    false-pass rate of a (field, tier) is the audit's own where it has one."""
+    from router_model.decide.policy import RoutingPolicy
+    from router_model.model.artifact import load_artifact
+    from tests.helpers import path_overrides
+    from training.train import run_train
+    from training.train_cli import train_job
+
+    train_cfg, result = trained
+    assert result.artifact.manifest["ladder_stats"]["gate_errors"]["model"] is not None
+    cfg = compose_config("router_train", [
+        *path_overrides(train_cfg), f"paths.reports_dir={tmp_path}/reports",
+        f"router.artifact={tmp_path}/router",
+        "train.baseline=null", "train.lightgbm.n_estimators=20", "train.false_pass_model=false"])
+    OmegaConf.resolve(cfg)
+    job = train_job(cfg)
+    artifact = load_artifact(run_train(job, progress=False).artifact.path)
+    errors = artifact.manifest["ladder_stats"]["gate_errors"]
+    assert errors["model"] is None
+    field, rates = next(iter(errors["field_tier"].items()))
+    tier, rate = next(iter(rates.items()))
+    choice = RoutingPolicy(job.catalog, job.router.policy, artifact).choice
+    assert choice.false_pass(field, [0.9] * len(job.catalog.ladder))[
+        job.catalog.ladder.index(tier)] == rate
