@@ -28,7 +28,10 @@ def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
     world_cfg = [f"simulate={world}", f"simulate.seed={seed}",
                  f"simulate.n_courses={settings.n_courses}"]
     return (compose("router_simulate", [*paths, *world_cfg]),
+            # every run's model is evaluated, also one that loses to its lookup table (the
+            # publish gate would keep it unpublished and leave nothing to evaluate)
             compose("router_train", [*paths, "train.baseline=null",
+                                     "train.publish_if_worse=true",
                                      *settings.train_overrides]),
             compose("router_evaluate", [
                 *paths, *world_cfg, f"evaluate.n_courses={settings.eval_courses}",
