@@ -52,8 +52,9 @@ def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, Dict
     sim_cfg, train_cfg = configs
     run_simulate(sim_cfg)
     job = train_job(train_cfg)
-    trained = run_train(job, progress=False).metrics
-    policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(job.router.artifact))
+    result = run_train(job, progress=False)  # its artifact, published or not
+    trained = result.metrics
+    policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(result.artifact.path))
     world = simulate_world(world_settings(sim_cfg.simulate), job.catalog, n_courses=eval_courses,
                            seed=seed + 5000)
     return deployment_row(seed, trained, policy, world, job.catalog)
