@@ -6,10 +6,13 @@ everything below the CLI modules takes those objects, never a config node.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR, Paths, typed
 from training.router_settings import RouterSettings
 
@@ -43,3 +46,23 @@ def compose(name: str, overrides: list[str]) -> DictConfig:
             cfg = hydra_compose(config_name=name, overrides=overrides)
     OmegaConf.resolve(cfg)
     return cfg
+
+
+def folder_paths(folder: Path) -> list[str]:
+    """Overrides that keep one run's logs, artifacts, reports and cache in `folder`: the
+    orchestrating commands give each of their runs its own."""
+    return [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
+            f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
+
+
+def orchestrate(cfg: DictConfig, command: str, settings_of: Callable[[DictConfig], Any],
+                run: Callable[[Any, dict[str, Any]], dict[str, Any]],
+                render: Callable[[dict[str, Any]], str], reports: str) -> None:
+    """An orchestrating command's entry point: typed settings, the run (given the resolved
+    config to record), its summary and where the reports went."""
+    with user_errors(command):
+        OmegaConf.resolve(cfg)
+        settings = settings_of(cfg)
+        result = run(settings, OmegaConf.to_container(cfg, resolve=True))
+    print(render(result))
+    print(f"Reports in {settings.reports_dir}/{reports}")

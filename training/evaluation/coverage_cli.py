@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR
 from training.evaluation.coverage import (
     CoverageSettings,
@@ -19,7 +18,7 @@ from training.evaluation.coverage import (
     summary,
 )
 from training.parallel import run_each
-from training.settings_cli import compose, root_settings
+from training.settings_cli import compose, folder_paths, orchestrate, root_settings
 
 
 def coverage_settings(cfg: DictConfig) -> CoverageSettings:
@@ -29,8 +28,7 @@ def coverage_settings(cfg: DictConfig) -> CoverageSettings:
 def deployment_configs(settings: CoverageSettings, seed: int, folder: Path
                        ) -> tuple[DictConfig, DictConfig]:
     """The simulate and train configs of one deployment in `folder`."""
-    paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
-             f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
+    paths = folder_paths(folder)
     return (compose("router_simulate", [*paths, f"simulate.seed={seed}",
                                         f"simulate.n_courses={settings.n_courses}",
                                         f"simulate.epsilon={settings.epsilon}",
@@ -54,8 +52,9 @@ def one_deployment(seed: int, eval_courses: int, configs: tuple[DictConfig, Dict
     sim_cfg, train_cfg = configs
     run_simulate(sim_cfg)
     job = train_job(train_cfg)
-    trained = run_train(job, progress=False).metrics
-    policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(job.router.artifact))
+    result = run_train(job, progress=False)  # its artifact, published or not
+    trained = result.metrics
+    policy = RoutingPolicy(job.catalog, job.router.policy, load_artifact(result.artifact.path))
     world = simulate_world(world_settings(sim_cfg.simulate), job.catalog, n_courses=eval_courses,
                            seed=seed + 5000)
     return deployment_row(seed, trained, policy, world, job.catalog)
@@ -73,9 +72,5 @@ def run_coverage(settings: CoverageSettings, record: dict[str, Any], progress: b
 
 @hydra.main(config_path=CONF_DIR, config_name="router_coverage", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with user_errors("router-guarantee-coverage"):
-        OmegaConf.resolve(cfg)
-        settings = coverage_settings(cfg)
-        result = run_coverage(settings, OmegaConf.to_container(cfg, resolve=True))
-    print(summary(result))
-    print(f"Reports in {settings.reports_dir}/metrics.json")
+    orchestrate(cfg, "router-guarantee-coverage", coverage_settings, run_coverage, summary,
+                "metrics.json")

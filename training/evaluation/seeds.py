@@ -10,6 +10,7 @@ model's variance, not only the evaluation courses'.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,15 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {world} | {r['seed']} | {r['deployed_cost_vs_static']:.3f} | "
                          f"{r['deployed_weighted_gain_vs_static']:+.4f} | "
                          f"{r['deployed_high_impact_gain_vs_static']:+.4f} | "
-                         f"{r['upper_bound_saving_vs_best_baseline']:+.2%} "
-                         f"[{r['upper_bound_saving_vs_best_baseline_ci_low']:+.2%}] | "
+                         f"{_saving(r['upper_bound_saving_vs_best_baseline'])} "
+                         f"[{_saving(r['upper_bound_saving_vs_best_baseline_ci_low'])}] | "
                          f"{r['seconds']} |")
     return "\n".join(lines) + "\n"
+
+
+def _saving(value: float) -> str:
+    """A saving as a percentage; -inf where the learned frontier never reaches static's
+    quality (its cost there is infinite), n/a where there is no interval."""
+    if math.isnan(value):
+        return "n/a"
+    return "never reaches static's quality" if math.isinf(value) else f"{value:+.2%}"

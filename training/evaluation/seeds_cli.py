@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR
 from training.evaluation.seeds import HEADLINES, SeedsSettings, markdown, seeds_report
 from training.parallel import run_each
-from training.settings_cli import compose, root_settings
+from training.settings_cli import compose, folder_paths, orchestrate, root_settings
 
 
 def seeds_settings(cfg: DictConfig) -> SeedsSettings:
@@ -25,12 +24,14 @@ def seeds_settings(cfg: DictConfig) -> SeedsSettings:
 def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
                 ) -> tuple[DictConfig, DictConfig, DictConfig]:
     """simulate, train and evaluate configs of one (world, training seed) run in `folder`."""
-    paths = [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
-             f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
+    paths = folder_paths(folder)
     world_cfg = [f"simulate={world}", f"simulate.seed={seed}",
                  f"simulate.n_courses={settings.n_courses}"]
     return (compose("router_simulate", [*paths, *world_cfg]),
+            # every run's model is evaluated, also one that loses to its lookup table (the
+            # publish gate would keep it unpublished and leave nothing to evaluate)
             compose("router_train", [*paths, "train.baseline=null",
+                                     "train.publish_if_worse=true",
                                      *settings.train_overrides]),
             compose("router_evaluate", [
                 *paths, *world_cfg, f"evaluate.n_courses={settings.eval_courses}",
@@ -70,9 +71,5 @@ def run_seeds(settings: SeedsSettings, record: dict[str, Any], progress: bool = 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_evaluate_seeds", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with user_errors("router-evaluate-seeds"):
-        OmegaConf.resolve(cfg)
-        settings = seeds_settings(cfg)
-        result = run_seeds(settings, OmegaConf.to_container(cfg, resolve=True))
-    print(markdown(result))
-    print(f"Reports in {settings.reports_dir}/{{metrics.json,report.md}}")
+    orchestrate(cfg, "router-evaluate-seeds", seeds_settings, run_seeds, markdown,
+                "{metrics.json,report.md}")

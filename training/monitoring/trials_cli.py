@@ -12,9 +12,8 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from router_model.cli_errors import user_errors
 from router_model.config import CONF_DIR
 from training.monitoring.trials import (
     TrialsSettings,
@@ -24,22 +23,17 @@ from training.monitoring.trials import (
     write_trials,
 )
 from training.parallel import run_each
-from training.settings_cli import compose, root_settings
+from training.settings_cli import compose, folder_paths, orchestrate, root_settings
 
 
 def trials_settings(cfg: DictConfig) -> TrialsSettings:
     return root_settings(TrialsSettings, cfg, "router_monitor_trials")
 
 
-def paths(folder: Path) -> list[str]:
-    return [f"paths.data_dir={folder}/data", f"paths.artifacts_dir={folder}/artifacts",
-            f"paths.reports_dir={folder}/reports", f"paths.cache_dir={folder}/cache"]
-
-
 def simulate(folder: Path, overrides: list[str]) -> Path:
     from pipeline.simulate_cli import run_simulate
 
-    run_simulate(compose("router_simulate", [*paths(folder), *overrides]))
+    run_simulate(compose("router_simulate", [*folder_paths(folder), *overrides]))
     return folder / "data"
 
 
@@ -50,7 +44,7 @@ def train(folder: Path, root: Path, overrides: list[str]) -> Path:
 
     first = not (root / "LATEST").exists()
     result = run_train(train_job(compose("router_train", [
-        *paths(folder), f"router.artifact={root}", "train.baseline=null",
+        *folder_paths(folder), f"router.artifact={root}", "train.baseline=null",
         f"train.publish={str(first).lower()}", *overrides])), progress=False)
     shutil.rmtree(folder / "cache", ignore_errors=True)  # each trial's examples, used once
     return result.artifact.path
@@ -62,7 +56,7 @@ def corrupt_examples(data: Path, folder: Path, how: str, seed: int) -> Path:
     from training.train import load_training_examples
     from training.train_cli import train_job
 
-    job = train_job(compose("router_train", [*paths(folder),
+    job = train_job(compose("router_train", [*folder_paths(folder),
                                              f"paths.logs={data}/attempt_logs.parquet"]))
     ex = load_training_examples(job)
     labels = ex.examples["label"].to_numpy()
@@ -88,7 +82,7 @@ def one_window(settings: TrialsSettings, root: Path, folder: Path, world: str, i
     recent = simulate(folder, [*overrides, f"simulate.seed={settings.seed + 100 + i}",
                                f"simulate.n_courses={settings.window_courses}"])
     m = run_monitor(monitor_job(compose("router_monitor", [
-        *paths(folder), f"router.artifact={root}",
+        *folder_paths(folder), f"router.artifact={root}",
         f"paths.logs={recent}/attempt_logs.parquet", "monitor.window_days=null",
         "monitor.ope=false"])))
     return {"world": world, "window": i, "alerts": len(m["alerts"]),
@@ -156,9 +150,5 @@ def run_trials(settings: TrialsSettings, record: dict[str, Any], progress: bool 
 
 @hydra.main(config_path=CONF_DIR, config_name="router_monitor_trials", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    with user_errors("router-monitor-trials"):
-        OmegaConf.resolve(cfg)
-        settings = trials_settings(cfg)
-        result = run_trials(settings, OmegaConf.to_container(cfg, resolve=True))
-    print(markdown(result))
-    print(f"Reports in {settings.reports_dir}/{{metrics.json,report.md}}")
+    orchestrate(cfg, "router-monitor-trials", trials_settings, run_trials, markdown,
+                "{metrics.json,report.md}")
