@@ -16,6 +16,7 @@ from typing import Any
 
 from router_model.catalog_check import catalog_differences, unseen_tiers
 from router_model.config import Catalog
+from router_model.decide.gate import warn_if_gate_changed
 from router_model.decide.policy import RoutingPolicy
 
 log = logging.getLogger("stage5_router.serving")
@@ -40,6 +41,7 @@ def guard(policy: RoutingPolicy, catalog: Catalog) -> RoutingPolicy:
     if not policy.learned:
         return policy
     warn_on_catalog_change(policy, catalog)
+    warn_if_gate_changed(catalog.gate, policy.artifact, log)
     unseen = unseen_tiers(policy.artifact.manifest, catalog)
     if not unseen:
         return policy

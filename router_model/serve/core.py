@@ -22,7 +22,7 @@ import numpy as np
 
 from router_model.config import Catalog, check, typed
 from router_model.contract import EXAMPLE_TASK, TRANSIENT_ERRORS, Decision
-from router_model.decide.gate import ACTION_NAMES, Action, Gate, gate_version, warn_if_gate_changed
+from router_model.decide.gate import ACTION_NAMES, Action, Gate, gate_version
 from router_model.decide.policy import RoutingPolicy
 from router_model.decide.routers import Router, RouterContext, build_router
 from router_model.decide.settings import PolicySettings
@@ -263,7 +263,6 @@ class RouterService:
         """The configured router from the registry, on `policy`; a router that needs a
         model the policy lacks leaves the learned router, which answers from the rules."""
         policy = guard(policy, self.catalog)  # catalog changes warned, unseen tiers: rules
-        warn_if_gate_changed(self.catalog.gate, policy.artifact, log)
         context = RouterContext(self.catalog, policy, seed=self._seed or 0)
         try:
             return build_router(self.settings.router, self.registry, context)

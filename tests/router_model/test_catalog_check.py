@@ -88,3 +88,18 @@ def test_serving_routes_an_unseen_tier_by_the_rules_and_logs_why(trained_router,
     assert "tier gpt-5-mini is new to the model" in caplog.text
     assert result.artifact.manifest["tiers"]["gpt-oss-20b"]["price_in_per_m"] == 0.03
     assert result.metrics["publish"]["published"] is True
+
+
+@pytest.mark.slow
+def test_serving_warns_when_the_gate_changed_since_training(trained_router, tmp_path, caplog):
+    from router_model.serve.core import RouterService
+    from tests.helpers import compose_config, tmp_paths
+
+    cfg, _ = trained_router
+    serve = compose_config("router_serve", [*tmp_paths(tmp_path), "gate.pass_threshold=0.8",
+                                            f"serve.artifact={cfg.router.artifact}",
+                                            f"serve.decision_log={tmp_path}/decisions.jsonl",
+                                            "serve.reload_poll_s=0"])
+    caplog.set_level(logging.WARNING)
+    RouterService.from_config(serve).close()
+    assert "the gate changed since the router learned it" in caplog.text
