@@ -98,23 +98,30 @@ def ladder_statistics(attempts: pd.DataFrame, chains: Chains | None = None
             "gate_errors": gate_errors(attempts)}
 
 
-MIN_AUDITED = 50  # accepted, audited attempts needed before a (field, tier) gets its own rate
+# Each (field, tier) cell's rate is its audited accepted attempts plus AUDIT_PRIOR pseudo
+# attempts at its tier's rate, raised by AUDIT_PESSIMISM standard errors: a thin cell reads
+# as its tier plus doubt, a well-audited one as itself.
+AUDIT_PRIOR = 20.0
+AUDIT_PESSIMISM = 1.645
 
 
 def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
-    """P(truly failing | the gate accepted) by tier, and by (field, tier) where the audit
-    holds at least MIN_AUDITED accepted attempts; from the rows with an audit verdict."""
+    """P(truly failing | the gate accepted) by tier, and by (field, tier) for every cell the
+    audit saw, shrunk toward its tier and pessimistic where thin; from the rows with an
+    audit verdict."""
     if "audit_passed" not in attempts.columns:
         return {"tier": {}, "field_tier": {}, "audited_accepted": 0}
     audit = pd.Series(attempts["audit_passed"], dtype="boolean")
     rows = attempts.loc[audit.notna().to_numpy() & attempts["passed"].to_numpy(bool)]
     bad = ~pd.Series(rows["audit_passed"], dtype="boolean").astype(bool)
     by_tier = bad.groupby(rows["tier"]).mean()
-    cells = bad.groupby([rows["field"], rows["tier"]]).agg(["mean", "size"])
+    cells = bad.groupby([rows["field"], rows["tier"]]).agg(["sum", "size"])
     field_tier: dict[str, dict[str, float]] = {}
     for (f, t), row in cells.iterrows():
-        if row["size"] >= MIN_AUDITED:
-            field_tier.setdefault(str(f), {})[str(t)] = float(row["mean"])
+        n = row["size"] + AUDIT_PRIOR
+        rate = (row["sum"] + AUDIT_PRIOR * by_tier[t]) / n
+        upper = rate + AUDIT_PESSIMISM * np.sqrt(rate * (1 - rate) / n)
+        field_tier.setdefault(str(f), {})[str(t)] = float(min(upper, 1.0))
     return {"tier": {str(t): float(v) for t, v in by_tier.items()}, "field_tier": field_tier,
             "audited_accepted": len(rows)}
 

@@ -79,3 +79,21 @@ def test_category_counts_take_lists_arrays_and_missing_values():
     counts = category_counts(pd.Series([[1, 2], [1, 2], {"k": 1}, None, np.array([3])],
                                        dtype=object))
     assert counts.to_dict() == {"[1, 2]": 2, '{"k": 1}': 1, MISSING: 1, "[3]": 1}
+
+
+def test_audited_false_pass_cells_are_shrunk_toward_their_tier_and_pessimistic_when_thin():
+    from training.dataset import AUDIT_PRIOR, gate_errors
+
+    def rows(field, n, bad):
+        return pd.DataFrame({"field": field, "tier": "gpt-oss-20b", "passed": True,
+                             "audit_passed": [False] * bad + [True] * (n - bad)})
+
+    attempts = pd.concat([rows("lesson_content", 2000, 100), rows("course_title", 10, 4)])
+    errors = gate_errors(attempts)
+    tier = errors["tier"]["gpt-oss-20b"]
+    thin = errors["field_tier"]["course_title"]["gpt-oss-20b"]
+    thick = errors["field_tier"]["lesson_content"]["gpt-oss-20b"]
+    shrunk = (4 + AUDIT_PRIOR * tier) / (10 + AUDIT_PRIOR)
+    assert tier < shrunk < thin < 0.4 + 0.2  # pulled toward the tier, then raised for doubt
+    assert thick == pytest.approx(0.05, abs=0.01)  # a well-audited cell reads as itself
+    assert errors["audited_accepted"] == 2010

@@ -307,9 +307,11 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
 
 
 @pytest.mark.slow
-def test_without_the_false_pass_model_the_planner_reads_the_audit_table(trained, tmp_path):
-    """train.false_pass_model=false: no fitted model in the artifact, so the planner's
-    false-pass rate of a (field, tier) is the audit's own where it has one."""
+def test_the_planner_reads_the_audit_table_unless_the_false_pass_model_is_asked(trained,
+                                                                               tmp_path):
+    """By default (train.false_pass_model=false) the artifact has no fitted model and the
+    planner's false-pass rate of a (field, tier) is the audit table's; with true, the
+    fitted logistic of tier and predicted pass replaces the table."""
     from router_model.decide.policy import RoutingPolicy
     from router_model.model.artifact import load_artifact
     from tests.helpers import path_overrides
@@ -317,18 +319,23 @@ def test_without_the_false_pass_model_the_planner_reads_the_audit_table(trained,
     from training.train_cli import train_job
 
     train_cfg, result = trained
-    assert result.artifact.manifest["ladder_stats"]["gate_errors"]["model"] is not None
-    cfg = compose_config("router_train", [
-        *path_overrides(train_cfg), f"paths.reports_dir={tmp_path}/reports",
-        f"router.artifact={tmp_path}/router",
-        "train.baseline=null", "train.lightgbm.n_estimators=20", "train.false_pass_model=false"])
-    OmegaConf.resolve(cfg)
-    job = train_job(cfg)
-    artifact = load_artifact(run_train(job, progress=False).artifact.path)
-    errors = artifact.manifest["ladder_stats"]["gate_errors"]
+    errors = result.artifact.manifest["ladder_stats"]["gate_errors"]
     assert errors["model"] is None
     field, rates = next(iter(errors["field_tier"].items()))
     tier, rate = next(iter(rates.items()))
-    choice = RoutingPolicy(job.catalog, job.router.policy, artifact).choice
-    assert choice.false_pass(field, [0.9] * len(job.catalog.ladder))[
-        job.catalog.ladder.index(tier)] == rate
+    job = train_job(train_cfg)
+    choice = RoutingPolicy(job.catalog, job.router.policy, result.artifact).choice
+    at = job.catalog.ladder.index(tier)
+    assert choice.false_pass(field, [0.9] * len(job.catalog.ladder))[at] == rate
+    cfg = compose_config("router_train", [
+        *path_overrides(train_cfg), f"paths.reports_dir={tmp_path}/reports",
+        f"router.artifact={tmp_path}/router", "train.baseline=null",
+        "train.lightgbm.n_estimators=20", "train.false_pass_model=true"])
+    OmegaConf.resolve(cfg)
+    fitted = load_artifact(run_train(train_job(cfg), progress=False).artifact.path)
+    model = fitted.manifest["ladder_stats"]["gate_errors"]["model"]
+    assert set(model["intercept"]) >= {tier} and model["rows"] >= 200
+    choice = RoutingPolicy(job.catalog, job.router.policy, fitted).choice
+    confident, doubtful = (choice.false_pass(field, [p] * len(job.catalog.ladder))[at]
+                           for p in (0.99, 0.5))
+    assert confident != doubtful  # the model reads the predicted pass; the table does not

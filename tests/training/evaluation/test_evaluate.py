@@ -156,11 +156,6 @@ def test_per_course_terms_count_a_course_only_when_every_field_passes(catalog, c
         m["course_first_attempt_pass"] - first.loc[course[0]] / 80)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "one world: the calibrated gate passes most weak cheap-tier outputs (first-attempt gate "
-    "vs true pass correlate at 0.12), so a router of gate labels starts cheap and its "
-    "deployed dial misses static's impact-weighted true pass (0.932 vs 0.966 here). Merge "
-    "blocker for the realtext branch: route on audited outcomes, not the gate alone."))
 def test_evaluate_end_to_end(trained_router, tmp_path):
     train_cfg, _ = trained_router
     paths = path_overrides(train_cfg)
