@@ -321,9 +321,9 @@ def test_the_planner_reads_the_audit_table_unless_the_false_pass_model_is_asked(
     train_cfg, result = trained
     errors = result.artifact.manifest["ladder_stats"]["gate_errors"]
     assert errors["model"] is None
-    field, rates = next(iter(errors["field_tier"].items()))
-    tier, rate = next(iter(rates.items()))
     job = train_job(train_cfg)
+    field, tier, rate = next((f, t, r) for f, rates in errors["field_tier"].items()
+                             for t, r in rates.items() if t in job.catalog.ladder)
     choice = RoutingPolicy(job.catalog, job.router.policy, result.artifact).choice
     at = job.catalog.ladder.index(tier)
     assert choice.false_pass(field, [0.9] * len(job.catalog.ladder))[at] == rate

@@ -21,11 +21,14 @@ from training.monitoring.promote import HISTORY_FILE, PROMOTION_FILE, run_promot
 pytestmark = pytest.mark.xdist_group("promote")
 
 
-# Without the planner's pessimism and the high-impact floors: with them a model that learned
-# nothing (shuffled labels) plans almost as the rules do, and is rightly not inferior on
-# cost and quality; the comparison is tested where the models' choices differ.
-PLAIN_PLANNER = ["router.policy.pessimism=0", *(f"fields.{f}.floor_tolerance=null" for f in (
-    "course_title", "course_description", "learning_outcomes", "pedagogical_strategy"))]
+# Without the planner's pessimism, the high-impact floors and the audit's false-pass table:
+# with them a model that learned nothing (shuffled labels) plans almost as the rules do,
+# and is rightly not inferior on cost and quality; the comparison is tested where the
+# models' choices differ (the fitted false-pass model reads each model's predictions).
+PLAIN_PLANNER = ["router.policy.pessimism=0", "train.false_pass_model=true",
+                 *(f"fields.{f}.floor_tolerance=null" for f in (
+                     "course_title", "course_description", "learning_outcomes",
+                     "pedagogical_strategy"))]
 
 
 def train(tmp: Path, root: Path, *overrides: str) -> Path:
