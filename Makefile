@@ -57,6 +57,9 @@ repro: install  ## rebuild the DVC pipeline (only stages whose inputs changed)
 
 PERF_ARGS ?=
 perf: install  ## issue 14's speed table: ratios to bare baselines, never asserts; reports/perf.json
+	@test -f artifacts/router/LATEST || { echo "make perf: no trained router in artifacts/router;" \
+	  "simulating the default logs and training one first (as make demo does)"; \
+	  $(BIN)/router-simulate && $(BIN)/router-train; }
 	$(BIN)/python perf/report.py $(PERF_ARGS)
 
 evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 25 min)

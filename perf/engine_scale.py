@@ -107,7 +107,8 @@ def child(workdir: str, engine: str, millions: int) -> None:
     chunks = [f"'{workdir}/logs/chunk={i:02d}'" for i in range(millions)]
     cfg = compose_cfg("router_train", [
         f"paths.data_dir={workdir}/scratch", f"paths.artifacts_dir={workdir}/artifacts",
-        f"paths.reports_dir={workdir}/reports/{engine}-{millions}M", "paths.cache_dir=null",
+        f"paths.reports_dir={workdir}/reports/{engine}-{millions}M",
+        f"paths.cache_dir={workdir}/cache/{engine}-{millions}M",  # empty: examples are built
         f"paths.logs=[{','.join(chunks)}]", f"train.engine={engine}", "train.split=hash",
         "train.baseline=null", "router.calibrate.weighted_bad_vs_static=true"])
     with PeakMemory() as peaks:

@@ -90,6 +90,9 @@ def profile_breakdown(fn: Callable[[], Any], n: int, top: int = 8) -> list[dict[
 def decision_figures(cfg: DictConfig, decisions: int, cache: str) -> dict[str, Any]:
     """One decision (compiled and plain), a batch of 50, and the bare one-row predict."""
     fast, plain = policy_for(cfg, cache), policy_for(cfg, None)
+    if plain.artifact is None:
+        raise SystemExit(f"perf: no trained router at {cfg.router.artifact}: run make demo "
+                         "(or router-simulate && router-train) first, or make perf")
     booster = plain.artifact.model.estimator.booster_
     row = np.zeros((1, len(plain.artifact.model.spec.columns)))
     batch = [TASK] * 50

@@ -70,7 +70,8 @@ def child(workdir: str, baseline: bool) -> None:
 
     cfg = compose_cfg("router_train", [
         f"paths.data_dir={workdir}/data", f"paths.artifacts_dir={workdir}/artifacts",
-        f"paths.reports_dir={workdir}/reports", "paths.cache_dir=null",
+        f"paths.reports_dir={workdir}/reports",
+        f"paths.cache_dir={workdir}/cache",  # empty: the examples are built, as a first run's
         f"train.baseline={'logreg' if baseline else 'null'}"])
     start = time.perf_counter()
     result = run_train(train_job(cfg), progress=False)

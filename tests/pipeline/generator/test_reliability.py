@@ -39,17 +39,22 @@ def test_30_percent_faults_complete_or_fail_resumably(tmp_path, embedder, catalo
     with simulator(embedder, faults=faults, retry_after_s=0.05, hang_s=6) as (url, sim):
         cfg = generate_config(tmp_path, url, "provider.idle_timeout_s=3",
                               "provider.retry.backoff_s=0.05")
-        summary = run(cfg, inputs, embedder)
-        print(f"\nfaults injected: {dict(sim.stats)}; courses: "
-              f"{ {k: v.get('error', 'ok') for k, v in summary['courses'].items()} }")
+        # A run may stop early (every deployment down); it is run again, as its error says,
+        # under the same faults until more than 10 of them were injected.
+        for _ in range(5):
+            summary = run(cfg, inputs, embedder)
+            print(f"\nfaults injected: {dict(sim.stats)}; courses: "
+                  f"{ {k: v.get('error', 'ok') for k, v in summary['courses'].items()} }")
+            check_logs(tmp_path / "out", catalog)
+            for cid, course in summary["courses"].items():
+                if "error" in course:
+                    assert "run the same command again to resume" in course["error"]
+                else:
+                    saved = json.loads((tmp_path / f"out/courses/{cid}.json").read_text())
+                    assert saved["summary"]["fields"] == course["fields"]
+            if sum(v for k, v in sim.stats.items() if k.startswith("fault_")) > 10:
+                break
         assert sum(v for k, v in sim.stats.items() if k.startswith("fault_")) > 10
-    check_logs(tmp_path / "out", catalog)
-    for cid, course in summary["courses"].items():
-        if "error" in course:
-            assert "run the same command again to resume" in course["error"]
-        else:
-            saved = json.loads((tmp_path / f"out/courses/{cid}.json").read_text())
-            assert saved["summary"]["fields"] == course["fields"]
     with simulator(embedder) as (url, _):  # the provider recovers: the rerun finishes all
         rerun = run(generate_config(tmp_path, url), inputs, embedder)
     assert rerun["total"]["failed"] == 0

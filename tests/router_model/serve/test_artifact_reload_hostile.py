@@ -60,27 +60,24 @@ def good_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def live(good_root, tmp_path_factory):
-    """A real `router-serve` process on the good root (reloads by the admin endpoint)."""
+    """A real `router-serve` process on the good root (reloads by the admin endpoint). The
+    free port is free when picked, not when bound: a process that lost it to another test's
+    server exits, and is started again on another port (an answer from that other server,
+    with its own admin token, once made every test here fail)."""
     tmp = tmp_path_factory.mktemp("reload-hostile-serve")
-    port = free_port()
-    out = tmp / "serve.out"
     env = {**os.environ, "ROUTER_ADMIN_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
-    with out.open("wb") as fh:
-        process = subprocess.Popen(
-            [str(ROUTER_SERVE), f"serve.port={port}", f"router.artifact={good_root}",
-             "serve.reload_poll_s=0", "serve.replica=hostile", *tmp_paths(tmp)],
-            cwd=tmp, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, out.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, out.read_text()[-3000:]
-        time.sleep(0.1)
+    for _ in range(3):
+        port, out = free_port(), tmp / "serve.out"
+        with out.open("wb") as fh:
+            process = subprocess.Popen(
+                [str(ROUTER_SERVE), f"serve.port={port}", f"router.artifact={good_root}",
+                 "serve.reload_poll_s=0", "serve.replica=hostile", *tmp_paths(tmp)],
+                cwd=tmp, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        if _serving(url, process, out):
+            break
+    else:
+        pytest.fail(out.read_text()[-3000:])
     try:
         yield url, process, good_root
     finally:
@@ -90,6 +87,21 @@ def live(good_root, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _serving(url: str, process: subprocess.Popen, out: Path) -> bool:
+    """Whether `process` came up and is the one answering at `url` (its replica's metrics);
+    False when it exited (its port was taken)."""
+    deadline = time.monotonic() + 120
+    while process.poll() is None:
+        try:
+            if 'replica="hostile"' in httpx.get(f"{url}/metrics", timeout=2).text:
+                return process.poll() is None
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, out.read_text()[-3000:]
+        time.sleep(0.1)
+    return False
 
 
 def _reload_rejected(url: str, process: subprocess.Popen, good: str) -> dict:
