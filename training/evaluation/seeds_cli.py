@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from router_model.config import CONF_DIR
 from training.evaluation.seeds import HEADLINES, SeedsSettings, markdown, seeds_report
@@ -28,10 +28,7 @@ def run_configs(settings: SeedsSettings, world: str, seed: int, folder: Path
     world_cfg = [f"simulate={world}", f"simulate.seed={seed}",
                  f"simulate.n_courses={settings.n_courses}"]
     return (compose("router_simulate", [*paths, *world_cfg]),
-            # every run's model is evaluated, also one that loses to its lookup table (the
-            # publish gate would keep it unpublished and leave nothing to evaluate)
             compose("router_train", [*paths, "train.baseline=null",
-                                     "train.publish_if_worse=true",
                                      *settings.train_overrides]),
             compose("router_evaluate", [
                 *paths, *world_cfg, f"evaluate.n_courses={settings.eval_courses}",
@@ -50,7 +47,10 @@ def one_run(configs: tuple[DictConfig, DictConfig, DictConfig]) -> dict[str, flo
     started = time.perf_counter()
     simulate, train, evaluate = configs
     run_simulate(simulate)
-    run_train(train_job(train), progress=False)
+    trained = run_train(train_job(train), progress=False)
+    # the run's own model, published or not (one that loses to its lookup table is not)
+    evaluate = evaluate.copy()
+    OmegaConf.update(evaluate, "router.artifact", str(trained.artifact.path))
     result = run_evaluate(evaluate_job(evaluate), progress=False)
     return {**{k: float(fn(result)) for k, fn in HEADLINES.items()},
             "seconds": round(time.perf_counter() - started)}

@@ -19,8 +19,9 @@ def test_two_jobs_give_the_numbers_of_one(tmp_path):
         cfg = compose_config("router_evaluate_seeds", [
             "worlds=[default]", "seeds=[1,2]", "n_courses=150", "eval_courses=100",
             "bootstrap=20",
-            # 150 courses: the model may lose to its lookup table; the runs evaluate it anyway
-            "train_overrides=['train.lightgbm.n_estimators=20']",
+            # nothing published (as a model that loses to its lookup table is not): each
+            # run evaluates its own model
+            "train_overrides=['train.lightgbm.n_estimators=20','train.publish=false']",
             f"n_jobs={n_jobs}", f"reports_dir={tmp_path}/{n_jobs}"])
         record = OmegaConf.to_container(cfg, resolve=True)
         runs = run_seeds(seeds_settings(cfg), record, progress=False)["runs"]["default"]
