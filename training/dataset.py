@@ -107,23 +107,26 @@ AUDIT_PESSIMISM = 1.645
 
 def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
     """P(truly failing | the gate accepted) by tier, and by (field, tier) for every cell the
-    audit saw, shrunk toward its tier and pessimistic where thin; from the rows with an
-    audit verdict."""
+    audit saw, shrunk toward its tier and pessimistic where thin (`field_tier`, what a
+    candidate start is planned on) or not (`field_tier_point`, what the bar it must meet is
+    planned on); from the rows with an audit verdict."""
     if "audit_passed" not in attempts.columns:
-        return {"tier": {}, "field_tier": {}, "audited_accepted": 0}
+        return {"tier": {}, "field_tier": {}, "field_tier_point": {}, "audited_accepted": 0}
     audit = pd.Series(attempts["audit_passed"], dtype="boolean")
     rows = attempts.loc[audit.notna().to_numpy() & attempts["passed"].to_numpy(bool)]
     bad = ~pd.Series(rows["audit_passed"], dtype="boolean").astype(bool)
     by_tier = bad.groupby(rows["tier"]).mean()
     cells = bad.groupby([rows["field"], rows["tier"]]).agg(["sum", "size"])
     field_tier: dict[str, dict[str, float]] = {}
+    point: dict[str, dict[str, float]] = {}
     for (f, t), row in cells.iterrows():
         n = row["size"] + AUDIT_PRIOR
         rate = (row["sum"] + AUDIT_PRIOR * by_tier[t]) / n
         upper = rate + AUDIT_PESSIMISM * np.sqrt(rate * (1 - rate) / n)
         field_tier.setdefault(str(f), {})[str(t)] = float(min(upper, 1.0))
+        point.setdefault(str(f), {})[str(t)] = float(rate)
     return {"tier": {str(t): float(v) for t, v in by_tier.items()}, "field_tier": field_tier,
-            "audited_accepted": len(rows)}
+            "field_tier_point": point, "audited_accepted": len(rows)}
 
 
 def start_cells(examples: pd.DataFrame) -> pd.DataFrame:

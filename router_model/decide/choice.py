@@ -72,15 +72,19 @@ class StartChoice:
         self.impact = {name: f.impact for name, f in catalog.fields.items()}
         self.median_output = self.ladder_stats.get("median_output_tokens", {})
         errors = self.ladder_stats.get("gate_errors", {})
-        self._false_pass = _false_pass_table(errors, catalog, settings.false_pass_rate)
+        self._false_pass = _false_pass_table(errors, self.rules, settings.false_pass_rate)
         self.false_pass_model = (errors.get("model") if settings.false_pass_rate is None
                                  else None)
         self._terms: dict[str, tuple[float, float]] = {}  # see terms
-        # Per field, kappa^2 / (n + 1) per ladder tier: the pessimism's cell variances. No
-        # support table (an artifact from before it, or no model): no pessimism.
+        # Per field, kappa^2 / (n + 1) per ladder tier: the pessimism's cell variances, 0 on
+        # the field's static tier (doubt prices a move away from the rules, not the rules
+        # themselves, so the static start stays the bar it is). No support table (an
+        # artifact from before it, or no model): no pessimism.
         kappa2 = settings.pessimism ** 2
-        self.penalties = {f: [kappa2 / (float(cells.get(t, 0)) + 1.0) for t in self.ladder]
-                          for f, cells in self.support.items()} if kappa2 and support else {}
+        self.penalties = {
+            f: [0.0 if self.rules.static.get(f) == i else kappa2 / (float(cells.get(t, 0)) + 1.0)
+                for i, t in enumerate(self.ladder)]
+            for f, cells in self.support.items()} if kappa2 and support else {}
         self.unseen_penalty = [kappa2] * len(self.ladder)  # a field with no examples at all
 
     def with_settings(self, **changes: Any) -> StartChoice:
@@ -249,18 +253,22 @@ class StartChoice:
                 **self.plan(p_plan, impact, prompt_total, output, fields, quantities)}
 
 
-def _false_pass_table(errors: Mapping[str, Any], catalog: Catalog, override: float | None
+def _false_pass_table(errors: Mapping[str, Any], rules: StaticRules, override: float | None
                       ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """P(truly failing | accepted) by tier, and by tier -> field where the audit had enough
-    accepted attempts; `override` (router.policy.false_pass_rate) replaces them all."""
+    """P(truly failing | accepted) by tier, and by tier -> field for every audited cell: the
+    pessimistic rate, but the point rate on the field's static tier (as for the pass
+    probabilities); `override` (router.policy.false_pass_rate) replaces them all."""
+    ladder = rules.ladder
     if override is not None:
-        return {t: float(override) for t in catalog.ladder}, {t: {} for t in catalog.ladder}
-    by_tier = {t: float(errors.get("tier", {}).get(t, 0.0)) for t in catalog.ladder}
-    by_field: dict[str, dict[str, float]] = {t: {} for t in catalog.ladder}
+        return {t: float(override) for t in ladder}, {t: {} for t in ladder}
+    by_tier = {t: float(errors.get("tier", {}).get(t, 0.0)) for t in ladder}
+    by_field: dict[str, dict[str, float]] = {t: {} for t in ladder}
+    point = errors.get("field_tier_point", {})
     for f, rates in errors.get("field_tier", {}).items():
         for t, rate in rates.items():
             if t in by_field:
-                by_field[t][f] = float(rate)
+                own = rules.static.get(f) == ladder.index(t)
+                by_field[t][f] = float(point.get(f, {}).get(t, rate) if own else rate)
     return by_tier, by_field
 
 

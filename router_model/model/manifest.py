@@ -65,6 +65,7 @@ class FalsePassModel(_Schema):
 class GateErrors(_Schema):
     tier: dict[Name, Share] = {}
     field_tier: dict[Name, dict[Name, Share]] = {}
+    field_tier_point: dict[Name, dict[Name, Share]] = {}
     audited_accepted: Count | None = None
     model: FalsePassModel | None = None
 

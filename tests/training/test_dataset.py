@@ -95,5 +95,6 @@ def test_audited_false_pass_cells_are_shrunk_toward_their_tier_and_pessimistic_w
     thick = errors["field_tier"]["lesson_content"]["gpt-oss-20b"]
     shrunk = (4 + AUDIT_PRIOR * tier) / (10 + AUDIT_PRIOR)
     assert tier < shrunk < thin < 0.4 + 0.2  # pulled toward the tier, then raised for doubt
+    assert errors["field_tier_point"]["course_title"]["gpt-oss-20b"] == pytest.approx(shrunk)
     assert thick == pytest.approx(0.05, abs=0.01)  # a well-audited cell reads as itself
     assert errors["audited_accepted"] == 2010

@@ -103,3 +103,33 @@ def test_variants_on_the_model_share_its_predictions_and_find_the_same_dials(
     shared = calibrate_policies(job, artifact.model, artifact.manifest, tasks)
     assert shared == separate and shared["policy"] is not None
     assert predicted == [len(tasks)]  # once, for both variants on the model
+
+
+def test_doubt_prices_a_move_away_from_the_rules_not_the_rules_own_start(held_out):
+    """Pessimism and the pessimistic false-pass table leave each field's static cell at its
+    point estimate: a policy that keeps the rules' start expects what static expects (the
+    bar), and only a move pays for the doubt."""
+    import copy
+
+    from router_model.model.artifact import RouterArtifact
+
+    policy, tasks = held_out
+
+    def with_table(pessimism: float, doubt: float | None) -> RoutingPolicy:
+        manifest = copy.deepcopy(policy.artifact.manifest)
+        errors = manifest["ladder_stats"]["gate_errors"]
+        errors["field_tier"] = copy.deepcopy(errors["field_tier_point"]) if doubt is None else {
+            f: dict.fromkeys(policy.ladder, doubt) for f in policy.catalog.fields}
+        return RoutingPolicy(policy.catalog, policy_settings(pessimism=pessimism),
+                             RouterArtifact(model=policy.artifact.model, path=None,
+                                            manifest=manifest))
+
+    sure = with_table(0.0, None).start_tiers(tasks)["expected_bad"]
+    doubtful = with_table(3.0, 0.5).start_tiers(tasks)["expected_bad"]
+    static = policy.rules.static_starts(tasks["field"])
+    top = len(policy.ladder) - 1
+    on_top = static == top  # chains that start on premium stay there: one cell each
+    assert on_top.any() and (~on_top).any()
+    rows = np.flatnonzero(on_top)
+    np.testing.assert_allclose(doubtful[rows, top], sure[rows, top])
+    assert (doubtful[rows, 0] > sure[rows, 0] + 0.1).all()  # a move to the cheapest pays

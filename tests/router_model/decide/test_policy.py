@@ -256,17 +256,19 @@ def test_a_start_needs_only_cost_and_bad(learned, catalog):
 
 def test_planning_is_pessimistic_in_thin_cells_only(catalog):
     """A cell with few examples loses kappa standard errors of its probability; a thick
-    cell (almost) nothing; a field with no support at all the most; no support table or
-    kappa 0: the probabilities as they are."""
+    cell (almost) nothing; a field with no support at all the most; the field's static
+    tier nothing, however thin (the rules' start is the bar, not a move); no support table
+    or kappa 0: the probabilities as they are."""
     from router_model.decide.choice import StartChoice
 
-    support = {"exercise": {"gpt-oss-20b": 10_000, "gpt-oss-120b": 9, "qwen3-max": 0}}
+    support = {"exercise": {"gpt-oss-20b": 3, "gpt-oss-120b": 9, "qwen3-max": 10_000}}
     choice = StartChoice(catalog, policy_settings(pessimism=2.0), support=support)
+    assert catalog.fields["exercise"].static_tier == "gpt-oss-20b"
     p = [0.9, 0.9, 0.9]
     lowered = choice.planning_p(p, "exercise")
-    assert lowered[0] == pytest.approx(0.9 - 2.0 * (0.09 / 10_001) ** 0.5)
+    assert lowered[0] == 0.9
     assert lowered[1] == pytest.approx(0.9 - 2.0 * (0.09 / 10) ** 0.5)
-    assert lowered[2] == pytest.approx(0.9 - 2.0 * 0.3)
+    assert lowered[2] == pytest.approx(0.9 - 2.0 * (0.09 / 10_001) ** 0.5)
     assert choice.planning_p(p, "never-seen") == [pytest.approx(0.3)] * 3
     assert choice.planning_p([0.5, 0.5, 0.5], "never-seen") == [0.0] * 3  # floored at 0
     many = choice.planning_p(np.array([p, p]), ["exercise", "never-seen"])
