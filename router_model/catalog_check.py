@@ -1,12 +1,13 @@
 """What an artifact learned about the catalog, and how today's catalog differs from it.
 
 `router-train` records the tiers it learned (model id, provider, prices, context window,
-ladder rank) and the gate version in the artifact's manifest (`catalog_record`, top-level
-keys `tiers` and `gate_version`). Serving and the generator warn when today's `conf/tiers`
-or gate differ (`catalog_differences`), `router-monitor` alerts on it (`catalog_alerts`),
-and a ladder tier the model never saw is served by the rules (`unseen_tiers`; the decision
-says so in its `fallback_reason`). A price or model swap in YAML is then never silent, and a
-renamed tier is never guessed for.
+ladder rank) and the gate's rules (thresholds and retries) in the artifact's manifest
+(`catalog_record`, top-level keys `tiers` and `gate_rules`; the scorer's own version,
+`gate_version`, is router_model.decide.gate's). Serving and the generator warn when today's
+`conf/tiers` or gate rules differ (`catalog_differences`), `router-monitor` alerts on it
+(`catalog_alerts`), and a ladder tier the model never saw is served by the rules
+(`unseen_tiers`; the decision says so in its `fallback_reason`). A price or model swap in
+YAML is then never silent, and a renamed tier is never guessed for.
 
 Artifacts trained before this record have no `tiers` key: the tiers they saw are read from
 their ladder statistics and lookup table, and nothing else is compared.
@@ -24,9 +25,9 @@ TIER_KEYS = ("model_id", "provider", "price_in_per_m", "price_out_per_m", "conte
              "ladder_rank")
 
 
-def gate_version(catalog: Catalog) -> str:
-    """The gate's version: a hash of what decides a verdict (thresholds, retries, each
-    field's own threshold). A calibrated gate can name its own version instead."""
+def gate_rules(catalog: Catalog) -> str:
+    """A hash of the gate's rules: thresholds, retries and each field's own threshold (what
+    the scorer's score is compared with; the scorer and its map are `gate_version`'s)."""
     g = catalog.gate
     fields = {n: f.pass_threshold for n, f in sorted(catalog.fields.items())
               if f.pass_threshold is not None}
@@ -34,10 +35,10 @@ def gate_version(catalog: Catalog) -> str:
                             g.retries_per_tier, fields)[:12]
 
 
-def catalog_record(catalog: Catalog, gate: str | None = None) -> dict[str, Any]:
-    """The manifest keys `tiers` and `gate_version` for an artifact trained on `catalog`."""
+def catalog_record(catalog: Catalog) -> dict[str, Any]:
+    """The manifest keys `tiers` and `gate_rules` for an artifact trained on `catalog`."""
     tiers = {name: {k: getattr(t, k) for k in TIER_KEYS} for name, t in catalog.tiers.items()}
-    return {"tiers": tiers, "gate_version": gate or gate_version(catalog)}
+    return {"tiers": tiers, "gate_rules": gate_rules(catalog)}
 
 
 def seen_tiers(manifest: Mapping[str, Any]) -> set[str]:
@@ -55,8 +56,7 @@ def unseen_tiers(manifest: Mapping[str, Any], catalog: Catalog) -> list[str]:
     return [t for t in catalog.ladder if t not in seen] if seen else []
 
 
-def catalog_differences(manifest: Mapping[str, Any], catalog: Catalog,
-                        gate: str | None = None) -> list[str]:
+def catalog_differences(manifest: Mapping[str, Any], catalog: Catalog) -> list[str]:
     """Every difference between the catalog the artifact learned and today's, one line
     each (empty when they agree, or when the artifact recorded nothing to compare)."""
     out = [f"tier {t} is new to the model (it learned {sorted(seen_tiers(manifest))}): "
@@ -73,10 +73,11 @@ def catalog_differences(manifest: Mapping[str, Any], catalog: Catalog,
             if key in was and was[key] != getattr(now, key):
                 out.append(f"tier {name}: {key} was {was[key]!r} when trained, now "
                            f"{getattr(now, key)!r}")
-    learned_gate = manifest.get("gate_version")
-    current = gate or gate_version(catalog)
-    if learned_gate and learned_gate != current:
-        out.append(f"gate_version was {learned_gate} when trained, now {current}")
+    learned_rules = manifest.get("gate_rules")
+    current = gate_rules(catalog)
+    if learned_rules and learned_rules != current:
+        out.append(f"gate_rules (thresholds, retries) were {learned_rules} when trained, "
+                   f"now {current}")
     return out
 
 

@@ -12,7 +12,7 @@ from router_model.catalog_check import (
     catalog_alerts,
     catalog_differences,
     catalog_record,
-    gate_version,
+    gate_rules,
     seen_tiers,
     unseen_tiers,
 )
@@ -22,7 +22,7 @@ from router_model.config import Catalog
 def test_an_unchanged_catalog_has_no_differences(catalog):
     manifest = catalog_record(catalog)
     assert catalog_differences(manifest, catalog) == [] and unseen_tiers(manifest, catalog) == []
-    assert manifest["gate_version"] == gate_version(catalog)
+    assert manifest["gate_rules"] == gate_rules(catalog)
     json.dumps(manifest)  # the manifest is JSON
 
 
@@ -52,7 +52,7 @@ def test_a_gate_change_is_a_difference(catalog):
     manifest = catalog_record(catalog)
     gate = replace(catalog.gate, pass_threshold=0.8)
     moved = Catalog(tiers=catalog.tiers, gate=gate, fields=catalog.fields)
-    assert any(line.startswith("gate_version was") for line in
+    assert any(line.startswith("gate_rules (thresholds, retries) were") for line in
                catalog_differences(manifest, moved))
 
 
@@ -91,15 +91,24 @@ def test_serving_routes_an_unseen_tier_by_the_rules_and_logs_why(trained_router,
 
 
 @pytest.mark.slow
-def test_serving_warns_when_the_gate_changed_since_training(trained_router, tmp_path, caplog):
+@pytest.mark.parametrize(("change", "warning"), [
+    ("gate.pass_threshold=0.8", "gate_rules (thresholds, retries) were"),
+    ("gate.scorer=brief_cosine", "the gate changed since the router learned it")])
+def test_serving_warns_when_the_gate_changed_since_training(trained_router, tmp_path, caplog,
+                                                            change, warning):
     from router_model.serve.core import RouterService
     from tests.helpers import compose_config, tmp_paths
 
     cfg, _ = trained_router
-    serve = compose_config("router_serve", [*tmp_paths(tmp_path), "gate.pass_threshold=0.8",
-                                            f"serve.artifact={cfg.router.artifact}",
-                                            f"serve.decision_log={tmp_path}/decisions.jsonl",
-                                            "serve.reload_poll_s=0"])
+
+    def served(*overrides: str) -> str:
+        caplog.clear()
+        serve = compose_config("router_serve", [
+            *tmp_paths(tmp_path), *overrides, f"serve.artifact={cfg.router.artifact}",
+            f"serve.decision_log={tmp_path}/decisions.jsonl", "serve.reload_poll_s=0"])
+        RouterService.from_config(serve).close()
+        return caplog.text
+
     caplog.set_level(logging.WARNING)
-    RouterService.from_config(serve).close()
-    assert "the gate changed since the router learned it" in caplog.text
+    assert warning not in served()  # the gate it learned
+    assert warning in served(change)

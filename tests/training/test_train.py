@@ -339,3 +339,18 @@ def test_the_planner_reads_the_audit_table_unless_the_false_pass_model_is_asked(
     confident, doubtful = (choice.false_pass(field, [p] * len(job.catalog.ladder))[at]
                            for p in (0.99, 0.5))
     assert confident != doubtful  # the model reads the predicted pass; the table does not
+
+
+def test_the_artifact_records_the_gate_it_learned_so_serving_it_warns_of_nothing(
+        trained_router, catalog):
+    """The scorer's version (`gate_version`) and the gate's rules (`gate_rules`) are both in
+    the manifest; one used to overwrite the other, and every served artifact then warned
+    that its gate had changed."""
+    from router_model.catalog_check import catalog_differences, gate_rules
+    from router_model.decide.gate import gate_mismatch, gate_version
+
+    manifest = trained_router[1].artifact.manifest
+    assert manifest["gate_version"] == gate_version(catalog.gate)
+    assert manifest["gate_rules"] == gate_rules(catalog)
+    assert gate_mismatch(catalog.gate, manifest) is None
+    assert catalog_differences(manifest, catalog) == []

@@ -40,6 +40,13 @@ RAW_COSINE_GATE = ("gate.scorer=brief_cosine", "gate.calibration_map=null",
                    "gate.guards=[injection]")
 
 
+# The calibrated gate on one vector per item (the brief's is cached): the loop tests generate
+# well over a hundred courses, and the default combo embeds up to 14 texts per item, which
+# made them the slowest part of the suite. What they test (the loop) does not depend on
+# which calibrated scorer the gate uses.
+ONE_VECTOR_GATE = ("gate.scorer=brief_cosine",)
+
+
 def generate_config(tmp: Path, url: str, *overrides: str) -> DictConfig:
     """course_generate against `url`, everything written under `tmp`, rules by default."""
     cfg = compose_config("course_generate", [

@@ -19,7 +19,12 @@ from pipeline.generator.cli import run
 from pipeline.generator.inputs import parse_analysis_result
 from router_model.model.artifact import LATEST_FILE
 from tests.helpers import compose_config, tmp_paths
-from tests.pipeline.generator.helpers import generate_config, simulator, synthetic_result
+from tests.pipeline.generator.helpers import (
+    ONE_VECTOR_GATE,
+    generate_config,
+    simulator,
+    synthetic_result,
+)
 
 N_FIRST = int(os.environ.get("LOOP_FIRST_COURSES", "40"))
 N_SERVED = int(os.environ.get("LOOP_SERVED_COURSES", "30"))
@@ -49,11 +54,13 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
     served = [parse_analysis_result(synthetic_result(i, seed=2)) for i in range(N_SERVED)]
     logs = [f"{tmp_path}/first/out/attempts", f"{tmp_path}/served/out/attempts"]
     with simulator(embedder) as (url, _):
-        run(generate_config(tmp_path / "first", url, "generate.explore_epsilon=0.3"), first,
+        run(generate_config(tmp_path / "first", url, "generate.explore_epsilon=0.3",
+                            *ONE_VECTOR_GATE), first,
             embedder)
         champion = run_train(resolved("router_train", [
             *tmp_paths(tmp_path / "t1"), f"paths.logs={logs[0]}", "train.model=logreg",
-            "train.baseline=null", "train.publish=false"]), progress=False).artifact
+            "train.baseline=null", "train.publish=false", *ONE_VECTOR_GATE]),
+            progress=False).artifact
         with pytest.raises(ValueError, match="nothing is serving"):
             run_promote(resolved("router_promote", [f"router.artifact={serving}"]),
                         str(champion.path))
@@ -61,7 +68,7 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
                                                        "promote.allow_first=true"]),
                            str(champion.path))["promoted"]
         run(generate_config(tmp_path / "served", url, f"serve.artifact={serving}",
-                            "router.policy.epsilon=0.2"), served, embedder)
+                            "router.policy.epsilon=0.2", *ONE_VECTOR_GATE), served, embedder)
 
     monitored = run_monitor(resolved("router_monitor", [
         *tmp_paths(tmp_path / "m"), f"router.artifact={serving}", f"paths.logs={logs[1]}",
@@ -75,7 +82,7 @@ def test_generate_monitor_retrain_promote(tmp_path, monkeypatch, embedder):
 
     candidate = run_train(resolved("router_train", [
         *tmp_paths(tmp_path / "t2"), f"paths.logs=[{logs[0]},{logs[1]}]", "train.model=logreg",
-        "train.baseline=null", "train.publish=false", "data.holdout_share=0.3"]),
+        "train.baseline=null", "train.publish=false", *ONE_VECTOR_GATE, "data.holdout_share=0.3"]),
         progress=False).artifact
     result = run_promote(resolved("router_promote", [
         f"router.artifact={serving}", f"paths.logs=[{logs[0]},{logs[1]}]",
