@@ -24,7 +24,7 @@ from tests.pipeline.generator.helpers import generate_config, simulator
 from training.monitoring.drift import DriftSettings, feature_drift, outcome_drift
 from training.reference import feature_reference, outcome_reference, task_frame
 
-N_COURSES, SEED = 8, 4242
+N_COURSES, SEED = 4, 4242  # each world course is a full one: about a minute apiece
 
 
 @pytest.mark.slow

@@ -275,6 +275,7 @@ def test_mismatched_artifacts_are_refused(trained, tmp_path, change, message):
         load_artifact(folder)
 
 
+@pytest.mark.slow
 def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalog):
     """A PCA of the MiniLM embedding of each task's brief: off by default, real when on."""
     from omegaconf import OmegaConf
@@ -288,7 +289,7 @@ def test_the_optional_brief_embedding_feature_trains_and_serves(tmp_path, catalo
     from training.train_cli import train_job
 
     run_simulate(compose_config("router_simulate", [*tmp_paths(tmp_path),
-                                                    "simulate.n_courses=300"]))
+                                                    "simulate.n_courses=100"]))
     cfg = compose_config("router_train", [*tmp_paths(tmp_path), "train.baseline=null",
                                           "train.lightgbm.n_estimators=50",
                                           "router.features.brief_embedding_components=3"])

@@ -23,8 +23,8 @@ from tests.pipeline.generator.helpers import (
     synthetic_result,
 )
 
-N_TRAIN = int(os.environ.get("LOOP_TRAIN_COURSES", "80"))
-N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "30"))
+N_TRAIN = int(os.environ.get("LOOP_TRAIN_COURSES", "60"))
+N_EVAL = int(os.environ.get("LOOP_EVAL_COURSES", "24"))
 
 
 @pytest.mark.slow
