@@ -66,7 +66,7 @@ perf: install  ## issue 14's speed table: ratios to bare baselines, never assert
 	  $(BIN)/router-simulate && $(BIN)/router-train $(DEMO_TRAIN); }
 	$(BIN)/python perf/report.py $(PERF_ARGS)
 
-evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 25 min)
+evaluate-seeds: install  ## simulate -> train -> evaluate over 5 seeds x 5 worlds (about 10 min on 2 cores)
 	$(BIN)/router-evaluate-seeds
 
 benchmark: install  ## routers on the public outcome tables in ../shared (minutes; cached)
