@@ -107,9 +107,9 @@ AUDIT_PESSIMISM = 1.645
 
 def gate_errors(attempts: pd.DataFrame) -> dict[str, Any]:
     """P(truly failing | the gate accepted) by tier, and by (field, tier) for every cell the
-    audit saw, shrunk toward its tier and pessimistic where thin (`field_tier`, what a
-    candidate start is planned on) or not (`field_tier_point`, what the bar it must meet is
-    planned on); from the rows with an audit verdict."""
+    audit saw, shrunk toward its tier and pessimistic where thin (`field_tier`, what a move
+    away from the rules is planned on) or not (`field_tier_point`, what each field's static
+    tier is planned on); from the rows with an audit verdict."""
     if "audit_passed" not in attempts.columns:
         return {"tier": {}, "field_tier": {}, "field_tier_point": {}, "audited_accepted": 0}
     audit = pd.Series(attempts["audit_passed"], dtype="boolean")
